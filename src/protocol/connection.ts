@@ -1,0 +1,531 @@
+// One tsgi connection as a state machine: handshake, stream table, per-stream flow control,
+// GOAWAY and PING. It does no I/O: bytes come in through `receive()` and go out through the
+// `write` function it is given, so the same code runs over a Unix socket, TCP or a test pair.
+import { DEFAULTS, Flags, FrameType, MAX_STREAM_ID, PROTOCOL_VERSIONS, RESET_CODE_NAMES, ResetCode } from './constants.js';
+import { ProtocolError, TsgiError } from './errors.js';
+import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
+import { GoAway, Hello, Ping, Request, Reset, Response, Trailers, Window } from './messages.js';
+import type { tsgi } from './generated/tsgi.js';
+
+export type RequestHead = tsgi.Request.$Properties;
+export type ResponseHead = tsgi.Response.$Properties;
+export type HeaderFields = tsgi.HeaderBlock.$Properties;
+
+/** Reset codes that never travel on the wire: the connection itself ended. */
+export const LOCAL_CONNECTION_LOST = 0x100;
+
+export interface ConnectionOptions {
+  role: 'client' | 'server';
+  /** Writes bytes to the peer, in order. The I/O layer coalesces writes of one tick. */
+  write: (chunk: Uint8Array) => void;
+  maxFrameSize?: number;
+  initialWindow?: number;
+  maxStreams?: number;
+  software?: string;
+  versions?: readonly number[];
+  /** The peer's HELLO arrived and a version was agreed. */
+  onReady?: (conn: Connection) => void;
+  /** Server role: a new request stream. */
+  onRequest?: (stream: Stream, head: tsgi.Request, endStream: boolean) => void;
+  onGoAway?: (lastStreamId: number, code: number, message: string) => void;
+  onPong?: (id: number) => void;
+  /** A protocol error: the connection must be closed by the I/O layer. */
+  onError?: (err: TsgiError) => void;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class Stream {
+  readonly id: number;
+  readonly connection: Connection;
+  /** Bytes of DATA we may still send before the peer grants more. */
+  sendWindow: number;
+  /** Bytes of DATA the peer may still send us. */
+  #recvWindow: number;
+  /** Bytes handed to the consumer and not yet granted back to the peer. */
+  #unacked = 0;
+  #queue: Uint8Array[] = [];
+  #queueEnd = false;
+  localEnded = false;
+  remoteEnded = false;
+  closed = false;
+  headReceived = false;
+  /** Anything the owner wants to hang on the stream. */
+  context: unknown = undefined;
+
+  /** Client role: the response head. */
+  onHead: ((head: tsgi.Response, endStream: boolean) => void) | null = null;
+  onData: ((chunk: Buffer, endStream: boolean) => void) | null = null;
+  onTrailers: ((headers: HeaderFields) => void) | null = null;
+  /** The stream ended abnormally: RESET from the peer, or the connection was lost. */
+  onReset: ((code: number, message: string) => void) | null = null;
+  /** Credit arrived and everything queued was sent: the producer may write again. */
+  onDrain: (() => void) | null = null;
+
+  constructor(connection: Connection, id: number, sendWindow: number, recvWindow: number) {
+    this.connection = connection;
+    this.id = id;
+    this.sendWindow = sendWindow;
+    this.#recvWindow = recvWindow;
+  }
+
+  /** True while data waits for credit; a producer should stop until onDrain. */
+  get blocked(): boolean {
+    return this.#queue.length > 0 || this.sendWindow <= 0;
+  }
+
+  sendResponse(head: ResponseHead, endStream: boolean): void {
+    this.#sendHead(FrameType.RESPONSE, Response.encode(head).finish(), endStream);
+  }
+
+  sendRequest(head: RequestHead, endStream: boolean): void {
+    this.#sendHead(FrameType.REQUEST, Request.encode(head).finish(), endStream);
+  }
+
+  sendTrailers(headers: HeaderFields): void {
+    if (this.localEnded || this.closed) return;
+    if (this.#queue.length > 0) throw new TsgiError('TSGI_ERR_PROTOCOL', 'trailers sent while data waits for credit');
+    this.#sendHead(FrameType.TRAILERS, Trailers.encode({ headers }).finish(), true);
+  }
+
+  #sendHead(type: number, payload: Uint8Array, endStream: boolean): void {
+    if (this.closed || this.localEnded) return;
+    const conn = this.connection;
+    if (payload.length > conn.peerMaxFrameSize) {
+      throw new TsgiError('TSGI_ERR_FRAME_TOO_LARGE',
+        `head of ${payload.length} bytes exceeds the peer's ${conn.peerMaxFrameSize}-byte frame limit`);
+    }
+    conn.writeFrame(type, endStream ? Flags.END_STREAM : 0, this.id, payload);
+    if (endStream) this.#endLocal();
+  }
+
+  /**
+   * Sends body bytes, as much as the credit allows now; the rest waits for WINDOW frames.
+   * Returns false when the producer should pause until `onDrain` (backpressure).
+   */
+  write(chunk: Uint8Array, endStream = false): boolean {
+    if (this.closed || this.localEnded) return false;
+    if (this.#queue.length > 0) {
+      if (chunk.length > 0) this.#queue.push(chunk);
+      if (endStream) this.#queueEnd = true;
+      return false;
+    }
+    const rest = this.#send(chunk, endStream);
+    if (rest !== null) {
+      this.#queue.push(rest);
+      this.#queueEnd = endStream;
+      return false;
+    }
+    return this.sendWindow > 0;
+  }
+
+  end(): void {
+    this.write(EMPTY, true);
+  }
+
+  /** Sends what the credit allows; returns the unsent remainder, or null if all went. */
+  #send(chunk: Uint8Array, endStream: boolean): Uint8Array | null {
+    const conn = this.connection;
+    const max = conn.dataChunkSize;
+    let pos = 0;
+    const len = chunk.length;
+    if (len === 0) {
+      if (endStream) {
+        conn.writeFrame(FrameType.DATA, Flags.END_STREAM, this.id, EMPTY);
+        this.#endLocal();
+      }
+      return null;
+    }
+    while (pos < len) {
+      const n = Math.min(len - pos, max, this.sendWindow);
+      if (n <= 0) return pos === 0 ? chunk : chunk.subarray(pos);
+      const last = pos + n === len;
+      const piece = pos === 0 && last ? chunk : chunk.subarray(pos, pos + n);
+      this.sendWindow -= n;
+      pos += n;
+      conn.writeData(this.id, last && endStream ? Flags.END_STREAM : 0, piece);
+    }
+    if (endStream) this.#endLocal();
+    return null;
+  }
+
+  /** Called by the connection when credit arrives. */
+  _credit(increment: number): void {
+    this.sendWindow += increment;
+    if (this.sendWindow > MAX_STREAM_ID) {
+      this.connection._failStream(this, ResetCode.FLOW_CONTROL_ERROR, 'window grew past 2^31-1');
+      return;
+    }
+    const queue = this.#queue;
+    while (queue.length > 0 && this.sendWindow > 0) {
+      const head = queue[0]!;
+      const lastItem = queue.length === 1;
+      const rest = this.#send(head, lastItem && this.#queueEnd);
+      if (rest !== null) {
+        queue[0] = rest;
+        return;
+      }
+      queue.shift();
+    }
+    if (queue.length === 0 && this.#queueEnd && !this.localEnded) this.#send(EMPTY, true);
+    if (queue.length === 0 && this.onDrain !== null && !this.closed) this.onDrain();
+  }
+
+  /** Called by the connection for each DATA frame; enforces the credit we granted. */
+  _receiveData(payload: Buffer, endStream: boolean): void {
+    if (this.remoteEnded) {
+      this.connection._failStream(this, ResetCode.PROTOCOL_ERROR, 'DATA after end of stream');
+      return;
+    }
+    if (payload.length > this.#recvWindow) {
+      this.connection._failStream(this, ResetCode.FLOW_CONTROL_ERROR,
+        `DATA of ${payload.length} bytes exceeds the ${this.#recvWindow} bytes of credit left`);
+      return;
+    }
+    this.#recvWindow -= payload.length;
+    if (endStream) this.remoteEnded = true;
+    if (this.onData !== null) this.onData(payload, endStream);
+    else this.consume(payload.length);
+    if (endStream) this._maybeClose();
+  }
+
+  /**
+   * The consumer has taken `n` bytes of received DATA: grant the peer that much credit again.
+   * Credit is returned in batches of a quarter window, so small bodies cost no WINDOW frames.
+   */
+  consume(n: number): void {
+    if (this.closed || this.remoteEnded || n <= 0) return;
+    this.#unacked += n;
+    if (this.#unacked >= this.connection.initialWindow >>> 2) {
+      const inc = this.#unacked;
+      this.#unacked = 0;
+      this.#recvWindow += inc;
+      this.connection.writeFrame(FrameType.WINDOW, 0, this.id, Window.encode({ increment: inc }).finish());
+    }
+  }
+
+  /** Cancels the stream: tells the peer (unless the connection is gone) and forgets it. */
+  reset(code: number, message = ''): void {
+    if (this.closed) return;
+    this.connection._resetStream(this, code, message);
+  }
+
+  #endLocal(): void {
+    this.localEnded = true;
+    this.#queue.length = 0;
+    this._maybeClose();
+  }
+
+  _maybeClose(): void {
+    if (this.localEnded && this.remoteEnded) this.connection._forget(this);
+  }
+
+  _closeQueue(): void {
+    this.#queue.length = 0;
+    this.#queueEnd = false;
+  }
+}
+
+export class Connection {
+  readonly role: 'client' | 'server';
+  readonly maxFrameSize: number;
+  readonly initialWindow: number;
+  readonly maxStreams: number;
+  readonly streams = new Map<number, Stream>();
+  /** The version agreed with the peer (0 until its HELLO). */
+  version = 0;
+  peerMaxFrameSize: number = DEFAULTS.maxFrameSize;
+  peerInitialWindow: number = DEFAULTS.initialWindow;
+  peerMaxStreams = 0;
+  peerSoftware = '';
+  dataChunkSize: number = DEFAULTS.dataChunkSize;
+  /** We sent GOAWAY: no new streams accepted (server) or opened (client). */
+  goAwaySent = false;
+  /** The peer sent GOAWAY: open no new streams on this connection. */
+  goAwayReceived = false;
+  closed = false;
+
+  #opts: ConnectionOptions;
+  #write: (chunk: Uint8Array) => void;
+  #decoder: FrameDecoder;
+  #nextStreamId = 1;
+  #lastPeerStreamId = 0;
+  #versions: readonly number[];
+  #onFrame = this.#handleFrame.bind(this);
+
+  constructor(opts: ConnectionOptions) {
+    this.#opts = opts;
+    this.role = opts.role;
+    this.#write = opts.write;
+    this.maxFrameSize = opts.maxFrameSize ?? DEFAULTS.maxFrameSize;
+    this.initialWindow = opts.initialWindow ?? DEFAULTS.initialWindow;
+    this.maxStreams = opts.maxStreams ?? DEFAULTS.maxStreams;
+    this.#versions = opts.versions ?? PROTOCOL_VERSIONS;
+    this.#decoder = new FrameDecoder(this.maxFrameSize);
+  }
+
+  /** Sends our HELLO. Call once, when the transport is open. */
+  start(): void {
+    this.writeFrame(FrameType.HELLO, 0, 0, Hello.encode({
+      versions: this.#versions as number[],
+      maxFrameSize: this.maxFrameSize,
+      initialWindow: this.initialWindow,
+      maxStreams: this.maxStreams,
+      software: this.#opts.software ?? 'tsgi',
+    }).finish());
+  }
+
+  get ready(): boolean {
+    return this.version !== 0 && !this.closed;
+  }
+
+  /** Client role: whether a new stream may be opened now. */
+  get canOpen(): boolean {
+    return this.ready && !this.goAwayReceived && !this.goAwaySent && this.#nextStreamId <= MAX_STREAM_ID
+      && (this.peerMaxStreams === 0 || this.streams.size < this.peerMaxStreams);
+  }
+
+  /** Feeds bytes from the transport. Protocol errors go to onError (and are thrown to no one). */
+  receive(chunk: Buffer): void {
+    if (this.closed) return;
+    try {
+      this.#decoder.push(chunk, this.#onFrame);
+    } catch (err) {
+      this.#protocolError(err);
+    }
+  }
+
+  /** Client role: opens a stream and sends the request head. */
+  open(head: RequestHead, endStream: boolean): Stream {
+    if (this.role !== 'client') throw new Error('only the client opens streams');
+    if (!this.canOpen) throw new TsgiError('TSGI_ERR_STREAM_REFUSED', 'connection cannot open new streams');
+    const id = this.#nextStreamId;
+    this.#nextStreamId += 2;
+    const stream = new Stream(this, id, this.peerInitialWindow, this.initialWindow);
+    this.streams.set(id, stream);
+    try {
+      stream.sendRequest(head, endStream);
+    } catch (err) {
+      this.streams.delete(id);
+      stream.closed = true;
+      throw err;
+    }
+    return stream;
+  }
+
+  /** No new streams: the server refuses later ones, the client stops opening them. */
+  goAway(code: number = ResetCode.NO_ERROR, message = ''): void {
+    if (this.closed || this.goAwaySent) return;
+    this.goAwaySent = true;
+    this.writeFrame(FrameType.GOAWAY, 0, 0, GoAway.encode({
+      lastStreamId: this.role === 'server' ? this.#lastPeerStreamId : 0, code, message,
+    }).finish());
+  }
+
+  ping(id: number): void {
+    if (!this.closed) this.writeFrame(FrameType.PING, 0, 0, Ping.encode({ id }).finish());
+  }
+
+  /**
+   * The transport is gone (or must go): every open stream ends with LOCAL_CONNECTION_LOST.
+   * Idempotent.
+   */
+  destroy(message = 'connection lost'): void {
+    if (this.closed) return;
+    this.closed = true;
+    const streams = [...this.streams.values()];
+    this.streams.clear();
+    for (const stream of streams) {
+      stream.closed = true;
+      stream._closeQueue();
+      stream.onReset?.(LOCAL_CONNECTION_LOST, message);
+    }
+  }
+
+  writeFrame(type: number, flags: number, stream: number, payload: Uint8Array): void {
+    if (this.closed) return;
+    this.#write(encodeFrame(type, flags, stream, payload));
+  }
+
+  writeData(stream: number, flags: number, payload: Uint8Array): void {
+    if (this.closed) return;
+    if (payload.length <= 512) {
+      this.#write(encodeFrame(FrameType.DATA, flags, stream, payload));
+    } else {
+      this.#write(frameHeader(FrameType.DATA, flags, stream, payload.length));
+      this.#write(payload);
+    }
+  }
+
+  _forget(stream: Stream): void {
+    stream.closed = true;
+    this.streams.delete(stream.id);
+  }
+
+  _resetStream(stream: Stream, code: number, message: string): void {
+    this._forget(stream);
+    stream._closeQueue();
+    this.writeFrame(FrameType.RESET, 0, stream.id, Reset.encode({ code, message }).finish());
+  }
+
+  /** A stream-level protocol violation by the peer: reset that stream and tell its owner. */
+  _failStream(stream: Stream, code: number, message: string): void {
+    this._resetStream(stream, code, message);
+    stream.onReset?.(code, message);
+  }
+
+  #protocolError(err: unknown): void {
+    const error = err instanceof TsgiError ? err
+      : new ProtocolError(`malformed frame: ${(err as Error)?.message ?? String(err)}`);
+    if (!this.closed) {
+      this.writeFrame(FrameType.GOAWAY, 0, 0, GoAway.encode({
+        lastStreamId: this.#lastPeerStreamId, code: ResetCode.PROTOCOL_ERROR, message: error.message,
+      }).finish());
+    }
+    this.#opts.onError?.(error);
+    this.destroy(error.message);
+  }
+
+  #handleFrame(type: number, flags: number, id: number, payload: Buffer): void {
+    if (this.closed) return;
+    if (this.version === 0 && type !== FrameType.HELLO) {
+      throw new ProtocolError(`expected HELLO first, got frame type ${type}`);
+    }
+    const end = (flags & Flags.END_STREAM) !== 0;
+    switch (type) {
+      case FrameType.DATA: {
+        const stream = this.#streamFor(id, type);
+        if (stream !== undefined) stream._receiveData(payload, end);
+        return;
+      }
+      case FrameType.REQUEST:
+        this.#handleRequest(id, payload, end);
+        return;
+      case FrameType.RESPONSE: {
+        const stream = this.#streamFor(id, type);
+        if (stream === undefined) return;
+        if (this.role !== 'client' || stream.headReceived) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'unexpected RESPONSE');
+          return;
+        }
+        stream.headReceived = true;
+        const head = Response.decode(payload);
+        if (end) stream.remoteEnded = true;
+        stream.onHead?.(head, end);
+        if (end) stream._maybeClose();
+        return;
+      }
+      case FrameType.WINDOW: {
+        const { increment } = Window.decode(payload);
+        if (increment === 0) throw new ProtocolError('WINDOW with zero increment');
+        const stream = this.#streamFor(id, type);
+        if (stream !== undefined) stream._credit(increment);
+        return;
+      }
+      case FrameType.RESET: {
+        const stream = this.#streamFor(id, type);
+        if (stream === undefined) return;
+        const { code, message } = Reset.decode(payload);
+        this._forget(stream);
+        stream._closeQueue();
+        stream.onReset?.(code, message || RESET_CODE_NAMES[code] || `code ${code}`);
+        return;
+      }
+      case FrameType.TRAILERS: {
+        const stream = this.#streamFor(id, type);
+        if (stream === undefined) return;
+        if (!end || stream.remoteEnded) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'TRAILERS must end the stream');
+          return;
+        }
+        const { headers } = Trailers.decode(payload);
+        stream.remoteEnded = true;
+        stream.onTrailers?.(headers ?? {});
+        stream.onData?.(Buffer.alloc(0), true);
+        stream._maybeClose();
+        return;
+      }
+      case FrameType.HELLO:
+        this.#handleHello(id, payload);
+        return;
+      case FrameType.GOAWAY: {
+        if (id !== 0) throw new ProtocolError('GOAWAY on a stream');
+        const { lastStreamId, code, message } = GoAway.decode(payload);
+        this.goAwayReceived = true;
+        if (this.role === 'client') {
+          // Streams above lastStreamId were never processed: refuse them so they can go elsewhere.
+          for (const stream of [...this.streams.values()]) {
+            if (stream.id > lastStreamId) {
+              this._forget(stream);
+              stream._closeQueue();
+              stream.onReset?.(ResetCode.REFUSED_STREAM, 'backend is going away');
+            }
+          }
+        }
+        this.#opts.onGoAway?.(lastStreamId, code, message);
+        return;
+      }
+      case FrameType.PING:
+        if (id !== 0) throw new ProtocolError('PING on a stream');
+        this.writeFrame(FrameType.PONG, 0, 0, payload);
+        return;
+      case FrameType.PONG:
+        if (id !== 0) throw new ProtocolError('PONG on a stream');
+        this.#opts.onPong?.(Ping.decode(payload).id);
+        return;
+      default:
+        return; // unknown frame types are ignored, so later versions can add some
+    }
+  }
+
+  #handleHello(id: number, payload: Buffer): void {
+    if (id !== 0) throw new ProtocolError('HELLO on a stream');
+    if (this.version !== 0) throw new ProtocolError('second HELLO');
+    const hello = Hello.decode(payload);
+    let version = 0;
+    for (const v of hello.versions) if (this.#versions.includes(v) && v > version) version = v;
+    if (version === 0) {
+      throw new ProtocolError(
+        `no common protocol version (peer speaks ${hello.versions.join(',') || 'none'}, we speak ${this.#versions.join(',')})`,
+        'TSGI_ERR_VERSION');
+    }
+    if (hello.maxFrameSize < 1024) throw new ProtocolError(`peer max frame size ${hello.maxFrameSize} is below 1024`);
+    this.version = version;
+    this.peerMaxFrameSize = hello.maxFrameSize;
+    this.peerInitialWindow = hello.initialWindow;
+    this.peerMaxStreams = hello.maxStreams;
+    this.peerSoftware = hello.software;
+    this.dataChunkSize = Math.min(DEFAULTS.dataChunkSize, hello.maxFrameSize);
+    this.#opts.onReady?.(this);
+  }
+
+  #handleRequest(id: number, payload: Buffer, end: boolean): void {
+    if (this.role !== 'server') throw new ProtocolError('REQUEST sent to the client side');
+    if ((id & 1) === 0 || id <= this.#lastPeerStreamId) {
+      throw new ProtocolError(`REQUEST on stream ${id}, which is not a new odd stream id`);
+    }
+    this.#lastPeerStreamId = id;
+    const head = Request.decode(payload);
+    const stream = new Stream(this, id, this.peerInitialWindow, this.initialWindow);
+    if (end) stream.remoteEnded = true;
+    if (this.goAwaySent || this.streams.size >= this.maxStreams) {
+      stream.closed = true;
+      this.writeFrame(FrameType.RESET, 0, id, Reset.encode({
+        code: ResetCode.REFUSED_STREAM, message: this.goAwaySent ? 'going away' : 'too many streams',
+      }).finish());
+      return;
+    }
+    this.streams.set(id, stream);
+    this.#opts.onRequest?.(stream, head, end);
+  }
+
+  /** The stream a frame names, or undefined for one that recently closed (frames in flight). */
+  #streamFor(id: number, type: number): Stream | undefined {
+    const stream = this.streams.get(id);
+    if (stream !== undefined) return stream;
+    if (id === 0) throw new ProtocolError(`frame type ${type} needs a stream id`);
+    const highest = this.role === 'server' ? this.#lastPeerStreamId : this.#nextStreamId - 2;
+    if (id > highest) throw new ProtocolError(`frame type ${type} on stream ${id}, which was never opened`);
+    return undefined;
+  }
+}

@@ -1,0 +1,64 @@
+// Numbers both ends of a tsgi connection agree on: frame types, flags, reset codes, defaults.
+// Plain `as const` objects rather than enums, so the TypeScript stays erasable.
+
+/** Protocol versions this build speaks, oldest first. */
+export const PROTOCOL_VERSIONS: readonly number[] = [1];
+
+/** Bytes in a frame header: length u32 | type u8 | flags u8 | stream u32. */
+export const FRAME_HEADER_SIZE = 10;
+
+export const FrameType = {
+  HELLO: 0,
+  REQUEST: 1,
+  RESPONSE: 2,
+  DATA: 3,
+  TRAILERS: 4,
+  RESET: 5,
+  WINDOW: 6,
+  GOAWAY: 7,
+  PING: 8,
+  PONG: 9,
+} as const;
+export type FrameType = (typeof FrameType)[keyof typeof FrameType];
+export const FRAME_TYPE_NAMES: readonly string[] = Object.keys(FrameType);
+
+export const Flags = {
+  /** No more frames follow on this stream from this side. */
+  END_STREAM: 0x1,
+} as const;
+
+/** Why a stream was reset. Sent in RESET and GOAWAY frames. */
+export const ResetCode = {
+  /** Nothing wrong: the sender needs no more (e.g. the response ended before the body was read). */
+  NO_ERROR: 0,
+  /** The peer broke the protocol on this stream. */
+  PROTOCOL_ERROR: 1,
+  /** Something failed inside the sender (an app error after the head went out). */
+  INTERNAL_ERROR: 2,
+  /** DATA beyond the credit granted. */
+  FLOW_CONTROL_ERROR: 3,
+  /** The stream was never processed; the request may safely be sent elsewhere. */
+  REFUSED_STREAM: 4,
+  /** The client went away or no longer wants the response. */
+  CANCEL: 5,
+  /** The request's deadline passed. */
+  TIMEOUT: 6,
+  /** A head or body exceeded a limit. */
+  TOO_LARGE: 7,
+} as const;
+export type ResetCode = (typeof ResetCode)[keyof typeof ResetCode];
+export const RESET_CODE_NAMES: readonly string[] = Object.keys(ResetCode);
+
+export const DEFAULTS = {
+  /** Largest frame payload accepted. Request and response heads must fit in one frame. */
+  maxFrameSize: 1024 * 1024,
+  /** DATA payloads are cut into frames of at most this size. */
+  dataChunkSize: 64 * 1024,
+  /** Flow-control credit per stream, in bytes. */
+  initialWindow: 256 * 1024,
+  /** Concurrent streams per connection. */
+  maxStreams: 1024,
+} as const;
+
+/** Stream ids are 31-bit; a connection that reaches this stops opening streams. */
+export const MAX_STREAM_ID = 0x7fffffff;

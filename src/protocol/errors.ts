@@ -1,0 +1,97 @@
+// The one errors module: every error tsgi raises on purpose is a TsgiError with a stable
+// TSGI_ERR_* code, and this file alone decides which HTTP status each one becomes.
+
+export type TsgiErrorCode =
+  | 'TSGI_ERR_PROTOCOL'
+  | 'TSGI_ERR_FRAME_TOO_LARGE'
+  | 'TSGI_ERR_FLOW_CONTROL'
+  | 'TSGI_ERR_VERSION'
+  | 'TSGI_ERR_BACKEND_UNAVAILABLE'
+  | 'TSGI_ERR_BACKEND_LOST'
+  | 'TSGI_ERR_BACKEND_RESET'
+  | 'TSGI_ERR_BACKEND_TIMEOUT'
+  | 'TSGI_ERR_NO_BACKEND'
+  | 'TSGI_ERR_STREAM_REFUSED'
+  | 'TSGI_ERR_APP'
+  | 'TSGI_ERR_APP_LOAD'
+  | 'TSGI_ERR_START_RESPONSE'
+  | 'TSGI_ERR_HEADER'
+  | 'TSGI_ERR_CLIENT_GONE'
+  | 'TSGI_ERR_BODY_TOO_LARGE'
+  | 'TSGI_ERR_CONFIG';
+
+const STATUS: Record<TsgiErrorCode, number> = {
+  TSGI_ERR_PROTOCOL: 502,
+  TSGI_ERR_FRAME_TOO_LARGE: 502,
+  TSGI_ERR_FLOW_CONTROL: 502,
+  TSGI_ERR_VERSION: 502,
+  TSGI_ERR_BACKEND_UNAVAILABLE: 502,
+  TSGI_ERR_BACKEND_LOST: 502,
+  TSGI_ERR_BACKEND_RESET: 502,
+  TSGI_ERR_BACKEND_TIMEOUT: 504,
+  TSGI_ERR_NO_BACKEND: 503,
+  TSGI_ERR_STREAM_REFUSED: 503,
+  TSGI_ERR_APP: 500,
+  TSGI_ERR_APP_LOAD: 500,
+  TSGI_ERR_START_RESPONSE: 500,
+  TSGI_ERR_HEADER: 500,
+  TSGI_ERR_CLIENT_GONE: 499,
+  TSGI_ERR_BODY_TOO_LARGE: 413,
+  TSGI_ERR_CONFIG: 500,
+};
+
+export class TsgiError extends Error {
+  readonly code: TsgiErrorCode;
+  constructor(code: TsgiErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TsgiError';
+    this.code = code;
+  }
+  /** The HTTP status a client sees when this error ends its request. */
+  get status(): number {
+    return STATUS[this.code];
+  }
+}
+
+/** A peer broke the wire protocol; the connection it came on is closed. */
+export class ProtocolError extends TsgiError {
+  constructor(message: string, code: TsgiErrorCode = 'TSGI_ERR_PROTOCOL') {
+    super(code, message);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** An option given on the command line, in the environment or a config file is wrong. */
+export class ConfigError extends TsgiError {
+  constructor(message: string) {
+    super('TSGI_ERR_CONFIG', message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The application broke the gateway interface (startResponse misuse, bad headers). */
+export class GatewayError extends TsgiError {
+  constructor(code: 'TSGI_ERR_START_RESPONSE' | 'TSGI_ERR_HEADER', message: string) {
+    super(code, message);
+    this.name = 'GatewayError';
+  }
+}
+
+/** The HTTP status for any error that ends a request: TsgiErrors by code, anything else 500. */
+export function httpStatusFor(err: unknown): number {
+  return err instanceof TsgiError ? err.status : 500;
+}
+
+const REASONS: Record<number, string> = {
+  413: 'Content Too Large',
+  499: 'Client Closed Request',
+  500: 'Internal Server Error',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+};
+
+/** A short plain-text body for an error response; never includes internals of the app. */
+export function errorBody(status: number): string {
+  return `${status} ${REASONS[status] ?? 'Error'}\n`;
+}
