@@ -61,6 +61,9 @@ export class FrameDecoder {
   readonly maxFrameSize: number;
   #header = Buffer.allocUnsafe(FRAME_HEADER_SIZE);
   #headerFill = 0;
+  /** Payload length of a frame whose header is read and whose payload has not all arrived; 0 if none. */
+  #payloadLength = 0;
+  /** Allocated only once a payload turns out to be split across chunks. */
   #payload: Buffer | null = null;
   #payloadFill = 0;
   #type = 0;
@@ -82,13 +85,22 @@ export class FrameDecoder {
     const end = chunk.length;
     let pos = 0;
     while (pos < end) {
-      const payload = this.#payload;
-      if (payload !== null) {
+      const want = this.#payloadLength;
+      if (want > 0) {
+        // The header ended the previous chunk: a payload wholly inside this one is still a view.
+        if (this.#payload === null && end - pos >= want) {
+          this.#payloadLength = 0;
+          onFrame(this.#type, this.#flags, this.#stream, chunk.subarray(pos, pos + want));
+          pos += want;
+          continue;
+        }
+        const payload = this.#payload ??= Buffer.allocUnsafe(want);
         const n = Math.min(payload.length - this.#payloadFill, end - pos);
         chunk.copy(payload, this.#payloadFill, pos, pos + n);
         this.#payloadFill += n;
         pos += n;
         if (this.#payloadFill === payload.length) {
+          this.#payloadLength = 0;
           this.#payload = null;
           this.#payloadFill = 0;
           onFrame(this.#type, this.#flags, this.#stream, payload);
@@ -130,8 +142,7 @@ export class FrameDecoder {
         onFrame(this.#type, this.#flags, this.#stream, chunk.subarray(pos, pos + length));
         pos += length;
       } else {
-        this.#payload = Buffer.allocUnsafe(length);
-        this.#payloadFill = 0;
+        this.#payloadLength = length;
       }
     }
   }

@@ -1,0 +1,53 @@
+// Runs a fetch-style handler (`fetch(request) → Response`, as Hono, Workers, Deno and Bun apps
+// export) as a gateway application: the environ becomes a Request (body streamed from
+// tsgi.input, signal from tsgi.signal), the Response becomes startResponse + body chunks.
+import { STATUS_CODES } from 'node:http';
+import type { Application, Chunk, Environ, FetchHandler } from './types.js';
+
+const NO_BODY = new Set(['GET', 'HEAD']);
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+export function requestFromEnviron(environ: Environ): Request {
+  const scheme = environ['tsgi.url_scheme'];
+  const host = (environ.HTTP_HOST as string | undefined)
+    ?? `${environ.SERVER_NAME}${environ.SERVER_PORT ? `:${environ.SERVER_PORT}` : ''}`;
+  const target = environ.REQUEST_URI.startsWith('/') ? environ.REQUEST_URI : `/${environ.REQUEST_URI}`;
+  const url = `${scheme}://${host || 'localhost'}${target}`;
+  const headers = new Headers();
+  const flat = environ['tsgi.headers'];
+  for (let i = 0; i < flat.length; i += 2) {
+    try {
+      headers.append(flat[i]!, flat[i + 1]!);
+    } catch {
+      // a header the Fetch API refuses to carry: the handler does not see it
+    }
+  }
+  const method = environ.REQUEST_METHOD;
+  const input = environ['tsgi.input'];
+  const hasBody = !NO_BODY.has(method) && !(input.complete && input.received === 0);
+  const init: RequestInit & { duplex?: 'half' } = { method, headers, signal: environ['tsgi.signal'] };
+  if (hasBody) {
+    init.body = ReadableStream.from(input) as unknown as ReadableStream<Uint8Array>;
+    init.duplex = 'half';
+  }
+  return new Request(url, init);
+}
+
+/** Wraps a fetch-style handler as a gateway Application. */
+export function fromFetch(handler: FetchHandler): Application {
+  return async (environ, startResponse) => {
+    const ctx = { waitUntil: (p: Promise<unknown>) => { p.catch(() => {}); }, passThroughOnException: () => {} };
+    const response = await handler.fetch(requestFromEnviron(environ), environ, ctx);
+    if (!(response instanceof Response)) {
+      throw new TypeError(`fetch handler returned ${response === null ? 'null' : typeof response}, not a Response`);
+    }
+    const headers: [string, string][] = [];
+    response.headers.forEach((value, name) => {
+      if (!HOP_BY_HOP.has(name) && name !== 'set-cookie') headers.push([name, value]);
+    });
+    for (const cookie of response.headers.getSetCookie()) headers.push(['set-cookie', cookie]);
+    startResponse(`${response.status} ${response.statusText || STATUS_CODES[response.status] || ''}`.trimEnd(), headers);
+    if (response.body === null) return [];
+    return response.body as unknown as AsyncIterable<Chunk>;
+  };
+}

@@ -1,0 +1,297 @@
+// Runs one application call under the gateway rules (PEP 3333 where they apply): startResponse
+// once (again only with excInfo, before the head went out); the head goes out with the first
+// non-empty chunk; the result's close()/return() is always called; an error before the head
+// becomes a 500, an error after it resets the stream (never a second head).
+// Synchronous apps run to completion without a single promise; async work switches to the
+// slow path only when it is needed (a promise, an async iterable, or backpressure).
+import { STATUS_CODES } from 'node:http';
+import { GatewayError, errorBody, httpStatusFor } from '../protocol/errors.js';
+import type { Logger } from '../common/log.js';
+import type { AppResult, Application, Chunk, Environ, StartResponse, Write } from './types.js';
+
+/** Where a response goes: a tsgi stream, a uwsgi socket, a test double. */
+export interface Responder {
+  /** Sends the head; `end` when no body follows. Header names/values are already checked. */
+  head(status: number, reason: string, headers: string[], end: boolean): void;
+  /** Sends body bytes; returns false when the producer should wait for `drain()`. */
+  write(chunk: Uint8Array, end: boolean): boolean;
+  /** Resolves when more may be written, or when the exchange was aborted. */
+  drain(): Promise<void>;
+  /** Ends the exchange abnormally after the head went out (reset / cut the connection). */
+  abort(reason: string): void;
+  /** True once the peer is gone: stop producing. */
+  readonly aborted: boolean;
+}
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
+]);
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+const STATUS_LINE = /^([1-9]\d\d)(?: ([^\r\n\0]*))?$/;
+const EMPTY = new Uint8Array(0);
+
+function toBytes(chunk: Chunk): Uint8Array {
+  if (typeof chunk === 'string') return Buffer.from(chunk, 'utf8');
+  if (chunk instanceof Uint8Array) return chunk;
+  throw new GatewayError('TSGI_ERR_START_RESPONSE',
+    `the application yielded a ${chunk === null ? 'null' : typeof chunk}; chunks must be strings or Uint8Arrays`);
+}
+
+function isThenable(x: unknown): x is PromiseLike<unknown> {
+  return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
+}
+
+/** Checks and flattens startResponse arguments; throws GatewayError with the reason. */
+export function checkHead(
+  status: string | number, headers: Parameters<StartResponse>[1],
+): { code: number; reason: string; flat: string[] } {
+  let code: number;
+  let reason = '';
+  if (typeof status === 'number') {
+    code = status;
+  } else {
+    const m = typeof status === 'string' ? STATUS_LINE.exec(status) : null;
+    if (m === null) {
+      throw new GatewayError('TSGI_ERR_START_RESPONSE',
+        `status must look like '200 OK' (three digits, a space, a reason without CR/LF), got ${JSON.stringify(status)}`);
+    }
+    code = Number(m[1]);
+    reason = m[2] ?? '';
+  }
+  if (!Number.isInteger(code) || code < 200 || code > 999) {
+    throw new GatewayError('TSGI_ERR_START_RESPONSE', `status code ${code} is not a final status (200-999)`);
+  }
+  if (reason === STATUS_CODES[code]) reason = ''; // the front supplies the standard phrase
+  const flat: string[] = [];
+  const add = (name: string, value: unknown) => {
+    if (typeof name !== 'string' || !TOKEN.test(name)) {
+      throw new GatewayError('TSGI_ERR_HEADER', `invalid header name ${JSON.stringify(name)}`);
+    }
+    const v = typeof value === 'string' ? value : String(value);
+    if (BAD_VALUE.test(v)) {
+      throw new GatewayError('TSGI_ERR_HEADER', `header ${name} has a value with CR, LF or another control character`);
+    }
+    if (HOP_BY_HOP.has(name.toLowerCase())) {
+      throw new GatewayError('TSGI_ERR_HEADER', `hop-by-hop header ${name} is not allowed from an application`);
+    }
+    flat.push(name, v);
+  };
+  if (Array.isArray(headers)) {
+    for (const pair of headers) {
+      if (!Array.isArray(pair) || pair.length !== 2) {
+        throw new GatewayError('TSGI_ERR_HEADER', 'headers must be [name, value] pairs');
+      }
+      add(pair[0], pair[1]);
+    }
+  } else if (headers !== null && typeof headers === 'object') {
+    for (const [name, value] of Object.entries(headers)) {
+      if (Array.isArray(value)) for (const v of value) add(name, v);
+      else add(name, value);
+    }
+  } else {
+    throw new GatewayError('TSGI_ERR_HEADER', 'headers must be an array of [name, value] pairs or an object');
+  }
+  return { code, reason, flat };
+}
+
+/** Runs the application for one request. Never throws; failures are answered and logged. */
+export function runApplication(
+  app: Application, environ: Environ, out: Responder, log: Logger, done?: () => void,
+): void {
+  new Exchange(app, environ, out, log, done).run();
+}
+
+class Exchange {
+  #app: Application;
+  #environ: Environ;
+  #out: Responder;
+  #log: Logger;
+  #done: (() => void) | undefined;
+  #pending: { code: number; reason: string; flat: string[] } | null = null;
+  #headSent = false;
+  #finished = false;
+  #result: unknown = null;
+  /** The iterator being drained; its return() runs if the exchange ends before it is done. */
+  #iter: Iterator<Chunk> | AsyncIterator<Chunk> | null = null;
+  readonly startResponse: StartResponse;
+  readonly #write: Write;
+
+  constructor(app: Application, environ: Environ, out: Responder, log: Logger, done?: () => void) {
+    this.#app = app;
+    this.#environ = environ;
+    this.#out = out;
+    this.#log = log;
+    this.#done = done;
+    this.#write = (chunk) => this.#send(toBytes(chunk), false);
+    this.startResponse = (status, headers, excInfo) => {
+      if (excInfo !== undefined && excInfo !== null) {
+        if (this.#headSent) throw excInfo; // too late to change the head: re-raise, as PEP 3333 says
+      } else if (this.#pending !== null) {
+        throw new GatewayError('TSGI_ERR_START_RESPONSE', 'startResponse called a second time without excInfo');
+      }
+      this.#pending = checkHead(status, headers);
+      return this.#write;
+    };
+  }
+
+  run(): void {
+    let result: AppResult | Promise<AppResult>;
+    try {
+      result = this.#app(this.#environ, this.startResponse);
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    if (isThenable(result)) {
+      (result as Promise<AppResult>).then((r) => this.#consume(r), (err) => this.#fail(err));
+    } else {
+      this.#consume(result);
+    }
+  }
+
+  #consume(result: AppResult): void {
+    this.#result = result;
+    try {
+      if (result === null || result === undefined) {
+        this.#finish();
+      } else if (typeof result === 'string' || result instanceof Uint8Array) {
+        this.#send(toBytes(result), true);
+        this.#finish();
+      } else if (Array.isArray(result)) {
+        this.#consumeArray(result, 0);
+      } else if (typeof (result as Iterable<Chunk>)[Symbol.iterator] === 'function') {
+        const it = (result as Iterable<Chunk>)[Symbol.iterator]();
+        this.#iter = it;
+        this.#consumeIterator(it);
+      } else if (typeof (result as AsyncIterable<Chunk>)[Symbol.asyncIterator] === 'function') {
+        const it = (result as AsyncIterable<Chunk>)[Symbol.asyncIterator]();
+        this.#iter = it;
+        this.#consumeAsync(it).catch((err) => this.#fail(err));
+      } else {
+        throw new GatewayError('TSGI_ERR_START_RESPONSE',
+          'the application must return an iterable or async iterable of chunks (or a string / Uint8Array)');
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #consumeArray(chunks: readonly Chunk[], from: number): void {
+    const last = chunks.length - 1;
+    for (let i = from; i <= last; i++) {
+      if (this.#out.aborted) return this.#cleanup();
+      const more = this.#send(toBytes(chunks[i]!), i === last);
+      if (!more && i < last && this.#headSent) {
+        this.#out.drain().then(() => this.#consumeArray(chunks, i + 1)).catch((err) => this.#fail(err));
+        return;
+      }
+    }
+    this.#finish();
+  }
+
+  #consumeIterator(it: Iterator<Chunk>): void {
+    for (;;) {
+      if (this.#out.aborted) return this.#cleanup();
+      const r = it.next();
+      if (r.done) break;
+      if (!this.#send(toBytes(r.value), false) && this.#headSent) {
+        this.#out.drain().then(() => this.#consumeIterator(it)).catch((err) => this.#fail(err));
+        return;
+      }
+    }
+    this.#iter = null;
+    this.#finish();
+  }
+
+  async #consumeAsync(it: AsyncIterator<Chunk>): Promise<void> {
+    for (;;) {
+      if (this.#out.aborted) return this.#cleanup();
+      const r = await it.next();
+      if (r.done) break;
+      if (!this.#send(toBytes(r.value), false) && this.#headSent) await this.#out.drain();
+    }
+    this.#iter = null;
+    this.#finish();
+  }
+
+  /** Sends a chunk (and the head first, if it is still pending). Returns the Responder's verdict. */
+  #send(bytes: Uint8Array, end: boolean): boolean {
+    if (this.#finished || this.#out.aborted) return false;
+    if (bytes.length === 0 && !end) return true;
+    if (!this.#headSent) {
+      const head = this.#pending;
+      if (head === null) {
+        throw new GatewayError('TSGI_ERR_START_RESPONSE', 'the application produced body bytes before calling startResponse');
+      }
+      this.#headSent = true;
+      if (end && bytes.length === 0) {
+        this.#out.head(head.code, head.reason, head.flat, true);
+        return false;
+      }
+      this.#out.head(head.code, head.reason, head.flat, false);
+    }
+    return this.#out.write(bytes, end);
+  }
+
+  #finish(): void {
+    if (this.#finished) return;
+    if (!this.#out.aborted) {
+      if (!this.#headSent) {
+        if (this.#pending === null) {
+          throw new GatewayError('TSGI_ERR_START_RESPONSE', 'the application returned without calling startResponse');
+        }
+        this.#send(EMPTY, true);
+      } else {
+        this.#out.write(EMPTY, true);
+      }
+    }
+    this.#cleanup();
+  }
+
+  #fail(err: unknown): void {
+    if (this.#finished) return;
+    const env = this.#environ;
+    const what = `${env.REQUEST_METHOD} ${env.REQUEST_URI}`;
+    if (this.#out.aborted) {
+      this.#log.debug(`${what}: stopped after the client went away (${(err as Error)?.message ?? err})`);
+    } else if (!this.#headSent) {
+      const status = httpStatusFor(err);
+      this.#log.error(`${what}: application error before the response head; answered ${status}`, err);
+      this.#headSent = true;
+      const body = Buffer.from(errorBody(status));
+      this.#out.head(status, '', ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)], false);
+      this.#out.write(body, true);
+    } else {
+      this.#log.error(`${what}: application error after the response head was sent; stream reset`, err);
+      this.#out.abort('application error after the response head');
+    }
+    this.#cleanup();
+  }
+
+  #cleanup(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    const it = this.#iter;
+    if (it !== null) {
+      this.#iter = null;
+      try {
+        const r = it.return?.();
+        if (isThenable(r)) (r as Promise<unknown>).catch((err) => this.#log.error('iterator return() failed', err));
+      } catch (err) {
+        this.#log.error('iterator return() failed', err);
+      }
+    }
+    const result = this.#result as { close?: () => unknown } | null;
+    if (result !== null && typeof result === 'object' && typeof result.close === 'function') {
+      try {
+        const r = result.close();
+        if (isThenable(r)) (r as Promise<unknown>).catch((err) => this.#log.error('result.close() failed', err));
+      } catch (err) {
+        this.#log.error(`${this.#environ.REQUEST_METHOD} ${this.#environ.REQUEST_URI}: result.close() failed`, err);
+      }
+    }
+    this.#done?.();
+  }
+}

@@ -1,0 +1,222 @@
+// The backend's tsgi socket server: accepts front connections, demultiplexes their streams,
+// and runs the application for each request stream.
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Address } from '../common/address.js';
+import { formatAddress, listenOn } from '../common/listen.js';
+import type { Logger } from '../common/log.js';
+import { socketWriter } from '../common/socket-writer.js';
+import { Connection, LOCAL_CONNECTION_LOST, type Stream } from '../protocol/connection.js';
+import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
+import { TsgiError } from '../protocol/errors.js';
+import { packHeaders } from '../protocol/header-table.js';
+import type { tsgi } from '../protocol/generated/tsgi.js';
+import { buildEnviron } from './environ.js';
+import { runApplication, type Responder } from './gateway.js';
+import { InputStream } from './input.js';
+import type { Application } from './types.js';
+
+export interface BackendServerOptions {
+  address: Address;
+  app: Application;
+  log: Logger;
+  scriptName?: string;
+  multiprocess?: boolean;
+  maxStreams?: number;
+  window?: number;
+  maxFrameSize?: number;
+  socketMode?: number;
+  software?: string;
+}
+
+/** A request stream's side of the gateway: the Responder that writes to the tsgi stream. */
+class StreamResponder implements Responder {
+  readonly stream: Stream;
+  aborted = false;
+  #drainWaiter: (() => void) | null = null;
+
+  constructor(stream: Stream) {
+    this.stream = stream;
+  }
+
+  head(status: number, reason: string, headers: string[], end: boolean): void {
+    this.stream.sendResponse({ status, reason, headers: packHeaders(headers) }, end);
+  }
+
+  write(chunk: Uint8Array, end: boolean): boolean {
+    return this.stream.write(chunk, end);
+  }
+
+  drain(): Promise<void> {
+    if (this.aborted || !this.stream.blocked) return Promise.resolve();
+    return new Promise((resolve) => { this.#drainWaiter = resolve; });
+  }
+
+  abort(reason: string): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.stream.reset(ResetCode.INTERNAL_ERROR, reason);
+    this._wake();
+  }
+
+  _wake(): void {
+    const w = this.#drainWaiter;
+    this.#drainWaiter = null;
+    w?.();
+  }
+}
+
+interface RequestState {
+  responder: StreamResponder;
+  input: InputStream;
+  controller: AbortController;
+  timer: NodeJS.Timeout | null;
+}
+
+function onStreamData(this: Stream, chunk: Buffer, end: boolean): void {
+  const state = this.context as RequestState;
+  if (chunk.length > 0) state.input.push(chunk);
+  if (end) state.input.end();
+}
+
+function onStreamDrain(this: Stream): void {
+  (this.context as RequestState).responder._wake();
+}
+
+function onStreamReset(this: Stream, code: number, message: string): void {
+  const state = this.context as RequestState;
+  state.responder.aborted = true;
+  const why = code === LOCAL_CONNECTION_LOST ? `front connection lost (${message})`
+    : `request cancelled by the front: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`;
+  const err = new TsgiError('TSGI_ERR_CLIENT_GONE', why);
+  state.input.fail(err);
+  state.controller.abort(err);
+  state.responder._wake();
+}
+
+export class BackendServer {
+  readonly #opts: BackendServerOptions;
+  readonly #server: Server;
+  readonly #connections = new Set<Connection>();
+  readonly #sockets = new Set<Socket>();
+  #address: Address | null = null;
+  #closing = false;
+  #idleWaiters: (() => void)[] = [];
+  /** Requests running now, across all connections. */
+  inFlight = 0;
+  /** Requests served since start. */
+  served = 0;
+
+  constructor(opts: BackendServerOptions) {
+    this.#opts = opts;
+    this.#server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
+  }
+
+  get address(): Address | null {
+    return this.#address;
+  }
+
+  async listen(): Promise<Address> {
+    this.#address = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
+    this.#opts.log.info(`serving on ${formatAddress(this.#address)}`);
+    return this.#address;
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const log = this.#opts.log;
+    const conn = new Connection({
+      role: 'server',
+      write: socketWriter(socket),
+      maxFrameSize: this.#opts.maxFrameSize,
+      initialWindow: this.#opts.window,
+      maxStreams: this.#opts.maxStreams,
+      software: this.#opts.software ?? 'tsgi-serve',
+      onRequest: (stream, head, end) => this.#handle(stream, head, end),
+      onError: (err) => {
+        log.error(`closing front connection: ${err.message} [${err.code}]`);
+        socket.destroy();
+      },
+    });
+    this.#connections.add(conn);
+    this.#sockets.add(socket);
+    socket.on('data', (chunk: Buffer) => conn.receive(chunk));
+    socket.on('error', (err) => log.debug(`front connection error: ${err.message}`));
+    socket.on('close', () => {
+      conn.destroy('front connection closed');
+      this.#connections.delete(conn);
+      this.#sockets.delete(socket);
+    });
+    conn.start();
+  }
+
+  #handle(stream: Stream, head: tsgi.Request, end: boolean): void {
+    const input = new InputStream((n) => stream.consume(n));
+    const controller = new AbortController();
+    const responder = new StreamResponder(stream);
+    const state: RequestState = { responder, input, controller, timer: null };
+    stream.context = state;
+    stream.onData = onStreamData;
+    stream.onDrain = onStreamDrain;
+    stream.onReset = onStreamReset;
+    if (end) input.end();
+    if (head.timeoutMs > 0) {
+      state.timer = setTimeout(() => {
+        controller.abort(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `request deadline of ${head.timeoutMs} ms passed`));
+      }, head.timeoutMs);
+      state.timer.unref();
+    }
+    let environ;
+    try {
+      environ = buildEnviron(head, {
+        input, signal: controller.signal, scriptName: this.#opts.scriptName ?? '',
+        multiprocess: this.#opts.multiprocess ?? false,
+      });
+    } catch (err) {
+      this.#opts.log.error(`refusing a malformed request head: ${(err as Error).message}`);
+      stream.reset(ResetCode.PROTOCOL_ERROR, (err as Error).message);
+      return;
+    }
+    this.inFlight++;
+    runApplication(this.#opts.app, environ, responder, this.#opts.log, () => this.#finished(stream, state));
+  }
+
+  #finished(stream: Stream, state: RequestState): void {
+    if (state.timer !== null) clearTimeout(state.timer);
+    // The response is complete but the body never was read to its end: stop the front sending it.
+    if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
+    this.inFlight--;
+    this.served++;
+    if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
+      for (const w of this.#idleWaiters.splice(0)) w();
+    }
+  }
+
+  /**
+   * Stops accepting connections. Graceful: GOAWAY on every connection, then wait for the
+   * in-flight requests (at most `timeoutMs`) before closing the sockets.
+   */
+  async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    this.#closing = true;
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    if (graceful) {
+      for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
+      if (this.inFlight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
+          new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
+        ]);
+        clearTimeout(timer);
+        if (this.inFlight > 0) this.#opts.log.warn(`graceful timeout: ${this.inFlight} request(s) still running are cut`);
+      }
+    }
+    for (const socket of this.#sockets) socket.end();
+    // Give the final frames a moment to flush before forcing the sockets closed.
+    await new Promise((r) => setTimeout(r, graceful ? 50 : 0).unref());
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+  }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+// The `tsgi` command: `front`, `serve` and `demo`. The only place that calls process.exit.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Address } from './common/address.js';
+import { createLogger, setLogLevel, type LogLevel } from './common/log.js';
+import { type Command, optionsHelp, parseOptions } from './common/options.js';
+import { ConfigError, TsgiError } from './protocol/errors.js';
+
+/** Exit codes a supervisor can act on. */
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, APP_LOAD: 3 } as const;
+
+const USAGE: Record<Command, string> = {
+  front: `Usage: tsgi front --listen HOST:PORT|unix:PATH --backend unix:PATH|tcp:HOST:PORT [--backend …] [options]
+
+The HTTP front: takes HTTP/1.1 requests and carries them to backends over tsgi frames.
+
+Examples:
+  tsgi front --listen 127.0.0.1:8080 --backend unix:/run/app.sock
+  tsgi front --listen unix:/run/front.sock --backend unix:/run/a.sock --backend tcp:10.0.0.2:9000`,
+  serve: `Usage: tsgi serve APP_MODULE (--socket PATH | --listen HOST:PORT|unix:PATH) [options]
+
+Runs a gateway application: APP_MODULE is a JS module whose default export (or export
+'application') is application(environ, startResponse), or whose default export has a
+fetch(request) method. APP_MODULE:name picks another export.
+
+Examples:
+  tsgi serve examples/hello.js --socket /tmp/hello.sock
+  tsgi serve app.js --listen 127.0.0.1:9000`,
+  demo: `Usage: tsgi demo [--port 8080]
+
+Starts a front on 127.0.0.1:PORT and a backend running the demo app (examples/demo.js):
+/ answers the seed's hello page, /environ dumps the environ. Ctrl-C stops both.`,
+};
+
+const TOP = `Usage: tsgi <command> [options]
+
+Commands:
+  front    HTTP front: listens for HTTP/1.1 and forwards to backends over tsgi frames
+  serve    backend: runs a gateway application on a tsgi socket
+  demo     a front and a backend with the demo app, on 127.0.0.1:8080
+
+Run 'tsgi <command> --help' for the options of each.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** SIGTERM / first SIGINT: graceful stop. Second SIGINT: immediate. */
+function onSignals(stop: (graceful: boolean) => Promise<void>): void {
+  let stopping = false;
+  const graceful = (signal: string) => {
+    if (stopping) {
+      if (signal === 'SIGINT') process.exit(EXIT.FAILURE);
+      return;
+    }
+    stopping = true;
+    stop(true).then(() => process.exit(EXIT.OK), () => process.exit(EXIT.FAILURE));
+  };
+  process.on('SIGTERM', () => graceful('SIGTERM'));
+  process.on('SIGINT', () => graceful('SIGINT'));
+}
+
+async function runFront(values: Record<string, unknown>): Promise<void> {
+  const { start } = await import('./frontend/index.js');
+  const front = await start(values as unknown as Parameters<typeof start>[0]);
+  onSignals((graceful) => front.stop({ graceful }));
+}
+
+async function runServe(values: Record<string, unknown>, positionals: string[]): Promise<void> {
+  const [app, ...extra] = positionals;
+  if (app === undefined) throw new ConfigError('tsgi serve needs APP_MODULE, e.g. tsgi serve examples/hello.js --socket /tmp/app.sock');
+  if (extra.length > 0) throw new ConfigError(`unexpected arguments: ${extra.join(' ')}`);
+  const { start } = await import('./backend/index.js');
+  const backend = await start({ ...(values as object), app });
+  onSignals((graceful) => backend.stop({ graceful }));
+}
+
+async function runDemo(values: Record<string, unknown>): Promise<void> {
+  const log = createLogger('demo');
+  const dir = mkdtempSync(join(tmpdir(), 'tsgi-demo-'));
+  const socket = join(dir, 'backend.sock');
+  const cli = fileURLToPath(import.meta.url);
+  const app = fileURLToPath(new URL('../../examples/demo.js', import.meta.url));
+  const level = String(values.logLevel);
+  const children: ChildProcess[] = [];
+  const run = (args: string[]) => {
+    const child = spawn(process.execPath, [cli, ...args, '--log-level', level], { stdio: ['ignore', 'inherit', 'inherit'] });
+    children.push(child);
+    child.on('exit', (code, signal) => {
+      if (!stopping) {
+        log.error(`${args[0]} exited (${signal ?? code}); stopping the demo`);
+        shutdown(EXIT.FAILURE);
+      }
+    });
+    return child;
+  };
+  let stopping = false;
+  const shutdown = (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    let left = children.filter((c) => c.exitCode === null && c.signalCode === null).length;
+    const done = () => {
+      rmSync(dir, { recursive: true, force: true });
+      process.exit(code);
+    };
+    if (left === 0) return done();
+    for (const child of children) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      child.once('exit', () => { if (--left === 0) done(); });
+      child.kill('SIGTERM');
+    }
+  };
+  run(['serve', app, '--socket', socket]);
+  run(['front', '--listen', `127.0.0.1:${values.port}`, '--backend', `unix:${socket}`]);
+  const url = `http://127.0.0.1:${values.port}/`;
+  process.stdout.write(`\ntsgi demo: open ${url} (hello) and ${url}environ (the environ)\nPress Ctrl-C to stop.\n\n`);
+  process.on('SIGINT', () => shutdown(EXIT.OK));
+  process.on('SIGTERM', () => shutdown(EXIT.OK));
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(TOP + '\n');
+    return;
+  }
+  if (command === '--version' || command === 'version') {
+    process.stdout.write(version() + '\n');
+    return;
+  }
+  if (!(command in USAGE)) {
+    throw new ConfigError(`unknown command '${command}'. ${TOP}`);
+  }
+  const cmd = command as Command;
+  const { values, positionals, help } = parseOptions(cmd, rest);
+  if (help) {
+    process.stdout.write(`${USAGE[cmd]}\n\nOptions:\n${optionsHelp(cmd)}\n`);
+    return;
+  }
+  setLogLevel(values.logLevel as LogLevel);
+  if (cmd === 'front') {
+    if (values.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
+    if ((values.backends as Address[]).length === 0) throw new ConfigError('tsgi front needs at least one --backend');
+    return runFront(values);
+  }
+  if (cmd === 'serve') return runServe(values, positionals);
+  return runDemo(values);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  const log = createLogger('cli');
+  if (err instanceof ConfigError) {
+    log.error(err.message);
+    process.exit(EXIT.USAGE);
+  }
+  if (err instanceof TsgiError && err.code === 'TSGI_ERR_APP_LOAD') {
+    log.error(err.message, (err as Error).cause);
+    process.exit(EXIT.APP_LOAD);
+  }
+  log.error('failed to start', err);
+  process.exit(EXIT.FAILURE);
+});

@@ -1,0 +1,51 @@
+// Binding servers to addresses: TCP, or a Unix socket whose stale file is replaced only when
+// nothing answers on it (a live socket is never stolen), created with a restrictive mode.
+import { chmod, lstat, unlink } from 'node:fs/promises';
+import { connect, type Server } from 'node:net';
+import { ConfigError } from '../protocol/errors.js';
+import { type Address, formatAddress } from './address.js';
+
+function probe(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
+async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch {
+    return; // nothing there
+  }
+  if (!st.isSocket()) throw new ConfigError(`${path} exists and is not a socket; refusing to replace it`);
+  if (await probe(path)) throw new ConfigError(`${path} is in use: another process is listening on it`);
+  await unlink(path).catch(() => {});
+}
+
+/** Listens on the address; resolves with the address actually bound (port 0 resolved). */
+export async function listenOn(server: Server, address: Address, socketMode = 0o660): Promise<Address> {
+  if (address.kind === 'unix') await clearStaleSocket(address.path);
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    const done = () => { server.off('error', onError); resolve(); };
+    if (address.kind === 'unix') server.listen(address.path, done);
+    else server.listen(address.port, address.host, done);
+  });
+  if (address.kind === 'unix') {
+    await chmod(address.path, socketMode);
+    return address;
+  }
+  const bound = server.address();
+  return typeof bound === 'object' && bound !== null ? { kind: 'tcp', host: address.host, port: bound.port } : address;
+}
+
+/** Removes the socket file of a Unix address we listened on. */
+export async function unlinkSocket(address: Address): Promise<void> {
+  if (address.kind === 'unix') await unlink(address.path).catch(() => {});
+}
+
+export { formatAddress };

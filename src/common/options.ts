@@ -1,0 +1,160 @@
+// The one declarative table of options. Every option has a flag, an environment variable, a
+// default, a check and a line of help; the CLI parser, the environment and `--help` are all
+// driven from it, and a bad value stops start-up with a message that says what to use.
+import { ConfigError } from '../protocol/errors.js';
+import { type Address, parseAddress } from './address.js';
+import { LOG_LEVELS, type LogLevel } from './log.js';
+
+export type Command = 'front' | 'serve' | 'demo';
+
+type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level';
+
+interface OptionSpec {
+  /** Key in the parsed config object. */
+  key: string;
+  flag: string;
+  env?: string;
+  kind: Kind;
+  default?: unknown;
+  commands: readonly Command[];
+  help: string;
+  min?: number;
+  max?: number;
+}
+
+export const OPTIONS: readonly OptionSpec[] = [
+  // front
+  { key: 'listen', flag: '--listen', env: 'TSGI_LISTEN', kind: 'address', commands: ['front', 'serve'],
+    help: 'front: HTTP address (HOST:PORT or unix:PATH); serve: tsgi address (same forms)' },
+  { key: 'backends', flag: '--backend', env: 'TSGI_BACKENDS', kind: 'addresses', default: [], commands: ['front'],
+    help: 'backend address: unix:PATH or tcp:HOST:PORT; repeat for several (env: comma-separated)' },
+  { key: 'responseTimeout', flag: '--response-timeout', env: 'TSGI_RESPONSE_TIMEOUT', kind: 'seconds', default: 60,
+    commands: ['front'], help: 'seconds to wait for a response head from the backend before answering 504' },
+  { key: 'queueTimeout', flag: '--queue-timeout', env: 'TSGI_QUEUE_TIMEOUT', kind: 'seconds', default: 5,
+    commands: ['front'], help: 'seconds a request waits for a ready backend before 503' },
+  { key: 'queueSize', flag: '--queue-size', env: 'TSGI_QUEUE_SIZE', kind: 'int', default: 1024, min: 0,
+    commands: ['front'], help: 'requests that may wait for a ready backend; beyond it, 503 at once' },
+  { key: 'keepAliveTimeout', flag: '--keep-alive-timeout', kind: 'seconds', default: 5, commands: ['front'],
+    help: 'seconds an idle client connection is kept open' },
+  { key: 'headersTimeout', flag: '--headers-timeout', kind: 'seconds', default: 30, commands: ['front'],
+    help: 'seconds a client has to send the complete request head' },
+  { key: 'maxHeaderSize', flag: '--max-header-size', kind: 'bytes', default: 16384, min: 1024, commands: ['front'],
+    help: 'largest request head accepted (bytes); larger ones get 431' },
+  // serve
+  { key: 'socket', flag: '--socket', env: 'TSGI_SOCKET', kind: 'string', commands: ['serve'],
+    help: 'Unix socket path to serve the tsgi protocol on (same as --listen unix:PATH)' },
+  { key: 'gracefulTimeout', flag: '--graceful-timeout', env: 'TSGI_GRACEFUL_TIMEOUT', kind: 'seconds', default: 30,
+    commands: ['serve', 'front'], help: 'seconds in-flight requests get to finish on SIGTERM' },
+  { key: 'scriptName', flag: '--script-name', env: 'SCRIPT_NAME', kind: 'string', default: '', commands: ['serve'],
+    help: 'URL prefix the app is mounted at: becomes SCRIPT_NAME and is cut from PATH_INFO' },
+  { key: 'maxStreams', flag: '--max-streams', kind: 'int', default: 1024, min: 1, commands: ['serve'],
+    help: 'concurrent requests per front connection' },
+  // both
+  { key: 'window', flag: '--window', kind: 'bytes', default: 256 * 1024, min: 1024, max: 0x7fffffff,
+    commands: ['front', 'serve'], help: 'flow-control window per stream (bytes buffered per request body direction)' },
+  { key: 'maxFrameSize', flag: '--max-frame-size', kind: 'bytes', default: 1024 * 1024, min: 16384, max: 64 * 1024 * 1024,
+    commands: ['front', 'serve'], help: 'largest frame accepted from the peer (bytes)' },
+  { key: 'socketMode', flag: '--socket-mode', kind: 'mode', default: 0o660, commands: ['front', 'serve'],
+    help: 'permissions of Unix sockets we create (octal)' },
+  { key: 'logLevel', flag: '--log-level', env: 'TSGI_LOG_LEVEL', kind: 'level', default: 'info',
+    commands: ['front', 'serve', 'demo'], help: `log threshold: ${LOG_LEVELS.join(', ')}` },
+  // demo
+  { key: 'port', flag: '--port', env: 'PORT', kind: 'int', default: 8080, min: 0, max: 65535, commands: ['demo'],
+    help: 'port for the demo front on 127.0.0.1' },
+];
+
+export interface ParsedOptions {
+  values: Record<string, unknown>;
+  positionals: string[];
+  help: boolean;
+}
+
+function fail(spec: OptionSpec, raw: string, expected: string): never {
+  throw new ConfigError(`${spec.flag}: expected ${expected}, got '${raw}'`);
+}
+
+function convert(spec: OptionSpec, raw: string): unknown {
+  switch (spec.kind) {
+    case 'string':
+      return raw;
+    case 'address':
+      return parseAddress(raw, spec.flag);
+    case 'addresses':
+      return raw.split(',').filter(Boolean).map((a) => parseAddress(a.trim(), spec.flag));
+    case 'level':
+      if (!LOG_LEVELS.includes(raw as LogLevel)) fail(spec, raw, `one of ${LOG_LEVELS.join(', ')}`);
+      return raw;
+    case 'mode':
+      if (!/^0?[0-7]{3}$/.test(raw)) fail(spec, raw, 'an octal mode such as 660');
+      return parseInt(raw, 8);
+    case 'int':
+    case 'seconds':
+    case 'bytes': {
+      const m = spec.kind === 'bytes' ? /^(\d+)([kKmMgG]?)$/.exec(raw) : /^\d+(\.\d+)?$/.exec(raw);
+      if (m === null) {
+        fail(spec, raw, spec.kind === 'bytes' ? 'a size such as 65536, 64k or 1m'
+          : spec.kind === 'seconds' ? 'a number of seconds' : 'a whole number');
+      }
+      let n = Number(spec.kind === 'bytes' ? m[1] : raw);
+      if (spec.kind === 'bytes') n *= { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase()]!;
+      if (spec.kind === 'int' && !Number.isInteger(n)) fail(spec, raw, 'a whole number');
+      if (spec.min !== undefined && n < spec.min) fail(spec, raw, `at least ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) fail(spec, raw, `at most ${spec.max}`);
+      return n;
+    }
+  }
+}
+
+/**
+ * Parses argv for a command. Precedence: flag, then environment variable, then default.
+ * `--flag value` and `--flag=value` both work; `--backend` (a list) may repeat.
+ */
+export function parseOptions(command: Command, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions {
+  const specs = OPTIONS.filter((o) => o.commands.includes(command));
+  const byFlag = new Map(specs.map((s) => [s.flag, s]));
+  const values: Record<string, unknown> = {};
+  const positionals: string[] = [];
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (arg === '--') { positionals.push(...argv.slice(i + 1)); break; }
+    if (!arg.startsWith('--')) { positionals.push(arg); continue; }
+    const eq = arg.indexOf('=');
+    const flag = eq === -1 ? arg : arg.slice(0, eq);
+    const spec = byFlag.get(flag);
+    if (spec === undefined) {
+      const known = specs.map((s) => s.flag).join(' ');
+      throw new ConfigError(`unknown option ${flag} for 'tsgi ${command}' (options: ${known} --help)`);
+    }
+    let raw: string;
+    if (eq !== -1) raw = arg.slice(eq + 1);
+    else {
+      const next = argv[++i];
+      if (next === undefined) throw new ConfigError(`${flag} needs a value`);
+      raw = next;
+    }
+    const value = convert(spec, raw);
+    if (spec.kind === 'addresses') values[spec.key] = [...((values[spec.key] as Address[]) ?? []), ...(value as Address[])];
+    else values[spec.key] = value;
+  }
+  for (const spec of specs) {
+    if (values[spec.key] !== undefined) continue;
+    const raw = spec.env !== undefined ? env[spec.env] : undefined;
+    if (raw !== undefined && raw !== '') values[spec.key] = convert(spec, raw);
+    else if (spec.default !== undefined) values[spec.key] = spec.default;
+  }
+  return { values, positionals, help };
+}
+
+/** The options part of `tsgi COMMAND --help`, generated from the table. */
+export function optionsHelp(command: Command): string {
+  const specs = OPTIONS.filter((o) => o.commands.includes(command));
+  const rows = specs.map((s) => {
+    const def = s.default === undefined || (Array.isArray(s.default) && s.default.length === 0) ? ''
+      : ` (default: ${s.kind === 'mode' ? (s.default as number).toString(8) : String(s.default)})`;
+    const env = s.env ? ` [env ${s.env}]` : '';
+    return `  ${s.flag.padEnd(22)} ${s.help}${def}${env}`;
+  });
+  return rows.join('\n');
+}

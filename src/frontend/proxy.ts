@@ -1,0 +1,379 @@
+// One HTTP exchange at the front: the request becomes a REQUEST frame (and DATA frames) on a
+// backend stream; the RESPONSE and DATA frames become the HTTP response. Both bodies stream
+// with backpressure: the client socket's drain grants the backend credit, and the backend's
+// credit resumes the client's upload. Stream handlers are shared functions (no per-request
+// closures); the exchange hangs on `stream.context` and under a symbol on the request.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from '../common/log.js';
+import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
+import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
+import { TsgiError, errorBody, httpStatusFor } from '../protocol/errors.js';
+import { STATIC_NAMES, staticIndex } from '../protocol/header-table.js';
+import type { tsgi } from '../protocol/generated/tsgi.js';
+import type { BackendLink } from './backend-link.js';
+import type { Pool, Waiter } from './pool.js';
+
+export interface ProxyOptions {
+  pool: Pool;
+  log: Logger;
+  responseTimeoutMs: number;
+}
+
+const kExchange = Symbol('tsgi.exchange');
+const kPeer = Symbol('tsgi.peer');
+
+const idx = (name: string) => STATIC_NAMES.indexOf(name);
+const I_CONNECTION = idx('connection');
+const I_CONTENT_LENGTH = idx('content-length');
+const I_TRANSFER_ENCODING = idx('transfer-encoding');
+/** Hop-by-hop headers, by static index: never forwarded in either direction. */
+const HOP_BY_HOP = new Set([
+  I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
+  idx('proxy-authorization'), idx('proxy-authenticate'),
+]);
+const HOP_BY_HOP_LITERAL = new Set(['proxy-connection']);
+const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
+
+interface Peer {
+  remoteAddr: string;
+  remotePort: number;
+  serverAddr: string;
+  serverPort: number;
+}
+
+function peerOf(socket: Socket): Peer {
+  const s = socket as Socket & { [kPeer]?: Peer };
+  let peer = s[kPeer];
+  if (peer === undefined) {
+    const strip = (a: string | undefined) => (a?.startsWith('::ffff:') ? a.slice(7) : a ?? '');
+    peer = {
+      remoteAddr: strip(socket.remoteAddress), remotePort: socket.remotePort ?? 0,
+      serverAddr: strip(socket.localAddress), serverPort: socket.localPort ?? 0,
+    };
+    s[kPeer] = peer;
+  }
+  return peer;
+}
+
+/** Translates the HTTP request head: end-to-end headers only, plus whether a body follows. */
+export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody: boolean } {
+  const raw = req.rawHeaders;
+  const names: number[] = [];
+  const values: string[] = [];
+  let literalNames: string[] | undefined;
+  let hasBody = false;
+  let connectionTokens: string[] | null = null;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    const index = staticIndex(name);
+    if (index === I_TRANSFER_ENCODING) {
+      hasBody = true;
+      continue;
+    }
+    if (index === I_CONTENT_LENGTH) {
+      if (value !== '0') hasBody = true;
+    } else if (index === I_CONNECTION) {
+      for (const t of value.split(',')) {
+        const token = t.trim().toLowerCase();
+        if (token !== '' && !CONNECTION_ORDINARY.has(token)) (connectionTokens ??= []).push(token);
+      }
+      continue;
+    } else if (HOP_BY_HOP.has(index) || (index === 0 && HOP_BY_HOP_LITERAL.has(name.toLowerCase()))) {
+      continue;
+    }
+    names.push(index);
+    values.push(value);
+    if (index === 0) (literalNames ??= []).push(name);
+  }
+  if (connectionTokens !== null) {
+    // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1): drop them (rare path).
+    const drop = new Set(connectionTokens);
+    let lit = 0;
+    const keepNames: number[] = [];
+    const keepValues: string[] = [];
+    const keepLiterals: string[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const index = names[i]!;
+      const name = index === 0 ? literalNames![lit++]! : STATIC_NAMES[index]!;
+      if (drop.has(name.toLowerCase())) continue;
+      keepNames.push(index);
+      keepValues.push(values[i]!);
+      if (index === 0) keepLiterals.push(name);
+    }
+    names.length = 0;
+    names.push(...keepNames);
+    values.length = 0;
+    values.push(...keepValues);
+    literalNames = keepLiterals.length > 0 ? keepLiterals : undefined;
+  }
+  const peer = peerOf(req.socket);
+  const head: RequestHead = {
+    target: req.url ?? '/',
+    headers: literalNames === undefined ? { names, values } : { names, literalNames, values },
+    remoteAddr: peer.remoteAddr,
+    remotePort: peer.remotePort,
+    serverAddr: peer.serverAddr,
+    serverPort: peer.serverPort,
+  };
+  if (req.method !== 'GET') head.method = req.method;
+  if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
+  return { head, hasBody };
+}
+
+/** The response head's headers for Node's writeHead, hop-by-hop ones dropped. */
+function responseHeaders(block: tsgi.HeaderBlock | null | undefined): string[] {
+  const out: string[] = [];
+  if (!block) return out;
+  const { names, values, literalNames } = block;
+  let lit = 0;
+  for (let i = 0; i < names.length; i++) {
+    const index = names[i]!;
+    if (index === 0) {
+      const name = literalNames[lit++];
+      if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', 'response head is missing a literal header name');
+      if (!HOP_BY_HOP_LITERAL.has(name.toLowerCase())) out.push(name, values[i] ?? '');
+    } else if (!HOP_BY_HOP.has(index)) {
+      const name = STATIC_NAMES[index];
+      if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header index ${index} is not in the table`);
+      out.push(name, values[i] ?? '');
+    }
+  }
+  return out;
+}
+
+export class Exchange implements Waiter {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly opts: ProxyOptions;
+  readonly head: RequestHead;
+  readonly hasBody: boolean;
+  readonly started = Date.now();
+  cancelled = false;
+  stream: Stream | null = null;
+  link: BackendLink | null = null;
+  headReceived = false;
+  done = false;
+  /** Body bytes already forwarded: once any went, the request is never sent elsewhere. */
+  bodySent = 0;
+  attempts = 0;
+  /** Bytes written to the client but not yet acknowledged to the backend. */
+  pendingCredit = 0;
+  awaitingDrain = false;
+  timer: NodeJS.Timeout | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions) {
+    this.req = req;
+    this.res = res;
+    this.opts = opts;
+    const { head, hasBody } = requestHead(req);
+    this.head = head;
+    this.hasBody = hasBody;
+    (req as IncomingMessage & { [kExchange]?: Exchange })[kExchange] = this;
+    (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
+    res.once('close', onClientClose);
+  }
+
+  start(): void {
+    this.opts.pool.acquire(this);
+  }
+
+  dispatch(link: BackendLink | null, err?: TsgiError): void {
+    if (this.done || this.cancelled) return;
+    if (link === null || link.conn === null) {
+      this.fail(err ?? new TsgiError('TSGI_ERR_NO_BACKEND', 'no backend available'));
+      return;
+    }
+    this.attempts++;
+    let stream: Stream;
+    try {
+      stream = link.conn.open(this.head, !this.hasBody);
+    } catch (e) {
+      this.fail(e instanceof TsgiError && e.code === 'TSGI_ERR_FRAME_TOO_LARGE'
+        ? new TsgiError('TSGI_ERR_PROTOCOL', `request head too large for backend ${link.name}: ${e.message}`)
+        : e);
+      return;
+    }
+    link.requests++;
+    this.link = link;
+    this.stream = stream;
+    stream.context = this;
+    stream.onHead = onBackendHead;
+    stream.onData = onBackendData;
+    stream.onReset = onBackendReset;
+    stream.onDrain = onBackendDrain;
+    if (this.timer === null && this.opts.responseTimeoutMs > 0) {
+      this.timer = setTimeout(onResponseTimeout, this.opts.responseTimeoutMs, this);
+    }
+    if (this.hasBody && this.attempts === 1) {
+      this.req.on('data', onClientData);
+      this.req.on('end', onClientEnd);
+    } else if (this.hasBody && this.req.complete) {
+      stream.end(); // a retry of a request whose (empty) body already ended
+    }
+  }
+
+  /** Ends the exchange with an error: a status if the head has not gone out, else a cut. */
+  fail(err: unknown): void {
+    if (this.done) return;
+    this.finish();
+    const { req, res } = this;
+    const status = httpStatusFor(err);
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.cancelled) {
+      this.opts.log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
+      return;
+    }
+    if (res.headersSent) {
+      this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head`);
+      res.destroy();
+      return;
+    }
+    this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message}`);
+    const body = errorBody(status);
+    const headers: Record<string, string | number> = {
+      'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body),
+    };
+    if (status === 503) headers['retry-after'] = 1;
+    if (this.hasBody && !req.complete) headers.connection = 'close';
+    res.writeHead(status, headers);
+    res.end(body);
+  }
+
+  finish(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    const stream = this.stream;
+    if (stream !== null && !stream.closed) {
+      stream.reset(this.cancelled ? ResetCode.CANCEL : ResetCode.NO_ERROR, this.cancelled ? 'client went away' : '');
+    }
+    if (this.hasBody && !this.req.complete) {
+      this.req.off('data', onClientData);
+      this.req.resume(); // discard the rest of a body nobody will read
+    }
+    this.link?.release();
+  }
+}
+
+type WithExchange = { [kExchange]?: Exchange };
+
+function onClientClose(this: ServerResponse): void {
+  const ex = (this as ServerResponse & WithExchange)[kExchange]!;
+  if (ex.done) return;
+  if (!this.writableFinished) {
+    ex.cancelled = true;
+    ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: client went away`);
+    ex.finish();
+  }
+}
+
+function onClientData(this: IncomingMessage, chunk: Buffer): void {
+  const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  const stream = ex.stream;
+  if (stream === null || stream.closed || stream.localEnded) return;
+  ex.bodySent += chunk.length;
+  if (!stream.write(chunk)) this.pause();
+}
+
+function onClientEnd(this: IncomingMessage): void {
+  const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  const stream = ex.stream;
+  if (stream !== null && !stream.closed) stream.end();
+}
+
+function onBackendDrain(this: Stream): void {
+  const ex = this.context as Exchange;
+  if (!ex.done) ex.req.resume();
+}
+
+function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
+  const ex = this.context as Exchange;
+  if (ex.done) return;
+  ex.headReceived = true;
+  if (ex.timer !== null) {
+    clearTimeout(ex.timer);
+    ex.timer = null;
+  }
+  const res = ex.res;
+  try {
+    const headers = responseHeaders(head.headers as tsgi.HeaderBlock);
+    if (head.reason) res.writeHead(head.status, head.reason, headers);
+    else res.writeHead(head.status, headers);
+  } catch (err) {
+    ex.fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid response head: ${(err as Error).message}`));
+    return;
+  }
+  if (end) {
+    res.end();
+    ex.finish();
+  }
+}
+
+function onWritableDrain(this: ServerResponse): void {
+  const ex = (this as ServerResponse & WithExchange)[kExchange]!;
+  ex.awaitingDrain = false;
+  const n = ex.pendingCredit;
+  ex.pendingCredit = 0;
+  ex.stream?.consume(n);
+}
+
+function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
+  const ex = this.context as Exchange;
+  if (ex.done) return;
+  const res = ex.res;
+  if (chunk.length > 0) {
+    if (res.write(chunk) && !ex.awaitingDrain) {
+      this.consume(chunk.length);
+    } else {
+      ex.pendingCredit += chunk.length;
+      if (!ex.awaitingDrain) {
+        ex.awaitingDrain = true;
+        res.once('drain', onWritableDrain);
+      }
+    }
+  }
+  if (end) {
+    res.end();
+    ex.finish();
+  }
+}
+
+function onBackendReset(this: Stream, code: number, message: string): void {
+  const ex = this.context as Exchange;
+  if (ex.done) return;
+  const backend = ex.link?.name ?? 'backend';
+  if (code === ResetCode.REFUSED_STREAM && !ex.headReceived && ex.bodySent === 0
+      && ex.attempts <= ex.opts.pool.links.length) {
+    // Never processed: safe to send to another (or the reconnected) backend.
+    ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: refused by ${backend} (${message}); retrying`);
+    ex.stream = null;
+    ex.link?.release();
+    ex.opts.pool.acquire(ex);
+    return;
+  }
+  if (code === ResetCode.NO_ERROR && ex.headReceived) {
+    // The backend finished its response without reading the whole body: stop sending it.
+    ex.req.off('data', onClientData);
+    return;
+  }
+  let err: TsgiError;
+  if (code === LOCAL_CONNECTION_LOST) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
+  else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);
+  else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
+  ex.fail(err);
+}
+
+function onResponseTimeout(ex: Exchange): void {
+  ex.timer = null;
+  if (ex.done || ex.headReceived) return;
+  const s = ex.opts.responseTimeoutMs / 1000;
+  ex.stream?.reset(ResetCode.TIMEOUT, `no response within ${s} s`);
+  ex.fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `no response from ${ex.link?.name ?? 'backend'} within ${s} s`));
+}
+
+export function handleRequest(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions): void {
+  new Exchange(req, res, opts).start();
+}
