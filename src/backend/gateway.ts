@@ -157,10 +157,17 @@ class Exchange {
       if (result === null || result === undefined) {
         this.#finish();
       } else if (typeof result === 'string' || result instanceof Uint8Array) {
-        this.#send(toBytes(result), true);
+        const bytes = toBytes(result);
+        this.#setLength(bytes.length);
+        this.#send(bytes, true);
         this.#finish();
       } else if (Array.isArray(result)) {
-        this.#consumeArray(result, 0);
+        // The whole body is known: send it with a Content-Length rather than chunked.
+        const chunks = result.map(toBytes);
+        let total = 0;
+        for (const c of chunks) total += c.length;
+        this.#setLength(total);
+        this.#consumeArray(chunks, 0);
       } else if (typeof (result as Iterable<Chunk>)[Symbol.iterator] === 'function') {
         const it = (result as Iterable<Chunk>)[Symbol.iterator]();
         this.#iter = it;
@@ -178,11 +185,23 @@ class Exchange {
     }
   }
 
-  #consumeArray(chunks: readonly Chunk[], from: number): void {
+  /** Adds Content-Length to a pending head that has none (and may have a body). */
+  #setLength(total: number): void {
+    const head = this.#pending;
+    if (this.#headSent || head === null || head.code === 204 || head.code === 304) return;
+    const flat = head.flat;
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = flat[i]!;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') return;
+    }
+    flat.push('content-length', String(total));
+  }
+
+  #consumeArray(chunks: readonly Uint8Array[], from: number): void {
     const last = chunks.length - 1;
     for (let i = from; i <= last; i++) {
       if (this.#out.aborted) return this.#cleanup();
-      const more = this.#send(toBytes(chunks[i]!), i === last);
+      const more = this.#send(chunks[i]!, i === last);
       if (!more && i < last && this.#headSent) {
         this.#out.drain().then(() => this.#consumeArray(chunks, i + 1)).catch((err) => this.#fail(err));
         return;

@@ -151,7 +151,7 @@ export function parseOptions(command: Command, argv: readonly string[], env: Nod
 export function optionsHelp(command: Command): string {
   const specs = OPTIONS.filter((o) => o.commands.includes(command));
   const rows = specs.map((s) => {
-    const def = s.default === undefined || (Array.isArray(s.default) && s.default.length === 0) ? ''
+    const def = s.default === undefined || s.default === '' || (Array.isArray(s.default) && s.default.length === 0) ? ''
       : ` (default: ${s.kind === 'mode' ? (s.default as number).toString(8) : String(s.default)})`;
     const env = s.env ? ` [env ${s.env}]` : '';
     return `  ${s.flag.padEnd(22)} ${s.help}${def}${env}`;

@@ -32,6 +32,7 @@ export class BackendLink {
   #backoff = MIN_BACKOFF_MS;
   #retryTimer: NodeJS.Timeout | null = null;
   #failures = 0;
+  #everReady = false;
 
   constructor(opts: LinkOptions) {
     this.#opts = opts;
@@ -64,6 +65,7 @@ export class BackendLink {
         if (this.#failures > 0) this.#opts.log.info(`backend ${this.name} is back`);
         else this.#opts.log.debug(`connected to backend ${this.name}`);
         this.#failures = 0;
+        this.#everReady = true;
         this.#backoff = MIN_BACKOFF_MS;
         this.state = 'ready';
         this.#opts.onReady(this);
@@ -82,7 +84,9 @@ export class BackendLink {
     socket.on('connect', () => conn.start());
     socket.on('data', (chunk: Buffer) => conn.receive(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.#failures++ === 0) this.#opts.log.warn(`backend ${this.name} unreachable: ${err.code ?? err.message}`);
+      if (this.#failures++ > 0) return;
+      if (this.#everReady) this.#opts.log.warn(`backend ${this.name} unreachable: ${err.code ?? err.message}; retrying`);
+      else this.#opts.log.info(`waiting for backend ${this.name} (${err.code ?? err.message})`);
     });
     socket.on('close', () => {
       conn.destroy(`connection to backend ${this.name} lost`);

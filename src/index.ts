@@ -1,0 +1,11 @@
+// The tsgi package: the gateway types for application authors, and the two programs as
+// functions for embedding — serve() a backend, front() an HTTP front.
+export type {
+  Application, AppResult, Chunk, Environ, ErrorStream, FetchHandler, StartResponse, Write,
+} from './backend/types.js';
+export { start as serve, type Backend, type BackendConfig } from './backend/index.js';
+export { start as front, type Front, type FrontConfig } from './frontend/index.js';
+export { fromFetch } from './backend/fetch-adapter.js';
+export { InputStream } from './backend/input.js';
+export { parseAddress, type Address } from './common/address.js';
+export { TsgiError, ProtocolError, GatewayError, ConfigError, type TsgiErrorCode } from './protocol/errors.js';

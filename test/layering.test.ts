@@ -1,0 +1,59 @@
+// The module boundaries of ARCHITECTURE.md, enforced: src/protocol does no I/O, and the front
+// and the backend never import each other.
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+
+const test = suite('layering');
+const root = fileURLToPath(new URL('../../src/', import.meta.url));
+
+function sources(dir: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) {
+      if (name !== 'generated') out.push(...sources(path));
+    } else if (name.endsWith('.ts')) out.push(path);
+  }
+  return out;
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'"]*?from\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)]
+    .map((m) => m[1] ?? m[2]!);
+}
+
+test('the protocol core imports no I/O module', () => {
+  const io = /^(node:)?(net|http|https|http2|fs|fs\/promises|child_process|dgram|tls|cluster|worker_threads)$/;
+  const files = sources(join(root, 'protocol'));
+  assert.ok(files.length > 3, 'found the protocol sources');
+  for (const file of files) {
+    for (const spec of importsOf(file)) {
+      assert.not.ok(io.test(spec), `${relative(root, file)} imports ${spec}`);
+    }
+  }
+});
+
+test('front and backend never import each other', () => {
+  for (const [side, other] of [['frontend', 'backend'], ['backend', 'frontend']] as const) {
+    for (const file of sources(join(root, side))) {
+      for (const spec of importsOf(file)) {
+        assert.not.ok(spec.includes(`/${other}/`) || spec.startsWith(`../${other}`),
+          `${relative(root, file)} imports ${spec}`);
+      }
+    }
+  }
+});
+
+test('the protocol core imports nothing from the front, the backend or common', () => {
+  for (const file of sources(join(root, 'protocol'))) {
+    for (const spec of importsOf(file)) {
+      assert.not.ok(/\.\.\/(frontend|backend|common)\//.test(spec), `${relative(root, file)} imports ${spec}`);
+    }
+  }
+});
+
+test.run();
