@@ -46,9 +46,17 @@ export function decodePath(path: string): string {
       } else if (c < 0x80) bytes.push(c);
       else bytes.push(...Buffer.from(path[i]!, 'utf8'));
     }
-    return Buffer.from(bytes).toString('latin1');
+    // decodeURIComponent also refuses a stray '%' (as in "/100%/caf%C3%A9"): decide on the bytes.
+    const buf = Buffer.from(bytes);
+    try {
+      return UTF8.decode(buf);
+    } catch {
+      return buf.toString('latin1');
+    }
   }
 }
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Splits host[:port] and [v6]:port. */
 function splitHost(host: string): [string, string] {

@@ -2,16 +2,21 @@
 // export) as a gateway application: the environ becomes a Request (body streamed from
 // tsgi.input, signal from tsgi.signal), the Response becomes startResponse + body chunks.
 import { STATUS_CODES } from 'node:http';
+import { HOP_BY_HOP } from './gateway.js';
 import type { Application, Chunk, Environ, FetchHandler } from './types.js';
 
 const NO_BODY = new Set(['GET', 'HEAD']);
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** scheme://authority of an absolute-form request-target. */
+const ABSOLUTE_FORM = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/;
 
 export function requestFromEnviron(environ: Environ): Request {
   const scheme = environ['tsgi.url_scheme'];
+  const server = environ.SERVER_NAME.includes(':') && !environ.SERVER_NAME.startsWith('[')
+    ? `[${environ.SERVER_NAME}]` : environ.SERVER_NAME; // an IPv6 address, when there is no Host
   const host = (environ.HTTP_HOST as string | undefined)
-    ?? `${environ.SERVER_NAME}${environ.SERVER_PORT ? `:${environ.SERVER_PORT}` : ''}`;
-  const target = environ.REQUEST_URI.startsWith('/') ? environ.REQUEST_URI : `/${environ.REQUEST_URI}`;
+    ?? `${server}${environ.SERVER_PORT ? `:${environ.SERVER_PORT}` : ''}`;
+  let target = environ.REQUEST_URI.replace(ABSOLUTE_FORM, ''); // absolute-form: its path and query
+  if (!target.startsWith('/')) target = `/${target}`;
   const url = `${scheme}://${host || 'localhost'}${target}`;
   const headers = new Headers();
   const flat = environ['tsgi.headers'];

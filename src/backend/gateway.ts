@@ -23,7 +23,8 @@ export interface Responder {
   readonly aborted: boolean;
 }
 
-const HOP_BY_HOP = new Set([
+/** Hop-by-hop response headers: refused from an application (the fetch adapter drops them). */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
   'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
 ]);
@@ -111,6 +112,8 @@ class Exchange {
   #done: (() => void) | undefined;
   #pending: { code: number; reason: string; flat: string[] } | null = null;
   #headSent = false;
+  /** The end of the response went to the Responder (with the head or the last chunk). */
+  #ended = false;
   #finished = false;
   #result: unknown = null;
   /** The iterator being drained; its return() runs if the exchange ends before it is done. */
@@ -237,7 +240,7 @@ class Exchange {
 
   /** Sends a chunk (and the head first, if it is still pending). Returns the Responder's verdict. */
   #send(bytes: Uint8Array, end: boolean): boolean {
-    if (this.#finished || this.#out.aborted) return false;
+    if (this.#finished || this.#ended || this.#out.aborted) return false;
     if (bytes.length === 0 && !end) return true;
     if (!this.#headSent) {
       const head = this.#pending;
@@ -246,11 +249,13 @@ class Exchange {
       }
       this.#headSent = true;
       if (end && bytes.length === 0) {
+        this.#ended = true;
         this.#out.head(head.code, head.reason, head.flat, true);
         return false;
       }
       this.#out.head(head.code, head.reason, head.flat, false);
     }
+    if (end) this.#ended = true;
     return this.#out.write(bytes, end);
   }
 
@@ -262,8 +267,8 @@ class Exchange {
           throw new GatewayError('TSGI_ERR_START_RESPONSE', 'the application returned without calling startResponse');
         }
         this.#send(EMPTY, true);
-      } else {
-        this.#out.write(EMPTY, true);
+      } else if (!this.#ended) {
+        this.#send(EMPTY, true);
       }
     }
     this.#cleanup();

@@ -52,7 +52,7 @@ export type HeaderBlockShape = tsgi.HeaderBlock.$Properties;
 
 /**
  * Packs header fields given flat, as Node's rawHeaders are ([name, value, name, value, …]),
- * skipping the entries for which `skip(lowercaseName)` is true.
+ * skipping the entries for which `skip(index, lowercaseName)` is true.
  */
 export function packHeaders(flat: readonly string[], skip?: (index: number, name: string) => boolean): HeaderBlockShape {
   const names: number[] = [];
@@ -61,7 +61,7 @@ export function packHeaders(flat: readonly string[], skip?: (index: number, name
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i]!;
     const index = staticIndex(name);
-    if (skip !== undefined && skip(index, name)) continue;
+    if (skip !== undefined && skip(index, index === 0 ? name.toLowerCase() : STATIC_NAMES[index]!)) continue;
     names.push(index);
     values.push(flat[i + 1]!);
     if (index === 0) (literalNames ??= []).push(name);
