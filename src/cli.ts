@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Address } from './common/address.js';
 import { createLogger, setLogLevel, type LogLevel } from './common/log.js';
-import { type Command, optionsHelp, parseOptions } from './common/options.js';
+import { type Command, configValues, optionsHelp, parseOptions, readConfigFile } from './common/options.js';
+import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
 
 /** Exit codes a supervisor can act on. */
@@ -30,6 +31,17 @@ fetch(request) method. APP_MODULE:name picks another export.
 Examples:
   tsgi serve examples/hello.js --socket /tmp/hello.sock
   tsgi serve app.js --listen 127.0.0.1:9000`,
+  ctl: `Usage: tsgi ctl --control PATH (list | add ADDR | drain ADDR | remove ADDR)
+
+Talks to a running front's control socket (tsgi front --control PATH):
+  list          each backend with its state, connections, in-flight requests and totals
+  add ADDR      route to a backend (unix:PATH or tcp:HOST:PORT) from now on
+  drain ADDR    send it no new requests; let in-flight ones finish; then forget it
+  remove ADDR   forget it now (requests in flight on it fail with 502)
+
+Examples:
+  tsgi ctl --control /run/tsgi-front.ctl list
+  tsgi ctl --control /run/tsgi-front.ctl add unix:/run/app-v2.sock`,
   demo: `Usage: tsgi demo [--port 8080]
 
 Starts a front on 127.0.0.1:PORT and a backend running the demo app (examples/demo.js):
@@ -41,6 +53,7 @@ const TOP = `Usage: tsgi <command> [options]
 Commands:
   front    HTTP front: listens for HTTP/1.1 and forwards to backends over tsgi frames
   serve    backend: runs a gateway application on a tsgi socket
+  ctl      lists, adds, drains and removes a running front's backends
   demo     a front and a backend with the demo app, on 127.0.0.1:8080
 
 Run 'tsgi <command> --help' for the options of each.`;
@@ -51,7 +64,7 @@ function version(): string {
 }
 
 /** SIGTERM / first SIGINT: graceful stop. Second SIGINT: immediate. */
-function onSignals(stop: (graceful: boolean) => Promise<void>): void {
+function onSignals(stop: (graceful: boolean) => Promise<void>, log = createLogger('cli')): void {
   let stopping = false;
   const graceful = (signal: string) => {
     if (stopping) {
@@ -59,16 +72,36 @@ function onSignals(stop: (graceful: boolean) => Promise<void>): void {
       return;
     }
     stopping = true;
-    stop(true).then(() => process.exit(EXIT.OK), () => process.exit(EXIT.FAILURE));
+    log.info(`${signal}: stopping gracefully${signal === 'SIGINT' ? ' (Ctrl-C again to stop now)' : ''}`);
+    stop(true).then(() => process.exit(EXIT.OK), (err: unknown) => {
+      log.error('stop failed', err);
+      process.exit(err instanceof TsgiError && err.code === 'TSGI_ERR_APP_LOAD' ? EXIT.APP_LOAD : EXIT.FAILURE);
+    });
   };
   process.on('SIGTERM', () => graceful('SIGTERM'));
   process.on('SIGINT', () => graceful('SIGINT'));
 }
 
-async function runFront(values: Record<string, unknown>): Promise<void> {
+async function runFront(values: Record<string, unknown>, backendsFromFile: boolean): Promise<void> {
   const { start } = await import('./frontend/index.js');
   const front = await start(values as unknown as Parameters<typeof start>[0]);
   onSignals((graceful) => front.stop({ graceful }));
+  const log = createLogger('front');
+  process.on('SIGHUP', () => {
+    const path = values.config as string | undefined;
+    if (path === undefined || !backendsFromFile) {
+      log.warn(`SIGHUP: the backends come from ${path === undefined ? 'the command line (no --config file)' : '--backend or TSGI_BACKENDS, which win over the file'}; nothing to reload`);
+      return;
+    }
+    try {
+      const file = configValues('front', readConfigFile(path), path);
+      const backends = (file.backends as Address[] | undefined) ?? [];
+      front.setBackends(backends);
+      log.info(`SIGHUP: backends reloaded from ${path}: ${backends.length} configured`);
+    } catch (err) {
+      log.error(`SIGHUP: ${(err as Error).message}; keeping the current backends`);
+    }
+  });
 }
 
 async function runServe(values: Record<string, unknown>, positionals: string[]): Promise<void> {
@@ -76,8 +109,17 @@ async function runServe(values: Record<string, unknown>, positionals: string[]):
   if (app === undefined) throw new ConfigError('tsgi serve needs APP_MODULE, e.g. tsgi serve examples/hello.js --socket /tmp/app.sock');
   if (extra.length > 0) throw new ConfigError(`unexpected arguments: ${extra.join(' ')}`);
   const { start } = await import('./backend/index.js');
-  const backend = await start({ ...(values as object), app });
+  const backend = await start({
+    ...(values as object), app,
+    onFatal: (err) => {
+      createLogger('serve').error(err.message);
+      process.exit(EXIT.APP_LOAD);
+    },
+  });
   onSignals((graceful) => backend.stop({ graceful }));
+  process.on('SIGHUP', () => backend.reload());
+  process.on('SIGTTIN', () => backend.scale(1));
+  process.on('SIGTTOU', () => backend.scale(-1));
 }
 
 async function runDemo(values: Record<string, unknown>): Promise<void> {
@@ -123,6 +165,28 @@ async function runDemo(values: Record<string, unknown>): Promise<void> {
   process.on('SIGTERM', () => shutdown(EXIT.OK));
 }
 
+async function runCtl(values: Record<string, unknown>, positionals: string[]): Promise<void> {
+  const path = values.control as string | undefined;
+  if (path === undefined) throw new ConfigError('tsgi ctl needs --control PATH (the front\'s --control socket)');
+  const [op, address, ...extra] = positionals;
+  const ops: ControlOp[] = ['list', 'add', 'drain', 'remove'];
+  if (op === undefined || !ops.includes(op as ControlOp)) throw new ConfigError(`tsgi ctl: expected one of ${ops.join(', ')}`);
+  if (op !== 'list' && address === undefined) throw new ConfigError(`tsgi ctl ${op} needs a backend address (unix:PATH or tcp:HOST:PORT)`);
+  if (extra.length > 0 || (op === 'list' && address !== undefined)) throw new ConfigError(`unexpected arguments: ${positionals.slice(op === 'list' ? 1 : 2).join(' ')}`);
+  const answer = await controlRequest(path, { op: op as ControlOp, address });
+  if (!answer.ok) {
+    process.stderr.write(`tsgi ctl: ${answer.error}\n`);
+    process.exitCode = EXIT.FAILURE;
+    return;
+  }
+  const rows = answer.backends ?? [];
+  const table = [['BACKEND', 'STATE', 'SOURCE', 'CONNS', 'IN-FLIGHT', 'REQUESTS', 'FAILURES'],
+    ...rows.map((b) => [b.address, b.state, b.source, String(b.connections), String(b.inFlight), String(b.requests), String(b.failures)])];
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  for (const row of table) process.stdout.write(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  if (op === 'list' && answer.queued) process.stdout.write(`queued requests: ${answer.queued}\n`);
+}
+
 export async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
@@ -137,7 +201,7 @@ export async function main(argv: string[]): Promise<void> {
     throw new ConfigError(`unknown command '${command}'. ${TOP}`);
   }
   const cmd = command as Command;
-  const { values, positionals, help } = parseOptions(cmd, rest);
+  const { values, origin, positionals, help } = parseOptions(cmd, rest);
   if (help) {
     process.stdout.write(`${USAGE[cmd]}\n\nOptions:\n${optionsHelp(cmd)}\n`);
     return;
@@ -145,10 +209,13 @@ export async function main(argv: string[]): Promise<void> {
   setLogLevel(values.logLevel as LogLevel);
   if (cmd === 'front') {
     if (values.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
-    if ((values.backends as Address[]).length === 0) throw new ConfigError('tsgi front needs at least one --backend');
-    return runFront(values);
+    if ((values.backends as Address[]).length === 0 && values.control === undefined) {
+      throw new ConfigError('tsgi front needs at least one --backend (or a --control socket for backends to register on)');
+    }
+    return runFront(values, origin.backends === 'file');
   }
   if (cmd === 'serve') return runServe(values, positionals);
+  if (cmd === 'ctl') return runCtl(values, positionals);
   return runDemo(values);
 }
 

@@ -1,14 +1,18 @@
-// The backend, `tsgi serve`: loads the application and serves it on a tsgi socket.
-// start(config) and stop({ graceful }) are the lifecycle verbs, as for the front.
-import { type Address } from '../common/address.js';
-import { createLogger } from '../common/log.js';
+// The backend, `tsgi serve`: loads the application and serves it on a tsgi socket, in this
+// process or (--workers N) in N workers under a supervisor. start(config) and
+// stop({ graceful }) are the lifecycle verbs, as for the front.
+import { resolve } from 'node:path';
+import { type Address, formatAddress } from '../common/address.js';
+import { controlRequest } from '../common/control.js';
+import { createLogger, type Logger, type LogLevel } from '../common/log.js';
 import { ConfigError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
 import { BackendServer } from './server.js';
+import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';
 
 export interface BackendConfig {
-  /** Path to the application module, or the application itself. */
+  /** Path to the application module, or (single process only) the application itself. */
   app: string | Application;
   listen?: Address;
   socket?: string;
@@ -18,33 +22,115 @@ export interface BackendConfig {
   maxFrameSize?: number;
   socketMode?: number;
   gracefulTimeout?: number;
+  /** Supervisor mode with this many workers. */
+  workers?: number;
+  timeout?: number;
+  maxRequests?: number;
+  maxRequestsJitter?: number;
+  /** A front's control socket to register with. */
+  register?: string;
+  logLevel?: LogLevel;
+  /** Supervisor mode: the app can no longer be loaded and nothing serves; the backend stopped. */
+  onFatal?: (err: Error) => void;
 }
 
 export interface Backend {
   readonly address: Address;
-  readonly server: BackendServer;
+  /** SIGHUP: rolling reload of the workers (supervisor mode); a no-op in a single process. */
+  reload(): void;
+  /** SIGTTIN / SIGTTOU: one worker more or less (supervisor mode). */
+  scale(delta: number): void;
   stop(opts?: { graceful?: boolean }): Promise<void>;
+}
+
+const REGISTER_EVERY_MS = 10_000;
+
+/** Announces the backend to a front's control socket, and again periodically (fronts restart). */
+function registration(path: string, address: Address, log: Logger): { withdraw(): Promise<void> } {
+  const name = formatAddress(address.kind === 'unix' ? { kind: 'unix', path: resolve(address.path) } : address);
+  let failing = false;
+  const announce = () => controlRequest(path, { op: 'add', address: name }).then((r) => {
+    if (!r.ok) throw new Error(r.error);
+    if (failing) log.info(`registered with the front at ${path} again`);
+    failing = false;
+  }).catch((err: Error) => {
+    if (!failing) log.warn(`cannot register with the front at ${path}: ${err.message}; will keep trying`);
+    failing = true;
+  });
+  void announce().then(() => { if (!failing) log.info(`registered ${name} with the front at ${path}`); });
+  const timer = setInterval(announce, REGISTER_EVERY_MS);
+  timer.unref();
+  return {
+    async withdraw() {
+      clearInterval(timer);
+      await controlRequest(path, { op: 'drain', address: name }).catch((err: Error) => {
+        log.warn(`could not withdraw from the front at ${path}: ${err.message}`);
+      });
+    },
+  };
 }
 
 export async function start(config: BackendConfig): Promise<Backend> {
   const log = createLogger('serve');
   const address: Address | undefined = config.listen ?? (config.socket ? { kind: 'unix', path: config.socket } : undefined);
   if (address === undefined) throw new ConfigError('tsgi serve needs --socket PATH or --listen HOST:PORT|unix:PATH');
-  const app = typeof config.app === 'function' ? config.app : await loadApplication(config.app);
-  const server = new BackendServer({
-    address, app, log,
-    scriptName: config.scriptName,
-    maxStreams: config.maxStreams,
-    window: config.window,
-    maxFrameSize: config.maxFrameSize,
-    socketMode: config.socketMode,
-  });
-  const bound = await server.listen();
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
+  let stopServing: (graceful: boolean) => Promise<void>;
+  let reload = () => log.warn('SIGHUP: reload needs --workers (a supervisor); ignored');
+  let scale = (_delta: number) => log.warn('SIGTTIN/SIGTTOU: scaling needs --workers (a supervisor); ignored');
+  let bound: Address;
+
+  if (config.workers !== undefined) {
+    if (typeof config.app !== 'string') throw new ConfigError('--workers needs the application as a module path');
+    const supervisor = new Supervisor({
+      address, log, socketMode: config.socketMode, workers: config.workers,
+      gracefulTimeoutMs: gracefulMs,
+      onFatal: config.onFatal,
+      requestTimeoutMs: (config.timeout ?? 0) * 1000,
+      maxRequests: config.maxRequests ?? 0,
+      maxRequestsJitter: config.maxRequestsJitter ?? 0,
+      worker: {
+        app: resolve(config.app),
+        scriptName: config.scriptName ?? '',
+        maxStreams: config.maxStreams ?? 1024,
+        window: config.window ?? 256 * 1024,
+        maxFrameSize: config.maxFrameSize ?? 1024 * 1024,
+        gracefulTimeoutMs: gracefulMs,
+        logLevel: config.logLevel ?? 'info',
+      },
+    });
+    bound = await supervisor.start();
+    stopServing = (graceful) => supervisor.stop({ graceful });
+    reload = () => supervisor.reload();
+    scale = (delta) => supervisor.scale(delta);
+  } else {
+    const app = typeof config.app === 'function' ? config.app : await loadApplication(config.app);
+    const server = new BackendServer({
+      address, app, log,
+      scriptName: config.scriptName,
+      maxStreams: config.maxStreams,
+      window: config.window,
+      maxFrameSize: config.maxFrameSize,
+      socketMode: config.socketMode,
+    });
+    bound = await server.listen();
+    stopServing = (graceful) => server.stop({ graceful, timeoutMs: gracefulMs });
+  }
+
+  const reg = config.register ? registration(config.register, bound, log) : null;
+  let stopped: Promise<void> | null = null;
   return {
     address: bound,
-    server,
-    stop: ({ graceful = true } = {}) => server.stop({ graceful, timeoutMs: gracefulMs }),
+    reload: () => reload(),
+    scale: (delta) => scale(delta),
+    stop({ graceful = true } = {}) {
+      stopped ??= (async () => {
+        // Withdraw first, so the front stops routing here before our GOAWAY arrives.
+        if (reg !== null && graceful) await reg.withdraw();
+        await stopServing(graceful);
+      })();
+      return stopped;
+    },
   };
 }
 
@@ -53,4 +139,6 @@ export { fromFetch } from './fetch-adapter.js';
 export { runApplication, type Responder } from './gateway.js';
 export { buildEnviron } from './environ.js';
 export { InputStream } from './input.js';
+export { BackendServer } from './server.js';
+export { Supervisor } from './supervisor.js';
 export type * from './types.js';

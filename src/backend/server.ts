@@ -16,7 +16,8 @@ import { InputStream } from './input.js';
 import type { Application } from './types.js';
 
 export interface BackendServerOptions {
-  address: Address;
+  /** Where to listen; null for a worker, whose connections come from its supervisor. */
+  address: Address | null;
   app: Application;
   log: Logger;
   scriptName?: string;
@@ -26,6 +27,10 @@ export interface BackendServerOptions {
   maxFrameSize?: number;
   socketMode?: number;
   software?: string;
+  /** Connections the front should open to us (the supervisor's worker count). */
+  connectionsHint?: number;
+  /** Called after each completed request with the running total. */
+  onServed?: (served: number) => void;
 }
 
 /** A request stream's side of the gateway: the Responder that writes to the tsgi stream. */
@@ -70,6 +75,10 @@ interface RequestState {
   input: InputStream;
   controller: AbortController;
   timer: NodeJS.Timeout | null;
+  started: number;
+  method: string;
+  uri: string;
+  done: boolean;
 }
 
 function onStreamData(this: Stream, chunk: Buffer, end: boolean): void {
@@ -84,6 +93,7 @@ function onStreamDrain(this: Stream): void {
 
 function onStreamReset(this: Stream, code: number, message: string): void {
   const state = this.context as RequestState;
+  if (state.done) return; // e.g. NO_ERROR after a complete response: nothing to abort
   state.responder.aborted = true;
   const why = code === LOCAL_CONNECTION_LOST ? `front connection lost (${message})`
     : `request cancelled by the front: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`;
@@ -98,6 +108,7 @@ export class BackendServer {
   readonly #server: Server;
   readonly #connections = new Set<Connection>();
   readonly #sockets = new Set<Socket>();
+  readonly #active = new Set<RequestState>();
   #address: Address | null = null;
   #closing = false;
   #idleWaiters: (() => void)[] = [];
@@ -115,10 +126,51 @@ export class BackendServer {
     return this.#address;
   }
 
+  /** Front connections open now. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  /** Connections the front should open; sent in the HELLO of later connections. */
+  set connectionsHint(n: number) {
+    this.#opts.connectionsHint = n;
+  }
+
+  /**
+   * Asks the front to move one connection elsewhere (GOAWAY on it: the front finishes its
+   * requests there and reconnects, and the supervisor routes the new one to a less busy worker).
+   */
+  shedConnection(): boolean {
+    for (const conn of this.#connections) {
+      if (!conn.goAwaySent && !conn.closed) {
+        conn.goAway(ResetCode.NO_ERROR, 'rebalancing connections across workers');
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** The longest-running request now, for heartbeats and timeout logs. */
+  oldestRequest(): { method: string; uri: string; ms: number } | null {
+    let oldest: RequestState | null = null;
+    for (const s of this.#active) {
+      oldest = s; // a Set iterates in insertion order: the first is the oldest
+      break;
+    }
+    return oldest === null ? null : { method: oldest.method, uri: oldest.uri, ms: Date.now() - oldest.started };
+  }
+
   async listen(): Promise<Address> {
+    if (this.#opts.address === null) throw new Error('this server takes connections from a supervisor');
     this.#address = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
     this.#opts.log.info(`serving on ${formatAddress(this.#address)}`);
     return this.#address;
+  }
+
+  /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */
+  accept(socket: Socket): void {
+    this.#accept(socket);
+    socket.resume();
   }
 
   #accept(socket: Socket): void {
@@ -134,6 +186,7 @@ export class BackendServer {
       initialWindow: this.#opts.window,
       maxStreams: this.#opts.maxStreams,
       software: this.#opts.software ?? 'tsgi-serve',
+      connectionsHint: this.#opts.connectionsHint,
       onRequest: (stream, head, end) => this.#handle(stream, head, end),
       onError: (err) => {
         log.error(`closing front connection: ${err.message} [${err.code}]`);
@@ -156,7 +209,10 @@ export class BackendServer {
     const input = new InputStream((n) => stream.consume(n));
     const controller = new AbortController();
     const responder = new StreamResponder(stream);
-    const state: RequestState = { responder, input, controller, timer: null };
+    const state: RequestState = {
+      responder, input, controller, timer: null, started: Date.now(), method: head.method || 'GET', uri: head.target,
+      done: false,
+    };
     stream.context = state;
     stream.onData = onStreamData;
     stream.onDrain = onStreamDrain;
@@ -180,15 +236,19 @@ export class BackendServer {
       return;
     }
     this.inFlight++;
+    this.#active.add(state);
     runApplication(this.#opts.app, environ, responder, this.#opts.log, () => this.#finished(stream, state));
   }
 
   #finished(stream: Stream, state: RequestState): void {
+    state.done = true;
+    this.#active.delete(state);
     if (state.timer !== null) clearTimeout(state.timer);
     // The response is complete but the body never was read to its end: stop the front sending it.
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
     this.inFlight--;
     this.served++;
+    this.#opts.onServed?.(this.served);
     if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
       for (const w of this.#idleWaiters.splice(0)) w();
     }
@@ -200,7 +260,8 @@ export class BackendServer {
    */
   async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
     this.#closing = true;
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = this.#server.listening
+      ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
     if (graceful) {
       for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
       if (this.inFlight > 0) {

@@ -1,11 +1,12 @@
 // The one declarative table of options. Every option has a flag, an environment variable, a
 // default, a check and a line of help; the CLI parser, the environment and `--help` are all
 // driven from it, and a bad value stops start-up with a message that says what to use.
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../protocol/errors.js';
 import { type Address, parseAddress } from './address.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 
-export type Command = 'front' | 'serve' | 'demo';
+export type Command = 'front' | 'serve' | 'demo' | 'ctl';
 
 type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level';
 
@@ -40,9 +41,25 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'seconds a client has to send the complete request head' },
   { key: 'maxHeaderSize', flag: '--max-header-size', kind: 'bytes', default: 16384, min: 1024, commands: ['front'],
     help: 'largest request head accepted (bytes); larger ones get 431' },
+  { key: 'control', flag: '--control', env: 'TSGI_CONTROL', kind: 'string', commands: ['front', 'ctl'],
+    help: 'front: Unix socket for backend registration and tsgi ctl; ctl: the front\'s control socket' },
+  { key: 'pingInterval', flag: '--ping-interval', kind: 'seconds', default: 5, commands: ['front'],
+    help: 'seconds between health pings on each backend connection (0: none)' },
+  { key: 'pingTimeout', flag: '--ping-timeout', kind: 'seconds', default: 10, commands: ['front'],
+    help: 'seconds without a pong before a backend connection is dropped' },
   // serve
   { key: 'socket', flag: '--socket', env: 'TSGI_SOCKET', kind: 'string', commands: ['serve'],
     help: 'Unix socket path to serve the tsgi protocol on (same as --listen unix:PATH)' },
+  { key: 'workers', flag: '--workers', env: 'TSGI_WORKERS', kind: 'int', min: 1, max: 256, commands: ['serve'],
+    help: 'run a supervisor and N worker processes sharing the socket (without it: one process, no supervisor)' },
+  { key: 'timeout', flag: '--timeout', env: 'TSGI_TIMEOUT', kind: 'seconds', default: 0, commands: ['serve'],
+    help: 'with --workers: a request running longer gets its worker replaced (0: never)' },
+  { key: 'maxRequests', flag: '--max-requests', env: 'TSGI_MAX_REQUESTS', kind: 'int', default: 0, min: 0, commands: ['serve'],
+    help: 'with --workers: recycle a worker after this many requests (0: never)' },
+  { key: 'maxRequestsJitter', flag: '--max-requests-jitter', kind: 'int', default: 0, min: 0, commands: ['serve'],
+    help: 'add up to this many (random) to --max-requests per worker, so they do not recycle together' },
+  { key: 'register', flag: '--register', env: 'TSGI_REGISTER', kind: 'string', commands: ['serve'],
+    help: 'a front\'s control socket: announce this backend there when ready, withdraw it on graceful stop' },
   { key: 'gracefulTimeout', flag: '--graceful-timeout', env: 'TSGI_GRACEFUL_TIMEOUT', kind: 'seconds', default: 30,
     commands: ['serve', 'front'], help: 'seconds in-flight requests get to finish on SIGTERM' },
   { key: 'scriptName', flag: '--script-name', env: 'SCRIPT_NAME', kind: 'string', default: '', commands: ['serve'],
@@ -58,13 +75,19 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'permissions of Unix sockets we create (octal)' },
   { key: 'logLevel', flag: '--log-level', env: 'TSGI_LOG_LEVEL', kind: 'level', default: 'info',
     commands: ['front', 'serve', 'demo'], help: `log threshold: ${LOG_LEVELS.join(', ')}` },
+  { key: 'config', flag: '--config', env: 'TSGI_CONFIG', kind: 'string', commands: ['front', 'serve'],
+    help: 'JSON file of options: {"listen": "…", "backend": ["unix:…"], "response-timeout": 30, …} (flag names without --); SIGHUP re-reads the front\'s backends from it' },
   // demo
   { key: 'port', flag: '--port', env: 'PORT', kind: 'int', default: 8080, min: 0, max: 65535, commands: ['demo'],
     help: 'port for the demo front on 127.0.0.1' },
 ];
 
+export type Origin = 'flag' | 'env' | 'file' | 'default';
+
 export interface ParsedOptions {
   values: Record<string, unknown>;
+  /** Where each value came from. */
+  origin: Record<string, Origin>;
   positionals: string[];
   help: boolean;
 }
@@ -109,10 +132,39 @@ function convert(spec: OptionSpec, raw: string): unknown {
  * Parses argv for a command. Precedence: flag, then environment variable, then default.
  * `--flag value` and `--flag=value` both work; `--backend` (a list) may repeat.
  */
+/**
+ * Reads a JSON config file: an object whose keys are flag names without the dashes and whose
+ * values are what the flag takes (a list for a repeatable flag).
+ */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`--config: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`--config: ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ConfigError(`--config: ${path} must hold a JSON object of options`);
+  }
+  return data as Record<string, unknown>;
+}
+
+/**
+ * Parses argv for a command. Precedence: flag, then environment variable, then the config
+ * file (--config), then the default. `--flag value` and `--flag=value` both work; `--backend`
+ * (a list) may repeat.
+ */
 export function parseOptions(command: Command, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions {
   const specs = OPTIONS.filter((o) => o.commands.includes(command));
   const byFlag = new Map(specs.map((s) => [s.flag, s]));
   const values: Record<string, unknown> = {};
+  const origin: Record<string, Origin> = {};
   const positionals: string[] = [];
   let help = false;
   for (let i = 0; i < argv.length; i++) {
@@ -137,14 +189,43 @@ export function parseOptions(command: Command, argv: readonly string[], env: Nod
     const value = convert(spec, raw);
     if (spec.kind === 'addresses') values[spec.key] = [...((values[spec.key] as Address[]) ?? []), ...(value as Address[])];
     else values[spec.key] = value;
+    origin[spec.key] = 'flag';
   }
+  const configPath = (values.config as string | undefined) ?? (specs.some((s) => s.key === 'config') ? env.TSGI_CONFIG : undefined);
+  const file = configPath ? configValues(command, readConfigFile(configPath), configPath) : {};
   for (const spec of specs) {
     if (values[spec.key] !== undefined) continue;
     const raw = spec.env !== undefined ? env[spec.env] : undefined;
-    if (raw !== undefined && raw !== '') values[spec.key] = convert(spec, raw);
-    else if (spec.default !== undefined) values[spec.key] = spec.default;
+    if (raw !== undefined && raw !== '') {
+      values[spec.key] = convert(spec, raw);
+      origin[spec.key] = 'env';
+    } else if (file[spec.key] !== undefined) {
+      values[spec.key] = file[spec.key];
+      origin[spec.key] = 'file';
+    } else if (spec.default !== undefined) {
+      values[spec.key] = spec.default;
+      origin[spec.key] = 'default';
+    }
   }
-  return { values, positionals, help };
+  return { values, origin, positionals, help };
+}
+
+/** Converts a config file's entries with the same checks as flags; unknown keys are errors. */
+export function configValues(command: Command, data: Record<string, unknown>, path: string): Record<string, unknown> {
+  const specs = OPTIONS.filter((o) => o.commands.includes(command));
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(data)) {
+    const spec = specs.find((s) => s.flag === `--${name}`);
+    if (spec === undefined) {
+      throw new ConfigError(`${path}: unknown option "${name}" for 'tsgi ${command}' (keys are flag names without --)`);
+    }
+    if (spec.key === 'config') continue;
+    const items = Array.isArray(value) ? value : [value];
+    if (items.length !== 1 && spec.kind !== 'addresses') throw new ConfigError(`${path}: "${name}" takes one value`);
+    const converted = items.map((v) => convert(spec, String(v)));
+    out[spec.key] = spec.kind === 'addresses' ? converted.flat() : converted[0];
+  }
+  return out;
 }
 
 /** The options part of `tsgi COMMAND --help`, generated from the table. */

@@ -1,116 +1,137 @@
-// One persistent, multiplexed connection from the front to one backend address: connects,
-// handshakes, re-connects with backoff when lost, and drains (then reconnects) on GOAWAY.
+// One persistent, multiplexed connection from the front to a backend: connects, handshakes,
+// answers for its health with pings, and drains on GOAWAY. A link is used once: when it
+// closes, its Backend opens a new one (with backoff if the address keeps failing).
 import { connect, type Socket } from 'node:net';
-import { type Address, formatAddress } from '../common/address.js';
+import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { socketWriter } from '../common/socket-writer.js';
 import { Connection } from '../protocol/connection.js';
+import type { Backend } from './backend.js';
 
-export type LinkState = 'connecting' | 'ready' | 'draining' | 'down' | 'stopped';
+export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
+
+export interface LinkEvents {
+  onReady(link: BackendLink): void;
+  onGoAway(link: BackendLink, message: string): void;
+  /** The link closed; `established` tells whether it ever became ready. */
+  onClose(link: BackendLink, established: boolean, error: string | null): void;
+}
 
 export interface LinkOptions {
+  owner: Backend;
   address: Address;
+  name: string;
   log: Logger;
   window?: number;
   maxFrameSize?: number;
-  /** Called whenever the link may take new streams. */
-  onReady: (link: BackendLink) => void;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
 }
 
-const MIN_BACKOFF_MS = 50;
-const MAX_BACKOFF_MS = 2000;
-
 export class BackendLink {
-  readonly address: Address;
   readonly name: string;
-  state: LinkState = 'down';
-  conn: Connection | null = null;
-  /** Requests sent to this backend since start. */
+  /** The backend this link belongs to (its counters and state). */
+  readonly owner: Backend;
+  state: LinkState = 'connecting';
+  readonly conn: Connection;
+  /** Requests sent on this link. */
   requests = 0;
-  #opts: LinkOptions;
-  #socket: Socket | null = null;
-  #backoff = MIN_BACKOFF_MS;
-  #retryTimer: NodeJS.Timeout | null = null;
-  #failures = 0;
-  #everReady = false;
+  #socket: Socket;
+  #events: LinkEvents;
+  #error: string | null = null;
+  #established = false;
+  #pingTimer: NodeJS.Timeout | null = null;
+  #pingSeq = 0;
+  #awaitingPong = 0;
+  #pingSentAt = 0;
 
-  constructor(opts: LinkOptions) {
-    this.#opts = opts;
-    this.address = opts.address;
-    this.name = formatAddress(opts.address);
-  }
-
-  /** Streams in flight on this link. */
-  get load(): number {
-    return this.conn?.streams.size ?? 0;
-  }
-
-  get canOpen(): boolean {
-    return this.state === 'ready' && this.conn !== null && this.conn.canOpen;
-  }
-
-  connect(): void {
-    if (this.state === 'stopped' || this.state === 'connecting') return;
-    this.state = 'connecting';
-    const a = this.address;
+  constructor(opts: LinkOptions, events: LinkEvents) {
+    this.name = opts.name;
+    this.owner = opts.owner;
+    this.#events = events;
+    const a = opts.address;
     const socket = a.kind === 'unix' ? connect(a.path) : connect({ host: a.host, port: a.port, noDelay: true });
     this.#socket = socket;
     const conn = new Connection({
       role: 'client',
       write: socketWriter(socket),
-      initialWindow: this.#opts.window,
-      maxFrameSize: this.#opts.maxFrameSize,
+      initialWindow: opts.window,
+      maxFrameSize: opts.maxFrameSize,
       software: 'tsgi-front',
       onReady: () => {
-        if (this.#failures > 0) this.#opts.log.info(`backend ${this.name} is back`);
-        else this.#opts.log.debug(`connected to backend ${this.name}`);
-        this.#failures = 0;
-        this.#everReady = true;
-        this.#backoff = MIN_BACKOFF_MS;
+        if (this.state !== 'connecting') return;
         this.state = 'ready';
-        this.#opts.onReady(this);
+        this.#established = true;
+        this.#startPings(opts);
+        events.onReady(this);
       },
       onGoAway: (_last, _code, message) => {
-        this.#opts.log.info(`backend ${this.name} is going away${message ? ` (${message})` : ''}; draining`);
-        if (this.state === 'ready') this.state = 'draining';
+        if (this.state === 'ready' || this.state === 'connecting') this.state = 'draining';
+        events.onGoAway(this, message);
         this.release();
       },
+      onPong: (id) => {
+        if (id === this.#awaitingPong) this.#awaitingPong = 0;
+      },
       onError: (err) => {
-        this.#opts.log.error(`backend ${this.name}: ${err.message} [${err.code}]; closing the connection`);
+        opts.log.error(`backend ${this.name}: ${err.message} [${err.code}]; closing the connection`);
+        this.#error = err.message;
         socket.destroy();
       },
     });
     this.conn = conn;
     socket.on('connect', () => conn.start());
     socket.on('data', (chunk: Buffer) => conn.receive(chunk));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (this.#failures++ > 0) return;
-      if (this.#everReady) this.#opts.log.warn(`backend ${this.name} unreachable: ${err.code ?? err.message}; retrying`);
-      else this.#opts.log.info(`waiting for backend ${this.name} (${err.code ?? err.message})`);
-    });
+    socket.on('error', (err: NodeJS.ErrnoException) => { this.#error ??= err.code ?? err.message; });
     socket.on('close', () => {
-      conn.destroy(`connection to backend ${this.name} lost`);
-      if (this.conn === conn) this.conn = null;
-      if (this.#socket === socket) this.#socket = null;
-      if (this.state === 'stopped') return;
-      const wasDraining = this.state === 'draining';
-      this.state = 'down';
-      // A drained backend is replaced at once (a new process may already listen there).
-      const delay = wasDraining ? 0 : this.#backoff;
-      if (!wasDraining) this.#backoff = Math.min(this.#backoff * 2, MAX_BACKOFF_MS);
-      this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.connect(); }, delay);
-      this.#retryTimer.unref();
+      if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
+      this.state = 'closed';
+      conn.destroy(`connection to backend ${this.name} lost${this.#error ? ` (${this.#error})` : ''}`);
+      events.onClose(this, this.#established, this.#error);
     });
+  }
+
+  /** Streams in flight on this link. */
+  get load(): number {
+    return this.conn.streams.size;
+  }
+
+  get canOpen(): boolean {
+    return this.state === 'ready' && this.conn.canOpen;
+  }
+
+  #startPings(opts: LinkOptions): void {
+    if (opts.pingIntervalMs <= 0) return;
+    this.#pingTimer = setInterval(() => {
+      if (this.#awaitingPong !== 0) {
+        if (Date.now() - this.#pingSentAt >= opts.pingTimeoutMs) {
+          opts.log.warn(`backend ${this.name} did not answer a ping within ${opts.pingTimeoutMs / 1000} s; closing the connection`);
+          this.#error = 'ping timeout';
+          this.#socket.destroy();
+        }
+        return;
+      }
+      this.#pingSeq = (this.#pingSeq % 0xffffffff) + 1;
+      this.#awaitingPong = this.#pingSeq;
+      this.#pingSentAt = Date.now();
+      this.conn.ping(this.#pingSeq);
+    }, Math.min(opts.pingIntervalMs, opts.pingTimeoutMs));
+    this.#pingTimer.unref();
   }
 
   /** A stream on this link finished: a draining link closes once it has none left. */
   release(): void {
-    if (this.state === 'draining' && this.load === 0) this.#socket?.end();
+    if (this.state === 'draining' && this.load === 0) this.#socket.end();
   }
 
-  stop(): void {
-    this.state = 'stopped';
-    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
-    this.#socket?.destroy();
+  /** Stops taking requests; closes when the in-flight ones are done. */
+  drain(): void {
+    if (this.state === 'closed') return;
+    this.state = 'draining';
+    this.release();
+  }
+
+  close(): void {
+    this.#socket.destroy();
   }
 }

@@ -3,6 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
+import { ControlServer } from './control.js';
 import { listenOn } from '../common/listen.js';
 import { createLogger } from '../common/log.js';
 import { ConfigError } from '../protocol/errors.js';
@@ -22,27 +23,42 @@ export interface FrontConfig {
   maxFrameSize?: number;
   socketMode?: number;
   gracefulTimeout?: number;
+  /** Unix socket for registration and `tsgi ctl`. */
+  control?: string;
+  pingInterval?: number;
+  pingTimeout?: number;
 }
 
 export interface Front {
   readonly address: Address;
   readonly pool: Pool;
   readonly server: Server;
+  /**
+   * Makes the configured backends these (SIGHUP with --config): new ones are added, ones no
+   * longer listed are drained. Registered backends are left alone.
+   */
+  setBackends(addresses: Address[]): void;
   stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
 export async function start(config: FrontConfig): Promise<Front> {
   const log = createLogger('front');
   if (config.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
-  if (config.backends.length === 0) throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT');
+  if (config.backends.length === 0 && config.control === undefined) {
+    throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT, or a --control socket for backends to register on');
+  }
   const pool = new Pool({
     log,
     queueSize: config.queueSize ?? 1024,
     queueTimeoutMs: (config.queueTimeout ?? 5) * 1000,
     window: config.window,
     maxFrameSize: config.maxFrameSize,
+    pingIntervalMs: (config.pingInterval ?? 5) * 1000,
+    pingTimeoutMs: (config.pingTimeout ?? 10) * 1000,
   });
-  for (const address of config.backends) pool.add(address);
+  for (const address of config.backends) pool.add(address, 'config');
+  const control = config.control !== undefined ? new ControlServer(config.control, pool, log) : null;
+  await control?.listen(config.socketMode);
   const proxy: ProxyOptions = { pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000 };
   const headersTimeout = (config.headersTimeout ?? 30) * 1000;
   const server = createServer({
@@ -63,13 +79,21 @@ export async function start(config: FrontConfig): Promise<Front> {
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
   const bound = await listenOn(server, config.listen, config.socketMode);
-  log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ')}`);
+  log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`);
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
   return {
     address: bound,
     pool,
     server,
+    setBackends(addresses) {
+      const names = new Set(addresses.map(formatAddress));
+      for (const backend of [...pool.backends]) {
+        if (backend.source === 'config' && !names.has(backend.name)) backend.drain();
+      }
+      for (const address of addresses) pool.add(address, 'config');
+    },
     async stop({ graceful = true } = {}) {
+      await control?.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       if (!graceful) server.closeAllConnections();
@@ -86,4 +110,5 @@ export async function start(config: FrontConfig): Promise<Front> {
 }
 
 export { Pool } from './pool.js';
+export { Backend } from './backend.js';
 export { BackendLink } from './backend-link.js';

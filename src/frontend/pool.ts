@@ -1,9 +1,12 @@
-// The backends a front routes to: picks the least-loaded ready link for each request, and
-// holds requests in a bounded queue for a bounded time while no backend is ready.
-import type { Address } from '../common/address.js';
+// The backends a front routes to. Each request goes to the least-loaded ready link (power of
+// two choices over the backends, then the least-loaded link within); while no backend is
+// ready, requests wait in a bounded queue for a bounded time, then get 503.
+// Backends join and leave at run time (control socket, config reload) without a restart.
+import { type Address, formatAddress } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
-import { BackendLink } from './backend-link.js';
+import { Backend } from './backend.js';
+import type { BackendLink } from './backend-link.js';
 
 export interface Waiter {
   /** Called with a link that can open a stream, or with the error that ended the wait. */
@@ -18,6 +21,8 @@ export interface PoolOptions {
   queueTimeoutMs: number;
   window?: number;
   maxFrameSize?: number;
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
 }
 
 interface Queued {
@@ -26,47 +31,91 @@ interface Queued {
 }
 
 export class Pool {
-  readonly links: BackendLink[] = [];
+  readonly backends: Backend[] = [];
   #opts: PoolOptions;
   #queue: Queued[] = [];
+  #head = 0;
   #timer: NodeJS.Timeout | null = null;
-  #next = 0;
+  #stopped = false;
 
   constructor(opts: PoolOptions) {
     this.#opts = opts;
   }
 
-  add(address: Address): BackendLink {
-    const link = new BackendLink({
-      address, log: this.#opts.log, window: this.#opts.window, maxFrameSize: this.#opts.maxFrameSize,
-      onReady: () => this.#drainQueue(),
-    });
-    this.links.push(link);
-    link.connect();
-    return link;
+  find(address: Address): Backend | undefined {
+    const name = formatAddress(address);
+    return this.backends.find((b) => b.name === name && b.state !== 'removed');
   }
 
-  /** The ready link with the fewest streams in flight (ties go round-robin), or null. */
+  /** Adds a backend (or re-activates a draining one with that address). */
+  add(address: Address, source = 'config'): Backend {
+    const existing = this.find(address);
+    if (existing !== undefined) {
+      existing.activate();
+      return existing;
+    }
+    const o = this.#opts;
+    const backend = new Backend({
+      address, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
+      pingIntervalMs: o.pingIntervalMs ?? 5000, pingTimeoutMs: o.pingTimeoutMs ?? 10_000,
+      onReady: () => this.#drainQueue(),
+      onGone: (b) => {
+        const i = this.backends.indexOf(b);
+        if (i !== -1) this.backends.splice(i, 1);
+        o.log.info(`backend ${b.name} drained and removed`);
+      },
+    }, source);
+    this.backends.push(backend);
+    if (!this.#stopped) backend.reconcile();
+    o.log.info(`backend ${backend.name} added (${source})`);
+    return backend;
+  }
+
+  /** Number of active backends: bounds how often a refused request is retried. */
+  get size(): number {
+    let n = 0;
+    for (const b of this.backends) if (b.state === 'active') n++;
+    return n;
+  }
+
+  /** The least-loaded ready link: power of two random choices among ready backends. */
   pick(): BackendLink | null {
-    const links = this.links;
-    const n = links.length;
+    const backends = this.backends;
+    const n = backends.length;
+    if (n === 1) return backends[0]!.state === 'active' ? backends[0]!.pick() : null;
+    let a: BackendLink | null = null;
+    let b: BackendLink | null = null;
+    if (n > 1) {
+      const i = Math.floor(Math.random() * n);
+      let j = Math.floor(Math.random() * (n - 1));
+      if (j >= i) j++;
+      a = backends[i]!.state === 'active' ? backends[i]!.pick() : null;
+      b = backends[j]!.state === 'active' ? backends[j]!.pick() : null;
+      if (a !== null && b !== null) return a.load <= b.load ? a : b;
+      if (a !== null || b !== null) return a ?? b;
+    }
+    // Both choices were not ready: scan for any ready one.
     let best: BackendLink | null = null;
-    const start = this.#next++ % (n || 1);
-    for (let i = 0; i < n; i++) {
-      const link = links[(start + i) % n]!;
-      if (link.canOpen && (best === null || link.load < best.load)) best = link;
+    for (const backend of backends) {
+      if (backend.state !== 'active') continue;
+      const link = backend.pick();
+      if (link !== null && (best === null || link.load < best.load)) best = link;
     }
     return best;
   }
 
   /** Hands the waiter a link now, or queues it until one is ready (bounded in size and time). */
   acquire(waiter: Waiter): void {
-    const link = this.#queue.length === 0 ? this.pick() : null;
+    const link = this.queued === 0 ? this.pick() : null;
     if (link !== null) {
       waiter.dispatch(link);
       return;
     }
-    if (this.#queue.length >= this.#opts.queueSize) {
+    if (this.#stopped) {
+      waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND', 'front is shutting down'));
+      return;
+    }
+    if (this.queued >= this.#opts.queueSize) {
       waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND',
         `no backend ready and the wait queue is full (${this.#opts.queueSize})`));
       return;
@@ -75,48 +124,71 @@ export class Pool {
     this.#armTimer();
   }
 
+  /** A stream finished on the link: a draining link may close, and a waiter may go. */
+  release(link: BackendLink): void {
+    link.release();
+    if (this.queued > 0) this.#drainQueue();
+  }
+
+  /** Requests waiting for a backend. */
   get queued(): number {
-    return this.#queue.length;
+    return this.#queue.length - this.#head;
+  }
+
+  #shift(): Queued | undefined {
+    const item = this.#queue[this.#head];
+    if (item === undefined) return undefined;
+    this.#queue[this.#head++] = undefined as unknown as Queued;
+    if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    return item;
   }
 
   #drainQueue(): void {
-    while (this.#queue.length > 0) {
-      const head = this.#queue[0]!;
+    while (this.queued > 0) {
+      const head = this.#queue[this.#head]!;
       if (head.waiter.cancelled) {
-        this.#queue.shift();
+        this.#shift();
         continue;
       }
       const link = this.pick();
       if (link === null) break;
-      this.#queue.shift();
+      this.#shift();
       head.waiter.dispatch(link);
     }
     this.#armTimer();
   }
 
   #armTimer(): void {
-    if (this.#timer !== null || this.#queue.length === 0) return;
-    const wait = Math.max(0, this.#queue[0]!.deadline - Date.now());
+    if (this.#timer !== null || this.queued === 0) return;
+    const wait = Math.max(0, this.#queue[this.#head]!.deadline - Date.now());
     this.#timer = setTimeout(() => {
       this.#timer = null;
       const now = Date.now();
-      while (this.#queue.length > 0 && (this.#queue[0]!.deadline <= now || this.#queue[0]!.waiter.cancelled)) {
-        const { waiter } = this.#queue.shift()!;
-        if (!waiter.cancelled) {
-          waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND',
-            `no backend became ready within ${this.#opts.queueTimeoutMs} ms`));
+      while (this.queued > 0) {
+        const head = this.#queue[this.#head]!;
+        if (!head.waiter.cancelled && head.deadline > now) break;
+        this.#shift();
+        if (!head.waiter.cancelled) {
+          head.waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND',
+            `no backend became ready within ${this.#opts.queueTimeoutMs / 1000} s`));
         }
       }
       this.#drainQueue();
     }, wait);
   }
 
+  /** Closes every backend link; queued requests get 503. */
   stop(): void {
+    this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    for (const { waiter } of this.#queue.splice(0)) {
+    while (this.queued > 0) {
+      const { waiter } = this.#shift()!;
       if (!waiter.cancelled) waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND', 'front is shutting down'));
     }
-    for (const link of this.links) link.stop();
+    for (const backend of [...this.backends]) backend.remove();
   }
 }

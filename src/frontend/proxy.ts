@@ -34,6 +34,8 @@ const HOP_BY_HOP = new Set([
 ]);
 const HOP_BY_HOP_LITERAL = new Set(['proxy-connection']);
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
+/** A refused request (never processed) is sent again, up to this many times in all. */
+const MAX_ATTEMPTS = 5;
 
 interface Peer {
   remoteAddr: string;
@@ -155,8 +157,12 @@ export class Exchange implements Waiter {
   link: BackendLink | null = null;
   headReceived = false;
   done = false;
-  /** Body bytes already forwarded: once any went, the request is never sent elsewhere. */
-  bodySent = 0;
+  /**
+   * The body chunks sent so far, kept until the backend shows it took the stream (a head, or
+   * flow-control credit). A refused stream can then be sent elsewhere, body and all. Bounded:
+   * the stream's credit window stops the upload long before this grows past it.
+   */
+  replay: Buffer[] | null = null;
   attempts = 0;
   /** Bytes written to the client but not yet acknowledged to the backend. */
   pendingCredit = 0;
@@ -170,8 +176,12 @@ export class Exchange implements Waiter {
     const { head, hasBody } = requestHead(req);
     this.head = head;
     this.hasBody = hasBody;
+    if (hasBody) this.replay = [];
     (req as IncomingMessage & { [kExchange]?: Exchange })[kExchange] = this;
     (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
+    // A body longer or shorter than its Content-Length would desync the client's keep-alive
+    // connection (extra bytes read as the next response): Node throws instead, and we cut.
+    res.strictContentLength = true;
     res.once('close', onClientClose);
   }
 
@@ -181,7 +191,7 @@ export class Exchange implements Waiter {
 
   dispatch(link: BackendLink | null, err?: TsgiError): void {
     if (this.done || this.cancelled) return;
-    if (link === null || link.conn === null) {
+    if (link === null) {
       this.fail(err ?? new TsgiError('TSGI_ERR_NO_BACKEND', 'no backend available'));
       return;
     }
@@ -196,6 +206,7 @@ export class Exchange implements Waiter {
       return;
     }
     link.requests++;
+    link.owner.requests++;
     this.link = link;
     this.stream = stream;
     stream.context = this;
@@ -209,8 +220,12 @@ export class Exchange implements Waiter {
     if (this.hasBody && this.attempts === 1) {
       this.req.on('data', onClientData);
       this.req.on('end', onClientEnd);
-    } else if (this.hasBody && this.req.complete) {
-      stream.end(); // a retry of a request whose (empty) body already ended
+    } else if (this.hasBody) {
+      // A retry: what the refused stream carried goes again, then the rest as it comes.
+      let more = true;
+      for (const chunk of this.replay!) more = stream.write(chunk);
+      if (this.req.complete) stream.end();
+      else if (more) this.req.resume();
     }
   }
 
@@ -230,6 +245,7 @@ export class Exchange implements Waiter {
       res.destroy();
       return;
     }
+    if ((status === 502 || status === 504) && this.link !== null) this.link.owner.failures++;
     this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message}`);
     const body = errorBody(status);
     const headers: Record<string, string | number> = {
@@ -254,7 +270,7 @@ export class Exchange implements Waiter {
       this.req.off('data', onClientData);
       this.req.resume(); // discard the rest of a body nobody will read
     }
-    this.link?.release();
+    if (this.link !== null) this.opts.pool.release(this.link);
   }
 }
 
@@ -272,9 +288,13 @@ function onClientClose(this: ServerResponse): void {
 
 function onClientData(this: IncomingMessage, chunk: Buffer): void {
   const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  if (ex.replay !== null) ex.replay.push(chunk);
   const stream = ex.stream;
-  if (stream === null || stream.closed || stream.localEnded) return;
-  ex.bodySent += chunk.length;
+  if (stream === null) {
+    this.pause(); // waiting for a backend (a retry): hold the rest of the upload
+    return;
+  }
+  if (stream.closed || stream.localEnded) return;
   if (!stream.write(chunk)) this.pause();
 }
 
@@ -286,6 +306,7 @@ function onClientEnd(this: IncomingMessage): void {
 
 function onBackendDrain(this: Stream): void {
   const ex = this.context as Exchange;
+  ex.replay = null; // credit came back: the backend took the stream, it will not be refused
   if (!ex.done) ex.req.resume();
 }
 
@@ -293,6 +314,7 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
   const ex = this.context as Exchange;
   if (ex.done) return;
   ex.headReceived = true;
+  ex.replay = null;
   if (ex.timer !== null) {
     clearTimeout(ex.timer);
     ex.timer = null;
@@ -306,10 +328,23 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
     ex.fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid response head: ${(err as Error).message}`));
     return;
   }
-  if (end) {
-    res.end();
-    ex.finish();
+  if (end) endResponse(ex);
+}
+
+/** Ends the response; one whose body fell short of its Content-Length is cut instead. */
+function endResponse(ex: Exchange): void {
+  try {
+    ex.res.end();
+  } catch (err) {
+    ex.fail(lengthMismatch(ex, err));
+    return;
   }
+  ex.finish();
+}
+
+function lengthMismatch(ex: Exchange, err: unknown): TsgiError {
+  return new TsgiError('TSGI_ERR_PROTOCOL', `${ex.link?.name ?? 'backend'} sent a body that does not match `
+    + `its Content-Length (${(err as Error).message})`);
 }
 
 function onWritableDrain(this: ServerResponse): void {
@@ -325,7 +360,14 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
   if (ex.done) return;
   const res = ex.res;
   if (chunk.length > 0) {
-    if (res.write(chunk) && !ex.awaitingDrain) {
+    let more: boolean;
+    try {
+      more = res.write(chunk);
+    } catch (err) {
+      ex.fail(lengthMismatch(ex, err)); // more bytes than the Content-Length: never sent
+      return;
+    }
+    if (more && !ex.awaitingDrain) {
       this.consume(chunk.length);
     } else {
       ex.pendingCredit += chunk.length;
@@ -335,22 +377,19 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
       }
     }
   }
-  if (end) {
-    res.end();
-    ex.finish();
-  }
+  if (end) endResponse(ex);
 }
 
 function onBackendReset(this: Stream, code: number, message: string): void {
   const ex = this.context as Exchange;
   if (ex.done) return;
   const backend = ex.link?.name ?? 'backend';
-  if (code === ResetCode.REFUSED_STREAM && !ex.headReceived && ex.bodySent === 0
-      && ex.attempts <= ex.opts.pool.links.length) {
+  if (code === ResetCode.REFUSED_STREAM && !ex.headReceived && (!ex.hasBody || ex.replay !== null)
+      && ex.attempts < MAX_ATTEMPTS) {
     // Never processed: safe to send to another (or the reconnected) backend.
     ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: refused by ${backend} (${message}); retrying`);
     ex.stream = null;
-    ex.link?.release();
+    if (ex.link !== null) ex.opts.pool.release(ex.link);
     ex.opts.pool.acquire(ex);
     return;
   }

@@ -22,6 +22,8 @@ export interface ConnectionOptions {
   initialWindow?: number;
   maxStreams?: number;
   software?: string;
+  /** Connections the peer should open to us (a backend's worker count). */
+  connectionsHint?: number;
   versions?: readonly number[];
   /** The peer's HELLO arrived and a version was agreed. */
   onReady?: (conn: Connection) => void;
@@ -238,6 +240,8 @@ export class Connection {
   peerInitialWindow: number = DEFAULTS.initialWindow;
   peerMaxStreams = 0;
   peerSoftware = '';
+  /** Connections the peer asked us to open (0: no preference). */
+  peerConnections = 0;
   dataChunkSize: number = DEFAULTS.dataChunkSize;
   /** We sent GOAWAY: no new streams accepted (server) or opened (client). */
   goAwaySent = false;
@@ -272,6 +276,7 @@ export class Connection {
       initialWindow: this.initialWindow,
       maxStreams: this.maxStreams,
       software: this.#opts.software ?? 'tsgi',
+      connections: this.#opts.connectionsHint ?? 0,
     }).finish());
   }
 
@@ -495,6 +500,7 @@ export class Connection {
     this.peerInitialWindow = hello.initialWindow;
     this.peerMaxStreams = hello.maxStreams;
     this.peerSoftware = hello.software;
+    this.peerConnections = hello.connections;
     this.dataChunkSize = Math.min(DEFAULTS.dataChunkSize, hello.maxFrameSize);
     this.#opts.onReady?.(this);
   }

@@ -1,0 +1,391 @@
+// The supervisor of `tsgi serve --workers N` (after gunicorn's arbiter): it owns the listening
+// socket, hands each accepted front connection to the ready worker with the fewest, and keeps
+// the workers at the target. Signal handlers only record intent; one idempotent reconcile()
+// spawns, retires and reaps to reach it. A reload is "bump the generation, reconcile".
+import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, type Server, type Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { type Address, formatAddress } from '../common/address.js';
+import { listenOn } from '../common/listen.js';
+import type { Logger } from '../common/log.js';
+import { TsgiError } from '../protocol/errors.js';
+import type { SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
+
+/** Exit code of a worker that could not load the application (the supervisor gives up). */
+export const APP_LOAD_EXIT = 3;
+
+const HEARTBEAT_TIMEOUT_MS = 10_000;
+/** How long a connection may wait for a starting worker before going to any ready one. */
+const HOLD_FOR_STARTING_MS = 1000;
+/** At most one connection moved between workers per this period. */
+const SHED_COOLDOWN_MS = 2000;
+/** A worker generation that cannot load the app is retried after this long. */
+const LOAD_RETRY_MS = 5000;
+/** Marks a socket that was already held once for a starting worker. */
+const kHeld = Symbol('tsgi.held');
+
+type WorkerState = 'starting' | 'ready' | 'retiring' | 'stopping';
+
+interface Worker {
+  id: number;
+  child: ChildProcess;
+  generation: number;
+  state: WorkerState;
+  connections: number;
+  inFlight: number;
+  served: number;
+  lastBeat: number;
+  /** The longest-running request at the last heartbeat. */
+  oldest: { method: string; uri: string; ms: number } | null;
+  killTimer: NodeJS.Timeout | null;
+  everReady: boolean;
+}
+
+export interface SupervisorOptions {
+  address: Address;
+  workers: number;
+  worker: Omit<WorkerConfig, 'workerId' | 'maxRequests' | 'connections'>;
+  log: Logger;
+  socketMode?: number;
+  gracefulTimeoutMs: number;
+  /** The app cannot be loaded and no worker is serving: the supervisor has stopped. */
+  onFatal?: (err: TsgiError) => void;
+  /** A request running longer than this gets its worker replaced (0: never). */
+  requestTimeoutMs: number;
+  maxRequests: number;
+  maxRequestsJitter: number;
+}
+
+export class Supervisor {
+  readonly #opts: SupervisorOptions;
+  readonly #server: Server;
+  readonly #workers = new Map<number, Worker>();
+  #target: number;
+  #generation = 1;
+  #nextId = 1;
+  #stopping = false;
+  #fatal: TsgiError | null = null;
+  #pending: Socket[] = [];
+  #pendingTimer: NodeJS.Timeout | null = null;
+  #lastShed = 0;
+  #spawnAfter = 0;
+  #started = false;
+  #watchdog: NodeJS.Timeout | null = null;
+  #readyWaiters: ((err?: Error) => void)[] = [];
+  #exitWaiters: (() => void)[] = [];
+  /** Workers that died unexpectedly and were replaced. */
+  restarts = 0;
+
+  constructor(opts: SupervisorOptions) {
+    this.#opts = opts;
+    this.#target = opts.workers;
+    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket));
+  }
+
+  get target(): number {
+    return this.#target;
+  }
+
+  /** Listens, starts the first generation, resolves when all of it is ready. */
+  async start(): Promise<Address> {
+    const bound = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
+    this.#opts.log.info(`supervisor (pid ${process.pid}) on ${formatAddress(bound)}: starting ${this.#target} worker(s)`);
+    this.#watchdog = setInterval(() => this.#checkHealth(), 1000);
+    this.#watchdog.unref();
+    this.reconcile();
+    await new Promise<void>((resolve, reject) => {
+      this.#readyWaiters.push((err) => (err ? reject(err) : resolve()));
+    });
+    this.#started = true;
+    this.#opts.log.info(`serving on ${formatAddress(bound)} with ${this.#target} worker(s)`);
+    return bound;
+  }
+
+  /** SIGHUP: a new generation re-reads the app; the old one retires once the new is ready. */
+  reload(): void {
+    if (this.#stopping) return;
+    this.#generation++;
+    this.#opts.log.info(`reload: starting generation ${this.#generation}`);
+    this.reconcile();
+  }
+
+  /** SIGTTIN / SIGTTOU. */
+  scale(delta: number): void {
+    this.#target = Math.max(1, this.#target + delta);
+    this.#opts.log.info(`workers: target is now ${this.#target}`);
+    this.#broadcast({ type: 'target', workers: this.#target });
+    this.reconcile();
+  }
+
+  /** Brings the workers to the target: spawn what is missing, retire what is extra or old. */
+  reconcile(): void {
+    if (this.#stopping) return;
+    const live = () => [...this.#workers.values()].filter((w) => w.generation === this.#generation
+      && (w.state === 'starting' || w.state === 'ready'));
+    if (Date.now() >= this.#spawnAfter) for (let i = live().length; i < this.#target; i++) this.#spawn();
+    const current = live();
+    const ready = current.filter((w) => w.state === 'ready');
+    // Too many in the current generation: retire the newest extra ones.
+    if (current.length > this.#target) {
+      for (const w of current.slice(this.#target).reverse()) this.#retire(w, 'scaled down');
+    }
+    // Old generations retire once the current one is fully ready.
+    if (ready.length >= this.#target) {
+      for (const w of this.#workers.values()) {
+        if (w.generation !== this.#generation && (w.state === 'ready' || w.state === 'starting')) {
+          this.#retire(w, `replaced by generation ${this.#generation}`);
+        }
+      }
+    }
+    if (ready.length > 0 && !current.some((w) => w.state === 'starting')) this.#flushPending();
+    if (ready.length >= this.#target && this.#readyWaiters.length > 0) {
+      for (const w of this.#readyWaiters.splice(0)) w();
+    }
+  }
+
+  #spawn(): Worker {
+    const id = this.#nextId++;
+    const o = this.#opts;
+    const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0;
+    const config: WorkerConfig = {
+      ...o.worker, workerId: id, maxRequests: o.maxRequests > 0 ? o.maxRequests + jitter : 0, connections: this.#target,
+    };
+    const child = fork(fileURLToPath(new URL('./worker.js', import.meta.url)), [], {
+      env: { ...process.env, TSGI_WORKER_CONFIG: JSON.stringify(config) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'advanced',
+    });
+    const worker: Worker = {
+      id, child, generation: this.#generation, state: 'starting', connections: 0, inFlight: 0, served: 0,
+      lastBeat: Date.now(), oldest: null, killTimer: null, everReady: false,
+    };
+    this.#workers.set(id, worker);
+    child.on('message', (msg: WorkerMessage) => this.#onMessage(worker, msg));
+    child.on('exit', (code, signal) => this.#onExit(worker, code, signal));
+    return worker;
+  }
+
+  #onMessage(worker: Worker, msg: WorkerMessage): void {
+    switch (msg.type) {
+      case 'ready':
+        worker.everReady = true;
+        worker.lastBeat = Date.now();
+        if (worker.state === 'starting') worker.state = 'ready';
+        this.#opts.log.info(`worker ${worker.id} (pid ${worker.child.pid}, generation ${worker.generation}) ready`);
+        this.reconcile();
+        return;
+      case 'heartbeat':
+        worker.lastBeat = Date.now();
+        worker.connections = msg.connections;
+        worker.inFlight = msg.inFlight;
+        worker.served = msg.served;
+        worker.oldest = msg.oldest;
+        return;
+      case 'retire':
+        // max-requests reached: replace it first, then let it drain.
+        if (worker.state !== 'ready') return;
+        this.#opts.log.info(`worker ${worker.id} served ${msg.served} requests (max-requests); recycling it`);
+        worker.state = 'retiring';
+        this.reconcile();
+        this.#whenReplaced(worker);
+        return;
+    }
+  }
+
+  /** Stops a retiring worker once a replacement is ready (or at once if none is needed). */
+  #whenReplaced(worker: Worker): void {
+    const check = () => {
+      const ready = [...this.#workers.values()].filter((w) => w.state === 'ready' && w.generation === this.#generation);
+      if (ready.length > 0 || this.#stopping) this.#retire(worker, 'recycled');
+      else setTimeout(check, 50).unref();
+    };
+    check();
+  }
+
+  #retire(worker: Worker, why: string): void {
+    if (worker.state === 'stopping') return;
+    worker.state = 'stopping';
+    this.#opts.log.info(`worker ${worker.id} (pid ${worker.child.pid}) retiring: ${why}`);
+    if (worker.child.connected) worker.child.send({ type: 'stop' });
+    else worker.child.kill('SIGTERM');
+    worker.killTimer = setTimeout(() => {
+      this.#opts.log.warn(`worker ${worker.id} (pid ${worker.child.pid}) did not stop within the graceful timeout; killing it`);
+      worker.child.kill('SIGKILL');
+    }, this.#opts.gracefulTimeoutMs + 1000);
+    worker.killTimer.unref();
+  }
+
+  #onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    if (worker.killTimer !== null) clearTimeout(worker.killTimer);
+    this.#workers.delete(worker.id);
+    const how = signal ?? `code ${code}`;
+    if (this.#stopping || worker.state === 'stopping') {
+      this.#opts.log.debug(`worker ${worker.id} exited (${how})`);
+    } else if (code === APP_LOAD_EXIT && !worker.everReady) {
+      this.#loadFailed(worker);
+    } else {
+      this.restarts++;
+      this.#opts.log.warn(`worker ${worker.id} (pid ${worker.child.pid}) died (${how}); respawning`);
+    }
+    this.reconcile();
+    if (this.#workers.size === 0) for (const w of this.#exitWaiters.splice(0)) w();
+  }
+
+  /**
+   * A worker could not load the application. With nothing serving, that is fatal (exit code 3,
+   * no respawn loop). Otherwise the workers that serve keep serving: a failed reload falls back
+   * to the generation that works, and a failed respawn is retried later, not in a loop.
+   */
+  #loadFailed(worker: Worker): void {
+    const serving = [...this.#workers.values()].filter((w) => w.state === 'ready' || w.state === 'retiring');
+    if (serving.length === 0) {
+      const fatal = new TsgiError('TSGI_ERR_APP_LOAD',
+        `worker ${worker.id} could not load the application (exit code ${APP_LOAD_EXIT}); not respawning`);
+      this.#fatal = fatal;
+      for (const w of this.#readyWaiters.splice(0)) w(fatal);
+      void this.stop({ graceful: false }).catch(() => {});
+      if (this.#started) this.#opts.onFatal?.(fatal);
+      return;
+    }
+    const working = Math.max(...serving.map((w) => w.generation));
+    if (worker.generation > working) {
+      this.#opts.log.error(`reload failed: generation ${worker.generation} cannot load the application; `
+        + `generation ${working} keeps serving`);
+      for (const w of this.#workers.values()) {
+        if (w.generation > working && w.state === 'starting') this.#retire(w, 'its generation failed to load');
+      }
+      this.#generation = working;
+    } else {
+      this.#opts.log.error(`worker ${worker.id} could not load the application; retrying in ${LOAD_RETRY_MS / 1000} s`);
+      this.#spawnAfter = Date.now() + LOAD_RETRY_MS;
+    }
+  }
+
+  #broadcast(msg: SupervisorMessage): void {
+    for (const w of this.#workers.values()) if (w.child.connected) w.child.send(msg);
+  }
+
+  /**
+   * Keeps front connections spread over the workers: when one worker holds two more than
+   * another (after a crash, a reload or SIGTTIN), it asks the front to move one.
+   */
+  #rebalance(): void {
+    const now = Date.now();
+    if (now - this.#lastShed < SHED_COOLDOWN_MS) return;
+    const ready = [...this.#workers.values()].filter((w) => w.state === 'ready' && w.generation === this.#generation);
+    if (ready.length < 2) return;
+    let min = ready[0]!;
+    let max = ready[0]!;
+    let total = 0;
+    for (const w of ready) {
+      total += w.connections;
+      if (w.connections < min.connections) min = w;
+      if (w.connections > max.connections) max = w;
+    }
+    const fewerThanWorkers = total > 0 && total < this.#target && min.connections === 0 && max.connections >= 1;
+    if (max.connections - min.connections >= 2 || fewerThanWorkers) {
+      this.#lastShed = now;
+      max.connections--;
+      max.child.send({ type: 'shed' } satisfies SupervisorMessage);
+      this.#opts.log.debug(`moving a connection off worker ${max.id} (${max.connections + 1} vs ${min.connections})`);
+    }
+  }
+
+  /** Hangs and runaway requests: heartbeats that stop, or a request past --timeout. */
+  #checkHealth(): void {
+    const now = Date.now();
+    const limit = this.#opts.requestTimeoutMs;
+    for (const w of this.#workers.values()) {
+      if (w.state === 'stopping') continue;
+      const silent = now - w.lastBeat;
+      const request = w.oldest ? `${w.oldest.method} ${w.oldest.uri} (running ${((w.oldest.ms + silent) / 1000).toFixed(1)} s)` : null;
+      if (limit > 0 && w.oldest !== null && w.oldest.ms + silent > limit) {
+        this.#opts.log.error(`worker ${w.id} (pid ${w.child.pid}): request ${request} exceeded --timeout ${limit / 1000} s; replacing the worker`);
+        this.restarts++;
+        this.#retire(w, 'request timeout');
+        this.#hardStopSoon(w);
+      } else if (silent > Math.max(HEARTBEAT_TIMEOUT_MS, limit)) {
+        this.#opts.log.error(`worker ${w.id} (pid ${w.child.pid}) sent no heartbeat for ${(silent / 1000).toFixed(1)} s`
+          + `${request ? `; last seen busy with ${request}` : ''}; killing it`);
+        this.restarts++;
+        w.state = 'stopping';
+        w.child.kill('SIGKILL');
+      }
+    }
+    this.reconcile();
+    this.#rebalance();
+  }
+
+  /** A worker stuck in a request gets a short grace after SIGTERM, then SIGKILL. */
+  #hardStopSoon(w: Worker): void {
+    const t = setTimeout(() => w.child.kill('SIGKILL'), Math.min(this.#opts.gracefulTimeoutMs, 5000));
+    t.unref();
+  }
+
+  /** Hands an accepted front connection to the ready worker with the fewest connections. */
+  #route(socket: Socket): void {
+    if (this.#stopping) {
+      socket.destroy();
+      return;
+    }
+    let best: Worker | null = null;
+    for (const w of this.#workers.values()) {
+      if (w.state !== 'ready' || w.generation !== this.#generation || !w.child.connected) continue;
+      if (best === null || w.connections < best.connections) best = w;
+    }
+    const held = socket as Socket & { [kHeld]?: boolean };
+    const starting = [...this.#workers.values()].some((w) => w.state === 'starting' && w.generation === this.#generation);
+    if (best === null || (starting && held[kHeld] !== true)) {
+      // While a worker (re)starts, hold the connection a moment so that it lands on the new
+      // worker rather than piling onto the survivors; with no worker ready at all, wait.
+      if (this.#pending.length >= 1024) {
+        socket.destroy();
+        return;
+      }
+      held[kHeld] = true;
+      this.#pending.push(socket);
+      this.#pendingTimer ??= setTimeout(() => {
+        this.#pendingTimer = null;
+        this.#flushPending();
+      }, HOLD_FOR_STARTING_MS);
+      return;
+    }
+    best.connections++;
+    best.child.send({ type: 'connection' }, socket, (err) => {
+      if (err) socket.destroy();
+    });
+  }
+
+  #flushPending(): void {
+    if (this.#pendingTimer !== null) clearTimeout(this.#pendingTimer);
+    this.#pendingTimer = null;
+    const pending = this.#pending.splice(0);
+    for (const socket of pending) {
+      if (!socket.destroyed) this.#route(socket);
+    }
+  }
+
+  get workers(): { id: number; pid: number | undefined; generation: number; state: string; connections: number; inFlight: number; served: number }[] {
+    return [...this.#workers.values()].map((w) => ({
+      id: w.id, pid: w.child.pid, generation: w.generation, state: w.state,
+      connections: w.connections, inFlight: w.inFlight, served: w.served,
+    }));
+  }
+
+  /** Graceful: each worker sends GOAWAY and finishes its requests. Resolves when all exited. */
+  async stop({ graceful = true }: { graceful?: boolean } = {}): Promise<void> {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      if (this.#watchdog !== null) clearInterval(this.#watchdog);
+      this.#server.close();
+      if (this.#pendingTimer !== null) clearTimeout(this.#pendingTimer);
+      for (const s of this.#pending.splice(0)) s.destroy();
+      for (const w of this.#workers.values()) {
+        if (graceful) this.#retire(w, 'shutting down');
+        else w.child.kill('SIGKILL');
+      }
+    }
+    if (this.#workers.size > 0) await new Promise<void>((resolve) => this.#exitWaiters.push(resolve));
+    if (this.#fatal !== null) throw this.#fatal;
+  }
+}

@@ -1,0 +1,113 @@
+// A worker process of `tsgi serve --workers N`: loads the application, takes the front
+// connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
+// told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
+import type { Socket } from 'node:net';
+import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
+import { TsgiError } from '../protocol/errors.js';
+import { loadApplication } from './load-app.js';
+import { BackendServer } from './server.js';
+
+export interface WorkerConfig {
+  workerId: number;
+  app: string;
+  scriptName: string;
+  maxStreams: number;
+  window: number;
+  maxFrameSize: number;
+  gracefulTimeoutMs: number;
+  maxRequests: number;
+  logLevel: LogLevel;
+  /** How many connections the front should open: the supervisor's worker target. */
+  connections: number;
+}
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'heartbeat'; connections: number; inFlight: number; served: number;
+      oldest: { method: string; uri: string; ms: number } | null }
+  | { type: 'retire'; served: number };
+
+export type SupervisorMessage =
+  | { type: 'connection' }
+  | { type: 'stop' }
+  /** Move one front connection to another worker. */
+  | { type: 'shed' }
+  /** The worker target changed: the connection count to advertise to fronts. */
+  | { type: 'target'; workers: number };
+
+const HEARTBEAT_MS = 1000;
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.env.TSGI_WORKER_CONFIG ?? 'null') as WorkerConfig | null;
+  if (config === null || typeof process.send !== 'function') {
+    throw new Error('worker.js is started by the tsgi supervisor, not by hand');
+  }
+  setLogLevel(config.logLevel);
+  const log = createLogger(`worker ${config.workerId}`);
+  const send = (msg: WorkerMessage) => {
+    if (process.connected) process.send!(msg);
+  };
+  let server: BackendServer | null = null;
+  const beat = () => {
+    const s = server;
+    send({
+      type: 'heartbeat', connections: s?.connections ?? 0, inFlight: s?.inFlight ?? 0, served: s?.served ?? 0,
+      oldest: s?.oldestRequest() ?? null,
+    });
+  };
+  const timer = setInterval(beat, HEARTBEAT_MS);
+
+  let app;
+  try {
+    app = await loadApplication(config.app);
+  } catch (err) {
+    log.error((err as Error).message, (err as TsgiError).cause);
+    process.exit(3);
+  }
+  let retiring = false;
+  server = new BackendServer({
+    address: null, app, log,
+    scriptName: config.scriptName,
+    multiprocess: true,
+    maxStreams: config.maxStreams,
+    window: config.window,
+    maxFrameSize: config.maxFrameSize,
+    connectionsHint: config.connections,
+    onServed: (served) => {
+      if (!retiring && config.maxRequests > 0 && served >= config.maxRequests) {
+        retiring = true;
+        send({ type: 'retire', served });
+      }
+    },
+  });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(timer);
+    await server!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs });
+    process.exit(0);
+  };
+  process.on('message', (msg: SupervisorMessage, handle?: Socket) => {
+    if (msg.type === 'connection' && handle) {
+      if (stopping) handle.destroy();
+      else server!.accept(handle);
+    } else if (msg.type === 'stop') {
+      void stop();
+    } else if (msg.type === 'shed') {
+      server!.shedConnection();
+    } else if (msg.type === 'target') {
+      server!.connectionsHint = msg.workers;
+    }
+  });
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => {}); // the supervisor decides; Ctrl-C reaches the whole group
+  process.on('disconnect', () => void stop()); // the supervisor is gone
+  send({ type: 'ready' });
+  beat();
+}
+
+main().catch((err) => {
+  createLogger('worker').error('worker failed', err);
+  process.exit(1);
+});
