@@ -332,9 +332,10 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
 }
 
 /** Ends the response; one whose body fell short of its Content-Length is cut instead. */
-function endResponse(ex: Exchange): void {
+function endResponse(ex: Exchange, last?: Buffer): void {
   try {
-    ex.res.end();
+    if (last !== undefined && last.length > 0) ex.res.end(last);
+    else ex.res.end();
   } catch (err) {
     ex.fail(lengthMismatch(ex, err));
     return;
@@ -359,6 +360,11 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
   const ex = this.context as Exchange;
   if (ex.done) return;
   const res = ex.res;
+  if (end) {
+    // The last (often the only) chunk: head, body and end go to the client in one write.
+    endResponse(ex, chunk);
+    return;
+  }
   if (chunk.length > 0) {
     let more: boolean;
     try {
@@ -377,7 +383,6 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
       }
     }
   }
-  if (end) endResponse(ex);
 }
 
 function onBackendReset(this: Stream, code: number, message: string): void {

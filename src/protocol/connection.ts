@@ -185,10 +185,13 @@ export class Stream {
       return;
     }
     this.#recvWindow -= payload.length;
-    if (endStream) this.remoteEnded = true;
+    if (endStream) {
+      // Closed before the owner hears of the end, so that it sees a finished stream.
+      this.remoteEnded = true;
+      this._maybeClose();
+    }
     if (this.onData !== null) this.onData(payload, endStream);
     else this.consume(payload.length);
-    if (endStream) this._maybeClose();
   }
 
   /**
@@ -415,9 +418,11 @@ export class Connection {
         }
         stream.headReceived = true;
         const head = Response.decode(payload);
-        if (end) stream.remoteEnded = true;
+        if (end) {
+          stream.remoteEnded = true;
+          stream._maybeClose();
+        }
         stream.onHead?.(head, end);
-        if (end) stream._maybeClose();
         return;
       }
       case FrameType.WINDOW: {
@@ -445,9 +450,9 @@ export class Connection {
         }
         const { headers } = Trailers.decode(payload);
         stream.remoteEnded = true;
+        stream._maybeClose();
         stream.onTrailers?.(headers ?? {});
         stream.onData?.(Buffer.alloc(0), true);
-        stream._maybeClose();
         return;
       }
       case FrameType.HELLO:
