@@ -17,20 +17,26 @@ export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, APP_LOAD: 3 } as const;
 const USAGE: Record<Command, string> = {
   front: `Usage: tsgi front --listen HOST:PORT|unix:PATH --backend unix:PATH|tcp:HOST:PORT [--backend …] [options]
 
-The HTTP front: takes HTTP/1.1 requests and carries them to backends over tsgi frames.
+The HTTP front: takes HTTP/1.1 requests and carries them to backends over tsgi frames, or
+over the uwsgi protocol to a uWSGI server (a backend address with a uwsgi: prefix).
 
 Examples:
   tsgi front --listen 127.0.0.1:8080 --backend unix:/run/app.sock
-  tsgi front --listen unix:/run/front.sock --backend unix:/run/a.sock --backend tcp:10.0.0.2:9000`,
-  serve: `Usage: tsgi serve APP_MODULE (--socket PATH | --listen HOST:PORT|unix:PATH) [options]
+  tsgi front --listen unix:/run/front.sock --backend unix:/run/a.sock --backend tcp:10.0.0.2:9000
+  tsgi front --listen unix:/run/front.sock --trust-proxy unix --backend uwsgi:unix:/run/uwsgi/app.sock`,
+  serve: `Usage: tsgi serve APP_MODULE (--socket PATH | --listen HOST:PORT|unix:PATH | --uwsgi-socket PATH) [options]
 
 Runs a gateway application: APP_MODULE is a JS module whose default export (or export
 'application') is application(environ, startResponse), or whose default export has a
 fetch(request) method. APP_MODULE:name picks another export.
 
+With --uwsgi-socket (or --uwsgi-listen) it also speaks the uwsgi protocol, for nginx's
+uwsgi_pass.
+
 Examples:
   tsgi serve examples/hello.js --socket /tmp/hello.sock
-  tsgi serve app.js --listen 127.0.0.1:9000`,
+  tsgi serve app.js --listen 127.0.0.1:9000
+  tsgi serve app.js --uwsgi-socket /run/tsgi/app.uwsgi.sock --workers 4`,
   ctl: `Usage: tsgi ctl --control PATH (list | add ADDR | drain ADDR | remove ADDR)
 
 Talks to a running front's control socket (tsgi front --control PATH):

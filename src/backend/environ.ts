@@ -1,87 +1,65 @@
 // Derives the environ (CGI keys, HTTP_* keys and tsgi.* keys) from the raw request head that
 // the front sends: the front ships method, target, headers and addresses; the CGI view is
 // computed here, once, in the process that needs it.
+import { bytesToText, cgiKey, decodePath, splitHost, splitTarget } from '../protocol/cgi.js';
 import { STATIC_NAMES } from '../protocol/header-table.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { InputStream } from './input.js';
 import type { Environ, ErrorStream } from './types.js';
 
+export { decodePath };
+
 const VERSION = Object.freeze([1, 0] as const);
 
 /** CGI key for each static-table name: 'user-agent' → 'HTTP_USER_AGENT'. */
 const STATIC_CGI: readonly string[] = STATIC_NAMES.map((n) => cgiKey(n));
-
-function cgiKey(name: string): string {
-  const lower = name.toLowerCase();
-  if (lower === 'content-type') return 'CONTENT_TYPE';
-  if (lower === 'content-length') return 'CONTENT_LENGTH';
-  return 'HTTP_' + lower.toUpperCase().replace(/-/g, '_');
-}
 
 export const errorStream: ErrorStream = {
   write: (message: string) => { process.stderr.write(message); },
   flush: () => {},
 };
 
+/**
+ * tsgi.signal, made only when the app asks for it: most apps never do, and an AbortController
+ * is the most expensive thing a request would otherwise allocate.
+ */
+export class LazySignal {
+  #controller: AbortController | null = null;
+  #aborted = false;
+  #reason: unknown = undefined;
+
+  get signal(): AbortSignal {
+    if (this.#controller === null) {
+      if (this.#aborted) return AbortSignal.abort(this.#reason);
+      this.#controller = new AbortController();
+    }
+    return this.#controller.signal;
+  }
+
+  get aborted(): boolean {
+    return this.#aborted;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
+  }
+}
+
 export interface EnvironContext {
   input: InputStream;
-  signal: AbortSignal;
+  /** Where tsgi.signal comes from (a LazySignal, or anything with a signal). */
+  signal: { readonly signal: AbortSignal };
   scriptName: string;
   multiprocess: boolean;
 }
 
-/** Percent-decodes a path: UTF-8 when the bytes are valid UTF-8, else Latin-1 (as WSGI does). */
-export function decodePath(path: string): string {
-  if (!path.includes('%')) return path;
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    const bytes: number[] = [];
-    for (let i = 0; i < path.length; i++) {
-      const c = path.charCodeAt(i);
-      if (c === 0x25 && /^[0-9a-fA-F]{2}$/.test(path.slice(i + 1, i + 3))) {
-        bytes.push(parseInt(path.slice(i + 1, i + 3), 16));
-        i += 2;
-      } else if (c < 0x80) bytes.push(c);
-      else bytes.push(...Buffer.from(path[i]!, 'utf8'));
-    }
-    // decodeURIComponent also refuses a stray '%' (as in "/100%/caf%C3%A9"): decide on the bytes.
-    const buf = Buffer.from(bytes);
-    try {
-      return UTF8.decode(buf);
-    } catch {
-      return buf.toString('latin1');
-    }
-  }
-}
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-/** Splits host[:port] and [v6]:port. */
-function splitHost(host: string): [string, string] {
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    return [host.slice(0, end + 1), host.slice(end + 2)];
-  }
-  const colon = host.lastIndexOf(':');
-  return colon === -1 ? [host, ''] : [host.slice(0, colon), host.slice(colon + 1)];
-}
-
 export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
   const target = head.target;
-  let path = target;
-  let query = '';
-  const q = target.indexOf('?');
-  if (q !== -1) {
-    path = target.slice(0, q);
-    query = target.slice(q + 1);
-  }
-  if (path.charCodeAt(0) !== 0x2f /* / */ && path !== '*') {
-    // absolute-form (http://host/path): the path part only
-    const m = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/]*(\/.*)?$/.exec(path);
-    path = m?.[1] ?? '/';
-  }
+  const { path, query } = splitTarget(target); // absolute-form (http://host/path): the path part
   let pathInfo = decodePath(path);
   let scriptName = '';
   if (ctx.scriptName !== '' && (pathInfo === ctx.scriptName || pathInfo.startsWith(ctx.scriptName + '/'))) {
@@ -107,7 +85,9 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
     'tsgi.multithread': false,
     'tsgi.multiprocess': ctx.multiprocess,
     'tsgi.run_once': false,
-    'tsgi.signal': ctx.signal,
+    get 'tsgi.signal'() {
+      return ctx.signal.signal;
+    },
     'tsgi.headers': [],
   };
   if (scheme === 'https') environ.HTTPS = 'on';
@@ -149,6 +129,83 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
   if (host !== undefined && host !== '') {
     const [name, port] = splitHost(host);
     environ.SERVER_NAME = name;
+    if (environ.SERVER_PORT === '') environ.SERVER_PORT = port || (scheme === 'https' ? '443' : '80');
+  }
+  return environ;
+}
+
+/** Vars that are text (UTF-8 when valid, as PATH_INFO is on the tsgi path), not byte strings. */
+const TEXT_VARS = new Set(['PATH_INFO', 'SCRIPT_NAME']);
+/** Keys of a uwsgi environ that are computed below rather than copied from the vars. */
+const COMPUTED = new Set(['REQUEST_METHOD', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING', 'REQUEST_URI', 'SERVER_NAME',
+  'SERVER_PORT', 'SERVER_PROTOCOL', 'REMOTE_ADDR', 'REMOTE_PORT', 'HTTPS', 'CONTENT_TYPE', 'CONTENT_LENGTH']);
+
+/**
+ * The environ of a uwsgi request (nginx's uwsgi_pass): the vars already are CGI keys and are
+ * taken as sent (values as Latin-1 byte strings; PATH_INFO and SCRIPT_NAME as UTF-8 text when
+ * valid), completed where one is missing, and given the same tsgi.* keys as buildEnviron.
+ * A SCRIPT_NAME var is cut from the front of PATH_INFO; without one, --script-name applies.
+ */
+export function buildEnvironFromVars(vars: readonly (readonly [string, string])[], ctx: EnvironContext): Environ {
+  const cgi: Record<string, string> = Object.create(null) as Record<string, string>;
+  const flat: string[] = [];
+  for (const [key, raw] of vars) {
+    if (key.startsWith('tsgi.')) continue; // a var never poses as one of the gateway's own keys
+    const value = TEXT_VARS.has(key) ? bytesToText(Buffer.from(raw, 'latin1')) : raw;
+    if (key.startsWith('HTTP_')) {
+      const prev = cgi[key];
+      cgi[key] = prev === undefined ? value : `${prev}${key === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
+      flat.push(key.slice(5).toLowerCase().replace(/_/g, '-'), value);
+    } else {
+      cgi[key] = value;
+    }
+  }
+  if (cgi.CONTENT_TYPE) flat.push('content-type', cgi.CONTENT_TYPE);
+  if (cgi.CONTENT_LENGTH) flat.push('content-length', cgi.CONTENT_LENGTH);
+  const target = cgi.REQUEST_URI;
+  let pathInfo = cgi.PATH_INFO ?? decodePath(splitTarget(target ?? '/').path);
+  let scriptName = cgi.SCRIPT_NAME ?? '';
+  const mount = (scriptName !== '' ? scriptName : ctx.scriptName).replace(/\/+$/, '');
+  if (mount !== '' && (pathInfo === mount || pathInfo.startsWith(mount + '/'))) {
+    scriptName = mount;
+    pathInfo = pathInfo.slice(mount.length);
+  }
+  const declared = (cgi.REQUEST_SCHEME ?? cgi.UWSGI_SCHEME ?? '').toLowerCase();
+  const https = cgi.HTTPS?.toLowerCase();
+  const scheme = declared === 'http' || declared === 'https' ? declared
+    : https === 'on' || https === '1' ? 'https' : 'http';
+  const query = cgi.QUERY_STRING ?? '';
+  const environ: Environ = {
+    REQUEST_METHOD: cgi.REQUEST_METHOD || 'GET',
+    SCRIPT_NAME: scriptName,
+    PATH_INFO: pathInfo,
+    QUERY_STRING: query,
+    REQUEST_URI: target ?? (query === '' ? scriptName + pathInfo : `${scriptName}${pathInfo}?${query}`),
+    SERVER_NAME: cgi.SERVER_NAME ?? '',
+    SERVER_PORT: cgi.SERVER_PORT ?? '',
+    SERVER_PROTOCOL: cgi.SERVER_PROTOCOL || 'HTTP/1.1',
+    REMOTE_ADDR: cgi.REMOTE_ADDR ?? '',
+    REMOTE_PORT: cgi.REMOTE_PORT ?? '',
+    'tsgi.version': VERSION,
+    'tsgi.url_scheme': scheme,
+    'tsgi.input': ctx.input,
+    'tsgi.errors': errorStream,
+    'tsgi.multithread': false,
+    'tsgi.multiprocess': ctx.multiprocess,
+    'tsgi.run_once': false,
+    get 'tsgi.signal'() {
+      return ctx.signal.signal;
+    },
+    'tsgi.headers': flat,
+  };
+  if (scheme === 'https') environ.HTTPS = 'on';
+  if (cgi.CONTENT_TYPE) environ.CONTENT_TYPE = cgi.CONTENT_TYPE;
+  if (cgi.CONTENT_LENGTH) environ.CONTENT_LENGTH = cgi.CONTENT_LENGTH;
+  for (const key in cgi) if (!COMPUTED.has(key)) environ[key] = cgi[key];
+  const host = cgi.HTTP_HOST;
+  if (host !== undefined && host !== '') {
+    const [name, port] = splitHost(host);
+    if (environ.SERVER_NAME === '' || environ.SERVER_NAME === '_') environ.SERVER_NAME = name;
     if (environ.SERVER_PORT === '') environ.SERVER_PORT = port || (scheme === 'https' ? '443' : '80');
   }
   return environ;

@@ -1,5 +1,5 @@
-// The backend, `tsgi serve`: loads the application and serves it on a tsgi socket, in this
-// process or (--workers N) in N workers under a supervisor. start(config) and
+// The backend, `tsgi serve`: loads the application and serves it on a tsgi socket (and/or a
+// uwsgi socket for nginx), in this process or (--workers N) in N workers under a supervisor. start(config) and
 // stop({ graceful }) are the lifecycle verbs, as for the front.
 import { resolve } from 'node:path';
 import { type Address, formatAddress } from '../common/address.js';
@@ -10,12 +10,17 @@ import { loadApplication } from './load-app.js';
 import { BackendServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';
+import { UwsgiServer } from './uwsgi-server.js';
 
 export interface BackendConfig {
   /** Path to the application module, or (single process only) the application itself. */
   app: string | Application;
   listen?: Address;
   socket?: string;
+  /** Also serve the uwsgi protocol (nginx's uwsgi_pass) on this Unix socket path… */
+  uwsgiSocket?: string;
+  /** …or address. */
+  uwsgiListen?: Address;
   scriptName?: string;
   maxStreams?: number;
   window?: number;
@@ -35,7 +40,10 @@ export interface BackendConfig {
 }
 
 export interface Backend {
+  /** The tsgi address; for a uwsgi-only backend, its uwsgi address (protocol 'uwsgi'). */
   readonly address: Address;
+  /** The uwsgi address, when --uwsgi-socket or --uwsgi-listen was given. */
+  readonly uwsgiAddress: Address | null;
   /** SIGHUP: rolling reload of the workers (supervisor mode); a no-op in a single process. */
   reload(): void;
   /** SIGTTIN / SIGTTOU: one worker more or less (supervisor mode). */
@@ -47,7 +55,7 @@ const REGISTER_EVERY_MS = 10_000;
 
 /** Announces the backend to a front's control socket, and again periodically (fronts restart). */
 function registration(path: string, address: Address, log: Logger): { withdraw(): Promise<void> } {
-  const name = formatAddress(address.kind === 'unix' ? { kind: 'unix', path: resolve(address.path) } : address);
+  const name = formatAddress(address.kind === 'unix' ? { ...address, path: resolve(address.path) } : address);
   let failing = false;
   const announce = () => controlRequest(path, { op: 'add', address: name }).then((r) => {
     if (!r.ok) throw new Error(r.error);
@@ -72,18 +80,22 @@ function registration(path: string, address: Address, log: Logger): { withdraw()
 
 export async function start(config: BackendConfig): Promise<Backend> {
   const log = createLogger('serve');
-  const address: Address | undefined = config.listen ?? (config.socket ? { kind: 'unix', path: config.socket } : undefined);
-  if (address === undefined) throw new ConfigError('tsgi serve needs --socket PATH or --listen HOST:PORT|unix:PATH');
+  const address: Address | null = config.listen ?? (config.socket ? { kind: 'unix', path: config.socket } : null);
+  const uwsgiAddress: Address | null = config.uwsgiListen ?? (config.uwsgiSocket ? { kind: 'unix', path: config.uwsgiSocket } : null);
+  if (address === null && uwsgiAddress === null) {
+    throw new ConfigError('tsgi serve needs --socket PATH or --listen HOST:PORT|unix:PATH (tsgi), or --uwsgi-socket PATH or --uwsgi-listen HOST:PORT (uwsgi), or both');
+  }
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
   let stopServing: (graceful: boolean) => Promise<void>;
   let reload = () => log.warn('SIGHUP: reload needs --workers (a supervisor); ignored');
   let scale = (_delta: number) => log.warn('SIGTTIN/SIGTTOU: scaling needs --workers (a supervisor); ignored');
-  let bound: Address;
+  let bound: Address | null;
+  let uwsgiBound: Address | null = null;
 
   if (config.workers !== undefined) {
     if (typeof config.app !== 'string') throw new ConfigError('--workers needs the application as a module path');
     const supervisor = new Supervisor({
-      address, log, socketMode: config.socketMode, workers: config.workers,
+      address, uwsgiAddress, log, socketMode: config.socketMode, workers: config.workers,
       gracefulTimeoutMs: gracefulMs,
       onFatal: config.onFatal,
       requestTimeoutMs: (config.timeout ?? 0) * 1000,
@@ -99,13 +111,13 @@ export async function start(config: BackendConfig): Promise<Backend> {
         logLevel: config.logLevel ?? 'info',
       },
     });
-    bound = await supervisor.start();
+    ({ address: bound, uwsgiAddress: uwsgiBound } = await supervisor.start());
     stopServing = (graceful) => supervisor.stop({ graceful });
     reload = () => supervisor.reload();
     scale = (delta) => supervisor.scale(delta);
   } else {
     const app = typeof config.app === 'function' ? config.app : await loadApplication(config.app);
-    const server = new BackendServer({
+    const server = address === null ? null : new BackendServer({
       address, app, log,
       scriptName: config.scriptName,
       maxStreams: config.maxStreams,
@@ -113,14 +125,33 @@ export async function start(config: BackendConfig): Promise<Backend> {
       maxFrameSize: config.maxFrameSize,
       socketMode: config.socketMode,
     });
-    bound = await server.listen();
-    stopServing = (graceful) => server.stop({ graceful, timeoutMs: gracefulMs });
+    const uwsgi = uwsgiAddress === null ? null : new UwsgiServer({
+      address: uwsgiAddress, app, log,
+      scriptName: config.scriptName,
+      window: config.window,
+      socketMode: config.socketMode,
+    });
+    bound = server === null ? null : await server.listen();
+    try {
+      uwsgiBound = uwsgi === null ? null : await uwsgi.listen();
+    } catch (err) {
+      await server?.stop({ graceful: false });
+      throw err;
+    }
+    stopServing = async (graceful) => {
+      await Promise.all([
+        server?.stop({ graceful, timeoutMs: gracefulMs }),
+        uwsgi?.stop({ graceful, timeoutMs: gracefulMs }),
+      ]);
+    };
   }
 
-  const reg = config.register ? registration(config.register, bound, log) : null;
+  const announced: Address = bound ?? { ...uwsgiBound!, protocol: 'uwsgi' };
+  const reg = config.register ? registration(config.register, announced, log) : null;
   let stopped: Promise<void> | null = null;
   return {
-    address: bound,
+    address: announced,
+    uwsgiAddress: uwsgiBound,
     reload: () => reload(),
     scale: (delta) => scale(delta),
     stop({ graceful = true } = {}) {
@@ -137,8 +168,9 @@ export async function start(config: BackendConfig): Promise<Backend> {
 export { loadApplication } from './load-app.js';
 export { fromFetch } from './fetch-adapter.js';
 export { runApplication, type Responder } from './gateway.js';
-export { buildEnviron } from './environ.js';
+export { buildEnviron, buildEnvironFromVars } from './environ.js';
 export { InputStream } from './input.js';
 export { BackendServer } from './server.js';
+export { UwsgiServer } from './uwsgi-server.js';
 export { Supervisor } from './supervisor.js';
 export type * from './types.js';

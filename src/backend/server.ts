@@ -4,13 +4,13 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import { formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
-import { socketWriter } from '../common/socket-writer.js';
+import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
 import { Connection, LOCAL_CONNECTION_LOST, type Stream } from '../protocol/connection.js';
 import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
 import { TsgiError } from '../protocol/errors.js';
 import { packHeaders } from '../protocol/header-table.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
-import { buildEnviron } from './environ.js';
+import { LazySignal, buildEnviron } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
 import type { Application } from './types.js';
@@ -73,7 +73,7 @@ class StreamResponder implements Responder {
 interface RequestState {
   responder: StreamResponder;
   input: InputStream;
-  controller: AbortController;
+  controller: LazySignal;
   timer: NodeJS.Timeout | null;
   started: number;
   method: string;
@@ -190,7 +190,7 @@ export class BackendServer {
       onRequest: (stream, head, end) => this.#handle(stream, head, end),
       onError: (err) => {
         log.error(`closing front connection: ${err.message} [${err.code}]`);
-        socket.destroy();
+        closeAfterError(socket);
       },
     });
     this.#connections.add(conn);
@@ -207,7 +207,7 @@ export class BackendServer {
 
   #handle(stream: Stream, head: tsgi.Request, end: boolean): void {
     const input = new InputStream((n) => stream.consume(n));
-    const controller = new AbortController();
+    const controller = new LazySignal();
     const responder = new StreamResponder(stream);
     const state: RequestState = {
       responder, input, controller, timer: null, started: Date.now(), method: head.method || 'GET', uri: head.target,
@@ -227,7 +227,7 @@ export class BackendServer {
     let environ;
     try {
       environ = buildEnviron(head, {
-        input, signal: controller.signal, scriptName: this.#opts.scriptName ?? '',
+        input, signal: controller, scriptName: this.#opts.scriptName ?? '',
         multiprocess: this.#opts.multiprocess ?? false,
       });
     } catch (err) {
@@ -274,7 +274,7 @@ export class BackendServer {
         if (this.inFlight > 0) this.#opts.log.warn(`graceful timeout: ${this.inFlight} request(s) still running are cut`);
       }
     }
-    for (const socket of this.#sockets) socket.end();
+    for (const socket of this.#sockets) endSocket(socket);
     // Give the final frames a moment to flush before forcing the sockets closed.
     await new Promise((r) => setTimeout(r, graceful ? 50 : 0).unref());
     for (const socket of this.#sockets) socket.destroy();

@@ -1,5 +1,6 @@
 // The supervisor of `tsgi serve --workers N` (after gunicorn's arbiter): it owns the listening
-// socket, hands each accepted front connection to the ready worker with the fewest, and keeps
+// sockets, hands each accepted front connection to the ready worker with the fewest (and each
+// uwsgi connection, one request, to the least busy), and keeps
 // the workers at the target. Signal handlers only record intent; one idempotent reconcile()
 // spawns, retires and reaps to reach it. A reload is "bump the generation, reconcile".
 import { fork, type ChildProcess } from 'node:child_process';
@@ -9,7 +10,7 @@ import { type Address, formatAddress } from '../common/address.js';
 import { listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
-import type { SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
+import type { ConnectionProtocol, SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
 
 /** Exit code of a worker that could not load the application (the supervisor gives up). */
 export const APP_LOAD_EXIT = 3;
@@ -23,6 +24,9 @@ const SHED_COOLDOWN_MS = 2000;
 const LOAD_RETRY_MS = 5000;
 /** Marks a socket that was already held once for a starting worker. */
 const kHeld = Symbol('tsgi.held');
+/** The protocol an accepted socket speaks: tsgi frames or uwsgi packets. */
+const kProtocol = Symbol('tsgi.protocol');
+type TaggedSocket = Socket & { [kHeld]?: boolean; [kProtocol]?: ConnectionProtocol };
 
 type WorkerState = 'starting' | 'ready' | 'retiring' | 'stopping';
 
@@ -33,6 +37,8 @@ interface Worker {
   state: WorkerState;
   connections: number;
   inFlight: number;
+  /** uwsgi connections handed to it since its last heartbeat (which counts them in inFlight). */
+  handed: number;
   served: number;
   lastBeat: number;
   /** The longest-running request at the last heartbeat. */
@@ -42,7 +48,10 @@ interface Worker {
 }
 
 export interface SupervisorOptions {
-  address: Address;
+  /** The tsgi socket (null: uwsgi only). */
+  address: Address | null;
+  /** The uwsgi socket (--uwsgi-socket / --uwsgi-listen), or null. */
+  uwsgiAddress?: Address | null;
   workers: number;
   worker: Omit<WorkerConfig, 'workerId' | 'maxRequests' | 'connections'>;
   log: Logger;
@@ -59,6 +68,7 @@ export interface SupervisorOptions {
 export class Supervisor {
   readonly #opts: SupervisorOptions;
   readonly #server: Server;
+  readonly #uwsgiServer: Server;
   readonly #workers = new Map<number, Worker>();
   #target: number;
   #generation = 1;
@@ -80,16 +90,23 @@ export class Supervisor {
     this.#opts = opts;
     this.#target = opts.workers;
     this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket));
+    this.#uwsgiServer = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => {
+      (socket as TaggedSocket)[kProtocol] = 'uwsgi';
+      this.#route(socket);
+    });
   }
 
   get target(): number {
     return this.#target;
   }
 
-  /** Listens, starts the first generation, resolves when all of it is ready. */
-  async start(): Promise<Address> {
-    const bound = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
-    this.#opts.log.info(`supervisor (pid ${process.pid}) on ${formatAddress(bound)}: starting ${this.#target} worker(s)`);
+  /** Listens, starts the first generation, resolves when all of it is ready, with the addresses bound. */
+  async start(): Promise<{ address: Address | null; uwsgiAddress: Address | null }> {
+    const o = this.#opts;
+    const bound = o.address !== null ? await listenOn(this.#server, o.address, o.socketMode) : null;
+    const uwsgi = o.uwsgiAddress ? await listenOn(this.#uwsgiServer, o.uwsgiAddress, o.socketMode) : null;
+    const where = [bound && formatAddress(bound), uwsgi && `uwsgi ${formatAddress(uwsgi)}`].filter(Boolean).join(' and ');
+    this.#opts.log.info(`supervisor (pid ${process.pid}) on ${where}: starting ${this.#target} worker(s)`);
     this.#watchdog = setInterval(() => this.#checkHealth(), 1000);
     this.#watchdog.unref();
     this.reconcile();
@@ -97,8 +114,9 @@ export class Supervisor {
       this.#readyWaiters.push((err) => (err ? reject(err) : resolve()));
     });
     this.#started = true;
-    this.#opts.log.info(`serving on ${formatAddress(bound)} with ${this.#target} worker(s)`);
-    return bound;
+    if (bound !== null) this.#opts.log.info(`serving on ${formatAddress(bound)} with ${this.#target} worker(s)`);
+    if (uwsgi !== null) this.#opts.log.info(`accepting uwsgi on ${formatAddress(uwsgi)} with ${this.#target} worker(s)`);
+    return { address: bound, uwsgiAddress: uwsgi };
   }
 
   /** SIGHUP: a new generation re-reads the app; the old one retires once the new is ready. */
@@ -156,12 +174,14 @@ export class Supervisor {
       serialization: 'advanced',
     });
     const worker: Worker = {
-      id, child, generation: this.#generation, state: 'starting', connections: 0, inFlight: 0, served: 0,
+      id, child, generation: this.#generation, state: 'starting', connections: 0, inFlight: 0, handed: 0, served: 0,
       lastBeat: Date.now(), oldest: null, killTimer: null, everReady: false,
     };
     this.#workers.set(id, worker);
     child.on('message', (msg: WorkerMessage) => this.#onMessage(worker, msg));
     child.on('exit', (code, signal) => this.#onExit(worker, code, signal));
+    // A message to a worker that is exiting fails with EPIPE: the exit handler deals with it.
+    child.on('error', (err) => this.#opts.log.debug(`worker ${id}: ${err.message}`));
     return worker;
   }
 
@@ -178,6 +198,7 @@ export class Supervisor {
         worker.lastBeat = Date.now();
         worker.connections = msg.connections;
         worker.inFlight = msg.inFlight;
+        worker.handed = 0;
         worker.served = msg.served;
         worker.oldest = msg.oldest;
         return;
@@ -206,8 +227,8 @@ export class Supervisor {
     if (worker.state === 'stopping') return;
     worker.state = 'stopping';
     this.#opts.log.info(`worker ${worker.id} (pid ${worker.child.pid}) retiring: ${why}`);
-    if (worker.child.connected) worker.child.send({ type: 'stop' });
-    else worker.child.kill('SIGTERM');
+    if (!worker.child.connected) worker.child.kill('SIGTERM');
+    else worker.child.send({ type: 'stop' } satisfies SupervisorMessage, (err) => { if (err) worker.child.kill('SIGTERM'); });
     worker.killTimer = setTimeout(() => {
       this.#opts.log.warn(`worker ${worker.id} (pid ${worker.child.pid}) did not stop within the graceful timeout; killing it`);
       worker.child.kill('SIGKILL');
@@ -262,7 +283,7 @@ export class Supervisor {
   }
 
   #broadcast(msg: SupervisorMessage): void {
-    for (const w of this.#workers.values()) if (w.child.connected) w.child.send(msg);
+    for (const w of this.#workers.values()) if (w.child.connected) w.child.send(msg, () => {});
   }
 
   /**
@@ -286,7 +307,7 @@ export class Supervisor {
     if (max.connections - min.connections >= 2 || fewerThanWorkers) {
       this.#lastShed = now;
       max.connections--;
-      max.child.send({ type: 'shed' } satisfies SupervisorMessage);
+      max.child.send({ type: 'shed' } satisfies SupervisorMessage, () => {});
       this.#opts.log.debug(`moving a connection off worker ${max.id} (${max.connections + 1} vs ${min.connections})`);
     }
   }
@@ -322,18 +343,24 @@ export class Supervisor {
     t.unref();
   }
 
-  /** Hands an accepted front connection to the ready worker with the fewest connections. */
+  /**
+   * Hands an accepted front connection to the ready worker with the fewest connections; a uwsgi
+   * connection (one request) to the one with the fewest requests in flight by its last heartbeat
+   * plus those handed to it since.
+   */
   #route(socket: Socket): void {
     if (this.#stopping) {
       socket.destroy();
       return;
     }
+    const held = socket as TaggedSocket;
+    const protocol = held[kProtocol] ?? 'tsgi';
+    const load = protocol === 'uwsgi' ? (w: Worker) => w.inFlight + w.handed : (w: Worker) => w.connections;
     let best: Worker | null = null;
     for (const w of this.#workers.values()) {
       if (w.state !== 'ready' || w.generation !== this.#generation || !w.child.connected) continue;
-      if (best === null || w.connections < best.connections) best = w;
+      if (best === null || load(w) < load(best)) best = w;
     }
-    const held = socket as Socket & { [kHeld]?: boolean };
     const starting = [...this.#workers.values()].some((w) => w.state === 'starting' && w.generation === this.#generation);
     if (best === null || (starting && held[kHeld] !== true)) {
       // While a worker (re)starts, hold the connection a moment so that it lands on the new
@@ -350,8 +377,9 @@ export class Supervisor {
       }, HOLD_FOR_STARTING_MS);
       return;
     }
-    best.connections++;
-    best.child.send({ type: 'connection' }, socket, (err) => {
+    if (protocol === 'uwsgi') best.handed++;
+    else best.connections++;
+    best.child.send({ type: 'connection', protocol } satisfies SupervisorMessage, socket, (err) => {
       if (err) socket.destroy();
     });
   }
@@ -378,6 +406,7 @@ export class Supervisor {
       this.#stopping = true;
       if (this.#watchdog !== null) clearInterval(this.#watchdog);
       this.#server.close();
+      this.#uwsgiServer.close();
       if (this.#pendingTimer !== null) clearTimeout(this.#pendingTimer);
       for (const s of this.#pending.splice(0)) s.destroy();
       for (const w of this.#workers.values()) {

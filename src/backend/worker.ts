@@ -1,11 +1,12 @@
-// A worker process of `tsgi serve --workers N`: loads the application, takes the front
-// connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
+// A worker process of `tsgi serve --workers N`: loads the application, takes the front (and
+// uwsgi) connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
 // told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
 import type { Socket } from 'node:net';
 import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
 import { BackendServer } from './server.js';
+import { UwsgiServer } from './uwsgi-server.js';
 
 export interface WorkerConfig {
   workerId: number;
@@ -21,6 +22,9 @@ export interface WorkerConfig {
   connections: number;
 }
 
+/** What a handed-over connection speaks: tsgi frames from a front, or a uwsgi request (nginx). */
+export type ConnectionProtocol = 'tsgi' | 'uwsgi';
+
 export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'heartbeat'; connections: number; inFlight: number; served: number;
@@ -28,7 +32,7 @@ export type WorkerMessage =
   | { type: 'retire'; served: number };
 
 export type SupervisorMessage =
-  | { type: 'connection' }
+  | { type: 'connection'; protocol?: ConnectionProtocol }
   | { type: 'stop' }
   /** Move one front connection to another worker. */
   | { type: 'shed' }
@@ -45,14 +49,20 @@ async function main(): Promise<void> {
   setLogLevel(config.logLevel);
   const log = createLogger(`worker ${config.workerId}`);
   const send = (msg: WorkerMessage) => {
-    if (process.connected) process.send!(msg);
+    if (process.connected) process.send!(msg, undefined, {}, () => {}); // EPIPE while exiting is fine
   };
   let server: BackendServer | null = null;
+  let uwsgi: UwsgiServer | null = null;
+  const oldest = () => {
+    const a = server?.oldestRequest() ?? null;
+    const b = uwsgi?.oldestRequest() ?? null;
+    return a === null ? b : b === null || a.ms >= b.ms ? a : b;
+  };
+  const served = () => (server?.served ?? 0) + (uwsgi?.served ?? 0);
   const beat = () => {
-    const s = server;
     send({
-      type: 'heartbeat', connections: s?.connections ?? 0, inFlight: s?.inFlight ?? 0, served: s?.served ?? 0,
-      oldest: s?.oldestRequest() ?? null,
+      type: 'heartbeat', connections: server?.connections ?? 0, inFlight: (server?.inFlight ?? 0) + (uwsgi?.inFlight ?? 0),
+      served: served(), oldest: oldest(),
     });
   };
   const timer = setInterval(beat, HEARTBEAT_MS);
@@ -65,6 +75,13 @@ async function main(): Promise<void> {
     process.exit(3);
   }
   let retiring = false;
+  const onServed = () => {
+    const total = served();
+    if (!retiring && config.maxRequests > 0 && total >= config.maxRequests) {
+      retiring = true;
+      send({ type: 'retire', served: total });
+    }
+  };
   server = new BackendServer({
     address: null, app, log,
     scriptName: config.scriptName,
@@ -73,24 +90,30 @@ async function main(): Promise<void> {
     window: config.window,
     maxFrameSize: config.maxFrameSize,
     connectionsHint: config.connections,
-    onServed: (served) => {
-      if (!retiring && config.maxRequests > 0 && served >= config.maxRequests) {
-        retiring = true;
-        send({ type: 'retire', served });
-      }
-    },
+    onServed,
+  });
+  uwsgi = new UwsgiServer({
+    address: null, app, log,
+    scriptName: config.scriptName,
+    multiprocess: true,
+    window: config.window,
+    onServed,
   });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     clearInterval(timer);
-    await server!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs });
+    await Promise.all([
+      server!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
+      uwsgi!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
+    ]);
     process.exit(0);
   };
   process.on('message', (msg: SupervisorMessage, handle?: Socket) => {
     if (msg.type === 'connection' && handle) {
       if (stopping) handle.destroy();
+      else if (msg.protocol === 'uwsgi') uwsgi!.accept(handle);
       else server!.accept(handle);
     } else if (msg.type === 'stop') {
       void stop();

@@ -1,12 +1,26 @@
 // Socket addresses as users write them: `unix:PATH`, `tcp:HOST:PORT`, `HOST:PORT`, `:PORT`,
-// `[::1]:PORT`. One parser for every flag that takes an address.
+// `[::1]:PORT`, and for a front's backend a `uwsgi:` prefix on any of them (that backend speaks
+// the uwsgi protocol, not tsgi frames). One parser for every flag that takes an address.
 import { ConfigError } from '../protocol/errors.js';
 
-export type Address =
-  | { kind: 'unix'; path: string }
-  | { kind: 'tcp'; host: string; port: number };
+/** The protocol spoken at an address: tsgi frames (the default), or uwsgi packets. */
+export type AddressProtocol = 'tsgi' | 'uwsgi';
 
-export function parseAddress(text: string, what = 'address'): Address {
+export type Address =
+  | { kind: 'unix'; path: string; protocol?: AddressProtocol }
+  | { kind: 'tcp'; host: string; port: number; protocol?: AddressProtocol };
+
+/**
+ * Parses an address. `uwsgi:` in front (`uwsgi:unix:/run/uwsgi.sock`, `uwsgi:tcp:127.0.0.1:3031`)
+ * is accepted only where `allowUwsgi` says so: a front's backends.
+ */
+export function parseAddress(text: string, what = 'address', allowUwsgi = false): Address {
+  if (text.startsWith('uwsgi:')) {
+    if (!allowUwsgi) {
+      throw new ConfigError(`${what}: a uwsgi: address names a uwsgi backend for 'tsgi front --backend'; here use unix:PATH or HOST:PORT`);
+    }
+    return { ...parseAddress(text.slice(6), what), protocol: 'uwsgi' };
+  }
   if (text.startsWith('unix:')) {
     const path = text.slice(5);
     if (path === '') throw new ConfigError(`${what}: 'unix:' needs a socket path, e.g. unix:/run/tsgi.sock`);
@@ -24,6 +38,7 @@ export function parseAddress(text: string, what = 'address'): Address {
 }
 
 export function formatAddress(a: Address): string {
-  if (a.kind === 'unix') return `unix:${a.path}`;
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+  const prefix = a.protocol === 'uwsgi' ? 'uwsgi:' : '';
+  if (a.kind === 'unix') return `${prefix}unix:${a.path}`;
+  return `${prefix}${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
 }

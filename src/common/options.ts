@@ -3,12 +3,16 @@
 // driven from it, and a bad value stops start-up with a message that says what to use.
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../protocol/errors.js';
-import { type Address, parseAddress } from './address.js';
+import { parseAddress } from './address.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
+import { parseTrustProxy } from './trust-proxy.js';
 
 export type Command = 'front' | 'serve' | 'demo' | 'ctl';
 
-type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level';
+type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level' | 'proxies';
+
+/** Kinds whose values are lists: a repeated flag adds to the list, and a config file may give an array. */
+const LIST_KINDS: ReadonlySet<Kind> = new Set(['addresses', 'proxies']);
 
 interface OptionSpec {
   /** Key in the parsed config object. */
@@ -28,7 +32,9 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'listen', flag: '--listen', env: 'TSGI_LISTEN', kind: 'address', commands: ['front', 'serve'],
     help: 'front: HTTP address (HOST:PORT or unix:PATH); serve: tsgi address (same forms)' },
   { key: 'backends', flag: '--backend', env: 'TSGI_BACKENDS', kind: 'addresses', default: [], commands: ['front'],
-    help: 'backend address: unix:PATH or tcp:HOST:PORT; repeat for several (env: comma-separated)' },
+    help: 'backend address: unix:PATH or tcp:HOST:PORT (uwsgi:unix:PATH or uwsgi:tcp:HOST:PORT for a uWSGI server); repeat for several (env: comma-separated)' },
+  { key: 'trustProxy', flag: '--trust-proxy', env: 'TSGI_TRUST_PROXY', kind: 'proxies', default: [], commands: ['front'],
+    help: 'peers whose X-Forwarded-For / X-Forwarded-Proto / X-Real-IP are believed: loopback, unix, or CIDRs (comma-separated or repeated); nobody by default' },
   { key: 'responseTimeout', flag: '--response-timeout', env: 'TSGI_RESPONSE_TIMEOUT', kind: 'seconds', default: 60,
     commands: ['front'], help: 'seconds to wait for a response head from the backend before answering 504' },
   { key: 'queueTimeout', flag: '--queue-timeout', env: 'TSGI_QUEUE_TIMEOUT', kind: 'seconds', default: 5,
@@ -50,6 +56,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   // serve
   { key: 'socket', flag: '--socket', env: 'TSGI_SOCKET', kind: 'string', commands: ['serve'],
     help: 'Unix socket path to serve the tsgi protocol on (same as --listen unix:PATH)' },
+  { key: 'uwsgiSocket', flag: '--uwsgi-socket', env: 'TSGI_UWSGI_SOCKET', kind: 'string', commands: ['serve'],
+    help: 'Unix socket path to also serve the uwsgi protocol on (nginx: uwsgi_pass unix:PATH)' },
+  { key: 'uwsgiListen', flag: '--uwsgi-listen', env: 'TSGI_UWSGI_LISTEN', kind: 'address', commands: ['serve'],
+    help: 'HOST:PORT (or unix:PATH) to also serve the uwsgi protocol on' },
   { key: 'workers', flag: '--workers', env: 'TSGI_WORKERS', kind: 'int', min: 1, max: 256, commands: ['serve'],
     help: 'run a supervisor and N worker processes sharing the socket (without it: one process, no supervisor)' },
   { key: 'timeout', flag: '--timeout', env: 'TSGI_TIMEOUT', kind: 'seconds', default: 0, commands: ['serve'],
@@ -103,7 +113,9 @@ function convert(spec: OptionSpec, raw: string): unknown {
     case 'address':
       return parseAddress(raw, spec.flag);
     case 'addresses':
-      return raw.split(',').filter(Boolean).map((a) => parseAddress(a.trim(), spec.flag));
+      return raw.split(',').filter(Boolean).map((a) => parseAddress(a.trim(), spec.flag, true));
+    case 'proxies':
+      return parseTrustProxy(raw, spec.flag);
     case 'level':
       if (!LOG_LEVELS.includes(raw as LogLevel)) fail(spec, raw, `one of ${LOG_LEVELS.join(', ')}`);
       return raw;
@@ -187,7 +199,7 @@ export function parseOptions(command: Command, argv: readonly string[], env: Nod
       raw = next;
     }
     const value = convert(spec, raw);
-    if (spec.kind === 'addresses') values[spec.key] = [...((values[spec.key] as Address[]) ?? []), ...(value as Address[])];
+    if (LIST_KINDS.has(spec.kind)) values[spec.key] = [...((values[spec.key] as unknown[]) ?? []), ...(value as unknown[])];
     else values[spec.key] = value;
     origin[spec.key] = 'flag';
   }
@@ -221,9 +233,9 @@ export function configValues(command: Command, data: Record<string, unknown>, pa
     }
     if (spec.key === 'config') continue;
     const items = Array.isArray(value) ? value : [value];
-    if (items.length !== 1 && spec.kind !== 'addresses') throw new ConfigError(`${path}: "${name}" takes one value`);
+    if (items.length !== 1 && !LIST_KINDS.has(spec.kind)) throw new ConfigError(`${path}: "${name}" takes one value`);
     const converted = items.map((v) => convert(spec, String(v)));
-    out[spec.key] = spec.kind === 'addresses' ? converted.flat() : converted[0];
+    out[spec.key] = LIST_KINDS.has(spec.kind) ? converted.flat() : converted[0];
   }
   return out;
 }

@@ -2,33 +2,14 @@
 // answers for its health with pings, and drains on GOAWAY. A link is used once: when it
 // closes, its Backend opens a new one (with backoff if the address keeps failing).
 import { connect, type Socket } from 'node:net';
-import type { Address } from '../common/address.js';
-import type { Logger } from '../common/log.js';
-import { socketWriter } from '../common/socket-writer.js';
+import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
 import { Connection } from '../protocol/connection.js';
 import type { Backend } from './backend.js';
+import type { Link, LinkEvents, LinkOptions, LinkState } from './link.js';
 
-export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
+export type { LinkEvents, LinkOptions, LinkState } from './link.js';
 
-export interface LinkEvents {
-  onReady(link: BackendLink): void;
-  onGoAway(link: BackendLink, message: string): void;
-  /** The link closed; `established` tells whether it ever became ready. */
-  onClose(link: BackendLink, established: boolean, error: string | null): void;
-}
-
-export interface LinkOptions {
-  owner: Backend;
-  address: Address;
-  name: string;
-  log: Logger;
-  window?: number;
-  maxFrameSize?: number;
-  pingIntervalMs: number;
-  pingTimeoutMs: number;
-}
-
-export class BackendLink {
+export class BackendLink implements Link {
   readonly name: string;
   /** The backend this link belongs to (its counters and state). */
   readonly owner: Backend;
@@ -76,7 +57,7 @@ export class BackendLink {
       onError: (err) => {
         opts.log.error(`backend ${this.name}: ${err.message} [${err.code}]; closing the connection`);
         this.#error = err.message;
-        socket.destroy();
+        closeAfterError(socket);
       },
     });
     this.conn = conn;
@@ -121,7 +102,7 @@ export class BackendLink {
 
   /** A stream on this link finished: a draining link closes once it has none left. */
   release(): void {
-    if (this.state === 'draining' && this.load === 0) this.#socket.end();
+    if (this.state === 'draining' && this.load === 0) endSocket(this.#socket);
   }
 
   /** Stops taking requests; closes when the in-flight ones are done. */

@@ -1,9 +1,12 @@
 // One backend address as the front sees it: the set of links to it (as many as the backend
-// asks for in HELLO, one per worker), its state in the pool, and its counters.
+// asks for in HELLO, one per worker; one uwsgi link for a uwsgi: address), its state in the
+// pool, and its counters.
 // reconcile() keeps the links at the target, with backoff while the address keeps failing.
 import { type Address, formatAddress } from '../common/address.js';
 import type { Logger } from '../common/log.js';
-import { BackendLink, type LinkOptions } from './backend-link.js';
+import { BackendLink } from './backend-link.js';
+import type { Link, LinkOptions } from './link.js';
+import { UwsgiLink } from './uwsgi-link.js';
 
 /** active: routed to; draining: finishing in-flight requests, then removed; removed: gone. */
 export type BackendState = 'active' | 'draining' | 'removed';
@@ -29,7 +32,7 @@ export class Backend {
   readonly address: Address;
   readonly name: string;
   state: BackendState = 'active';
-  readonly links: BackendLink[] = [];
+  readonly links: Link[] = [];
   /** Requests sent, and requests that failed because of this backend (lost, reset, timed out). */
   requests = 0;
   failures = 0;
@@ -83,7 +86,8 @@ export class Backend {
       owner: this, address: this.address, name: this.name, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
       pingIntervalMs: o.pingIntervalMs, pingTimeoutMs: o.pingTimeoutMs,
     };
-    const link = new BackendLink(linkOptions, {
+    const Kind = this.address.protocol === 'uwsgi' ? UwsgiLink : BackendLink;
+    const link = new Kind(linkOptions, {
       onReady: (l) => {
         if (this.#connectFailures > 0 && this.#everReady) o.log.info(`backend ${this.name} is back`);
         else if (!this.#everReady) o.log.info(`backend ${this.name} is ready (${l.conn.peerSoftware})`);
@@ -125,8 +129,8 @@ export class Backend {
   }
 
   /** The ready link with the fewest streams, or null. */
-  pick(): BackendLink | null {
-    let best: BackendLink | null = null;
+  pick(): Link | null {
+    let best: Link | null = null;
     for (const link of this.links) {
       if (link.canOpen && (best === null || link.load < best.load)) best = link;
     }

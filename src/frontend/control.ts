@@ -31,7 +31,7 @@ export function handleControl(pool: Pool, req: ControlRequest, log: Logger): Con
       if (typeof req.address !== 'string') return { ok: false, error: `${req.op} needs an address` };
       let address;
       try {
-        address = parseAddress(req.address, 'address');
+        address = parseAddress(req.address, 'address', true);
       } catch (err) {
         return { ok: false, error: (err as Error).message };
       }

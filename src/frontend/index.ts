@@ -6,9 +6,11 @@ import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
 import { listenOn } from '../common/listen.js';
 import { createLogger } from '../common/log.js';
+import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
+import { applyForwarded } from './forwarded.js';
 import { Pool } from './pool.js';
-import { handleRequest, type ProxyOptions } from './proxy.js';
+import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
 
 export interface FrontConfig {
   listen: Address;
@@ -27,6 +29,8 @@ export interface FrontConfig {
   control?: string;
   pingInterval?: number;
   pingTimeout?: number;
+  /** Peers whose X-Forwarded-* / X-Real-IP headers are believed: 'loopback', 'unix', CIDRs. */
+  trustProxy?: string[];
 }
 
 export interface Front {
@@ -61,13 +65,20 @@ export async function start(config: FrontConfig): Promise<Front> {
   await control?.listen(config.socketMode);
   const proxy: ProxyOptions = { pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000 };
   const headersTimeout = (config.headersTimeout ?? 30) * 1000;
+  const trust = new ProxyTrust(config.trustProxy ?? []);
+  // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
+  const unixListener = config.listen.kind === 'unix';
   const server = createServer({
     noDelay: true,
     keepAliveTimeout: (config.keepAliveTimeout ?? 5) * 1000,
     headersTimeout,
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
     maxHeaderSize: config.maxHeaderSize ?? 16384,
-  }, (req, res) => handleRequest(req, res, proxy));
+  }, trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
+    const exchange = new Exchange(req, res, proxy);
+    applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
+    exchange.start();
+  });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || err.code === 'ECONNRESET') {
       socket.destroy();
@@ -79,7 +90,8 @@ export async function start(config: FrontConfig): Promise<Front> {
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
   const bound = await listenOn(server, config.listen, config.socketMode);
-  log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`);
+  log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
+    + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`));
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
   return {
     address: bound,
@@ -112,3 +124,4 @@ export async function start(config: FrontConfig): Promise<Front> {
 export { Pool } from './pool.js';
 export { Backend } from './backend.js';
 export { BackendLink } from './backend-link.js';
+export { UwsgiLink } from './uwsgi-link.js';

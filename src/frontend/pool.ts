@@ -6,11 +6,11 @@ import { type Address, formatAddress } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { Backend } from './backend.js';
-import type { BackendLink } from './backend-link.js';
+import type { Link } from './link.js';
 
 export interface Waiter {
   /** Called with a link that can open a stream, or with the error that ended the wait. */
-  dispatch(link: BackendLink | null, err?: TsgiError): void;
+  dispatch(link: Link | null, err?: TsgiError): void;
   /** True once the client went away; the queue skips it. */
   cancelled: boolean;
 }
@@ -79,12 +79,12 @@ export class Pool {
   }
 
   /** The least-loaded ready link: power of two random choices among ready backends. */
-  pick(): BackendLink | null {
+  pick(): Link | null {
     const backends = this.backends;
     const n = backends.length;
     if (n === 1) return backends[0]!.state === 'active' ? backends[0]!.pick() : null;
-    let a: BackendLink | null = null;
-    let b: BackendLink | null = null;
+    let a: Link | null = null;
+    let b: Link | null = null;
     if (n > 1) {
       const i = Math.floor(Math.random() * n);
       let j = Math.floor(Math.random() * (n - 1));
@@ -95,7 +95,7 @@ export class Pool {
       if (a !== null || b !== null) return a ?? b;
     }
     // Both choices were not ready: scan for any ready one.
-    let best: BackendLink | null = null;
+    let best: Link | null = null;
     for (const backend of backends) {
       if (backend.state !== 'active') continue;
       const link = backend.pick();
@@ -125,7 +125,7 @@ export class Pool {
   }
 
   /** A stream finished on the link: a draining link may close, and a waiter may go. */
-  release(link: BackendLink): void {
+  release(link: Link): void {
     link.release();
     if (this.queued > 0) this.#drainQueue();
   }

@@ -40,7 +40,7 @@ test('the seed request: the CGI keys a WSGI app would see', () => {
   const signal = new AbortController().signal;
   const head = wire(SEED_HEAD);
   assert.is(head.method, '', 'GET travels as the default, no bytes');
-  const e = buildEnviron(head, { input, signal, scriptName: '', multiprocess: false });
+  const e = buildEnviron(head, { input, signal: { signal }, scriptName: '', multiprocess: false });
   assert.is(e.REQUEST_METHOD, 'GET');
   assert.is(e.SCRIPT_NAME, '');
   assert.is(e.PATH_INFO, '/index.html');
@@ -260,7 +260,7 @@ test('a head without headers still gives a complete environ', () => {
   assert.equal(e['tsgi.headers'], []);
   assert.is(e.SERVER_NAME, '127.0.0.1');
   const bare = buildEnviron(wire({ target: '/x' }), {
-    input: new InputStream(), signal: new AbortController().signal, scriptName: '', multiprocess: false,
+    input: new InputStream(), signal: { signal: new AbortController().signal }, scriptName: '', multiprocess: false,
   });
   assert.is(bare.PATH_INFO, '/x');
   assert.is(bare.REQUEST_METHOD, 'GET');

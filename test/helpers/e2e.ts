@@ -90,7 +90,9 @@ export interface LoadResult {
  * A bounded, continuous load: `concurrency` loops each sending requests (mixed GET and POST
  * with a body) one after another until `stop()` says so or `maxRequests` went out.
  */
-export async function runLoad(url: string, opts: { concurrency: number; stop: () => boolean; maxRequests?: number; agent?: Agent }): Promise<LoadResult> {
+export async function runLoad(url: string, opts: {
+  concurrency: number; stop: () => boolean; maxRequests?: number; agent?: Agent; onBody?: (body: string) => void;
+}): Promise<LoadResult> {
   const result: LoadResult = { ok: 0, failures: [], bodies: [] };
   const max = opts.maxRequests ?? 100_000;
   let sent = 0;
@@ -111,6 +113,7 @@ export async function runLoad(url: string, opts: { concurrency: number; stop: ()
           } else {
             result.ok++;
             result.bodies.push(text);
+            opts.onBody?.(text);
           }
         } else {
           result.failures.push({ status: res.statusCode, body: text.slice(0, 200) });

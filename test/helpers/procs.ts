@@ -243,3 +243,16 @@ export function runCli(args: string[], timeoutMs = 10_000): Promise<CliResult> {
     });
   });
 }
+
+/**
+ * `tsgi serve APP --uwsgi-socket <path>` (nginx's side of the uwsgi protocol); resolves once it
+ * logs `accepting uwsgi on unix:PATH`. `socket` is the uwsgi socket.
+ */
+export async function startUwsgiBackend(appPath: string, extraArgs: string[] = []): Promise<BackendProc> {
+  const dir = tempDir('tsgi-e2e-uwsgi-');
+  const socket = join(dir, 'backend.uwsgi.sock');
+  const proc = spawnCli(['serve', appPath, '--uwsgi-socket', socket, '--graceful-timeout', '5', ...extraArgs],
+    () => rmSync(dir, { recursive: true, force: true }));
+  const m = await ready(proc, /accepting uwsgi on unix:(\S+)/);
+  return Object.assign(proc, { socket: m[1]! });
+}

@@ -166,7 +166,7 @@ export function makeEnviron(opts: EnvironOptions = {}): Environ {
   }
   return buildEnviron(wire(head), {
     input,
-    signal: opts.signal ?? new AbortController().signal,
+    signal: { signal: opts.signal ?? new AbortController().signal },
     scriptName: opts.scriptName ?? '',
     multiprocess: opts.multiprocess ?? false,
   });

@@ -1,0 +1,371 @@
+// The backend's uwsgi listener (`tsgi serve --uwsgi-socket PATH`): takes the genuine uwsgi
+// packets that nginx's uwsgi_pass sends, runs the application for each request, and writes the
+// response back as raw HTTP/1.1. One request per connection; the connection closes at the end.
+import { STATUS_CODES } from 'node:http';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Address } from '../common/address.js';
+import { formatAddress, listenOn } from '../common/listen.js';
+import type { Logger } from '../common/log.js';
+import { TsgiError } from '../protocol/errors.js';
+import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../protocol/uwsgi.js';
+import { LazySignal, buildEnvironFromVars } from './environ.js';
+import { runApplication, type Responder } from './gateway.js';
+import { InputStream } from './input.js';
+import type { Application } from './types.js';
+
+export interface UwsgiServerOptions {
+  /** Where to listen; null for a worker, whose connections come from its supervisor. */
+  address: Address | null;
+  app: Application;
+  log: Logger;
+  scriptName?: string;
+  multiprocess?: boolean;
+  /** Request body bytes read ahead of the application before the socket is paused. */
+  window?: number;
+  socketMode?: number;
+  /** Largest vars block accepted (the protocol's 64 KiB by default). */
+  maxVarsSize?: number;
+  /** Called after each completed request with the running total. */
+  onServed?: (served: number) => void;
+}
+
+/** A client that sends no complete packet within this long is dropped. */
+const PACKET_TIMEOUT_MS = 30_000;
+/** After the response, unread request bytes are drained for at most this long before closing. */
+const LINGER_MS = 2000;
+const BAD_REQUEST = Buffer.from('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 16\r\n\r\n400 Bad Request\n');
+
+/** Writes the response to the socket as raw HTTP/1.1, honouring the socket's backpressure. */
+class SocketResponder implements Responder {
+  aborted = false;
+  readonly #socket: Socket;
+  readonly #headRequest: boolean;
+  #bodyless = false;
+  #waiter: (() => void) | null = null;
+
+  constructor(socket: Socket, headRequest: boolean) {
+    this.#socket = socket;
+    this.#headRequest = headRequest;
+  }
+
+  head(status: number, reason: string, headers: string[], end: boolean): void {
+    let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'Unknown'}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.#bodyless = end || this.#headRequest || status === 204 || status === 304;
+    const socket = this.#socket;
+    if (socket.destroyed) return;
+    // The head and the first chunk of body (often all of it) go out in one write.
+    socket.cork();
+    process.nextTick(() => socket.uncork());
+    socket.write(Buffer.from(text + '\r\n', 'latin1'));
+  }
+
+  write(chunk: Uint8Array, _end: boolean): boolean {
+    if (this.aborted || this.#socket.destroyed) return false;
+    if (this.#bodyless || chunk.length === 0) return true;
+    return this.#socket.write(chunk);
+  }
+
+  drain(): Promise<void> {
+    if (this.aborted || !this.#socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#waiter = resolve;
+      this.#socket.once('drain', () => this._wake());
+    });
+  }
+
+  /**
+   * After the head, the response can only be cut. Over TCP a reset tells nginx it is
+   * incomplete; a Unix socket has no reset, so there only a Content-Length shows the cut.
+   */
+  abort(_reason: string): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const socket = this.#socket;
+    if (!socket.destroyed) {
+      try {
+        socket.resetAndDestroy(); // throws ERR_INVALID_HANDLE_TYPE for a Unix socket
+      } catch {
+        socket.destroy();
+      }
+    }
+    this._wake();
+  }
+
+  _wake(): void {
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.();
+  }
+}
+
+/** One connection: the packet, then one request with its body, then the close. */
+class UwsgiExchange {
+  readonly socket: Socket;
+  readonly #server: UwsgiServer;
+  readonly #opts: UwsgiServerOptions;
+  #parser: UwsgiPacketParser | null;
+  #state: 'packet' | 'running' | 'done' = 'packet';
+  #input: InputStream | null = null;
+  #signal = new LazySignal();
+  #responder: SocketResponder | null = null;
+  /** Body bytes still to come from the client. */
+  #remaining = 0;
+  /** Body bytes received and not yet taken by the application. */
+  #buffered = 0;
+  #paused = false;
+  #timer: NodeJS.Timeout | null;
+  method = '';
+  uri = '';
+  started = 0;
+
+  constructor(server: UwsgiServer, socket: Socket, opts: UwsgiServerOptions) {
+    this.#server = server;
+    this.socket = socket;
+    this.#opts = opts;
+    this.#parser = new UwsgiPacketParser(opts.maxVarsSize);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      opts.log.warn(`uwsgi: no complete packet from ${this.#peer()} within ${PACKET_TIMEOUT_MS / 1000} s; closing`);
+      socket.destroy();
+    }, PACKET_TIMEOUT_MS);
+    this.#timer.unref();
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', (err) => opts.log.debug(`uwsgi connection error: ${err.message}`));
+    socket.on('close', () => this.#onClose());
+  }
+
+  #peer(): string {
+    const s = this.socket;
+    return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'a unix-socket client';
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#state === 'packet') {
+      let parsed: { packet: UwsgiPacket; rest: Buffer } | null;
+      try {
+        parsed = this.#parser!.push(chunk);
+      } catch (err) {
+        this.#refuse((err as Error).message);
+        return;
+      }
+      if (parsed === null) return;
+      this.#parser = null;
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      this.#timer = null;
+      this.#packet(parsed.packet, parsed.rest);
+    } else if (this.#state === 'running' && this.#remaining > 0) {
+      this.#body(chunk);
+    } // else: bytes past the body, or after the response or a refusal: drained and dropped
+  }
+
+  #body(chunk: Buffer): void {
+    const n = Math.min(this.#remaining, chunk.length);
+    if (n === 0) return;
+    this.#remaining -= n;
+    this.#buffered += n;
+    this.#input!.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+    if (this.#remaining === 0) this.#input!.end();
+    else if (this.#buffered >= (this.#opts.window ?? 256 * 1024) && !this.#paused) {
+      this.#paused = true;
+      this.socket.pause();
+    }
+  }
+
+  /** The application took `n` body bytes: read more once under the window again. */
+  #consumed(n: number): void {
+    this.#buffered -= n;
+    if (this.#paused && this.#buffered < (this.#opts.window ?? 256 * 1024)) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+  }
+
+  #refuse(message: string): void {
+    this.#opts.log.warn(`uwsgi: refusing a malformed packet from ${this.#peer()}: ${message}`);
+    this.#state = 'done';
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.socket.end(BAD_REQUEST);
+    this.#linger();
+  }
+
+  #packet(packet: UwsgiPacket, rest: Buffer): void {
+    const log = this.#opts.log;
+    if (packet.modifier1 === Modifier1.PING) {
+      log.debug(`uwsgi: ping from ${this.#peer()}`);
+      this.#state = 'done';
+      this.socket.end(PING_REPLY);
+      this.#linger();
+      return;
+    }
+    if (packet.modifier1 !== Modifier1.WSGI) {
+      this.#refuse(`modifier1 ${packet.modifier1} is not supported (0: request, 100: ping)`);
+      return;
+    }
+    let length = 0;
+    for (const [key, value] of packet.vars) {
+      if (key !== 'CONTENT_LENGTH' || value === '') continue;
+      if (!/^\d{1,15}$/.test(value)) {
+        this.#refuse(`CONTENT_LENGTH ${JSON.stringify(value.slice(0, 40))} is not a number of bytes`);
+        return;
+      }
+      length = Number(value);
+    }
+    const input = new InputStream((n) => this.#consumed(n));
+    this.#input = input;
+    const environ = buildEnvironFromVars(packet.vars, {
+      input, signal: this.#signal, scriptName: this.#opts.scriptName ?? '', multiprocess: this.#opts.multiprocess ?? false,
+    });
+    this.method = environ.REQUEST_METHOD;
+    this.uri = environ.REQUEST_URI;
+    this.started = Date.now();
+    this.#remaining = length;
+    if (length === 0) input.end();
+    else if (rest.length > 0) this.#body(rest);
+    this.#state = 'running';
+    this.#responder = new SocketResponder(this.socket, this.method === 'HEAD');
+    this.#server._started(this);
+    runApplication(this.#opts.app, environ, this.#responder, log, () => this.#finished());
+  }
+
+  #finished(): void {
+    this.#state = 'done';
+    this.#server._finished(this);
+    if (this.#responder!.aborted || this.socket.destroyed) return;
+    this.socket.end();
+    this.#linger();
+  }
+
+  /**
+   * After our end: reads (and drops) what the client still sends, so that closing with unread
+   * bytes does not reset the connection before the client read the response; closes once the
+   * client does, or a moment after the response was flushed.
+   */
+  #linger(): void {
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+    const socket = this.socket;
+    const arm = () => setTimeout(() => socket.destroy(), LINGER_MS).unref();
+    if (socket.writableFinished) arm();
+    else socket.once('finish', arm);
+  }
+
+  #onEnd(): void {
+    if (this.#state === 'packet') {
+      const buffered = this.#parser?.buffered ?? 0;
+      if (buffered > 0) this.#opts.log.warn(`uwsgi: ${this.#peer()} closed the connection in the middle of a packet (${buffered} bytes)`);
+      else this.#opts.log.debug('uwsgi: a connection closed without a packet');
+      this.socket.destroy();
+    } else if (this.#state === 'running') {
+      // nginx never half-closes a uwsgi connection: its end means the client went away. The
+      // response may still be written (a peer that only half-closed gets it), but the app hears.
+      const err = new TsgiError('TSGI_ERR_CLIENT_GONE', this.#remaining > 0
+        ? `the client closed the uwsgi connection with ${this.#remaining} bytes of the body unsent`
+        : 'the client closed the uwsgi connection');
+      this.#input?.fail(err);
+      this.#signal.abort(err);
+    } // else: the socket closes once our side has ended too
+  }
+
+  #onClose(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#state !== 'running') return;
+    const err = new TsgiError('TSGI_ERR_CLIENT_GONE', 'the client closed the uwsgi connection');
+    const responder = this.#responder!;
+    responder.aborted = true;
+    this.#input?.fail(err);
+    this.#signal.abort(err);
+    responder._wake();
+  }
+}
+
+export class UwsgiServer {
+  readonly #opts: UwsgiServerOptions;
+  readonly #server: Server;
+  readonly #sockets = new Set<Socket>();
+  readonly #active = new Set<UwsgiExchange>();
+  #address: Address | null = null;
+  #closing = false;
+  #idleWaiters: (() => void)[] = [];
+  /** Requests running now. */
+  inFlight = 0;
+  /** Requests served since start. */
+  served = 0;
+
+  constructor(opts: UwsgiServerOptions) {
+    this.#opts = opts;
+    this.#server = createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
+  }
+
+  get address(): Address | null {
+    return this.#address;
+  }
+
+  async listen(): Promise<Address> {
+    if (this.#opts.address === null) throw new Error('this server takes connections from a supervisor');
+    this.#address = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
+    this.#opts.log.info(`accepting uwsgi on ${formatAddress(this.#address)}`);
+    return this.#address;
+  }
+
+  /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */
+  accept(socket: Socket): void {
+    // A handed-over socket keeps the allowHalfOpen of the supervisor's server: set it here too.
+    (socket as Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
+    this.#accept(socket);
+    socket.resume();
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    new UwsgiExchange(this, socket, this.#opts);
+  }
+
+  /** The longest-running request now, for heartbeats and timeout logs. */
+  oldestRequest(): { method: string; uri: string; ms: number } | null {
+    for (const ex of this.#active) return { method: ex.method, uri: ex.uri, ms: Date.now() - ex.started };
+    return null;
+  }
+
+  _started(ex: UwsgiExchange): void {
+    this.inFlight++;
+    this.#active.add(ex);
+  }
+
+  _finished(ex: UwsgiExchange): void {
+    if (!this.#active.delete(ex)) return;
+    this.inFlight--;
+    this.served++;
+    this.#opts.onServed?.(this.served);
+    if (this.inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  /** Stops accepting. Graceful: the requests running get up to `timeoutMs` to finish. */
+  async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    this.#closing = true;
+    const closed = this.#server.listening
+      ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
+    if (graceful && this.inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
+        new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
+      ]);
+      clearTimeout(timer);
+      if (this.inFlight > 0) this.#opts.log.warn(`graceful timeout: ${this.inFlight} uwsgi request(s) still running are cut`);
+    }
+    if (graceful) await new Promise((r) => setTimeout(r, 50).unref());
+    for (const socket of this.#sockets) socket.destroy();
+    await closed;
+  }
+}

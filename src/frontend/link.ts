@@ -1,0 +1,62 @@
+// What the pool and the per-request exchange use of a link to a backend, whatever protocol the
+// backend speaks: a persistent multiplexed tsgi connection (backend-link.ts), or a uwsgi link
+// that opens one connection per request (uwsgi-link.ts).
+import type { Address } from '../common/address.js';
+import type { Logger } from '../common/log.js';
+import type { RequestHead, Stream } from '../protocol/connection.js';
+import type { Backend } from './backend.js';
+
+export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
+
+/** The parts of a tsgi Connection a link's users touch. */
+export interface LinkConnection {
+  /** Opens a request stream and sends its head. */
+  open(head: RequestHead, endStream: boolean): Stream;
+  /** The backend's software, from its HELLO (for logs). */
+  readonly peerSoftware: string;
+  /** Connections the backend asks for (one per worker). */
+  readonly peerConnections: number;
+}
+
+export interface Link {
+  readonly name: string;
+  /** The backend this link belongs to (its counters and state). */
+  readonly owner: Backend;
+  state: LinkState;
+  /** Requests sent on this link. */
+  requests: number;
+  /** Requests in flight on it. */
+  readonly load: number;
+  readonly canOpen: boolean;
+  readonly conn: LinkConnection;
+  /** A request on this link finished: a draining link closes once it has none left. */
+  release(): void;
+  /** Stops taking requests; closes when the in-flight ones are done. */
+  drain(): void;
+  close(): void;
+}
+
+export interface LinkEvents {
+  onReady(link: Link): void;
+  onGoAway(link: Link, message: string): void;
+  /** The link closed; `established` tells whether it ever became ready. */
+  onClose(link: Link, established: boolean, error: string | null): void;
+}
+
+export interface LinkOptions {
+  owner: Backend;
+  address: Address;
+  name: string;
+  log: Logger;
+  window?: number;
+  maxFrameSize?: number;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+}
+
+/**
+ * The parts of a tsgi Stream the per-request exchange (proxy.ts) uses. A uwsgi request
+ * implements exactly these, so the exchange drives both kinds of backend the same way.
+ */
+export type StreamSurface = Pick<Stream, 'context' | 'onHead' | 'onData' | 'onReset' | 'onDrain' | 'write' | 'end'
+  | 'consume' | 'reset' | 'closed' | 'localEnded' | 'remoteEnded' | 'blocked'>;

@@ -1,0 +1,240 @@
+// The backend's uwsgi listener, in process, over a real Unix socket: pings, malformed packets
+// (refused with a log line, the server keeps serving), the 64 KiB vars limit, raw HTTP/1.1
+// responses (reason, HEAD/204 without body, 500 before the head, a cut after it), and flow
+// control both ways: a body the app does not read and a client that does not read.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { InputStream } from '../../src/backend/input.js';
+import type { Application } from '../../src/backend/types.js';
+import { UwsgiServer } from '../../src/backend/uwsgi-server.js';
+import type { Logger } from '../../src/common/log.js';
+import { eventually } from '../helpers/assert.js';
+import { dial, exchange, packet, parseRaw, request } from '../helpers/uwsgi.js';
+
+const WINDOW = 64 * 1024;
+
+interface State {
+  lines: string[];
+  gate: Promise<void>;
+  open: () => void;
+  input: InputStream | null;
+  produced: number;
+  aborted: string | null;
+}
+
+const state: State = { lines: [], gate: Promise.resolve(), open: () => {}, input: null, produced: 0, aborted: null };
+
+function resetGate(): void {
+  state.gate = new Promise((resolve) => { state.open = resolve; });
+}
+
+const log: Logger = {
+  debug: (m) => state.lines.push(`debug: ${m}`),
+  info: (m) => state.lines.push(`info: ${m}`),
+  warn: (m) => state.lines.push(`warn: ${m}`),
+  error: (m) => state.lines.push(`error: ${m}`),
+  enabled: () => true,
+};
+
+const app: Application = async (environ, startResponse) => {
+  const path = environ.PATH_INFO;
+  if (path === '/hello') {
+    startResponse('200 OK', [['Content-Type', 'text/html']]);
+    return ['<h1>Hello, web</h1>'];
+  }
+  if (path === '/environ') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(environ)) if (typeof v === 'string') out[k] = v;
+    startResponse('200 0K', [['Content-Type', 'application/json']]);
+    return [JSON.stringify(out)];
+  }
+  if (path === '/hold-body') {
+    state.input = environ['tsgi.input'];
+    await state.gate;
+    const body = await environ['tsgi.input'].read();
+    startResponse('200 OK', [['Content-Type', 'text/plain']]);
+    return [`${body.length} ${createHash('sha256').update(body).digest('hex')}`];
+  }
+  if (path === '/head') {
+    startResponse('200 OK', [['Content-Type', 'text/plain']]);
+    return ['this body is not sent for HEAD'];
+  }
+  if (path === '/nocontent') {
+    startResponse('204 No Content', []);
+    return ['ignored'];
+  }
+  if (path === '/wait-abort') {
+    const signal = environ['tsgi.signal'];
+    startResponse('200 OK', [['Content-Type', 'text/plain']]);
+    return (async function* body() {
+      yield 'waiting\n';
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+      state.aborted = String((signal.reason as Error)?.message ?? signal.reason);
+    })();
+  }
+  if (path === '/throw') throw new Error('fails before the head');
+  if (path === '/late') {
+    startResponse('200 OK', [['Content-Type', 'text/plain'], ['Content-Length', '100']]);
+    return (async function* body() {
+      yield 'first\n';
+      await sleep(10);
+      throw new Error('fails after the head');
+    })();
+  }
+  if (path === '/big') {
+    startResponse('200 OK', [['Content-Type', 'application/octet-stream']]);
+    return (function* body() {
+      for (let i = 0; i < 256; i++) {
+        state.produced++;
+        yield Buffer.alloc(64 * 1024, i);
+      }
+    })();
+  }
+  startResponse('404 Not Found', []);
+  return [];
+};
+
+interface Ctx { dir: string; path: string; server: UwsgiServer }
+const test = suite<Ctx>('backend/uwsgi-server', {} as Ctx);
+
+test.before(async (ctx) => {
+  ctx.dir = mkdtempSync(join(tmpdir(), 'tsgi-uwsgi-'));
+  ctx.path = join(ctx.dir, 'app.uwsgi.sock');
+  ctx.server = new UwsgiServer({ address: { kind: 'unix', path: ctx.path }, app, log, window: WINDOW });
+  await ctx.server.listen();
+});
+
+test.after(async (ctx) => {
+  await ctx.server.stop({ graceful: false });
+  rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+const GET = (path: string, extra: [string, string][] = []): [string, string][] => [
+  ['REQUEST_METHOD', 'GET'], ['REQUEST_URI', path], ['PATH_INFO', path], ['QUERY_STRING', ''],
+  ['SERVER_PROTOCOL', 'HTTP/1.1'], ['HTTP_HOST', 'example.test'], ...extra,
+];
+
+test('a GET: raw HTTP/1.1 back, status line with its reason, then the connection closes', async ({ path }) => {
+  const r = await request(path, GET('/hello'));
+  assert.is(r.statusLine, 'HTTP/1.1 200 OK');
+  assert.is(r.headers.get('content-type'), 'text/html');
+  assert.is(r.headers.get('content-length'), '19');
+  assert.is(r.body.toString(), '<h1>Hello, web</h1>');
+  const custom = await request(path, GET('/environ'));
+  assert.is(custom.statusLine, 'HTTP/1.1 200 0K', 'a custom reason phrase is kept');
+  assert.is(JSON.parse(custom.body.toString()).HTTP_HOST, 'example.test');
+});
+
+test('modifier1 100 (ping) is answered with a bare header', async ({ path }) => {
+  const raw = await exchange(path, Buffer.from([100, 0, 0, 0]));
+  assert.equal([...raw], [100, 0, 0, 1]);
+});
+
+test('malformed packets are refused with a 400 and a log line; the server keeps serving', async ({ path }) => {
+  state.lines.length = 0;
+  const bad = [
+    Buffer.from([0, 3, 0, 0, 9, 0, 65]), // key length past the block
+    Buffer.from([0, 5, 0, 0, 1, 0, 65, 9, 0]), // value size past the block
+    packet([['CONTENT_LENGTH', '12abc']]),
+  ];
+  for (const bytes of bad) {
+    const r = parseRaw(await exchange(path, bytes));
+    assert.is(r.status, 400);
+  }
+  assert.is(state.lines.filter((l) => l.startsWith('warn: uwsgi: refusing a malformed packet')).length, 3, state.lines.join('\n'));
+  const other = await exchange(path, packet([['PATH_INFO', '/hello']], Buffer.alloc(0), 5));
+  assert.is(parseRaw(other).status, 400, 'an unknown modifier1 is refused too');
+  assert.ok(state.lines.some((l) => l.includes('modifier1 5 is not supported')));
+  assert.is((await request(path, GET('/hello'))).status, 200, 'still serving');
+});
+
+test('a connection closed in the middle of a packet is logged, never a crash', async ({ path }) => {
+  state.lines.length = 0;
+  const socket = dial(path);
+  socket.write(Buffer.from([0, 100, 0, 0, 1]));
+  socket.end();
+  await eventually(() => state.lines.some((l) => l.includes('closed the connection in the middle of a packet')), 'the log line');
+  assert.is((await request(path, GET('/hello'))).status, 200);
+});
+
+test('a vars block of almost the full 64 KiB is accepted', async ({ path }) => {
+  const big = 'v'.repeat(65_000);
+  const r = await request(path, GET('/environ', [['HTTP_X_BIG', big]]));
+  assert.is(r.status, 200);
+  assert.is(JSON.parse(r.body.toString()).HTTP_X_BIG, big);
+});
+
+test('HEAD and 204 go without a body', async ({ path }) => {
+  const head = await request(path, [['REQUEST_METHOD', 'HEAD'], ['PATH_INFO', '/head']]);
+  assert.is(head.status, 200);
+  assert.is(head.body.length, 0);
+  assert.ok(head.headers.has('content-length'), 'HEAD keeps the length GET would have');
+  const none = await request(path, GET('/nocontent'));
+  assert.is(none.status, 204);
+  assert.is(none.body.length, 0);
+});
+
+test('an app error before the head is a 500; after it, the connection is cut short of its length', async ({ path }) => {
+  const r = await request(path, GET('/throw'));
+  assert.is(r.status, 500);
+  assert.ok(state.lines.some((l) => l.includes('GET /throw: application error before the response head')));
+  const late = await request(path, GET('/late'));
+  assert.is(late.status, 200);
+  assert.is(late.headers.get('content-length'), '100');
+  assert.ok(late.body.length < 100, 'the client can tell the body is incomplete');
+});
+
+test('the request body streams in with backpressure: an app that does not read it stops the socket', async ({ path }) => {
+  resetGate();
+  state.input = null;
+  const body = Buffer.alloc(8 * 1024 * 1024);
+  for (let i = 0; i < body.length; i += 4096) body.writeUInt32LE(i, i);
+  const pending = exchange(path, packet([['REQUEST_METHOD', 'POST'], ['PATH_INFO', '/hold-body'], ['CONTENT_LENGTH', String(body.length)]], body));
+  await eventually(() => state.input !== null && state.input.received >= WINDOW, 'the app to get the first window of the body');
+  await sleep(200); // room for a server without backpressure to read far more
+  const received = state.input!.received;
+  assert.ok(received < 4 * WINDOW, `read ${received} bytes ahead of an app that reads nothing (window ${WINDOW})`);
+  state.open();
+  const r = parseRaw(await pending);
+  assert.is(r.body.toString(), `${body.length} ${createHash('sha256').update(body).digest('hex')}`);
+});
+
+test('the response streams out with backpressure: a client that does not read stops the app', async ({ path }) => {
+  state.produced = 0;
+  const socket = dial(path);
+  socket.pause();
+  socket.write(packet(GET('/big')));
+  await eventually(() => state.produced > 0, 'the app to start');
+  await sleep(200);
+  const produced = state.produced;
+  assert.ok(produced < 128, `produced ${produced} of 256 chunks of 64 KiB for a client that reads nothing`);
+  let total = 0;
+  socket.on('data', (c: Buffer) => { total += c.length; });
+  socket.resume();
+  await new Promise((resolve) => socket.on('close', resolve));
+  assert.is(state.produced, 256);
+  assert.ok(total > 256 * 64 * 1024, 'everything arrived once the client read');
+});
+
+test('a client that goes away aborts tsgi.signal', async ({ path }) => {
+  state.aborted = null;
+  const socket = dial(path);
+  socket.write(packet(GET('/wait-abort')));
+  await new Promise((resolve) => socket.once('data', resolve));
+  socket.destroy();
+  await eventually(() => state.aborted !== null, 'the app to see tsgi.signal abort');
+  assert.match(state.aborted!, /closed the uwsgi connection/);
+  assert.is((await request(path, GET('/hello'))).status, 200);
+});
+
+test('requests are counted, and none is left in flight', async ({ server }) => {
+  assert.ok(server.served >= 10);
+  await eventually(() => server.inFlight === 0, 'no request in flight');
+});
+
+test.run();

@@ -1,0 +1,62 @@
+// The options and addresses of the nginx/uWSGI interop: uwsgi: backend addresses (round-trip,
+// refused where they make no sense), --uwsgi-socket / --uwsgi-listen, and --trust-proxy lists.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { formatAddress, parseAddress } from '../../src/common/address.js';
+import { configValues, optionsHelp, parseOptions } from '../../src/common/options.js';
+import { ConfigError } from '../../src/protocol/errors.js';
+import { throwsCode } from '../helpers/assert.js';
+
+const test = suite('common/options');
+
+test('uwsgi: addresses parse to the uwsgi protocol and format back the same', () => {
+  for (const text of ['uwsgi:unix:/run/uwsgi/app.sock', 'uwsgi:127.0.0.1:3031', 'uwsgi:[::1]:3031']) {
+    const a = parseAddress(text, '--backend', true);
+    assert.is(a.protocol, 'uwsgi', text);
+    assert.is(formatAddress(a), text);
+  }
+  assert.equal(parseAddress('uwsgi:tcp:10.0.0.2:3031', 'x', true), { kind: 'tcp', host: '10.0.0.2', port: 3031, protocol: 'uwsgi' });
+  assert.is(parseAddress('unix:/a.sock').protocol, undefined, 'tsgi is the default');
+  assert.is(formatAddress(parseAddress('unix:/a.sock')), 'unix:/a.sock');
+});
+
+test('a uwsgi: address is refused where the front or the backend listens', () => {
+  throwsCode(() => parseOptions('front', ['--listen', 'uwsgi:unix:/x.sock']), ConfigError, 'TSGI_ERR_CONFIG');
+  throwsCode(() => parseOptions('serve', ['app.js', '--uwsgi-listen', 'uwsgi:127.0.0.1:3031']), ConfigError, 'TSGI_ERR_CONFIG');
+  throwsCode(() => parseAddress('uwsgi:unix:/x.sock'), ConfigError, 'TSGI_ERR_CONFIG');
+});
+
+test('front: --backend takes uwsgi: addresses, from flags and from TSGI_BACKENDS', () => {
+  const { values } = parseOptions('front', ['--listen', ':0', '--backend', 'uwsgi:unix:/u.sock', '--backend', 'unix:/t.sock'], {});
+  assert.equal((values.backends as unknown[]).map((a) => formatAddress(a as never)), ['uwsgi:unix:/u.sock', 'unix:/t.sock']);
+  const env = parseOptions('front', ['--listen', ':0'], { TSGI_BACKENDS: 'uwsgi:127.0.0.1:3031,unix:/t.sock' });
+  assert.is(formatAddress((env.values.backends as never[])[0]!), 'uwsgi:127.0.0.1:3031');
+});
+
+test('front: --trust-proxy repeats and splits on commas; empty by default; bad entries stop start-up', () => {
+  assert.equal(parseOptions('front', [], {}).values.trustProxy, []);
+  const { values } = parseOptions('front', ['--trust-proxy', 'loopback,10.0.0.0/8', '--trust-proxy=unix'], {});
+  assert.equal(values.trustProxy, ['loopback', '10.0.0.0/8', 'unix']);
+  assert.equal(parseOptions('front', [], { TSGI_TRUST_PROXY: '::1' }).values.trustProxy, ['::1/128']);
+  assert.equal(configValues('front', { 'trust-proxy': ['unix', '192.0.2.0/24'] }, 'f.json').trustProxy, ['unix', '192.0.2.0/24']);
+  throwsCode(() => parseOptions('front', ['--trust-proxy', 'everyone'], {}), ConfigError, 'TSGI_ERR_CONFIG');
+});
+
+test('serve: --uwsgi-socket and --uwsgi-listen, from flags and the environment', () => {
+  let { values } = parseOptions('serve', ['app.js', '--uwsgi-socket', '/run/app.uwsgi.sock'], {});
+  assert.is(values.uwsgiSocket, '/run/app.uwsgi.sock');
+  ({ values } = parseOptions('serve', ['app.js', '--uwsgi-listen', '127.0.0.1:3031'], {}));
+  assert.equal(values.uwsgiListen, { kind: 'tcp', host: '127.0.0.1', port: 3031 });
+  ({ values } = parseOptions('serve', ['app.js'], { TSGI_UWSGI_SOCKET: '/e.sock', TSGI_UWSGI_LISTEN: 'unix:/f.sock' }));
+  assert.is(values.uwsgiSocket, '/e.sock');
+  assert.equal(values.uwsgiListen, { kind: 'unix', path: '/f.sock' });
+});
+
+test('--help lists the new options from the table', () => {
+  assert.match(optionsHelp('serve'), /--uwsgi-socket/);
+  assert.match(optionsHelp('serve'), /--uwsgi-listen/);
+  assert.match(optionsHelp('front'), /--trust-proxy/);
+  assert.not.match(optionsHelp('front'), /--uwsgi-socket/);
+});
+
+test.run();

@@ -1,0 +1,254 @@
+// The interop suite's scaffolding: which of nginx, uWSGI (with its python3 plugin) and curl are
+// installed; nginx started as the current user on a temporary prefix with an example config
+// from examples/nginx/ (placeholders filled in); a real uWSGI running test/fixtures/wsgi_app.py;
+// curl as a client. Everything on 127.0.0.1 and Unix sockets in temp dirs; stopped by PID.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT, tempDir } from './procs.js';
+
+export interface Programs {
+  nginx: boolean;
+  uwsgi: boolean;
+  curl: boolean;
+  /** Why each missing one is missing. */
+  missing: string[];
+}
+
+/** Which programs the interop suite needs are here (and usable: nginx with uwsgi_pass, uWSGI with python3). */
+export function findPrograms(): Programs {
+  const missing: string[] = [];
+  const run = (cmd: string, args: string[]) => spawnSync(cmd, args, { encoding: 'utf8', timeout: 10_000 });
+  const nginxV = run('nginx', ['-V']);
+  let nginx = nginxV.status === 0;
+  if (!nginx) missing.push('nginx (apt-get install nginx-light)');
+  else if (/--without-http_uwsgi_module/.test(nginxV.stderr)) {
+    nginx = false;
+    missing.push('nginx with the uwsgi module (this nginx was built without it)');
+  }
+  const uwsgiV = run('uwsgi', ['--plugin', 'python3', '--version']);
+  const uwsgi = uwsgiV.status === 0 && !/UNABLE to load/i.test(`${uwsgiV.stdout}${uwsgiV.stderr}`);
+  if (!uwsgi) missing.push(uwsgiV.status === 0 ? 'the uWSGI python3 plugin (apt-get install uwsgi-plugin-python3)' : 'uwsgi (apt-get install uwsgi uwsgi-plugin-python3)');
+  const curl = run('curl', ['--version']).status === 0;
+  if (!curl) missing.push('curl');
+  return { nginx, uwsgi, curl, missing };
+}
+
+/** A free TCP port on 127.0.0.1 (closed again at once; nginx binds it right after). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections at the Unix path or 127.0.0.1:PORT. */
+export async function waitForListener(where: string | number, proc: ExternalProc, deadlineMs = 15_000): Promise<void> {
+  const giveUp = Date.now() + deadlineMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = typeof where === 'number' ? connect(where, '127.0.0.1') : connect(where);
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (proc.exitCode() !== null) throw new Error(`${proc.name} exited (${proc.exitCode()}) before listening on ${where}:\n${proc.output()}`);
+    if (Date.now() > giveUp) throw new Error(`${proc.name} did not listen on ${where} within ${deadlineMs} ms:\n${proc.output()}`);
+    await sleep(25);
+  }
+}
+
+export interface ExternalProc {
+  readonly name: string;
+  readonly pid: number;
+  output(): string;
+  exitCode(): number | string | null;
+  /** Sends `signal`, waits for the exit (SIGKILL after 10 s), and removes the temp dir. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of live) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+});
+
+function external(name: string, cmd: string, args: string[], dir: string, logFile?: string): ExternalProc {
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
+  if (child.pid === undefined) throw new Error(`could not start ${cmd}`);
+  live.add(child);
+  let out = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => { out = (out + s).slice(-20_000); });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => { out = (out + s).slice(-20_000); });
+  let code: number | string | null = null;
+  const exited = new Promise<void>((resolve) => child.once('exit', (c, sig) => {
+    code = sig ?? c;
+    live.delete(child);
+    resolve();
+  }));
+  let stopping: Promise<void> | null = null;
+  return {
+    name,
+    pid: child.pid,
+    output: () => out + (logFile !== undefined && existsSync(logFile) ? `\n--- ${logFile}:\n${readFileSync(logFile, 'utf8').slice(-10_000)}` : ''),
+    exitCode: () => code,
+    stop(signal: NodeJS.Signals = 'SIGTERM') {
+      stopping ??= (async () => {
+        if (code === null) {
+          process.kill(child.pid!, signal);
+          const timer = setTimeout(() => { try { process.kill(child.pid!, 'SIGKILL'); } catch { /* gone */ } }, 10_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        rmSync(dir, { recursive: true, force: true });
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** The uwsgi_params nginx ships, for a prefix whose conf directory has none. */
+const UWSGI_PARAMS_FALLBACK = `uwsgi_param  QUERY_STRING       $query_string;
+uwsgi_param  REQUEST_METHOD     $request_method;
+uwsgi_param  CONTENT_TYPE       $content_type;
+uwsgi_param  CONTENT_LENGTH     $content_length;
+uwsgi_param  REQUEST_URI        $request_uri;
+uwsgi_param  PATH_INFO          $document_uri;
+uwsgi_param  DOCUMENT_ROOT      $document_root;
+uwsgi_param  SERVER_PROTOCOL    $server_protocol;
+uwsgi_param  REQUEST_SCHEME     $scheme;
+uwsgi_param  HTTPS              $https if_not_empty;
+uwsgi_param  REMOTE_ADDR        $remote_addr;
+uwsgi_param  REMOTE_PORT        $remote_port;
+uwsgi_param  SERVER_PORT        $server_port;
+uwsgi_param  SERVER_NAME        $server_name;
+`;
+
+export interface Nginx extends ExternalProc {
+  readonly port: number;
+  readonly url: string;
+}
+
+/**
+ * nginx with examples/nginx/NAME, its placeholders filled in (`__PREFIX__`, `__PORT__` and
+ * those given), on a fresh temporary prefix, as the current user; resolves once it listens.
+ */
+export async function startNginx(name: string, placeholders: Record<string, string>): Promise<Nginx> {
+  const port = await freePort();
+  let conf = readFileSync(join(ROOT, 'examples/nginx', name), 'utf8');
+  const prefix = tempDir('tsgi-interop-nginx-');
+  for (const [key, value] of Object.entries({ __PREFIX__: prefix, __PORT__: String(port), ...placeholders })) {
+    conf = conf.split(key).join(value);
+  }
+  const left = /__[A-Z_]+__/.exec(conf.replace(/#.*$/gm, ''));
+  if (left !== null) {
+    rmSync(prefix, { recursive: true, force: true });
+    throw new Error(`examples/nginx/${name}: placeholder ${left[0]} was not filled in`);
+  }
+  mkdirSync(join(prefix, 'html'));
+  const confPath = join(prefix, 'nginx.conf');
+  writeFileSync(confPath, conf);
+  const params = '/etc/nginx/uwsgi_params';
+  writeFileSync(join(prefix, 'uwsgi_params'), existsSync(params) ? readFileSync(params, 'utf8') : UWSGI_PARAMS_FALLBACK);
+  const errorLog = join(prefix, 'error.log');
+  const proc = external('nginx', 'nginx', ['-p', prefix, '-c', confPath, '-e', errorLog], prefix, errorLog);
+  try {
+    await waitForListener(port, proc);
+  } catch (err) {
+    await proc.stop('SIGKILL');
+    throw err;
+  }
+  return Object.assign(proc, { port, url: `http://127.0.0.1:${port}` });
+}
+
+export interface Uwsgi extends ExternalProc {
+  readonly socket: string;
+}
+
+/** A real uWSGI (master, two workers) running test/fixtures/wsgi_app.py on a Unix socket. */
+export async function startUwsgi(): Promise<Uwsgi> {
+  const dir = tempDir('tsgi-interop-uwsgi-');
+  const socket = join(dir, 'uwsgi.sock');
+  const proc = external('uwsgi', 'uwsgi', [
+    '--plugin', 'python3', '--uwsgi-socket', socket, '--wsgi-file', join(ROOT, 'test/fixtures/wsgi_app.py'),
+    '--master', '--processes', '2', '--die-on-term', '--need-app', '--buffer-size', '65535', '--disable-logging',
+  ], dir);
+  try {
+    await waitForListener(socket, proc);
+  } catch (err) {
+    await proc.stop('SIGKILL');
+    throw err;
+  }
+  return Object.assign(proc, { socket });
+}
+
+export interface CurlResult {
+  status: number;
+  body: string;
+  stderr: string;
+}
+
+/** curl as a client: `curl -sS ARGS URL`, with the status code on the last line of stdout. */
+export function curl(url: string, args: string[] = []): Promise<CurlResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('curl', ['-sS', '--max-time', '30', '-w', '\n%{http_code}', ...args, url], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => { err += s; });
+    child.once('error', reject);
+    child.once('close', () => {
+      const nl = out.lastIndexOf('\n');
+      resolve({ status: Number(out.slice(nl + 1)), body: out.slice(0, nl), stderr: err });
+    });
+  });
+}
+
+const CHUNK = 64 * 1024;
+
+/** Chunk `index` of the interop pattern: the sha256 of its decimal index, repeated to 64 KiB. */
+export function interopChunk(index: number): Buffer {
+  const digest = createHash('sha256').update(String(index)).digest();
+  return Buffer.concat(Array.from({ length: CHUNK / 32 }, () => digest));
+}
+
+/** sha256 of the first `mb` MiB of the interop pattern (what /download?mb=N sends). */
+export function interopDigest(mb: number): string {
+  const hash = createHash('sha256');
+  for (let i = 0; i < mb * 16; i++) hash.update(interopChunk(i));
+  return hash.digest('hex');
+}
+
+/** A file of `mb` MiB of varied bytes for uploads, with its sha256. */
+export function uploadFile(dir: string, mb: number): { path: string; size: number; sha256: string } {
+  const data = Buffer.alloc(mb * 1024 * 1024);
+  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((i * 2654435761) >>> 0, i);
+  const path = join(dir, `upload-${mb}.bin`);
+  writeFileSync(path, data);
+  return { path, size: data.length, sha256: createHash('sha256').update(data).digest('hex') };
+}
+
+/** The seed's request headers, as curl -H arguments. */
+export const SEED_HEADERS: [string, string][] = [
+  ['Host', '172.16.7.152:8000'],
+  ['Upgrade-Insecure-Requests', '1'],
+  ['Accept', 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'],
+  ['User-Agent', 'Mozilla/5.0(Macintosh;IntelMacOSX10_12_5)AppleWebKit/603.2.4(KHTML,likeGecko)Version/10.1.1Safari/603.2.4'],
+  ['Accept-Language', 'zh-cn'],
+  ['Accept-Encoding', 'gzip,deflate'],
+  ['DNT', '1'],
+];
+
+export const seedCurlArgs = (): string[] => SEED_HEADERS.flatMap(([k, v]) => ['-H', `${k}: ${v}`]);

@@ -1,0 +1,32 @@
+// The interop suite: real nginx (uwsgi_pass to tsgi serve; proxy_pass to tsgi front) and a real
+// uWSGI running a Python WSGI app behind tsgi front. It runs when the programs are installed;
+// under CI=true (.ci/run installs them) it requires them. Otherwise it says what is missing in
+// one line, and the rest of the test run goes on.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { findPrograms } from '../helpers/interop.js';
+import { frontToUwsgi } from './front-uwsgi.js';
+import { nginxToFront } from './nginx-front.js';
+import { nginxToBackend } from './nginx-uwsgi.js';
+
+const programs = findPrograms();
+const required = process.env.CI === 'true';
+
+if (programs.missing.length > 0 && required) {
+  const test = suite('interop/programs');
+  test('CI=true: nginx, uWSGI with python3 and curl are installed', () => {
+    assert.unreachable(`missing: ${programs.missing.join('; ')} (.ci/run installs them with apt-get)`);
+  });
+  test.run();
+} else {
+  if (programs.missing.length > 0) {
+    const none = !programs.curl || (!programs.nginx && !programs.uwsgi);
+    const what = none ? 'all interop tests' : `the ${programs.nginx ? 'uWSGI' : 'nginx'} interop tests`;
+    process.stdout.write(`interop: skipping ${what} — missing ${programs.missing.join('; ')}\n`);
+  }
+  if (programs.curl && programs.nginx) {
+    nginxToBackend();
+    nginxToFront();
+  }
+  if (programs.curl && programs.uwsgi) frontToUwsgi();
+}
