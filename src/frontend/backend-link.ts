@@ -18,7 +18,6 @@ export class BackendLink implements Link {
   /** Requests sent on this link. */
   requests = 0;
   #socket: Socket;
-  #events: LinkEvents;
   #error: string | null = null;
   #established = false;
   #pingTimer: NodeJS.Timeout | null = null;
@@ -29,7 +28,6 @@ export class BackendLink implements Link {
   constructor(opts: LinkOptions, events: LinkEvents) {
     this.name = opts.name;
     this.owner = opts.owner;
-    this.#events = events;
     const a = opts.address;
     const socket = a.kind === 'unix' ? connect(a.path) : connect({ host: a.host, port: a.port, noDelay: true });
     this.#socket = socket;

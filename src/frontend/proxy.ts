@@ -4,15 +4,16 @@
 // credit resumes the client's upload. Stream handlers are shared functions (no per-request
 // closures); the exchange hangs on `stream.context` and under a symbol on the request.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
 import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
 import { TsgiError, errorBody, httpStatusFor } from '../protocol/errors.js';
-import { STATIC_NAMES, staticIndex } from '../protocol/header-table.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
-import type { BackendLink } from './backend-link.js';
+import type { Link } from './link.js';
 import type { Pool, Waiter } from './pool.js';
+import { requestHead, responseHeaders } from './request-head.js';
+
+export { requestHead };
 
 export interface ProxyOptions {
   pool: Pool;
@@ -21,129 +22,9 @@ export interface ProxyOptions {
 }
 
 const kExchange = Symbol('tsgi.exchange');
-const kPeer = Symbol('tsgi.peer');
 
-const idx = (name: string) => STATIC_NAMES.indexOf(name);
-const I_CONNECTION = idx('connection');
-const I_CONTENT_LENGTH = idx('content-length');
-const I_TRANSFER_ENCODING = idx('transfer-encoding');
-/** Hop-by-hop headers, by static index: never forwarded in either direction. */
-const HOP_BY_HOP = new Set([
-  I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
-  idx('proxy-authorization'), idx('proxy-authenticate'),
-]);
-const HOP_BY_HOP_LITERAL = new Set(['proxy-connection']);
-const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
 /** A refused request (never processed) is sent again, up to this many times in all. */
 const MAX_ATTEMPTS = 5;
-
-interface Peer {
-  remoteAddr: string;
-  remotePort: number;
-  serverAddr: string;
-  serverPort: number;
-}
-
-function peerOf(socket: Socket): Peer {
-  const s = socket as Socket & { [kPeer]?: Peer };
-  let peer = s[kPeer];
-  if (peer === undefined) {
-    const strip = (a: string | undefined) => (a?.startsWith('::ffff:') ? a.slice(7) : a ?? '');
-    peer = {
-      remoteAddr: strip(socket.remoteAddress), remotePort: socket.remotePort ?? 0,
-      serverAddr: strip(socket.localAddress), serverPort: socket.localPort ?? 0,
-    };
-    s[kPeer] = peer;
-  }
-  return peer;
-}
-
-/** Translates the HTTP request head: end-to-end headers only, plus whether a body follows. */
-export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody: boolean } {
-  const raw = req.rawHeaders;
-  const names: number[] = [];
-  const values: string[] = [];
-  let literalNames: string[] | undefined;
-  let hasBody = false;
-  let connectionTokens: string[] | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    const value = raw[i + 1]!;
-    const index = staticIndex(name);
-    if (index === I_TRANSFER_ENCODING) {
-      hasBody = true;
-      continue;
-    }
-    if (index === I_CONTENT_LENGTH) {
-      if (value !== '0') hasBody = true;
-    } else if (index === I_CONNECTION) {
-      for (const t of value.split(',')) {
-        const token = t.trim().toLowerCase();
-        if (token !== '' && !CONNECTION_ORDINARY.has(token)) (connectionTokens ??= []).push(token);
-      }
-      continue;
-    } else if (HOP_BY_HOP.has(index) || (index === 0 && HOP_BY_HOP_LITERAL.has(name.toLowerCase()))) {
-      continue;
-    }
-    names.push(index);
-    values.push(value);
-    if (index === 0) (literalNames ??= []).push(name);
-  }
-  if (connectionTokens !== null) {
-    // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1): drop them (rare path).
-    const drop = new Set(connectionTokens);
-    let lit = 0;
-    const keepNames: number[] = [];
-    const keepValues: string[] = [];
-    const keepLiterals: string[] = [];
-    for (let i = 0; i < names.length; i++) {
-      const index = names[i]!;
-      const name = index === 0 ? literalNames![lit++]! : STATIC_NAMES[index]!;
-      if (drop.has(name.toLowerCase())) continue;
-      keepNames.push(index);
-      keepValues.push(values[i]!);
-      if (index === 0) keepLiterals.push(name);
-    }
-    names.length = 0;
-    names.push(...keepNames);
-    values.length = 0;
-    values.push(...keepValues);
-    literalNames = keepLiterals.length > 0 ? keepLiterals : undefined;
-  }
-  const peer = peerOf(req.socket);
-  const head: RequestHead = {
-    target: req.url ?? '/',
-    headers: literalNames === undefined ? { names, values } : { names, literalNames, values },
-    remoteAddr: peer.remoteAddr,
-    remotePort: peer.remotePort,
-    serverAddr: peer.serverAddr,
-    serverPort: peer.serverPort,
-  };
-  if (req.method !== 'GET') head.method = req.method;
-  if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
-  return { head, hasBody };
-}
-
-/** The response head's headers for Node's writeHead, hop-by-hop ones dropped. */
-function responseHeaders(block: tsgi.HeaderBlock | null | undefined): string[] {
-  const out: string[] = [];
-  if (!block) return out;
-  const { names, values, literalNames } = block;
-  let lit = 0;
-  for (let i = 0; i < names.length; i++) {
-    const index = names[i]!;
-    if (index === 0) {
-      const name = literalNames[lit++];
-      if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', 'response head is missing a literal header name');
-      if (!HOP_BY_HOP_LITERAL.has(name.toLowerCase())) out.push(name, values[i] ?? '');
-    } else if (!HOP_BY_HOP.has(index)) {
-      const name = STATIC_NAMES[index];
-      if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header index ${index} is not in the table`);
-      out.push(name, values[i] ?? '');
-    }
-  }
-  return out;
-}
 
 export class Exchange implements Waiter {
   readonly req: IncomingMessage;
@@ -154,7 +35,7 @@ export class Exchange implements Waiter {
   readonly started = Date.now();
   cancelled = false;
   stream: Stream | null = null;
-  link: BackendLink | null = null;
+  link: Link | null = null;
   headReceived = false;
   done = false;
   /**
@@ -189,7 +70,7 @@ export class Exchange implements Waiter {
     this.opts.pool.acquire(this);
   }
 
-  dispatch(link: BackendLink | null, err?: TsgiError): void {
+  dispatch(link: Link | null, err?: TsgiError): void {
     if (this.done || this.cancelled) return;
     if (link === null) {
       this.fail(err ?? new TsgiError('TSGI_ERR_NO_BACKEND', 'no backend available'));

@@ -4,7 +4,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InputStream } from '../../src/backend/input.js';
-import type { Application, Chunk, StartResponse } from '../../src/backend/types.js';
+import type { Application, Chunk } from '../../src/backend/types.js';
 import { GatewayError } from '../../src/protocol/errors.js';
 import { eventually, throwsCode } from '../helpers/assert.js';
 import { RecordingResponder, assertAborted, assertComplete, run, turns } from './helpers/exchange.js';

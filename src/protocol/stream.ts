@@ -1,0 +1,207 @@
+// One stream of a tsgi connection: its state (ended each way, closed), its flow-control
+// windows in both directions, and the queue of body bytes waiting for credit.
+import { Flags, FrameType, MAX_STREAM_ID, ResetCode } from './constants.js';
+import { TsgiError } from './errors.js';
+import { Request, Response, Trailers, Window } from './messages.js';
+import type { Connection } from './connection.js';
+import type { tsgi } from './generated/tsgi.js';
+
+export type RequestHead = tsgi.Request.$Properties;
+export type ResponseHead = tsgi.Response.$Properties;
+export type HeaderFields = tsgi.HeaderBlock.$Properties;
+
+const EMPTY = new Uint8Array(0);
+
+export class Stream {
+  readonly id: number;
+  readonly connection: Connection;
+  /** Bytes of DATA we may still send before the peer grants more. */
+  sendWindow: number;
+  /** Bytes of DATA the peer may still send us. */
+  #recvWindow: number;
+  /** Bytes handed to the consumer and not yet granted back to the peer. */
+  #unacked = 0;
+  #queue: Uint8Array[] = [];
+  #queueEnd = false;
+  localEnded = false;
+  remoteEnded = false;
+  closed = false;
+  headReceived = false;
+  /** Anything the owner wants to hang on the stream. */
+  context: unknown = undefined;
+
+  /** Client role: the response head. */
+  onHead: ((head: tsgi.Response, endStream: boolean) => void) | null = null;
+  onData: ((chunk: Buffer, endStream: boolean) => void) | null = null;
+  onTrailers: ((headers: HeaderFields) => void) | null = null;
+  /** The stream ended abnormally: RESET from the peer, or the connection was lost. */
+  onReset: ((code: number, message: string) => void) | null = null;
+  /** Credit arrived and everything queued was sent: the producer may write again. */
+  onDrain: (() => void) | null = null;
+
+  constructor(connection: Connection, id: number, sendWindow: number, recvWindow: number) {
+    this.connection = connection;
+    this.id = id;
+    this.sendWindow = sendWindow;
+    this.#recvWindow = recvWindow;
+  }
+
+  /** True while data waits for credit; a producer should stop until onDrain. */
+  get blocked(): boolean {
+    return this.#queue.length > 0 || this.sendWindow <= 0;
+  }
+
+  sendResponse(head: ResponseHead, endStream: boolean): void {
+    this.#sendHead(FrameType.RESPONSE, Response.encode(head).finish(), endStream);
+  }
+
+  sendRequest(head: RequestHead, endStream: boolean): void {
+    this.#sendHead(FrameType.REQUEST, Request.encode(head).finish(), endStream);
+  }
+
+  sendTrailers(headers: HeaderFields): void {
+    if (this.localEnded || this.closed) return;
+    if (this.#queue.length > 0) throw new TsgiError('TSGI_ERR_PROTOCOL', 'trailers sent while data waits for credit');
+    this.#sendHead(FrameType.TRAILERS, Trailers.encode({ headers }).finish(), true);
+  }
+
+  #sendHead(type: number, payload: Uint8Array, endStream: boolean): void {
+    if (this.closed || this.localEnded) return;
+    const conn = this.connection;
+    if (payload.length > conn.peerMaxFrameSize) {
+      throw new TsgiError('TSGI_ERR_FRAME_TOO_LARGE',
+        `head of ${payload.length} bytes exceeds the peer's ${conn.peerMaxFrameSize}-byte frame limit`);
+    }
+    conn.writeFrame(type, endStream ? Flags.END_STREAM : 0, this.id, payload);
+    if (endStream) this.#endLocal();
+  }
+
+  /**
+   * Sends body bytes, as much as the credit allows now; the rest waits for WINDOW frames.
+   * Returns false when the producer should pause until `onDrain` (backpressure).
+   */
+  write(chunk: Uint8Array, endStream = false): boolean {
+    if (this.closed || this.localEnded) return false;
+    if (this.#queue.length > 0) {
+      if (chunk.length > 0) this.#queue.push(chunk);
+      if (endStream) this.#queueEnd = true;
+      return false;
+    }
+    const rest = this.#send(chunk, endStream);
+    if (rest !== null) {
+      this.#queue.push(rest);
+      this.#queueEnd = endStream;
+      return false;
+    }
+    return this.sendWindow > 0;
+  }
+
+  end(): void {
+    this.write(EMPTY, true);
+  }
+
+  /** Sends what the credit allows; returns the unsent remainder, or null if all went. */
+  #send(chunk: Uint8Array, endStream: boolean): Uint8Array | null {
+    const conn = this.connection;
+    const max = conn.dataChunkSize;
+    let pos = 0;
+    const len = chunk.length;
+    if (len === 0) {
+      if (endStream) {
+        conn.writeFrame(FrameType.DATA, Flags.END_STREAM, this.id, EMPTY);
+        this.#endLocal();
+      }
+      return null;
+    }
+    while (pos < len) {
+      const n = Math.min(len - pos, max, this.sendWindow);
+      if (n <= 0) return pos === 0 ? chunk : chunk.subarray(pos);
+      const last = pos + n === len;
+      const piece = pos === 0 && last ? chunk : chunk.subarray(pos, pos + n);
+      this.sendWindow -= n;
+      pos += n;
+      conn.writeData(this.id, last && endStream ? Flags.END_STREAM : 0, piece);
+    }
+    if (endStream) this.#endLocal();
+    return null;
+  }
+
+  /** Called by the connection when credit arrives. */
+  _credit(increment: number): void {
+    this.sendWindow += increment;
+    if (this.sendWindow > MAX_STREAM_ID) {
+      this.connection._failStream(this, ResetCode.FLOW_CONTROL_ERROR, 'window grew past 2^31-1');
+      return;
+    }
+    const queue = this.#queue;
+    while (queue.length > 0 && this.sendWindow > 0) {
+      const head = queue[0]!;
+      const lastItem = queue.length === 1;
+      const rest = this.#send(head, lastItem && this.#queueEnd);
+      if (rest !== null) {
+        queue[0] = rest;
+        return;
+      }
+      queue.shift();
+    }
+    if (queue.length === 0 && this.#queueEnd && !this.localEnded) this.#send(EMPTY, true);
+    if (queue.length === 0 && this.onDrain !== null && !this.closed) this.onDrain();
+  }
+
+  /** Called by the connection for each DATA frame; enforces the credit we granted. */
+  _receiveData(payload: Buffer, endStream: boolean): void {
+    if (this.remoteEnded) {
+      this.connection._failStream(this, ResetCode.PROTOCOL_ERROR, 'DATA after end of stream');
+      return;
+    }
+    if (payload.length > this.#recvWindow) {
+      this.connection._failStream(this, ResetCode.FLOW_CONTROL_ERROR,
+        `DATA of ${payload.length} bytes exceeds the ${this.#recvWindow} bytes of credit left`);
+      return;
+    }
+    this.#recvWindow -= payload.length;
+    if (endStream) {
+      // Closed before the owner hears of the end, so that it sees a finished stream.
+      this.remoteEnded = true;
+      this._maybeClose();
+    }
+    if (this.onData !== null) this.onData(payload, endStream);
+    else this.consume(payload.length);
+  }
+
+  /**
+   * The consumer has taken `n` bytes of received DATA: grant the peer that much credit again.
+   * Credit is returned in batches of a quarter window, so small bodies cost no WINDOW frames.
+   */
+  consume(n: number): void {
+    if (this.closed || this.remoteEnded || n <= 0) return;
+    this.#unacked += n;
+    if (this.#unacked >= this.connection.initialWindow >>> 2) {
+      const inc = this.#unacked;
+      this.#unacked = 0;
+      this.#recvWindow += inc;
+      this.connection.writeFrame(FrameType.WINDOW, 0, this.id, Window.encode({ increment: inc }).finish());
+    }
+  }
+
+  /** Cancels the stream: tells the peer (unless the connection is gone) and forgets it. */
+  reset(code: number, message = ''): void {
+    if (this.closed) return;
+    this.connection._resetStream(this, code, message);
+  }
+
+  #endLocal(): void {
+    this.localEnded = true;
+    this.#queue.length = 0;
+    this._maybeClose();
+  }
+
+  _maybeClose(): void {
+    if (this.localEnded && this.remoteEnded) this.connection._forget(this);
+  }
+
+  _closeQueue(): void {
+    this.#queue.length = 0;
+    this.#queueEnd = false;
+  }
+}
