@@ -13,6 +13,7 @@ import type { tsgi } from '../protocol/generated/tsgi.js';
 import { LazySignal, buildEnviron } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
+import { RequestTracker } from './tracker.js';
 import type { Application } from './types.js';
 
 export interface BackendServerOptions {
@@ -108,17 +109,13 @@ export class BackendServer {
   readonly #server: Server;
   readonly #connections = new Set<Connection>();
   readonly #sockets = new Set<Socket>();
-  readonly #active = new Set<RequestState>();
+  readonly #requests: RequestTracker<RequestState>;
   #address: Address | null = null;
   #closing = false;
-  #idleWaiters: (() => void)[] = [];
-  /** Requests running now, across all connections. */
-  inFlight = 0;
-  /** Requests served since start. */
-  served = 0;
 
   constructor(opts: BackendServerOptions) {
     this.#opts = opts;
+    this.#requests = new RequestTracker(opts.onServed);
     this.#server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
   }
 
@@ -150,14 +147,19 @@ export class BackendServer {
     return false;
   }
 
+  /** Requests running now, across all connections. */
+  get inFlight(): number {
+    return this.#requests.inFlight;
+  }
+
+  /** Requests served since start. */
+  get served(): number {
+    return this.#requests.served;
+  }
+
   /** The longest-running request now, for heartbeats and timeout logs. */
   oldestRequest(): { method: string; uri: string; ms: number } | null {
-    let oldest: RequestState | null = null;
-    for (const s of this.#active) {
-      oldest = s; // a Set iterates in insertion order: the first is the oldest
-      break;
-    }
-    return oldest === null ? null : { method: oldest.method, uri: oldest.uri, ms: Date.now() - oldest.started };
+    return this.#requests.oldest();
   }
 
   async listen(): Promise<Address> {
@@ -235,23 +237,16 @@ export class BackendServer {
       stream.reset(ResetCode.PROTOCOL_ERROR, (err as Error).message);
       return;
     }
-    this.inFlight++;
-    this.#active.add(state);
+    this.#requests.start(state);
     runApplication(this.#opts.app, environ, responder, this.#opts.log, () => this.#finished(stream, state));
   }
 
   #finished(stream: Stream, state: RequestState): void {
     state.done = true;
-    this.#active.delete(state);
     if (state.timer !== null) clearTimeout(state.timer);
     // The response is complete but the body never was read to its end: stop the front sending it.
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
-    this.inFlight--;
-    this.served++;
-    this.#opts.onServed?.(this.served);
-    if (this.inFlight === 0 && this.#idleWaiters.length > 0) {
-      for (const w of this.#idleWaiters.splice(0)) w();
-    }
+    this.#requests.finish(state);
   }
 
   /**
@@ -264,14 +259,8 @@ export class BackendServer {
       ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
     if (graceful) {
       for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
-      if (this.inFlight > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
-          new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
-        ]);
-        clearTimeout(timer);
-        if (this.inFlight > 0) this.#opts.log.warn(`graceful timeout: ${this.inFlight} request(s) still running are cut`);
+      if (!(await this.#requests.idle(timeoutMs))) {
+        this.#opts.log.warn(`graceful timeout: ${this.inFlight} request(s) still running are cut`);
       }
     }
     for (const socket of this.#sockets) endSocket(socket);

@@ -24,9 +24,11 @@ const SHED_COOLDOWN_MS = 2000;
 const LOAD_RETRY_MS = 5000;
 /** Marks a socket that was already held once for a starting worker. */
 const kHeld = Symbol('tsgi.held');
+/** Marks a socket that was already re-routed once after a worker failed to take it. */
+const kRerouted = Symbol('tsgi.rerouted');
 /** The protocol an accepted socket speaks: tsgi frames or uwsgi packets. */
 const kProtocol = Symbol('tsgi.protocol');
-type TaggedSocket = Socket & { [kHeld]?: boolean; [kProtocol]?: ConnectionProtocol };
+type TaggedSocket = Socket & { [kHeld]?: boolean; [kRerouted]?: boolean; [kProtocol]?: ConnectionProtocol };
 
 type WorkerState = 'starting' | 'ready' | 'retiring' | 'stopping';
 
@@ -44,6 +46,8 @@ interface Worker {
   /** The longest-running request at the last heartbeat. */
   oldest: { method: string; uri: string; ms: number } | null;
   killTimer: NodeJS.Timeout | null;
+  /** A connection could not be handed to it: it is dying; route nothing more there. */
+  unreachable: boolean;
   everReady: boolean;
 }
 
@@ -78,6 +82,7 @@ export class Supervisor {
   #pending: Socket[] = [];
   #pendingTimer: NodeJS.Timeout | null = null;
   #lastShed = 0;
+  #imbalanced = 0;
   #spawnAfter = 0;
   #started = false;
   #watchdog: NodeJS.Timeout | null = null;
@@ -175,7 +180,7 @@ export class Supervisor {
     });
     const worker: Worker = {
       id, child, generation: this.#generation, state: 'starting', connections: 0, inFlight: 0, handed: 0, served: 0,
-      lastBeat: Date.now(), oldest: null, killTimer: null, everReady: false,
+      lastBeat: Date.now(), oldest: null, killTimer: null, everReady: false, unreachable: false,
     };
     this.#workers.set(id, worker);
     child.on('message', (msg: WorkerMessage) => this.#onMessage(worker, msg));
@@ -304,7 +309,14 @@ export class Supervisor {
       if (w.connections > max.connections) max = w;
     }
     const fewerThanWorkers = total > 0 && total < this.#target && min.connections === 0 && max.connections >= 1;
-    if (max.connections - min.connections >= 2 || fewerThanWorkers) {
+    // Counts come from heartbeats, which can lag a hand-over by a beat: act on an imbalance
+    // only when two checks in a row see it.
+    if (!(max.connections - min.connections >= 2 || fewerThanWorkers)) {
+      this.#imbalanced = 0;
+      return;
+    }
+    if (++this.#imbalanced >= 2) {
+      this.#imbalanced = 0;
       this.#lastShed = now;
       max.connections--;
       max.child.send({ type: 'shed' } satisfies SupervisorMessage, () => {});
@@ -358,7 +370,7 @@ export class Supervisor {
     const load = protocol === 'uwsgi' ? (w: Worker) => w.inFlight + w.handed : (w: Worker) => w.connections;
     let best: Worker | null = null;
     for (const w of this.#workers.values()) {
-      if (w.state !== 'ready' || w.generation !== this.#generation || !w.child.connected) continue;
+      if (w.state !== 'ready' || w.generation !== this.#generation || !w.child.connected || w.unreachable) continue;
       if (best === null || load(w) < load(best)) best = w;
     }
     const starting = [...this.#workers.values()].some((w) => w.state === 'starting' && w.generation === this.#generation);
@@ -379,8 +391,19 @@ export class Supervisor {
     }
     if (protocol === 'uwsgi') best.handed++;
     else best.connections++;
-    best.child.send({ type: 'connection', protocol } satisfies SupervisorMessage, socket, (err) => {
-      if (err) socket.destroy();
+    const chosen = best;
+    chosen.child.send({ type: 'connection', protocol } satisfies SupervisorMessage, socket, (err) => {
+      if (!err) return;
+      // The worker died before the supervisor heard of it (its exit is not processed yet):
+      // take it out of the rotation and give the connection to another worker, once.
+      if (protocol === 'uwsgi') chosen.handed--;
+      else chosen.connections--;
+      chosen.unreachable = true;
+      if (held[kRerouted] === true || socket.destroyed) socket.destroy();
+      else {
+        held[kRerouted] = true;
+        this.#route(socket);
+      }
     });
   }
 

@@ -11,6 +11,7 @@ import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../p
 import { LazySignal, buildEnvironFromVars } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
+import { RequestTracker } from './tracker.js';
 import type { Application } from './types.js';
 
 export interface UwsgiServerOptions {
@@ -288,17 +289,13 @@ export class UwsgiServer {
   readonly #opts: UwsgiServerOptions;
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
-  readonly #active = new Set<UwsgiExchange>();
+  readonly #requests: RequestTracker<UwsgiExchange>;
   #address: Address | null = null;
   #closing = false;
-  #idleWaiters: (() => void)[] = [];
-  /** Requests running now. */
-  inFlight = 0;
-  /** Requests served since start. */
-  served = 0;
 
   constructor(opts: UwsgiServerOptions) {
     this.#opts = opts;
+    this.#requests = new RequestTracker(opts.onServed);
     this.#server = createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
   }
 
@@ -331,23 +328,27 @@ export class UwsgiServer {
     new UwsgiExchange(this, socket, this.#opts);
   }
 
+  /** Requests running now. */
+  get inFlight(): number {
+    return this.#requests.inFlight;
+  }
+
+  /** Requests served since start. */
+  get served(): number {
+    return this.#requests.served;
+  }
+
   /** The longest-running request now, for heartbeats and timeout logs. */
   oldestRequest(): { method: string; uri: string; ms: number } | null {
-    for (const ex of this.#active) return { method: ex.method, uri: ex.uri, ms: Date.now() - ex.started };
-    return null;
+    return this.#requests.oldest();
   }
 
   _started(ex: UwsgiExchange): void {
-    this.inFlight++;
-    this.#active.add(ex);
+    this.#requests.start(ex);
   }
 
   _finished(ex: UwsgiExchange): void {
-    if (!this.#active.delete(ex)) return;
-    this.inFlight--;
-    this.served++;
-    this.#opts.onServed?.(this.served);
-    if (this.inFlight === 0) for (const w of this.#idleWaiters.splice(0)) w();
+    this.#requests.finish(ex);
   }
 
   /** Stops accepting. Graceful: the requests running get up to `timeoutMs` to finish. */
@@ -355,14 +356,8 @@ export class UwsgiServer {
     this.#closing = true;
     const closed = this.#server.listening
       ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
-    if (graceful && this.inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
-        new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
-      ]);
-      clearTimeout(timer);
-      if (this.inFlight > 0) this.#opts.log.warn(`graceful timeout: ${this.inFlight} uwsgi request(s) still running are cut`);
+    if (graceful && !(await this.#requests.idle(timeoutMs))) {
+      this.#opts.log.warn(`graceful timeout: ${this.inFlight} uwsgi request(s) still running are cut`);
     }
     if (graceful) await new Promise((r) => setTimeout(r, 50).unref());
     for (const socket of this.#sockets) socket.destroy();

@@ -73,11 +73,13 @@ export class Backend {
   reconcile(): void {
     if (this.state !== 'active' || this.#retryTimer !== null) return;
     const live = this.links.filter((l) => l.state === 'connecting' || l.state === 'ready').length;
-    const connecting = this.links.some((l) => l.state === 'connecting');
-    // While the address fails, probe with one connection at a time.
-    const target = this.#connectFailures > 0 ? 1 : this.#want;
-    if (connecting && this.#connectFailures > 0) return;
-    for (let i = live; i < target; i++) this.#open();
+    if (this.#connectFailures > 0) {
+      // While the address fails, probe with one connection at a time; the rest follow when
+      // a probe gets through (its onReady reconciles again).
+      if (live < this.#want && !this.links.some((l) => l.state === 'connecting')) this.#open();
+      return;
+    }
+    for (let i = live; i < this.#want; i++) this.#open();
   }
 
   #open(): void {

@@ -146,7 +146,11 @@ crash('only the requests in flight on the killed worker fail, with 502; the work
   await ctx.backend!.waitForStderr(new RegExp(`pid ${pids[0]}\\) died \\(SIGKILL\\); respawning[\\s\\S]*worker \\d+ \\(pid \\d+, generation 1\\) ready`));
   // The front's new connection lands on the replacement (held for it, or moved to it by the
   // supervisor's rebalancing): keep the load on until the replacement has answered.
-  await poll(async () => (replacementServed ? true : undefined), 'an answer from the replacement worker');
+  await poll(async () => (replacementServed ? true : undefined), 'an answer from the replacement worker')
+    .catch((err: Error) => {
+      stop = true;
+      throw new Error(`${err.message}\n${ctx.backend!.stderr().slice(-2500)}\n${ctx.front!.stderr().slice(-2500)}`);
+    });
   stop = true;
   const result = await load;
   assert.ok(result.failures.length <= concurrency, `at most the in-flight requests failed: ${describe(result.failures)}`);

@@ -1,0 +1,55 @@
+// Bookkeeping of the requests a backend server is running, shared by the tsgi and the uwsgi
+// listeners: counts for heartbeats and --max-requests, the oldest request for --timeout logs,
+// and a wait for idleness on graceful stop.
+
+export interface Tracked {
+  readonly method: string;
+  readonly uri: string;
+  readonly started: number;
+}
+
+export class RequestTracker<T extends Tracked> {
+  /** Requests running now. */
+  inFlight = 0;
+  /** Requests finished since start. */
+  served = 0;
+  readonly #active = new Set<T>();
+  #idleWaiters: (() => void)[] = [];
+  readonly #onServed: ((served: number) => void) | undefined;
+
+  constructor(onServed?: (served: number) => void) {
+    this.#onServed = onServed;
+  }
+
+  start(request: T): void {
+    this.inFlight++;
+    this.#active.add(request);
+  }
+
+  /** Marks a request done; a second call for the same request does nothing. */
+  finish(request: T): void {
+    if (!this.#active.delete(request)) return;
+    this.inFlight--;
+    this.served++;
+    this.#onServed?.(this.served);
+    if (this.inFlight === 0 && this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  /** The longest-running request now (a Set iterates in insertion order: the first). */
+  oldest(): { method: string; uri: string; ms: number } | null {
+    for (const r of this.#active) return { method: r.method, uri: r.uri, ms: Date.now() - r.started };
+    return null;
+  }
+
+  /** Resolves when nothing runs, or after `timeoutMs`; true if idle. */
+  async idle(timeoutMs: number): Promise<boolean> {
+    if (this.inFlight === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.#idleWaiters.push(resolve)),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs); }),
+    ]);
+    clearTimeout(timer);
+    return this.inFlight === 0;
+  }
+}
