@@ -23,6 +23,8 @@ export interface ProxyOptions {
 
 const kExchange = Symbol('tsgi.exchange');
 
+/** Bodies up to this size are written together with the head, as one string. */
+const SMALL_BODY = 2048;
 /** A refused request (never processed) is sent again, up to this many times in all. */
 const MAX_ATTEMPTS = 5;
 
@@ -215,8 +217,11 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
 /** Ends the response; one whose body fell short of its Content-Length is cut instead. */
 function endResponse(ex: Exchange, last?: Buffer): void {
   try {
-    if (last !== undefined && last.length > 0) ex.res.end(last);
-    else ex.res.end();
+    if (last === undefined || last.length === 0) ex.res.end();
+    // A small body as a latin1 string (byte for byte the same) rides in the same buffer as the
+    // head: one plain write instead of a writev (measured ~0.5 µs per request on hello).
+    else if (last.length <= SMALL_BODY) ex.res.end(last.toString('latin1'), 'latin1');
+    else ex.res.end(last);
   } catch (err) {
     ex.fail(lengthMismatch(ex, err));
     return;
