@@ -25,6 +25,12 @@ async function clearStaleSocket(path: string): Promise<void> {
   await unlink(path).catch(() => {});
 }
 
+/**
+ * Pending connections the kernel may queue (capped by net.core.somaxconn). Node's default,
+ * 511, is too few for nginx's one-connection-per-request uwsgi_pass at 1,000 clients (EAGAIN).
+ */
+const LISTEN_BACKLOG = 4096;
+
 /** Listens on the address; resolves with the address actually bound (port 0 resolved). */
 export async function listenOn(server: Server, address: Address, socketMode = 0o660): Promise<Address> {
   if (address.kind === 'unix') await clearStaleSocket(address.path);
@@ -32,8 +38,8 @@ export async function listenOn(server: Server, address: Address, socketMode = 0o
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
     const done = () => { server.off('error', onError); resolve(); };
-    if (address.kind === 'unix') server.listen(address.path, done);
-    else server.listen(address.port, address.host, done);
+    if (address.kind === 'unix') server.listen({ path: address.path, backlog: LISTEN_BACKLOG }, done);
+    else server.listen({ port: address.port, host: address.host, backlog: LISTEN_BACKLOG }, done);
   });
   if (address.kind === 'unix') {
     await chmod(address.path, socketMode);

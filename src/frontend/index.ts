@@ -80,7 +80,9 @@ export async function start(config: FrontConfig): Promise<Front> {
     exchange.start();
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET') {
+    if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
+      // The client went away (mid-request, or before sending one): nobody to answer.
+      log.debug(`client ${socket.remoteAddress ?? 'on unix socket'} went away: ${err.code ?? err.message}`);
       socket.destroy();
       return;
     }
