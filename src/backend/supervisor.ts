@@ -318,9 +318,10 @@ export class Supervisor {
     if (++this.#imbalanced >= 2) {
       this.#imbalanced = 0;
       this.#lastShed = now;
-      max.connections--;
+      // The count is left as it is until the next heartbeat, so that the connection the front
+      // opens in its place goes to the less busy worker rather than back here on a tie.
       max.child.send({ type: 'shed' } satisfies SupervisorMessage, () => {});
-      this.#opts.log.debug(`moving a connection off worker ${max.id} (${max.connections + 1} vs ${min.connections})`);
+      this.#opts.log.debug(`moving a connection off worker ${max.id} (${max.connections} vs ${min.connections})`);
     }
   }
 
@@ -399,6 +400,7 @@ export class Supervisor {
       if (protocol === 'uwsgi') chosen.handed--;
       else chosen.connections--;
       chosen.unreachable = true;
+      this.#opts.log.debug(`worker ${chosen.id} could not take a connection (${err.message}); routing it elsewhere`);
       if (held[kRerouted] === true || socket.destroyed) socket.destroy();
       else {
         held[kRerouted] = true;

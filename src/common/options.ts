@@ -52,7 +52,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { key: 'pingInterval', flag: '--ping-interval', kind: 'seconds', default: 5, commands: ['front'],
     help: 'seconds between health pings on each backend connection (0: none)' },
   { key: 'pingTimeout', flag: '--ping-timeout', kind: 'seconds', default: 10, commands: ['front'],
-    help: 'seconds without a pong before a backend connection is dropped' },
+    help: 'seconds without a pong (or a new connection without HELLO) before a backend connection is dropped' },
   // serve
   { key: 'socket', flag: '--socket', env: 'TSGI_SOCKET', kind: 'string', commands: ['serve'],
     help: 'Unix socket path to serve the tsgi protocol on (same as --listen unix:PATH)' },

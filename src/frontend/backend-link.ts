@@ -31,6 +31,15 @@ export class BackendLink implements Link {
     const a = opts.address;
     const socket = a.kind === 'unix' ? connect(a.path) : connect({ host: a.host, port: a.port, noDelay: true });
     this.#socket = socket;
+    // A connection that never completes the HELLO exchange (accepted by a process that died,
+    // or by one that hangs) is given up after --ping-timeout, so that a fresh one is tried.
+    const handshake = setTimeout(() => {
+      if (this.state !== 'connecting') return;
+      opts.log.warn(`backend ${this.name} did not complete the handshake within ${opts.pingTimeoutMs / 1000} s; reconnecting`);
+      this.#error = 'handshake timeout';
+      socket.destroy();
+    }, opts.pingTimeoutMs);
+    handshake.unref();
     const conn = new Connection({
       role: 'client',
       write: socketWriter(socket),
@@ -38,6 +47,7 @@ export class BackendLink implements Link {
       maxFrameSize: opts.maxFrameSize,
       software: 'tsgi-front',
       onReady: () => {
+        clearTimeout(handshake);
         if (this.state !== 'connecting') return;
         this.state = 'ready';
         this.#established = true;
@@ -64,6 +74,7 @@ export class BackendLink implements Link {
     socket.on('error', (err: NodeJS.ErrnoException) => { this.#error ??= err.code ?? err.message; });
     socket.on('close', () => {
       if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
+      clearTimeout(handshake);
       this.state = 'closed';
       conn.destroy(`connection to backend ${this.name} lost${this.#error ? ` (${this.#error})` : ''}`);
       events.onClose(this, this.#established, this.#error);
