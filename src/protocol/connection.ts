@@ -6,7 +6,8 @@ import { ProtocolError, TsgiError } from './errors.js';
 import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
 import { GoAway, Hello, Ping, Request, Reset, Response, Trailers, Window } from './messages.js';
 import type { tsgi } from './generated/tsgi.js';
-import { Stream, type RequestHead } from './stream.js';
+import { Stream, ipv4String, type RequestHead } from './stream.js';
+import { ValueDecoder, ValueEncoder } from './value-table.js';
 
 export { Stream };
 
@@ -36,6 +37,11 @@ export interface ConnectionOptions {
   onError?: (err: TsgiError) => void;
 }
 
+function addressFrom(bytes: Uint8Array): string {
+  if (bytes.length !== 4) throw new ProtocolError(`an address of ${bytes.length} bytes; expected 4`);
+  return ipv4String(bytes);
+}
+
 export class Connection {
   readonly role: 'client' | 'server';
   readonly maxFrameSize: number;
@@ -48,6 +54,10 @@ export class Connection {
   peerInitialWindow: number = DEFAULTS.initialWindow;
   peerMaxStreams = 0;
   peerSoftware = '';
+  /** Header values this side sent before on this connection (per-connection indexing). */
+  readonly valueEncoder = new ValueEncoder();
+  /** Header values the peer sent before on this connection. */
+  readonly valueDecoder = new ValueDecoder();
   /** Connections the peer asked us to open (0: no preference). */
   peerConnections = 0;
   dataChunkSize: number = DEFAULTS.dataChunkSize;
@@ -215,6 +225,9 @@ export class Connection {
         this.#handleRequest(id, payload, end);
         return;
       case FrameType.RESPONSE: {
+        // Every head updates the value table, also one for a stream already gone.
+        const head = Response.decode(payload);
+        this.valueDecoder.decode(head.headers as tsgi.HeaderBlock);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
         if (this.role !== 'client' || stream.headReceived) {
@@ -222,7 +235,6 @@ export class Connection {
           return;
         }
         stream.headReceived = true;
-        const head = Response.decode(payload);
         if (end) {
           stream.remoteEnded = true;
           stream._maybeClose();
@@ -247,13 +259,14 @@ export class Connection {
         return;
       }
       case FrameType.TRAILERS: {
+        const { headers } = Trailers.decode(payload);
+        this.valueDecoder.decode(headers as tsgi.HeaderBlock);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
         if (!end || stream.remoteEnded) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'TRAILERS must end the stream');
           return;
         }
-        const { headers } = Trailers.decode(payload);
         stream.remoteEnded = true;
         stream._maybeClose();
         stream.onTrailers?.(headers ?? {});
@@ -322,6 +335,9 @@ export class Connection {
     }
     this.#lastPeerStreamId = id;
     const head = Request.decode(payload);
+    this.valueDecoder.decode(head.headers as tsgi.HeaderBlock); // also for a stream refused below
+    if (head.remoteIp.length > 0) head.remoteAddr = addressFrom(head.remoteIp);
+    if (head.serverIp.length > 0) head.serverAddr = addressFrom(head.serverIp);
     const stream = new Stream(this, id, this.peerInitialWindow, this.initialWindow);
     if (end) stream.remoteEnded = true;
     if (this.goAwaySent || this.streams.size >= this.maxStreams) {

@@ -6,3 +6,4 @@ export * from './frame.js';
 export * from './header-table.js';
 export * from './connection.js';
 export * from './messages.js';
+export * from './value-table.js';

@@ -12,6 +12,40 @@ export type HeaderFields = tsgi.HeaderBlock.$Properties;
 
 const EMPTY = new Uint8Array(0);
 
+/** Addresses seen recently, with their bytes (clients repeat): bounded, cleared when full. */
+const IPV4_CACHE = new Map<string, Uint8Array | null>();
+
+/** The 4 bytes of a dotted IPv4 address, or null for anything else. */
+export function ipv4Bytes(address: string | null | undefined): Uint8Array | null {
+  if (!address) return null;
+  let bytes = IPV4_CACHE.get(address);
+  if (bytes === undefined) {
+    bytes = parseIpv4(address);
+    if (IPV4_CACHE.size >= 4096) IPV4_CACHE.clear();
+    IPV4_CACHE.set(address, bytes);
+  }
+  return bytes;
+}
+
+function parseIpv4(address: string): Uint8Array | null {
+  const parts = address.split('.');
+  if (parts.length !== 4) return null;
+  const out = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i]!;
+    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return null;
+    const n = Number(p);
+    if (n > 255) return null;
+    out[i] = n;
+  }
+  return out;
+}
+
+/** The dotted form of 4 address bytes. */
+export function ipv4String(bytes: Uint8Array): string {
+  return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+}
+
 export class Stream {
   readonly id: number;
   readonly connection: Connection;
@@ -52,27 +86,45 @@ export class Stream {
   }
 
   sendResponse(head: ResponseHead, endStream: boolean): void {
-    this.#sendHead(FrameType.RESPONSE, Response.encode(head).finish(), endStream);
+    if (this.closed || this.localEnded) return;
+    const { block, commit } = this.connection.valueEncoder.encode(head.headers);
+    const wire: ResponseHead = { status: head.status, reason: head.reason, headers: block };
+    this.#sendHead(FrameType.RESPONSE, Response.encode(wire).finish(), endStream, commit);
   }
 
   sendRequest(head: RequestHead, endStream: boolean): void {
-    this.#sendHead(FrameType.REQUEST, Request.encode(head).finish(), endStream);
+    if (this.closed || this.localEnded) return;
+    const { block, commit } = this.connection.valueEncoder.encode(head.headers);
+    // IPv4 addresses go as their 4 bytes (the receiving Connection turns them back). One
+    // object shape for every request keeps the generated encoder monomorphic.
+    const remote = ipv4Bytes(head.remoteAddr);
+    const server = ipv4Bytes(head.serverAddr);
+    const wire: RequestHead = {
+      method: head.method, target: head.target, headers: block,
+      remoteAddr: remote === null ? head.remoteAddr : '', remotePort: head.remotePort,
+      serverAddr: server === null ? head.serverAddr : '', serverPort: head.serverPort,
+      scheme: head.scheme, protocol: head.protocol, timeoutMs: head.timeoutMs,
+      remoteIp: remote ?? undefined, serverIp: server ?? undefined,
+    };
+    this.#sendHead(FrameType.REQUEST, Request.encode(wire).finish(), endStream, commit);
   }
 
   sendTrailers(headers: HeaderFields): void {
     if (this.localEnded || this.closed) return;
     if (this.#queue.length > 0) throw new TsgiError('TSGI_ERR_PROTOCOL', 'trailers sent while data waits for credit');
-    this.#sendHead(FrameType.TRAILERS, Trailers.encode({ headers }).finish(), true);
+    const { block, commit } = this.connection.valueEncoder.encode(headers);
+    this.#sendHead(FrameType.TRAILERS, Trailers.encode({ headers: block }).finish(), true, commit);
   }
 
-  #sendHead(type: number, payload: Uint8Array, endStream: boolean): void {
-    if (this.closed || this.localEnded) return;
+  /** Writes a head frame; `commit` records its header values in the table once it is sent. */
+  #sendHead(type: number, payload: Uint8Array, endStream: boolean, commit: () => void): void {
     const conn = this.connection;
     if (payload.length > conn.peerMaxFrameSize) {
       throw new TsgiError('TSGI_ERR_FRAME_TOO_LARGE',
         `head of ${payload.length} bytes exceeds the peer's ${conn.peerMaxFrameSize}-byte frame limit`);
     }
     conn.writeFrame(type, endStream ? Flags.END_STREAM : 0, this.id, payload);
+    commit();
     if (endStream) this.#endLocal();
   }
 

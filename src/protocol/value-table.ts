@@ -1,0 +1,151 @@
+// Per-connection indexing of header values, as HPACK's dynamic table does: the first time a
+// header (name and value) crosses a connection it travels as text and both ends remember it;
+// later it travels as a small number. Each direction of a connection has its own table: the
+// sender's ValueEncoder and the receiver's ValueDecoder see the same heads in the same order,
+// so they insert the same entries and evict the same ones (oldest first, bounded in count and
+// bytes) without ever talking about it.
+//
+// On the wire (HeaderBlock.refs, one per name, or absent when nothing is a reference): 0 means
+// "the value is the next entry of `values`; remember it", k > 0 means "the value inserted k-th
+// on this connection". The decoder turns a block back into one value per name.
+import { ProtocolError } from './errors.js';
+import type { tsgi } from './generated/tsgi.js';
+
+type Block = tsgi.HeaderBlock.$Properties;
+
+/** Bounds of each table: entries, and bytes of values; longer values are never indexed. */
+export const TABLE_ENTRIES = 512;
+export const TABLE_BYTES = 64 * 1024;
+const MAX_VALUE = 4096;
+
+/** Insertion ids and sizes, with the one eviction rule both sides follow. */
+class Fifo<T> {
+  readonly items: T[] = [];
+  readonly sizes: number[] = [];
+  /** Id of items[0]; the next insertion gets `first + items.length`. */
+  first = 1;
+  bytes = 0;
+
+  get next(): number {
+    return this.first + this.items.length;
+  }
+
+  /** Inserts and evicts; returns the evicted items (oldest first). */
+  insert(item: T, size: number): T[] {
+    this.items.push(item);
+    this.sizes.push(size);
+    this.bytes += size;
+    let evicted: T[] | undefined;
+    while (this.items.length > TABLE_ENTRIES || this.bytes > TABLE_BYTES) {
+      (evicted ??= []).push(this.items.shift()!);
+      this.bytes -= this.sizes.shift()!;
+      this.first++;
+    }
+    return evicted ?? [];
+  }
+}
+
+function indexable(value: string): boolean {
+  return value.length <= MAX_VALUE;
+}
+
+/** The sending side: replaces values it has sent before on this connection by references. */
+export class ValueEncoder {
+  #ids = new Map<string, number>();
+  #table = new Fifo<string | null>();
+
+  /**
+   * The block to put on the wire for `block`, and a commit function that records the values it
+   * introduces: call it once the frame carrying the block is certain to be sent.
+   */
+  encode(block: Block | null | undefined): { block: Block | undefined; commit: () => void } {
+    if (!block) return { block: undefined, commit: () => {} };
+    const names = block.names ?? [];
+    const values = block.values ?? [];
+    const literal = block.literalNames ?? [];
+    const refs: number[] = new Array(names.length);
+    const sent: string[] = [];
+    const added: { key: string | null; size: number }[] = [];
+    let lit = 0;
+    let anyRef = false;
+    for (let i = 0; i < names.length; i++) {
+      const index = names[i]!;
+      const value = values[i]!;
+      const key = index === 0 ? `${literal[lit++]!.toLowerCase()}\u0000${value}` : `${index}\u0000${value}`;
+      const id = this.#ids.get(key);
+      if (id !== undefined) {
+        refs[i] = id;
+        anyRef = true;
+        continue;
+      }
+      refs[i] = 0;
+      sent.push(value);
+      added.push(indexable(value) ? { key, size: value.length } : { key: null, size: 0 });
+    }
+    const out: Block = { names };
+    // One LF-joined string costs less than a field per value (values never contain LF).
+    if (sent.length > 1 && !sent.some((v) => v.includes('\n'))) out.joinedValues = sent.join('\n');
+    else out.values = sent;
+    if (block.literalNames) out.literalNames = block.literalNames;
+    if (anyRef) out.refs = refs;
+    return { block: out, commit: () => this.#commit(added) };
+  }
+
+  #commit(entries: { key: string | null; size: number }[]): void {
+    for (const { key, size } of entries) {
+      const id = this.#table.next;
+      if (key !== null) this.#ids.set(key, id);
+      // Sizes count the value only, exactly as the decoder counts them.
+      for (const gone of this.#table.insert(key, size)) {
+        if (gone !== null && (this.#ids.get(gone) ?? Infinity) < this.#table.first) this.#ids.delete(gone);
+      }
+    }
+  }
+}
+
+/** The receiving side: resolves references back into values, one per name. */
+export class ValueDecoder {
+  #table = new Fifo<string | null>();
+
+  /** Rewrites a received block in place: `values` gets one entry per name, `refs` none. */
+  decode(block: tsgi.HeaderBlock | null | undefined): void {
+    if (!block) return;
+    const { names, refs } = block;
+    if (block.joinedValues !== '') {
+      if (block.values.length > 0) throw new ProtocolError('header block has both values and joined values');
+      block.values = block.joinedValues.split('\n');
+      block.joinedValues = '';
+    }
+    const literal = block.values;
+    if (refs.length === 0) {
+      if (literal.length !== names.length) throw new ProtocolError('header block has names and values of different counts');
+      this.#remember(literal);
+      return;
+    }
+    if (refs.length !== names.length) throw new ProtocolError('header block has names and refs of different counts');
+    const table = this.#table;
+    const values: string[] = new Array(names.length);
+    let next = 0;
+    for (let i = 0; i < names.length; i++) {
+      const ref = refs[i]!;
+      if (ref === 0) {
+        const v = literal[next++];
+        if (v === undefined) throw new ProtocolError('header block is missing a value');
+        values[i] = v;
+        continue;
+      }
+      const v = ref >= table.first && ref < table.next ? table.items[ref - table.first] : undefined;
+      if (v === undefined || v === null) throw new ProtocolError(`header value reference ${ref} is not in the table`);
+      values[i] = v;
+    }
+    if (next !== literal.length) throw new ProtocolError('header block has values left over');
+    // Inserted after resolving, as the encoder does: refs in a block point to earlier entries.
+    this.#remember(literal);
+    block.values = values;
+    block.refs = [];
+  }
+
+  #remember(literal: string[]): void {
+    for (const v of literal) this.#table.insert(indexable(v) ? v : null, indexable(v) ? v.length : 0);
+  }
+}
