@@ -50,6 +50,8 @@ export class Exchange implements Waiter {
   /** Bytes written to the client but not yet acknowledged to the backend. */
   pendingCredit = 0;
   awaitingDrain = false;
+  /** The client response is corked until the end of this tick. */
+  corked = false;
   timer: NodeJS.Timeout | null = null;
 
   constructor(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions) {
@@ -252,6 +254,12 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
     return;
   }
   if (chunk.length > 0) {
+    // The pieces of body that one backend read delivers go to the client in one write.
+    if (!ex.corked) {
+      ex.corked = true;
+      res.cork();
+      process.nextTick(uncorkResponse, ex);
+    }
     let more: boolean;
     try {
       more = res.write(chunk);
@@ -269,6 +277,11 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
       }
     }
   }
+}
+
+function uncorkResponse(ex: Exchange): void {
+  ex.corked = false;
+  ex.res.uncork();
 }
 
 function onBackendReset(this: Stream, code: number, message: string): void {

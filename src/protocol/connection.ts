@@ -83,7 +83,7 @@ export class Connection {
     this.initialWindow = opts.initialWindow ?? DEFAULTS.initialWindow;
     this.maxStreams = opts.maxStreams ?? DEFAULTS.maxStreams;
     this.#versions = opts.versions ?? PROTOCOL_VERSIONS;
-    this.#decoder = new FrameDecoder(this.maxFrameSize);
+    this.#decoder = new FrameDecoder(this.maxFrameSize, { fragmentData: true });
   }
 
   /** Sends our HELLO. Call once, when the transport is open. */

@@ -13,7 +13,7 @@
 // The payload of HELLO, REQUEST, RESPONSE, TRAILERS, RESET, WINDOW, GOAWAY and PING/PONG is a
 // protobuf message (proto/tsgi.proto); the payload of DATA is raw body bytes. Stream 0 is
 // the connection itself (HELLO, GOAWAY, PING, PONG); requests use odd ids chosen by the front.
-import { FRAME_HEADER_SIZE, MAX_STREAM_ID } from './constants.js';
+import { FRAME_HEADER_SIZE, Flags, FrameType, MAX_STREAM_ID } from './constants.js';
 import { ProtocolError } from './errors.js';
 
 export type FrameHandler = (type: number, flags: number, stream: number, payload: Buffer) => void;
@@ -56,6 +56,10 @@ export function encodeFrame(type: number, flags: number, stream: number, payload
  * one chunk is passed as a view of it (no copy). A declared length over the limit is
  * refused as soon as the header is complete, before any of the payload is buffered.
  * After it throws, the decoder refuses further input: the connection is finished.
+ *
+ * With `fragmentData`, a DATA payload split across chunks is not assembled: each piece is
+ * handed on at once as a view, as a DATA frame of its own, END_STREAM only on the last piece.
+ * Body bytes then cross the decoder without a copy, however the socket cuts them.
  */
 export class FrameDecoder {
   readonly maxFrameSize: number;
@@ -70,9 +74,13 @@ export class FrameDecoder {
   #flags = 0;
   #stream = 0;
   #failed = false;
+  readonly #fragmentData: boolean;
+  /** Bytes of a fragmented DATA payload still to come (fragmentData only). */
+  #dataLeft = 0;
 
-  constructor(maxFrameSize: number) {
+  constructor(maxFrameSize: number, { fragmentData = false }: { fragmentData?: boolean } = {}) {
     this.maxFrameSize = maxFrameSize;
+    this.#fragmentData = fragmentData;
   }
 
   /** Bytes held for a frame that is not complete yet. */
@@ -85,6 +93,15 @@ export class FrameDecoder {
     const end = chunk.length;
     let pos = 0;
     while (pos < end) {
+      const left = this.#dataLeft;
+      if (left > 0) {
+        const n = Math.min(left, end - pos);
+        this.#dataLeft = left - n;
+        const flags = this.#dataLeft === 0 ? this.#flags : this.#flags & ~Flags.END_STREAM;
+        onFrame(FrameType.DATA, flags, this.#stream, chunk.subarray(pos, pos + n));
+        pos += n;
+        continue;
+      }
       const want = this.#payloadLength;
       if (want > 0) {
         // The header ended the previous chunk: a payload wholly inside this one is still a view.
@@ -141,6 +158,11 @@ export class FrameDecoder {
       } else if (end - pos >= length) {
         onFrame(this.#type, this.#flags, this.#stream, chunk.subarray(pos, pos + length));
         pos += length;
+      } else if (this.#fragmentData && this.#type === FrameType.DATA) {
+        const n = end - pos;
+        this.#dataLeft = length - n;
+        if (n > 0) onFrame(FrameType.DATA, this.#flags & ~Flags.END_STREAM, this.#stream, chunk.subarray(pos, end));
+        pos = end;
       } else {
         this.#payloadLength = length;
       }
