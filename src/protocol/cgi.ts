@@ -47,17 +47,8 @@ export function decodePath(path: string): string {
   try {
     return decodeURIComponent(path);
   } catch {
-    const bytes: number[] = [];
-    for (let i = 0; i < path.length; i++) {
-      const c = path.charCodeAt(i);
-      if (c === 0x25 && HEX.test(path.slice(i + 1, i + 3))) {
-        bytes.push(parseInt(path.slice(i + 1, i + 3), 16));
-        i += 2;
-      } else if (c < 0x80) bytes.push(c);
-      else bytes.push(...Buffer.from(path[i]!, 'utf8'));
-    }
     // decodeURIComponent also refuses a stray '%' (as in "/100%/caf%C3%A9"): decide on the bytes.
-    return bytesToText(Buffer.from(bytes));
+    return bytesToText(percentDecode(path));
   }
 }
 
