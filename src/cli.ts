@@ -151,17 +151,18 @@ async function runDemo(values: Record<string, unknown>): Promise<void> {
   const shutdown = (code: number) => {
     if (stopping) return;
     stopping = true;
-    let left = children.filter((c) => c.exitCode === null && c.signalCode === null).length;
-    const done = () => {
-      rmSync(dir, { recursive: true, force: true });
-      process.exit(code);
-    };
-    if (left === 0) return done();
-    for (const child of children) {
-      if (child.exitCode !== null || child.signalCode !== null) continue;
-      child.once('exit', () => { if (--left === 0) done(); });
+    // Front first, then the backend: the front never sees its backend vanish while it serves.
+    const stopNext = () => {
+      const child = children.pop();
+      if (child === undefined) {
+        rmSync(dir, { recursive: true, force: true });
+        process.exit(code);
+      }
+      if (child.exitCode !== null || child.signalCode !== null) return stopNext();
+      child.once('exit', stopNext);
       child.kill('SIGTERM');
-    }
+    };
+    stopNext();
   };
   run(['serve', app, '--socket', socket]);
   run(['front', '--listen', `127.0.0.1:${values.port}`, '--backend', `unix:${socket}`]);
