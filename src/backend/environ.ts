@@ -57,27 +57,22 @@ export interface EnvironContext {
   multiprocess: boolean;
 }
 
-export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
-  const target = head.target;
-  const { path, query } = splitTarget(target); // absolute-form (http://host/path): the path part
-  let pathInfo = decodePath(path);
-  let scriptName = '';
-  if (ctx.scriptName !== '' && (pathInfo === ctx.scriptName || pathInfo.startsWith(ctx.scriptName + '/'))) {
-    scriptName = ctx.scriptName;
-    pathInfo = pathInfo.slice(scriptName.length);
-  }
-  const scheme = head.scheme || 'http';
+/**
+ * A new environ with every key both builders set, in one shape (the CGI keys empty, to be
+ * filled in), and the tsgi.* keys.
+ */
+function newEnviron(ctx: EnvironContext, scheme: string, headers: string[]): Environ {
   const environ: Environ = {
-    REQUEST_METHOD: head.method || 'GET',
-    SCRIPT_NAME: scriptName,
-    PATH_INFO: pathInfo,
-    QUERY_STRING: query,
-    REQUEST_URI: target,
-    SERVER_NAME: head.serverAddr,
-    SERVER_PORT: head.serverPort === 0 ? '' : String(head.serverPort),
-    SERVER_PROTOCOL: head.protocol || 'HTTP/1.1',
-    REMOTE_ADDR: head.remoteAddr,
-    REMOTE_PORT: head.remotePort === 0 ? '' : String(head.remotePort),
+    REQUEST_METHOD: 'GET',
+    SCRIPT_NAME: '',
+    PATH_INFO: '',
+    QUERY_STRING: '',
+    REQUEST_URI: '',
+    SERVER_NAME: '',
+    SERVER_PORT: '',
+    SERVER_PROTOCOL: 'HTTP/1.1',
+    REMOTE_ADDR: '',
+    REMOTE_PORT: '',
     'tsgi.version': VERSION,
     'tsgi.url_scheme': scheme,
     'tsgi.input': ctx.input,
@@ -88,12 +83,47 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
     get 'tsgi.signal'() {
       return ctx.signal.signal;
     },
-    'tsgi.headers': [],
+    'tsgi.headers': headers,
   };
   if (scheme === 'https') environ.HTTPS = 'on';
+  return environ;
+}
+
+/** Sets SCRIPT_NAME and PATH_INFO: the mount prefix, when the path starts with it, is cut off. */
+function setPath(environ: Environ, pathInfo: string, mount: string): void {
+  if (mount !== '' && (pathInfo === mount || pathInfo.startsWith(mount + '/'))) {
+    environ.SCRIPT_NAME = mount;
+    environ.PATH_INFO = pathInfo.slice(mount.length);
+  } else {
+    environ.PATH_INFO = pathInfo;
+  }
+}
+
+/** Where the server name or port is unknown, the Host header supplies it. */
+function fillFromHost(environ: Environ, host: string | undefined, scheme: string, override: boolean): void {
+  if (host === undefined || host === '') return;
+  const [name, port] = splitHost(host);
+  if (override || environ.SERVER_NAME === '' || environ.SERVER_NAME === '_') environ.SERVER_NAME = name;
+  if (environ.SERVER_PORT === '') environ.SERVER_PORT = port || (scheme === 'https' ? '443' : '80');
+}
+
+export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
+  const target = head.target;
+  const { path, query } = splitTarget(target); // absolute-form (http://host/path): the path part
+  const scheme = head.scheme || 'http';
+  const flat: string[] = [];
+  const environ = newEnviron(ctx, scheme, flat);
+  if (head.method) environ.REQUEST_METHOD = head.method;
+  setPath(environ, decodePath(path), ctx.scriptName);
+  environ.QUERY_STRING = query;
+  environ.REQUEST_URI = target;
+  environ.SERVER_NAME = head.serverAddr;
+  if (head.serverPort !== 0) environ.SERVER_PORT = String(head.serverPort);
+  if (head.protocol) environ.SERVER_PROTOCOL = head.protocol;
+  environ.REMOTE_ADDR = head.remoteAddr;
+  if (head.remotePort !== 0) environ.REMOTE_PORT = String(head.remotePort);
 
   const block = head.headers as tsgi.HeaderBlock | null | undefined; // decoded: arrays always present
-  const flat: string[] = [];
   if (block) {
     const { names, values } = block;
     const literal = block.literalNames;
@@ -124,13 +154,7 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
       else environ[key] = `${prev as string}, ${value}`;
     }
   }
-  environ['tsgi.headers'] = flat;
-  const host = environ.HTTP_HOST as string | undefined;
-  if (host !== undefined && host !== '') {
-    const [name, port] = splitHost(host);
-    environ.SERVER_NAME = name;
-    if (environ.SERVER_PORT === '') environ.SERVER_PORT = port || (scheme === 'https' ? '443' : '80');
-  }
+  fillFromHost(environ, environ.HTTP_HOST as string | undefined, scheme, true);
   return environ;
 }
 
@@ -163,50 +187,29 @@ export function buildEnvironFromVars(vars: readonly (readonly [string, string])[
   if (cgi.CONTENT_TYPE) flat.push('content-type', cgi.CONTENT_TYPE);
   if (cgi.CONTENT_LENGTH) flat.push('content-length', cgi.CONTENT_LENGTH);
   const target = cgi.REQUEST_URI;
-  let pathInfo = cgi.PATH_INFO ?? decodePath(splitTarget(target ?? '/').path);
-  let scriptName = cgi.SCRIPT_NAME ?? '';
-  const mount = (scriptName !== '' ? scriptName : ctx.scriptName).replace(/\/+$/, '');
-  if (mount !== '' && (pathInfo === mount || pathInfo.startsWith(mount + '/'))) {
-    scriptName = mount;
-    pathInfo = pathInfo.slice(mount.length);
-  }
+  const pathInfo = cgi.PATH_INFO ?? decodePath(splitTarget(target ?? '/').path);
+  const declaredMount = cgi.SCRIPT_NAME ?? '';
+  const mount = (declaredMount !== '' ? declaredMount : ctx.scriptName).replace(/\/+$/, '');
   const declared = (cgi.REQUEST_SCHEME ?? cgi.UWSGI_SCHEME ?? '').toLowerCase();
   const https = cgi.HTTPS?.toLowerCase();
   const scheme = declared === 'http' || declared === 'https' ? declared
     : https === 'on' || https === '1' ? 'https' : 'http';
   const query = cgi.QUERY_STRING ?? '';
-  const environ: Environ = {
-    REQUEST_METHOD: cgi.REQUEST_METHOD || 'GET',
-    SCRIPT_NAME: scriptName,
-    PATH_INFO: pathInfo,
-    QUERY_STRING: query,
-    REQUEST_URI: target ?? (query === '' ? scriptName + pathInfo : `${scriptName}${pathInfo}?${query}`),
-    SERVER_NAME: cgi.SERVER_NAME ?? '',
-    SERVER_PORT: cgi.SERVER_PORT ?? '',
-    SERVER_PROTOCOL: cgi.SERVER_PROTOCOL || 'HTTP/1.1',
-    REMOTE_ADDR: cgi.REMOTE_ADDR ?? '',
-    REMOTE_PORT: cgi.REMOTE_PORT ?? '',
-    'tsgi.version': VERSION,
-    'tsgi.url_scheme': scheme,
-    'tsgi.input': ctx.input,
-    'tsgi.errors': errorStream,
-    'tsgi.multithread': false,
-    'tsgi.multiprocess': ctx.multiprocess,
-    'tsgi.run_once': false,
-    get 'tsgi.signal'() {
-      return ctx.signal.signal;
-    },
-    'tsgi.headers': flat,
-  };
-  if (scheme === 'https') environ.HTTPS = 'on';
+  const environ = newEnviron(ctx, scheme, flat);
+  if (cgi.REQUEST_METHOD) environ.REQUEST_METHOD = cgi.REQUEST_METHOD;
+  environ.SCRIPT_NAME = declaredMount; // kept as sent when the path does not start with it
+  setPath(environ, pathInfo, mount);
+  environ.QUERY_STRING = query;
+  environ.REQUEST_URI = target ?? (query === '' ? environ.SCRIPT_NAME + environ.PATH_INFO
+    : `${environ.SCRIPT_NAME}${environ.PATH_INFO}?${query}`);
+  environ.SERVER_NAME = cgi.SERVER_NAME ?? '';
+  environ.SERVER_PORT = cgi.SERVER_PORT ?? '';
+  if (cgi.SERVER_PROTOCOL) environ.SERVER_PROTOCOL = cgi.SERVER_PROTOCOL;
+  environ.REMOTE_ADDR = cgi.REMOTE_ADDR ?? '';
+  environ.REMOTE_PORT = cgi.REMOTE_PORT ?? '';
   if (cgi.CONTENT_TYPE) environ.CONTENT_TYPE = cgi.CONTENT_TYPE;
   if (cgi.CONTENT_LENGTH) environ.CONTENT_LENGTH = cgi.CONTENT_LENGTH;
   for (const key in cgi) if (!COMPUTED.has(key)) environ[key] = cgi[key];
-  const host = cgi.HTTP_HOST;
-  if (host !== undefined && host !== '') {
-    const [name, port] = splitHost(host);
-    if (environ.SERVER_NAME === '' || environ.SERVER_NAME === '_') environ.SERVER_NAME = name;
-    if (environ.SERVER_PORT === '') environ.SERVER_PORT = port || (scheme === 'https' ? '443' : '80');
-  }
+  fillFromHost(environ, cgi.HTTP_HOST, scheme, false);
   return environ;
 }

@@ -9,6 +9,7 @@ import {
 } from '../../src/protocol/index.js';
 import type { TsgiErrorCode } from '../../src/protocol/index.js';
 import { throwsCode } from '../helpers/assert.js';
+import { prng } from '../helpers/split.js';
 
 const test = suite('protocol/frame');
 
@@ -23,18 +24,6 @@ interface Case {
   frames: Frame[];
   /** Invalid cases: the error, and the offset of the byte that completes the bad header. */
   error?: { code: TsgiErrorCode; at: number };
-}
-
-/** mulberry32: a small seeded PRNG, so a failing split can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function noise(length: number, seed: number): Buffer {

@@ -5,30 +5,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import { HttpResponseParser, type ParsedResponseHead } from '../../src/protocol/http-response.js';
+import { randomSplit } from '../helpers/split.js';
 
 const test = suite('protocol/http-response');
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomSplit(bytes: Buffer, seed: number): Buffer[] {
-  const next = prng(seed);
-  const parts: Buffer[] = [];
-  for (let pos = 0; pos < bytes.length;) {
-    const n = 1 + Math.floor(next() * Math.min(32, bytes.length - pos));
-    parts.push(bytes.subarray(pos, pos + n));
-    pos += n;
-  }
-  return parts;
-}
 
 interface Outcome {
   heads: ParsedResponseHead[];
@@ -135,7 +114,7 @@ for (const c of cases) {
     const bytes = Buffer.from(c.text, 'latin1');
     check(c, run([bytes], c.eof, c.headRequest), 'whole');
     check(c, run([...bytes].map((b) => Buffer.from([b])), c.eof, c.headRequest), 'byte by byte');
-    for (const seed of [1, 2, 3]) check(c, run(randomSplit(bytes, seed * 104729), c.eof, c.headRequest), `split ${seed}`);
+    for (const seed of [1, 2, 3]) check(c, run(randomSplit(bytes, seed * 104729, 32), c.eof, c.headRequest), `split ${seed}`);
   });
 }
 
