@@ -35,6 +35,8 @@ export interface BackendConfig {
   /** A front's control socket to register with. */
   register?: string;
   logLevel?: LogLevel;
+  /** Admin server address: /metrics, /status, /. */
+  admin?: Address;
   /** Supervisor mode: the app can no longer be loaded and nothing serves; the backend stopped. */
   onFatal?: (err: Error) => void;
 }

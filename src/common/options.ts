@@ -9,10 +9,19 @@ import { parseTrustProxy } from './trust-proxy.js';
 
 export type Command = 'front' | 'serve' | 'demo' | 'ctl';
 
-type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level' | 'proxies';
+type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level' | 'proxies'
+  | 'choice' | 'mounts';
 
 /** Kinds whose values are lists: a repeated flag adds to the list, and a config file may give an array. */
-const LIST_KINDS: ReadonlySet<Kind> = new Set(['addresses', 'proxies']);
+const LIST_KINDS: ReadonlySet<Kind> = new Set(['addresses', 'proxies', 'mounts']);
+
+/** A `--static /PREFIX=DIR` mount: URLs under prefix are files under dir. */
+export interface StaticMount {
+  /** URL prefix, starting and (unless '/') not ending with '/'. */
+  prefix: string;
+  /** Directory, as given (resolved against the working directory at start). */
+  dir: string;
+}
 
 interface OptionSpec {
   /** Key in the parsed config object. */
@@ -25,6 +34,8 @@ interface OptionSpec {
   help: string;
   min?: number;
   max?: number;
+  /** For kind 'choice': the values accepted. */
+  choices?: readonly string[];
 }
 
 export const OPTIONS: readonly OptionSpec[] = [
@@ -47,6 +58,24 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'seconds a client has to send the complete request head' },
   { key: 'maxHeaderSize', flag: '--max-header-size', kind: 'bytes', default: 16384, min: 1024, commands: ['front'],
     help: 'largest request head accepted (bytes); larger ones get 431' },
+  { key: 'maxHeaders', flag: '--max-headers', kind: 'int', default: 100, min: 1, max: 10000, commands: ['front'],
+    help: 'most header fields accepted in a request head; more get 431' },
+  { key: 'maxBodySize', flag: '--max-body-size', env: 'TSGI_MAX_BODY_SIZE', kind: 'bytes', default: 100 * 1024 * 1024, min: 0,
+    commands: ['front'], help: 'largest request body accepted (bytes; 0: no limit); larger ones get 413' },
+  { key: 'bodyTimeout', flag: '--body-timeout', kind: 'seconds', default: 30, commands: ['front'],
+    help: 'seconds a request body may go without a byte arriving before 408 (0: no limit)' },
+  { key: 'maxConnections', flag: '--max-connections', env: 'TSGI_MAX_CONNECTIONS', kind: 'int', default: 10000, min: 0,
+    commands: ['front'], help: 'client connections open at once (0: no limit); beyond it, new ones are answered 503 and closed' },
+  { key: 'maxInFlight', flag: '--max-in-flight', env: 'TSGI_MAX_IN_FLIGHT', kind: 'int', default: 0, min: 0,
+    commands: ['front'], help: 'requests in flight to backends at once (0: no limit); beyond it, 503 with Retry-After at once' },
+  { key: 'static', flag: '--static', env: 'TSGI_STATIC', kind: 'mounts', default: [], commands: ['front'],
+    help: 'serve files: /PREFIX=DIR (repeat for several; env: comma-separated); the longest matching prefix wins, other URLs go to the backends' },
+  { key: 'staticDotfiles', flag: '--static-dotfiles', kind: 'choice', choices: ['ignore', 'deny', 'allow'], default: 'ignore',
+    commands: ['front'], help: 'dotfiles under --static: ignore (404), deny (403) or allow' },
+  { key: 'accessLog', flag: '--access-log', env: 'TSGI_ACCESS_LOG', kind: 'string', commands: ['front'],
+    help: 'write an access log line per request to FILE, or - for stdout (off by default)' },
+  { key: 'logFormat', flag: '--log-format', env: 'TSGI_LOG_FORMAT', kind: 'choice', choices: ['combined', 'common', 'json'],
+    default: 'combined', commands: ['front'], help: 'access log format: combined, common or json (lines)' },
   { key: 'control', flag: '--control', env: 'TSGI_CONTROL', kind: 'string', commands: ['front', 'ctl'],
     help: 'front: Unix socket for backend registration and tsgi ctl; ctl: the front\'s control socket' },
   { key: 'pingInterval', flag: '--ping-interval', kind: 'seconds', default: 5, commands: ['front'],
@@ -81,6 +110,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ['front', 'serve'], help: 'flow-control window per stream (bytes buffered per request body direction)' },
   { key: 'maxFrameSize', flag: '--max-frame-size', kind: 'bytes', default: 1024 * 1024, min: 16384, max: 64 * 1024 * 1024,
     commands: ['front', 'serve'], help: 'largest frame accepted from the peer (bytes)' },
+  { key: 'admin', flag: '--admin', env: 'TSGI_ADMIN', kind: 'address', commands: ['front', 'serve'],
+    help: 'HOST:PORT (or unix:PATH) for the admin server: /metrics (Prometheus), /status (JSON), / (live status page)' },
   { key: 'socketMode', flag: '--socket-mode', kind: 'mode', default: 0o660, commands: ['front', 'serve'],
     help: 'permissions of Unix sockets we create (octal)' },
   { key: 'logLevel', flag: '--log-level', env: 'TSGI_LOG_LEVEL', kind: 'level', default: 'info',
@@ -106,6 +137,19 @@ function fail(spec: OptionSpec, raw: string, expected: string): never {
   throw new ConfigError(`${spec.flag}: expected ${expected}, got '${raw}'`);
 }
 
+function parseMount(raw: string, flag: string): StaticMount {
+  const eq = raw.indexOf('=');
+  if (eq <= 0 || eq === raw.length - 1 || !raw.startsWith('/')) {
+    throw new ConfigError(`${flag}: expected /PREFIX=DIR, such as /static=./public, got '${raw}'`);
+  }
+  let prefix = raw.slice(0, eq);
+  while (prefix.length > 1 && prefix.endsWith('/')) prefix = prefix.slice(0, -1);
+  if (/[?#%\\]/.test(prefix) || prefix.split('/').some((seg) => seg === '.' || seg === '..')) {
+    throw new ConfigError(`${flag}: the prefix '${prefix}' must be a plain URL path (no ?, #, %, \\, . or .. segments)`);
+  }
+  return { prefix, dir: raw.slice(eq + 1) };
+}
+
 function convert(spec: OptionSpec, raw: string): unknown {
   switch (spec.kind) {
     case 'string':
@@ -116,6 +160,11 @@ function convert(spec: OptionSpec, raw: string): unknown {
       return raw.split(',').filter(Boolean).map((a) => parseAddress(a.trim(), spec.flag, true));
     case 'proxies':
       return parseTrustProxy(raw, spec.flag);
+    case 'mounts':
+      return raw.split(',').filter(Boolean).map((m) => parseMount(m.trim(), spec.flag));
+    case 'choice':
+      if (!spec.choices!.includes(raw)) fail(spec, raw, `one of ${spec.choices!.join(', ')}`);
+      return raw;
     case 'level':
       if (!LOG_LEVELS.includes(raw as LogLevel)) fail(spec, raw, `one of ${LOG_LEVELS.join(', ')}`);
       return raw;
@@ -247,7 +296,8 @@ export function optionsHelp(command: Command): string {
     const def = s.default === undefined || s.default === '' || (Array.isArray(s.default) && s.default.length === 0) ? ''
       : ` (default: ${s.kind === 'mode' ? (s.default as number).toString(8) : String(s.default)})`;
     const env = s.env ? ` [env ${s.env}]` : '';
-    return `  ${s.flag.padEnd(22)} ${s.help}${def}${env}`;
+    const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
+    return `  ${s.flag.padEnd(22)} ${s.help}${choices}${def}${env}`;
   });
   return rows.join('\n');
 }

@@ -6,6 +6,7 @@ import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
 import { listenOn } from '../common/listen.js';
 import { createLogger } from '../common/log.js';
+import type { StaticMount } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
 import { applyForwarded } from './forwarded.js';
@@ -31,6 +32,24 @@ export interface FrontConfig {
   pingTimeout?: number;
   /** Peers whose X-Forwarded-* / X-Real-IP headers are believed: 'loopback', 'unix', CIDRs. */
   trustProxy?: string[];
+  /** Most header fields in a request head (431 beyond). */
+  maxHeaders?: number;
+  /** Largest request body in bytes, 0 for none (413 beyond). */
+  maxBodySize?: number;
+  /** Seconds a request body may stall (408 beyond), 0 for none. */
+  bodyTimeout?: number;
+  /** Client connections at once, 0 for no limit. */
+  maxConnections?: number;
+  /** Requests in flight to backends at once, 0 for no limit (503 beyond). */
+  maxInFlight?: number;
+  /** `--static /PREFIX=DIR` mounts. */
+  static?: StaticMount[];
+  staticDotfiles?: 'ignore' | 'deny' | 'allow';
+  /** Access log: a file path, or '-' for stdout. */
+  accessLog?: string;
+  logFormat?: 'combined' | 'common' | 'json';
+  /** Admin server address: /metrics, /status, /. */
+  admin?: Address;
 }
 
 export interface Front {
