@@ -1,7 +1,7 @@
 // Generates static protobuf code (and its type declarations) for proto/tsgi.proto.
 // Run by `npm run build`; the output in src/protocol/generated/ is not committed.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,6 +10,13 @@ const proto = join(root, 'proto', 'tsgi.proto');
 const outDir = join(root, 'src', 'protocol', 'generated');
 const js = join(outDir, 'tsgi.js');
 const dts = join(outDir, 'tsgi.d.ts');
+
+// After tsc: the declarations tsc derives from the generated JS (allowJs) are wrong; ship pbts's.
+if (process.argv[2] === '--dist') {
+  const out = join(root, 'dist', 'src', 'protocol', 'generated', 'tsgi.d.ts');
+  copyFileSync(dts, out);
+  process.exit(0);
+}
 
 const mtime = (p) => { try { return statSync(p).mtimeMs; } catch { return 0; } };
 const self = fileURLToPath(import.meta.url);

@@ -265,7 +265,7 @@ export class BackendServer {
     }
     for (const socket of this.#sockets) endSocket(socket);
     // Give the final frames a moment to flush before forcing the sockets closed.
-    await new Promise((r) => setTimeout(r, graceful ? 50 : 0).unref());
+    await new Promise((r) => setTimeout(r, graceful ? 50 : 0));
     for (const socket of this.#sockets) socket.destroy();
     await closed;
   }
