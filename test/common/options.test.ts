@@ -1,9 +1,10 @@
 // The options and addresses of the nginx/uWSGI interop: uwsgi: backend addresses (round-trip,
 // refused where they make no sense), --uwsgi-socket / --uwsgi-listen, and --trust-proxy lists.
+import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatAddress, parseAddress } from '../../src/common/address.js';
-import { configValues, optionsHelp, parseOptions } from '../../src/common/options.js';
+import { configValues, optionsHelp, parseOptions, readConfigFile } from '../../src/common/options.js';
 import { ConfigError } from '../../src/protocol/errors.js';
 import { throwsCode } from '../helpers/assert.js';
 
@@ -50,6 +51,27 @@ test('serve: --uwsgi-socket and --uwsgi-listen, from flags and the environment',
   ({ values } = parseOptions('serve', ['app.js'], { TSGI_UWSGI_SOCKET: '/e.sock', TSGI_UWSGI_LISTEN: 'unix:/f.sock' }));
   assert.is(values.uwsgiSocket, '/e.sock');
   assert.equal(values.uwsgiListen, { kind: 'unix', path: '/f.sock' });
+});
+
+test('--static mounts: repeatable, comma-separated in the environment, checked; choices are checked', () => {
+  const { values } = parseOptions('front', ['--static', '/assets/=./public', '--static=/=site'], { TSGI_STATIC: '/x=y' });
+  assert.equal(values.static, [{ prefix: '/assets', dir: './public' }, { prefix: '/', dir: 'site' }]);
+  assert.equal(parseOptions('front', [], { TSGI_STATIC: '/a=b,/c=d' }).values.static, [{ prefix: '/a', dir: 'b' }, { prefix: '/c', dir: 'd' }]);
+  for (const bad of ['public', '/a', '/a=', 'a=b', '/a/../b=c', '/a%2e=b', '/a?x=b']) {
+    throwsCode(() => parseOptions('front', ['--static', bad], {}), ConfigError, 'TSGI_ERR_CONFIG');
+  }
+  assert.is(parseOptions('front', [], {}).values.staticDotfiles, 'ignore');
+  assert.is(parseOptions('front', ['--log-format', 'json'], {}).values.logFormat, 'json');
+  throwsCode(() => parseOptions('front', ['--log-format', 'xml'], {}), ConfigError, 'TSGI_ERR_CONFIG');
+  throwsCode(() => parseOptions('front', ['--static-dotfiles', 'yes'], {}), ConfigError, 'TSGI_ERR_CONFIG');
+  assert.match(optionsHelp('front'), /\[ignore\|deny\|allow\]/);
+});
+
+test('the example config files are valid for their command', () => {
+  const file = fileURLToPath(new URL('../../../examples/systemd/front.json', import.meta.url));
+  const values = configValues('front', readConfigFile(file), file);
+  assert.equal(values.static, [{ prefix: '/static', dir: '/srv/app/public' }]);
+  assert.is(values.control, '/run/tsgi/front.ctl');
 });
 
 test('--help lists the new options from the table', () => {
