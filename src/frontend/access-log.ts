@@ -1,0 +1,152 @@
+// The front's access log (--access-log FILE|-, --log-format combined|common|json): one line per
+// response. common/combined follow Apache's `%h %l %u %t "%r" %>s %b` (+ `"%{Referer}i"
+// "%{User-agent}i"`), then the request time in seconds (ms precision) and the backend's name.
+// Lines are batched and written asynchronously (one write per event-loop turn); SIGUSR1 reopens
+// the file for logrotate.
+import { createWriteStream, type WriteStream } from 'node:fs';
+import type { Logger } from '../common/log.js';
+import { type Observed, statusOf } from './observe.js';
+
+export type LogFormat = 'combined' | 'common' | 'json';
+
+/** Past this much unwritten log, lines are dropped (and counted) rather than buffered without bound. */
+const MAX_BUFFERED = 16 * 1024 * 1024;
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const UNSAFE = /[\x00-\x1f"\\\x7f-\uffff]/;
+const UNSAFE_ALL = /[\x00-\x1f"\\\x7f-\uffff]/g;
+
+function hex(c: string): string {
+  if (c === '"') return '\\"';
+  if (c === '\\') return '\\\\';
+  const code = c.charCodeAt(0);
+  return code < 256 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+}
+
+/** Apache's escaping: a quote, a backslash or a control byte cannot end the field or the line. */
+export function escapeField(s: string): string {
+  return UNSAFE.test(s) ? s.replace(UNSAFE_ALL, hex) : s;
+}
+
+const pad2 = (n: number) => (n < 10 ? `0${n}` : String(n));
+
+/** `[10/Oct/2000:13:55:36 +0000]`, in UTC; the string is reused within the same second. */
+let clfSecond = -1;
+let clfText = '';
+export function clfTime(ms: number): string {
+  const second = Math.floor(ms / 1000);
+  if (second !== clfSecond) {
+    const d = new Date(second * 1000);
+    clfSecond = second;
+    clfText = `[${pad2(d.getUTCDate())}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${pad2(d.getUTCHours())}:`
+      + `${pad2(d.getUTCMinutes())}:${pad2(d.getUTCSeconds())} +0000]`;
+  }
+  return clfText;
+}
+
+function header(r: Observed, name: string): string {
+  const v = r.req.headers[name];
+  return typeof v === 'string' && v !== '' ? v : '-';
+}
+
+/** One line (with its newline) in the given format. `now` is Date.now(), `ms` the request time. */
+export function formatLine(format: LogFormat, r: Observed, now: number, ms: number): string {
+  const req = r.req;
+  const status = statusOf(r);
+  if (format === 'json') {
+    const id = req.headers['x-request-id'];
+    return JSON.stringify({
+      time: new Date(now - ms).toISOString(),
+      remote: r.remote || '-',
+      method: req.method,
+      target: req.url,
+      protocol: `HTTP/${req.httpVersion}`,
+      status,
+      bytes_sent: r.bytesOut,
+      bytes_received: r.bytesIn,
+      duration_ms: Math.round(ms * 1000) / 1000,
+      backend: r.backendName,
+      user_agent: req.headers['user-agent'] ?? null,
+      referer: req.headers.referer ?? null,
+      request_id: typeof id === 'string' ? id : null,
+    }) + '\n';
+  }
+  let line = `${r.remote || '-'} - - ${clfTime(now - ms)} "${escapeField(`${req.method} ${req.url} HTTP/${req.httpVersion}`)}" `
+    + `${status} ${r.bytesOut > 0 ? r.bytesOut : '-'}`;
+  if (format === 'combined') line += ` "${escapeField(header(r, 'referer'))}" "${escapeField(header(r, 'user-agent'))}"`;
+  return `${line} ${(ms / 1000).toFixed(3)} ${escapeField(r.backendName)}\n`;
+}
+
+export class AccessLog {
+  readonly #path: string;
+  readonly #format: LogFormat;
+  readonly #log: Logger;
+  #stream: WriteStream;
+  #pending = '';
+  #scheduled = false;
+  #dropped = 0;
+  /** The observer to hand the proxy: `write` bound once. */
+  readonly observe: (r: Observed) => void;
+
+  constructor(path: string, format: LogFormat, log: Logger) {
+    this.#path = path;
+    this.#format = format;
+    this.#log = log;
+    this.#stream = this.#open();
+    this.observe = (r) => this.write(r);
+  }
+
+  #open(): WriteStream {
+    const stream = this.#path === '-' ? createWriteStream('', { fd: 1, autoClose: false })
+      : createWriteStream(this.#path, { flags: 'a' });
+    stream.on('error', (err) => this.#log.error(`access log ${this.#path}: ${err.message}`));
+    return stream;
+  }
+
+  write(r: Observed): void {
+    const now = Date.now();
+    const line = formatLine(this.#format, r, now, performance.now() - r.started);
+    if (this.#stream.writableLength + this.#pending.length > MAX_BUFFERED) {
+      if (this.#dropped++ === 0) this.#log.warn(`access log ${this.#path} is not keeping up; dropping lines`);
+      return;
+    }
+    this.#pending += line;
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(flush, this);
+    }
+  }
+
+  /** Writes what is pending now (at the end of each event-loop turn, and on close). */
+  flush(): void {
+    this.#scheduled = false;
+    if (this.#pending === '') return;
+    this.#stream.write(this.#pending);
+    this.#pending = '';
+    if (this.#dropped > 0 && this.#stream.writableLength < MAX_BUFFERED / 2) {
+      this.#log.warn(`access log ${this.#path}: ${this.#dropped} line(s) dropped`);
+      this.#dropped = 0;
+    }
+  }
+
+  /** logrotate: the file was moved away; write to a new one at the same path. */
+  reopen(): void {
+    if (this.#path === '-') return;
+    this.flush();
+    this.#stream.end();
+    this.#stream = this.#open();
+    this.#log.info(`access log ${this.#path} reopened`);
+  }
+
+  async close(): Promise<void> {
+    this.flush();
+    const stream = this.#stream;
+    await new Promise<void>((resolve) => {
+      if (this.#path === '-') stream.write('', () => resolve());
+      else stream.end(() => resolve());
+    });
+  }
+}
+
+function flush(log: AccessLog): void {
+  log.flush();
+}
