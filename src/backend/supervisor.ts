@@ -88,8 +88,12 @@ export class Supervisor {
   #watchdog: NodeJS.Timeout | null = null;
   #readyWaiters: ((err?: Error) => void)[] = [];
   #exitWaiters: (() => void)[] = [];
-  /** Workers that died unexpectedly and were replaced. */
-  restarts = 0;
+  /** Workers replaced other than by a reload or scaling, by reason (crash, timeout, heartbeat, max-requests). */
+  readonly restartsByReason = new Map<string, number>([['crash', 0], ['timeout', 0], ['heartbeat', 0], ['max-requests', 0]]);
+  /** Requests served by workers that have exited. */
+  #servedByGone = 0;
+  #metricsId = 0;
+  readonly #metricsWaiters = new Map<number, (metrics: object[]) => void>();
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -103,6 +107,46 @@ export class Supervisor {
 
   get target(): number {
     return this.#target;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Workers replaced other than by a reload or scaling. */
+  get restarts(): number {
+    let n = 0;
+    for (const v of this.restartsByReason.values()) n += v;
+    return n;
+  }
+
+  /** Requests served by all workers so far (the live ones as of their last heartbeat). */
+  get served(): number {
+    let n = this.#servedByGone;
+    for (const w of this.#workers.values()) n += w.served;
+    return n;
+  }
+
+  #restarted(reason: string): void {
+    this.restartsByReason.set(reason, (this.restartsByReason.get(reason) ?? 0) + 1);
+  }
+
+  /**
+   * Each live worker's metrics (register.getMetricsAsJSON()), asked over IPC; a worker that
+   * does not answer within `timeoutMs` is left out of this scrape.
+   */
+  async workerMetrics(timeoutMs = 2000): Promise<object[][]> {
+    const asks = [...this.#workers.values()].filter((w) => w.child.connected && w.everReady).map((w) => {
+      const id = ++this.#metricsId;
+      return new Promise<object[] | null>((resolve) => {
+        const timer = setTimeout(() => { this.#metricsWaiters.delete(id); resolve(null); }, timeoutMs);
+        this.#metricsWaiters.set(id, (m) => { clearTimeout(timer); this.#metricsWaiters.delete(id); resolve(m); });
+        w.child.send({ type: 'metrics', id } satisfies SupervisorMessage, (err) => {
+          if (err) this.#metricsWaiters.get(id)?.([]);
+        });
+      });
+    });
+    return (await Promise.all(asks)).filter((m): m is object[] => m !== null);
   }
 
   /** Listens, starts the first generation, resolves when all of it is ready, with the addresses bound. */
@@ -207,9 +251,13 @@ export class Supervisor {
         worker.served = msg.served;
         worker.oldest = msg.oldest;
         return;
+      case 'metrics':
+        this.#metricsWaiters.get(msg.id)?.(msg.metrics);
+        return;
       case 'retire':
         // max-requests reached: replace it first, then let it drain.
         if (worker.state !== 'ready') return;
+        this.#restarted('max-requests');
         this.#opts.log.info(`worker ${worker.id} served ${msg.served} requests (max-requests); recycling it`);
         worker.state = 'retiring';
         this.reconcile();
@@ -244,13 +292,14 @@ export class Supervisor {
   #onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     if (worker.killTimer !== null) clearTimeout(worker.killTimer);
     this.#workers.delete(worker.id);
+    this.#servedByGone += worker.served;
     const how = signal ?? `code ${code}`;
     if (this.#stopping || worker.state === 'stopping') {
       this.#opts.log.debug(`worker ${worker.id} exited (${how})`);
     } else if (code === APP_LOAD_EXIT && !worker.everReady) {
       this.#loadFailed(worker);
     } else {
-      this.restarts++;
+      this.#restarted('crash');
       this.#opts.log.warn(`worker ${worker.id} (pid ${worker.child.pid}) died (${how}); respawning`);
     }
     this.reconcile();
@@ -335,13 +384,13 @@ export class Supervisor {
       const request = w.oldest ? `${w.oldest.method} ${w.oldest.uri} (running ${((w.oldest.ms + silent) / 1000).toFixed(1)} s)` : null;
       if (limit > 0 && w.oldest !== null && w.oldest.ms + silent > limit) {
         this.#opts.log.error(`worker ${w.id} (pid ${w.child.pid}): request ${request} exceeded --timeout ${limit / 1000} s; replacing the worker`);
-        this.restarts++;
+        this.#restarted('timeout');
         this.#retire(w, 'request timeout');
         this.#hardStopSoon(w);
       } else if (silent > Math.max(HEARTBEAT_TIMEOUT_MS, limit)) {
         this.#opts.log.error(`worker ${w.id} (pid ${w.child.pid}) sent no heartbeat for ${(silent / 1000).toFixed(1)} s`
           + `${request ? `; last seen busy with ${request}` : ''}; killing it`);
-        this.restarts++;
+        this.#restarted('heartbeat');
         w.state = 'stopping';
         w.child.kill('SIGKILL');
       }

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
+import { ServeMetrics } from './metrics.js';
 import { BackendServer } from './server.js';
 import { UwsgiServer } from './uwsgi-server.js';
 
@@ -20,6 +21,8 @@ export interface WorkerConfig {
   logLevel: LogLevel;
   /** How many connections the front should open: the supervisor's worker target. */
   connections: number;
+  /** --admin: count requests, and answer the supervisor's requests for metrics. */
+  metrics?: boolean;
 }
 
 /** What a handed-over connection speaks: tsgi frames from a front, or a uwsgi request (nginx). */
@@ -29,7 +32,9 @@ export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'heartbeat'; connections: number; inFlight: number; served: number;
       oldest: { method: string; uri: string; ms: number } | null }
-  | { type: 'retire'; served: number };
+  | { type: 'retire'; served: number }
+  /** The answer to a metrics request: this worker's register.getMetricsAsJSON(). */
+  | { type: 'metrics'; id: number; metrics: object[] };
 
 export type SupervisorMessage =
   | { type: 'connection'; protocol?: ConnectionProtocol }
@@ -37,7 +42,9 @@ export type SupervisorMessage =
   /** Move one front connection to another worker. */
   | { type: 'shed' }
   /** The worker target changed: the connection count to advertise to fronts. */
-  | { type: 'target'; workers: number };
+  | { type: 'target'; workers: number }
+  /** Send your metrics (--admin). */
+  | { type: 'metrics'; id: number };
 
 const HEARTBEAT_MS = 1000;
 
@@ -74,6 +81,7 @@ async function main(): Promise<void> {
     log.error((err as Error).message, (err as TsgiError).cause);
     process.exit(3);
   }
+  const metrics = config.metrics === true ? new ServeMetrics(false) : undefined;
   let retiring = false;
   const onServed = () => {
     const total = served();
@@ -91,6 +99,7 @@ async function main(): Promise<void> {
     maxFrameSize: config.maxFrameSize,
     connectionsHint: config.connections,
     onServed,
+    metrics,
   });
   uwsgi = new UwsgiServer({
     address: null, app, log,
@@ -98,7 +107,9 @@ async function main(): Promise<void> {
     multiprocess: true,
     window: config.window,
     onServed,
+    metrics,
   });
+  metrics?.attach(server, uwsgi);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -121,6 +132,9 @@ async function main(): Promise<void> {
       server!.shedConnection();
     } else if (msg.type === 'target') {
       server!.connectionsHint = msg.workers;
+    } else if (msg.type === 'metrics') {
+      const id = msg.id;
+      void (metrics?.registry.getMetricsAsJSON() ?? Promise.resolve([])).then((m) => send({ type: 'metrics', id, metrics: m }));
     }
   });
   process.on('SIGTERM', () => void stop());

@@ -20,7 +20,11 @@ export function defineMetric(registry: Registry, name: string, help: string, typ
   collect: () => Sample[]): void {
   const metric = {
     name, help, type, aggregator: 'sum',
-    get: async () => ({ name, help, type, aggregator: 'sum', values: collect() }),
+    get: async () => {
+      const values = collect();
+      for (const v of values) v.labels ??= {}; // aggregate() hashes every value's labels
+      return { name, help, type, aggregator: 'sum', values };
+    },
     reset() {},
   };
   registry.registerMetric(metric as unknown as Metric);
