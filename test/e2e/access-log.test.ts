@@ -1,7 +1,7 @@
 // End to end: the front's access log (--access-log FILE --log-format combined|common|json). A
 // line per request with the right status, bytes, backend and time; 502 and 503 are logged too;
 // a header value with quotes, backslashes and odd bytes cannot break or forge a line.
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, renameSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -146,6 +146,20 @@ test('json: one object per line with every field', async (ctx) => {
   assert.is(get.backend, `unix:${ctx.backend!.socket}`);
   assert.equal([post.method, post.bytes_sent, post.bytes_received], ['POST', 10, 10]);
   assert.is(forged.user_agent, FORGED_AGENT);
+});
+
+test('SIGUSR1 reopens the file (logrotate): new lines go to a new file at the path', async (ctx) => {
+  const path = join(ctx.dir, 'common.log');
+  await linesOf(path, 3);
+  renameSync(path, `${path}.1`);
+  const front = ctx.fronts.common;
+  process.kill(front.pid, 'SIGUSR1');
+  await front.waitForStderr(/access log \S+common\.log reopened/);
+  assert.is((await call(`${front.url}/after-rotate`, { dispatcher: ctx.agent })).status, 200);
+  const lines = await linesOf(path, 1);
+  assert.is(lines.length, 1);
+  assert.is(parseClf(lines[0]!).request, 'GET /after-rotate HTTP/1.1');
+  assert.is(readFileSync(`${path}.1`, 'utf8').split('\n').length, 4, 'the rotated file kept its 3 lines');
 });
 
 test.after(async (ctx) => {
