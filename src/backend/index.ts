@@ -125,6 +125,7 @@ export async function start(config: BackendConfig): Promise<Backend> {
       requestTimeoutMs: (config.timeout ?? 0) * 1000,
       maxRequests: config.maxRequests ?? 0,
       maxRequestsJitter: config.maxRequestsJitter ?? 0,
+      onWorkerLog: recent !== null ? (level, message) => recent.push(level, message) : undefined,
       worker: {
         app: resolve(config.app),
         scriptName: config.scriptName ?? '',

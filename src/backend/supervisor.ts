@@ -67,6 +67,8 @@ export interface SupervisorOptions {
   requestTimeoutMs: number;
   maxRequests: number;
   maxRequestsJitter: number;
+  /** --admin: a worker's warning or error, for the recent errors of /status. */
+  onWorkerLog?: (level: 'warn' | 'error', message: string) => void;
 }
 
 export class Supervisor {
@@ -253,6 +255,9 @@ export class Supervisor {
         return;
       case 'metrics':
         this.#metricsWaiters.get(msg.id)?.(msg.metrics);
+        return;
+      case 'log':
+        this.#opts.onWorkerLog?.(msg.level, msg.message);
         return;
       case 'retire':
         // max-requests reached: replace it first, then let it drain.

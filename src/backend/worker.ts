@@ -2,7 +2,7 @@
 // uwsgi) connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
 // told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
 import type { Socket } from 'node:net';
-import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
+import { createLogger, setLogLevel, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
 import { ServeMetrics } from './metrics.js';
@@ -34,7 +34,9 @@ export type WorkerMessage =
       oldest: { method: string; uri: string; ms: number } | null }
   | { type: 'retire'; served: number }
   /** The answer to a metrics request: this worker's register.getMetricsAsJSON(). */
-  | { type: 'metrics'; id: number; metrics: object[] };
+  | { type: 'metrics'; id: number; metrics: object[] }
+  /** --admin: a warning or error this worker logged, for the supervisor's recent errors. */
+  | { type: 'log'; level: 'warn' | 'error'; message: string };
 
 export type SupervisorMessage =
   | { type: 'connection'; protocol?: ConnectionProtocol }
@@ -48,16 +50,29 @@ export type SupervisorMessage =
 
 const HEARTBEAT_MS = 1000;
 
+/** With --admin, the worker's warnings and errors also go to the supervisor (its /status). */
+function forwardErrors(log: Logger, id: number, send: (msg: WorkerMessage) => void): Logger {
+  return {
+    ...log,
+    warn: (m) => { log.warn(m); send({ type: 'log', level: 'warn', message: `worker ${id}: ${m}` }); },
+    error: (m, err) => {
+      log.error(m, err);
+      send({ type: 'log', level: 'error', message: `worker ${id}: ${err instanceof Error ? `${m}: ${err.message}` : m}` });
+    },
+  };
+}
+
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.TSGI_WORKER_CONFIG ?? 'null') as WorkerConfig | null;
   if (config === null || typeof process.send !== 'function') {
     throw new Error('worker.js is started by the tsgi supervisor, not by hand');
   }
   setLogLevel(config.logLevel);
-  const log = createLogger(`worker ${config.workerId}`);
   const send = (msg: WorkerMessage) => {
     if (process.connected) process.send!(msg, undefined, {}, () => {}); // EPIPE while exiting is fine
   };
+  const log = config.metrics === true
+    ? forwardErrors(createLogger(`worker ${config.workerId}`), config.workerId, send) : createLogger(`worker ${config.workerId}`);
   let server: BackendServer | null = null;
   let uwsgi: UwsgiServer | null = null;
   const oldest = () => {
