@@ -34,7 +34,9 @@ function parseProm(text: string): { series: Series; types: Map<string, string> }
     const family = name.replace(/_(bucket|sum|count)$/, '');
     assert.ok(types.has(name) || types.has(family), `${name} was declared by a # TYPE line`);
     const value = Number(m[3] === '+Inf' ? Infinity : m[3] === '-Inf' ? -Infinity : m[3]);
-    assert.ok(m[3] === 'NaN' || !Number.isNaN(value), `a number in ${line}`);
+    // Prometheus reads floats with Go's ParseFloat, which takes NaN in any case; prom-client
+    // writes 'Nan' (e.g. the event-loop lag before its first sample).
+    assert.ok(/^nan$/i.test(m[3]!) || !Number.isNaN(value), `a number in ${line}`);
     const labels = [...(m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)].map((l) => `${l[1]}="${l[2]}"`).sort();
     series.set(labels.length > 0 ? `${name}{${labels.join(',')}}` : name, value);
   }
