@@ -139,6 +139,7 @@ export async function start(config: FrontConfig): Promise<Front> {
     } catch (err) {
       server.close();
       pool.stop();
+      await control?.close();
       throw err;
     }
   }

@@ -34,3 +34,12 @@ export function combineObservers(observers: (Observer | undefined)[]): Observer 
   const [a, b] = list as [Observer, Observer];
   return list.length === 2 ? (r) => { a(r); b(r); } : (r) => { for (const o of list) o(r); };
 }
+
+/**
+ * For a responder other than the proxy (static files): reports `r` when its response closes.
+ * `r` may be updated until then (bytesOut as the file streams). Costs nothing when `observe` is
+ * undefined (neither --access-log nor --admin).
+ */
+export function observeOnClose(observe: Observer | undefined, r: Observed): void {
+  if (observe !== undefined) r.res.once('close', () => observe(r));
+}
