@@ -76,6 +76,22 @@ export function supervisorRegistry(view: SupervisorView): Registry {
   return reg;
 }
 
+/** The counters and histograms of a worker's snapshot: what still counts after it exited. */
+export function cumulativeOnly(snapshot: object[]): object[] {
+  return snapshot.filter((m) => {
+    const type = (m as { type?: string }).type;
+    return type === 'counter' || type === 'histogram';
+  });
+}
+
+/** Sums snapshots into one (kept for exited workers, so that the list stays short). */
+export function mergeSnapshots(snapshots: object[][]): object[] {
+  return AggregatorRegistry.aggregate(snapshots).getMetricsAsArray().map((m) => {
+    const { name, help, type, values, aggregator } = m as unknown as Record<string, unknown>;
+    return { name, help, type, values, aggregator };
+  });
+}
+
 /** Sums the workers' series (from register.getMetricsAsJSON()) with the supervisor's. */
 export async function aggregate(own: Registry, workers: object[]): Promise<{ contentType: string; body: string }> {
   const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);

@@ -33,7 +33,7 @@ export type WorkerMessage =
   | { type: 'heartbeat'; connections: number; inFlight: number; served: number;
       oldest: { method: string; uri: string; ms: number } | null }
   | { type: 'retire'; served: number }
-  /** The answer to a metrics request: this worker's register.getMetricsAsJSON(). */
+  /** This worker's register.getMetricsAsJSON(): the answer to request `id`, or (id 0) with a heartbeat. */
   | { type: 'metrics'; id: number; metrics: object[] }
   /** --admin: a warning or error this worker logged, for the supervisor's recent errors. */
   | { type: 'log'; level: 'warn' | 'error'; message: string };
@@ -73,6 +73,16 @@ async function main(): Promise<void> {
   };
   const log = config.metrics === true
     ? forwardErrors(createLogger(`worker ${config.workerId}`), config.workerId, send) : createLogger(`worker ${config.workerId}`);
+  const metrics = config.metrics === true ? new ServeMetrics(false) : undefined;
+  /** With --admin, the worker's metrics ride along each heartbeat (id 0), and go once more at exit. */
+  const sendMetrics = async () => {
+    if (metrics === undefined || !process.connected) return;
+    const m = await metrics.registry.getMetricsAsJSON();
+    await new Promise<void>((resolve) => {
+      if (process.connected) process.send!({ type: 'metrics', id: 0, metrics: m } satisfies WorkerMessage, undefined, {}, () => resolve());
+      else resolve();
+    });
+  };
   let server: BackendServer | null = null;
   let uwsgi: UwsgiServer | null = null;
   const oldest = () => {
@@ -86,6 +96,7 @@ async function main(): Promise<void> {
       type: 'heartbeat', connections: server?.connections ?? 0, inFlight: (server?.inFlight ?? 0) + (uwsgi?.inFlight ?? 0),
       served: served(), oldest: oldest(),
     });
+    if (metrics !== undefined) void sendMetrics();
   };
   const timer = setInterval(beat, HEARTBEAT_MS);
 
@@ -96,7 +107,6 @@ async function main(): Promise<void> {
     log.error((err as Error).message, (err as TsgiError).cause);
     process.exit(3);
   }
-  const metrics = config.metrics === true ? new ServeMetrics(false) : undefined;
   let retiring = false;
   const onServed = () => {
     const total = served();
@@ -134,6 +144,7 @@ async function main(): Promise<void> {
       server!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
       uwsgi!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
     ]);
+    await sendMetrics().catch(() => {});
     process.exit(0);
   };
   process.on('message', (msg: SupervisorMessage, handle?: Socket) => {

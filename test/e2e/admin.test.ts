@@ -171,7 +171,16 @@ test('serve /status, and a worker killed with SIGKILL counted as a restart', asy
     assert.is(w.state, 'ready');
   }
   assert.is(s.restarts.crash, 0);
-  const victim = s.workers[0]!.pid;
+  const served = get((await scrape(ctx.serveAdmin)).series, 'tsgi_serve_requests_total{status="200"}');
+  assert.ok(served >= 6);
+  // The victim: the worker that served the most (by the heartbeats, once they caught up).
+  const busiest = await poll(async () => {
+    const now = await status();
+    if (now.workers.reduce((n, w) => n + w.requests, 0) < served) return undefined;
+    return now.workers.reduce((a, b) => (b.requests > a.requests ? b : a));
+  }, 'the heartbeats to report the requests');
+  assert.ok(busiest.requests > 0);
+  const victim = busiest.pid;
   process.kill(victim, 'SIGKILL');
   const after = await poll(async () => {
     const m = await scrape(ctx.serveAdmin);
@@ -179,6 +188,8 @@ test('serve /status, and a worker killed with SIGKILL counted as a restart', asy
       && get(m.series, 'tsgi_serve_workers{state="ready"}') === 2 ? m : undefined;
   }, 'the restart to be counted and a new worker ready');
   assert.is(get(after.series, 'tsgi_serve_worker_restarts_total{reason="crash"}'), 1);
+  assert.is(get(after.series, 'tsgi_serve_requests_total{status="200"}'), served,
+    'the dead worker\'s requests stay in the sum (a counter never goes down)');
   const again = await status();
   assert.is(again.restarts.crash, 1);
   assert.ok(!again.workers.some((w) => w.pid === victim), 'the killed worker is gone from /status');
