@@ -7,8 +7,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { call, newAgent, newCtx, setUp, startPair, type Ctx } from '../helpers/e2e.js';
-import { fixture, tempDir } from '../helpers/procs.js';
+import { call, newAgent, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
+import { fixture, startBackend, startFront, tempDir } from '../helpers/procs.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -18,18 +18,24 @@ const WAIT_MS = 20_000;
 interface PageCtx extends Ctx {
   admin: string;
   profile: string;
+  /** The two backends' addresses, as the page should show them. */
+  names: string[];
   browser?: BrowserContext;
   page?: Page;
 }
 
 function pageSuite(): void {
-  const test = suite<PageCtx>('e2e/admin-page', { ...newCtx(), admin: '', profile: '' });
+  const test = suite<PageCtx>('e2e/admin-page', { ...newCtx(), admin: '', profile: '', names: [] });
 
   setUp(test, async (ctx) => {
-    await startPair(ctx, fixture('hello.js'), [], ['--admin', '127.0.0.1:0']);
+    ctx.backend = await startBackend(fixture('hello.js'));
+    const second = await startBackend(fixture('hello.js'));
+    ctx.extra.push(second);
+    ctx.names = [`unix:${ctx.backend.socket}`, `unix:${second.socket}`];
+    ctx.front = await startFront([ctx.backend.socket, second.socket], ['--admin', '127.0.0.1:0']);
     const m = await ctx.front!.waitForStderr(/admin on http (127\.0\.0\.1:\d+)/);
     ctx.admin = `http://${m[1]}`;
-    ctx.agent ??= newAgent();
+    ctx.agent = newAgent();
     ctx.profile = tempDir('tsgi-e2e-chromium-');
     ctx.browser = await chromium.launchPersistentContext(ctx.profile, {
       executablePath: CHROMIUM, headless: true, args: ARGS, timeout: WAIT_MS,
@@ -42,16 +48,18 @@ function pageSuite(): void {
     if (ctx.profile) rmSync(ctx.profile, { recursive: true, force: true });
   });
 
-  test('the page loads and lists the backend by its address, up', async (ctx) => {
+  test('the page loads and lists each backend by its address, up', async (ctx) => {
     const page = ctx.page!;
     const res = await page.goto(`${ctx.admin}/`, { timeout: WAIT_MS });
     assert.is(res?.status(), 200);
     assert.is(await page.title(), 'tsgi status');
-    const name = `unix:${ctx.backend!.socket}`;
-    await page.waitForFunction(`document.getElementById('rows').textContent.includes(${JSON.stringify(name)})`, undefined,
-      { timeout: WAIT_MS });
-    const row = await page.locator('#rows tr', { hasText: name }).innerText();
-    assert.match(row, /\bup\b/);
+    for (const name of ctx.names) {
+      await page.waitForFunction(`document.getElementById('rows').textContent.includes(${JSON.stringify(name)})`, undefined,
+        { timeout: WAIT_MS });
+      const row = await page.locator('#rows tr', { hasText: name }).innerText();
+      assert.match(row, /\bup\b/, row);
+    }
+    assert.is(await page.locator('#rows tr').count(), 2);
     assert.is(await page.locator('#kind').innerText(), 'front');
   });
 
@@ -64,8 +72,9 @@ function pageSuite(): void {
     await page.waitForFunction(`Number(document.getElementById('requests').textContent) >= ${before + 3}`, undefined,
       { timeout: WAIT_MS });
     assert.is(Number(await page.locator('#requests').innerText()), before + 3);
-    const rows = await page.locator('#rows tr', { hasText: `unix:${ctx.backend!.socket}` }).innerText();
-    assert.match(rows, new RegExp(`\\b${before + 3}\\b`), 'the backend row shows its request count');
+    // The backends' rows show their request counts, which add up to the total.
+    await page.waitForFunction(`[...document.querySelectorAll('#rows tr')].reduce((n, tr) => n + Number(tr.children[5].textContent), 0) === ${before + 3}`,
+      undefined, { timeout: WAIT_MS });
   });
 
   test.run();
