@@ -3,8 +3,9 @@
 // "%{User-agent}i"`), then the request time in seconds (ms precision) and the backend's name.
 // Lines are batched and written asynchronously (one write per event-loop turn); SIGUSR1 reopens
 // the file for logrotate.
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import type { Logger } from '../common/log.js';
+import { ConfigError } from '../protocol/errors.js';
 import { type Observed, statusOf } from './observe.js';
 
 export type LogFormat = 'combined' | 'common' | 'json';
@@ -106,13 +107,18 @@ export class AccessLog {
     this.#path = path;
     this.#format = format;
     this.#log = log;
-    this.#stream = this.#open();
+    try {
+      this.#stream = this.#open();
+    } catch (err) {
+      throw new ConfigError(`--access-log: cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
     this.observe = (r) => this.write(r);
   }
 
+  /** Opens the file now (a bad path fails here, at start-up or on reopen, not later). */
   #open(): WriteStream {
     const stream = this.#path === '-' ? createWriteStream('', { fd: 1, autoClose: false })
-      : createWriteStream(this.#path, { flags: 'a' });
+      : createWriteStream('', { fd: openSync(this.#path, 'a', 0o640) });
     stream.on('error', (err) => this.#log.error(`access log ${this.#path}: ${err.message}`));
     return stream;
   }
@@ -147,8 +153,15 @@ export class AccessLog {
   reopen(): void {
     if (this.#path === '-') return;
     this.flush();
+    let next: WriteStream;
+    try {
+      next = this.#open();
+    } catch (err) {
+      this.#log.error(`access log ${this.#path}: cannot reopen (${(err as Error).message}); still writing to the old file`);
+      return;
+    }
     this.#stream.end();
-    this.#stream = this.#open();
+    this.#stream = next;
     this.#log.info(`access log ${this.#path} reopened`);
   }
 

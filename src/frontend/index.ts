@@ -81,6 +81,9 @@ export async function start(config: FrontConfig): Promise<Front> {
   if (config.backends.length === 0 && config.control === undefined) {
     throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT, or a --control socket for backends to register on');
   }
+  // Opened before anything starts: a path that cannot be opened stops start-up.
+  const accessLog = config.accessLog !== undefined && config.accessLog !== ''
+    ? new AccessLog(config.accessLog, config.logFormat ?? 'combined', log) : null;
   const pool = new Pool({
     log,
     queueSize: config.queueSize ?? 1024,
@@ -93,8 +96,6 @@ export async function start(config: FrontConfig): Promise<Front> {
   for (const address of config.backends) pool.add(address, 'config');
   const control = config.control !== undefined ? new ControlServer(config.control, pool, log) : null;
   await control?.listen(config.socketMode);
-  const accessLog = config.accessLog !== undefined && config.accessLog !== ''
-    ? new AccessLog(config.accessLog, config.logFormat ?? 'combined', log) : null;
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen)) : null;
   const proxy: ProxyOptions = {
     pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,

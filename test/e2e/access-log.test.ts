@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, setUp, type Ctx } from '../helpers/e2e.js';
-import { fixture, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { fixture, runCli, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
 
 /** One combined/common line: the Apache fields, then request time and backend. */
 const LINE = /^(\S+) - - \[(\d{2})\/(\w{3})\/(\d{4}):(\d{2}):(\d{2}):(\d{2}) \+0000\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")? (\d+\.\d{3}) (\S+)$/;
@@ -203,6 +203,13 @@ errors('a 502 and a 503 get their lines, with the backend that failed', async (c
   assert.ok((bad.bytes_sent as number) > 0, 'the error body was sent');
   const unavailable = lines.find((l) => l.status === 503)!;
   assert.equal([unavailable.target, unavailable.backend], ['/later', '-']);
+});
+
+errors('a log file that cannot be opened stops start-up, naming the option', async (ctx) => {
+  const r = await runCli(['front', '--listen', '127.0.0.1:0', '--backend', 'unix:/nonexistent/b.sock',
+    '--access-log', join(ctx.dir, 'no-such-dir', 'access.log')]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--access-log: cannot open \S+access\.log: ENOENT/);
 });
 
 errors.after(async (ctx) => {
