@@ -92,6 +92,8 @@ async function runFront(values: Record<string, unknown>, backendsFromFile: boole
   const { start } = await import('./frontend/index.js');
   const front = await start(values as unknown as Parameters<typeof start>[0]);
   onSignals((graceful) => front.stop({ graceful }));
+  // logrotate: `postrotate kill -USR1 <pid>` (as for nginx).
+  process.on('SIGUSR1', () => front.reopenLogs());
   const log = createLogger('front');
   process.on('SIGHUP', () => {
     const path = values.config as string | undefined;

@@ -3,10 +3,13 @@
 // stop({ graceful }) are the lifecycle verbs, as for the front.
 import { resolve } from 'node:path';
 import { type Address, formatAddress } from '../common/address.js';
+import { type AdminServer, packageVersion, recordErrors, startAdmin } from '../common/admin-server.js';
 import { controlRequest } from '../common/control.js';
 import { createLogger, type Logger, type LogLevel } from '../common/log.js';
+import { RecentErrors } from '../common/metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
+import { aggregate, ServeMetrics, supervisorRegistry } from './metrics.js';
 import { BackendServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';
@@ -50,6 +53,8 @@ export interface Backend {
   reload(): void;
   /** SIGTTIN / SIGTTOU: one worker more or less (supervisor mode). */
   scale(delta: number): void;
+  /** The admin server's address, if --admin was given. */
+  readonly adminAddress: Address | null;
   stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
@@ -80,8 +85,25 @@ function registration(path: string, address: Address, log: Logger): { withdraw()
   };
 }
 
+/** The /status document of `tsgi serve`. */
+interface ServeStatus {
+  requests: number;
+  inFlight: number;
+  connections: number;
+  generation: number;
+  workersTarget: number;
+  restarts: Record<string, number>;
+  workers: { id: number; pid: number | undefined; generation: number; state: string; connections: number;
+    inFlight: number; requests: number }[];
+}
+
 export async function start(config: BackendConfig): Promise<Backend> {
-  const log = createLogger('serve');
+  const started = Date.now();
+  // With --admin, warnings and errors are also kept for /status and the status page.
+  const recent = config.admin !== undefined ? new RecentErrors() : null;
+  const log = recent !== null ? recordErrors(createLogger('serve'), recent) : createLogger('serve');
+  let adminMetrics: (() => Promise<{ contentType: string; body: string }>) | null = null;
+  let adminStatus: (() => ServeStatus) | null = null;
   const address: Address | null = config.listen ?? (config.socket ? { kind: 'unix', path: config.socket } : null);
   const uwsgiAddress: Address | null = config.uwsgiListen ?? (config.uwsgiSocket ? { kind: 'unix', path: config.uwsgiSocket } : null);
   if (address === null && uwsgiAddress === null) {
@@ -103,6 +125,7 @@ export async function start(config: BackendConfig): Promise<Backend> {
       requestTimeoutMs: (config.timeout ?? 0) * 1000,
       maxRequests: config.maxRequests ?? 0,
       maxRequestsJitter: config.maxRequestsJitter ?? 0,
+      onWorkerLog: recent !== null ? (level, message) => recent.push(level, message) : undefined,
       worker: {
         app: resolve(config.app),
         scriptName: config.scriptName ?? '',
@@ -111,14 +134,35 @@ export async function start(config: BackendConfig): Promise<Backend> {
         maxFrameSize: config.maxFrameSize ?? 1024 * 1024,
         gracefulTimeoutMs: gracefulMs,
         logLevel: config.logLevel ?? 'info',
+        metrics: config.admin !== undefined,
       },
     });
     ({ address: bound, uwsgiAddress: uwsgiBound } = await supervisor.start());
+    if (config.admin !== undefined) {
+      const own = supervisorRegistry(supervisor);
+      adminMetrics = async () => aggregate(own, await supervisor.workerMetrics());
+      adminStatus = () => {
+        const workers = supervisor.workers.map((w) => ({
+          id: w.id, pid: w.pid, generation: w.generation, state: w.state, connections: w.connections,
+          inFlight: w.inFlight, requests: w.served,
+        }));
+        return {
+          requests: supervisor.served,
+          inFlight: workers.reduce((n, w) => n + w.inFlight, 0),
+          connections: workers.reduce((n, w) => n + w.connections, 0),
+          generation: supervisor.generation,
+          workersTarget: supervisor.target,
+          restarts: Object.fromEntries(supervisor.restartsByReason),
+          workers,
+        };
+      };
+    }
     stopServing = (graceful) => supervisor.stop({ graceful });
     reload = () => supervisor.reload();
     scale = (delta) => supervisor.scale(delta);
   } else {
     const app = typeof config.app === 'function' ? config.app : await loadApplication(config.app);
+    const metrics = config.admin !== undefined ? new ServeMetrics(true) : undefined;
     const server = address === null ? null : new BackendServer({
       address, app, log,
       scriptName: config.scriptName,
@@ -126,13 +170,31 @@ export async function start(config: BackendConfig): Promise<Backend> {
       window: config.window,
       maxFrameSize: config.maxFrameSize,
       socketMode: config.socketMode,
+      metrics,
     });
     const uwsgi = uwsgiAddress === null ? null : new UwsgiServer({
       address: uwsgiAddress, app, log,
       scriptName: config.scriptName,
       window: config.window,
       socketMode: config.socketMode,
+      metrics,
     });
+    if (metrics !== undefined) {
+      metrics.attach(server, uwsgi);
+      adminMetrics = async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() });
+      adminStatus = () => ({
+        requests: metrics.statuses.total,
+        inFlight: metrics.inFlight,
+        connections: metrics.connections,
+        generation: 1,
+        workersTarget: 1,
+        restarts: {},
+        workers: [{
+          id: 0, pid: process.pid, generation: 1, state: 'ready', connections: metrics.connections,
+          inFlight: metrics.inFlight, requests: metrics.statuses.total,
+        }],
+      });
+    }
     bound = server === null ? null : await server.listen();
     try {
       uwsgiBound = uwsgi === null ? null : await uwsgi.listen();
@@ -149,11 +211,28 @@ export async function start(config: BackendConfig): Promise<Backend> {
   }
 
   const announced: Address = bound ?? { ...uwsgiBound!, protocol: 'uwsgi' };
+  let admin: AdminServer | null = null;
+  if (config.admin !== undefined && adminMetrics !== null && adminStatus !== null) {
+    const status = adminStatus;
+    try {
+      admin = await startAdmin({
+        address: config.admin, log, socketMode: config.socketMode, metrics: adminMetrics,
+        status: () => ({
+          kind: 'serve', version: packageVersion(), pid: process.pid, uptime: (Date.now() - started) / 1000,
+          listen: formatAddress(announced), ...status(), recentErrors: recent!.list(),
+        }),
+      });
+    } catch (err) {
+      await stopServing(false);
+      throw err;
+    }
+  }
   const reg = config.register ? registration(config.register, announced, log) : null;
   let stopped: Promise<void> | null = null;
   return {
     address: announced,
     uwsgiAddress: uwsgiBound,
+    adminAddress: admin?.address ?? null,
     reload: () => reload(),
     scale: (delta) => scale(delta),
     stop({ graceful = true } = {}) {
@@ -161,6 +240,7 @@ export async function start(config: BackendConfig): Promise<Backend> {
         // Withdraw first, so the front stops routing here before our GOAWAY arrives.
         if (reg !== null && graceful) await reg.withdraw();
         await stopServing(graceful);
+        await admin?.close();
       })();
       return stopped;
     },

@@ -13,6 +13,7 @@ import type { tsgi } from '../protocol/generated/tsgi.js';
 import { LazySignal, buildEnviron } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
+import type { ServeMetrics } from './metrics.js';
 import { RequestTracker } from './tracker.js';
 import type { Application } from './types.js';
 
@@ -32,12 +33,16 @@ export interface BackendServerOptions {
   connectionsHint?: number;
   /** Called after each completed request with the running total. */
   onServed?: (served: number) => void;
+  /** --admin: count each request's status and latency. */
+  metrics?: ServeMetrics;
 }
 
 /** A request stream's side of the gateway: the Responder that writes to the tsgi stream. */
 class StreamResponder implements Responder {
   readonly stream: Stream;
   aborted = false;
+  /** The status sent (0 until the head went out). */
+  status = 0;
   #drainWaiter: (() => void) | null = null;
 
   constructor(stream: Stream) {
@@ -45,6 +50,7 @@ class StreamResponder implements Responder {
   }
 
   head(status: number, reason: string, headers: string[], end: boolean): void {
+    this.status = status;
     this.stream.sendResponse({ status, reason, headers: packHeaders(headers) }, end);
   }
 
@@ -212,7 +218,7 @@ export class BackendServer {
     const controller = new LazySignal();
     const responder = new StreamResponder(stream);
     const state: RequestState = {
-      responder, input, controller, timer: null, started: Date.now(), method: head.method || 'GET', uri: head.target,
+      responder, input, controller, timer: null, started: performance.now(), method: head.method || 'GET', uri: head.target,
       done: false,
     };
     stream.context = state;
@@ -247,6 +253,7 @@ export class BackendServer {
     // The response is complete but the body never was read to its end: stop the front sending it.
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
     this.#requests.finish(state);
+    this.#opts.metrics?.observe(state.responder.status, state.started);
   }
 
   /**

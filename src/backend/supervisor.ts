@@ -10,6 +10,7 @@ import { type Address, formatAddress } from '../common/address.js';
 import { listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
+import { cumulativeOnly, mergeSnapshots } from './metrics.js';
 import type { ConnectionProtocol, SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
 
 /** Exit code of a worker that could not load the application (the supervisor gives up). */
@@ -67,6 +68,8 @@ export interface SupervisorOptions {
   requestTimeoutMs: number;
   maxRequests: number;
   maxRequestsJitter: number;
+  /** --admin: a worker's warning or error, for the recent errors of /status. */
+  onWorkerLog?: (level: 'warn' | 'error', message: string) => void;
 }
 
 export class Supervisor {
@@ -88,8 +91,19 @@ export class Supervisor {
   #watchdog: NodeJS.Timeout | null = null;
   #readyWaiters: ((err?: Error) => void)[] = [];
   #exitWaiters: (() => void)[] = [];
-  /** Workers that died unexpectedly and were replaced. */
-  restarts = 0;
+  /** Workers replaced other than by a reload or scaling, by reason (crash, timeout, heartbeat, max-requests). */
+  readonly restartsByReason = new Map<string, number>([['crash', 0], ['timeout', 0], ['heartbeat', 0], ['max-requests', 0]]);
+  /** Requests served by workers that have exited. */
+  #servedByGone = 0;
+  #metricsId = 0;
+  readonly #metricsWaiters = new Map<number, (metrics: object[]) => void>();
+  /** --admin: each live worker's latest metrics snapshot (from its heartbeats and our asks). */
+  readonly #lastMetrics = new Map<number, object[]>();
+  /**
+   * The counters and histograms of workers that exited, from their last snapshot: kept in the
+   * sums so that those never go down (Prometheus would read a drop as a counter reset).
+   */
+  #goneMetrics: object[][] = [];
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -103,6 +117,52 @@ export class Supervisor {
 
   get target(): number {
     return this.#target;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** Workers replaced other than by a reload or scaling. */
+  get restarts(): number {
+    let n = 0;
+    for (const v of this.restartsByReason.values()) n += v;
+    return n;
+  }
+
+  /** Requests served by all workers so far (the live ones as of their last heartbeat). */
+  get served(): number {
+    let n = this.#servedByGone;
+    for (const w of this.#workers.values()) n += w.served;
+    return n;
+  }
+
+  #restarted(reason: string): void {
+    this.restartsByReason.set(reason, (this.restartsByReason.get(reason) ?? 0) + 1);
+  }
+
+  /**
+   * Each live worker's metrics (register.getMetricsAsJSON()), asked over IPC; a worker that
+   * does not answer within `timeoutMs` is left out of this scrape.
+   */
+  async workerMetrics(timeoutMs = 2000): Promise<object[][]> {
+    const asks = [...this.#workers.values()].filter((w) => w.child.connected && w.everReady).map((w) => {
+      const id = ++this.#metricsId;
+      return new Promise<object[] | null>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#metricsWaiters.delete(id);
+          resolve(this.#lastMetrics.get(w.id) ?? null); // no answer in time: its last snapshot
+        }, timeoutMs);
+        this.#metricsWaiters.set(id, (m) => { clearTimeout(timer); this.#metricsWaiters.delete(id); resolve(m); });
+        w.child.send({ type: 'metrics', id } satisfies SupervisorMessage, (err) => {
+          if (err) this.#metricsWaiters.get(id)?.([]);
+        });
+      });
+    });
+    const live = (await Promise.all(asks)).filter((m): m is object[] => m !== null);
+    // Workers that exited but whose channel has not closed yet: their last snapshot.
+    const exiting = [...this.#lastMetrics].filter(([id]) => !this.#workers.has(id)).map(([, m]) => cumulativeOnly(m));
+    return [...this.#goneMetrics, ...exiting, ...live];
   }
 
   /** Listens, starts the first generation, resolves when all of it is ready, with the addresses bound. */
@@ -185,6 +245,8 @@ export class Supervisor {
     this.#workers.set(id, worker);
     child.on('message', (msg: WorkerMessage) => this.#onMessage(worker, msg));
     child.on('exit', (code, signal) => this.#onExit(worker, code, signal));
+    // After 'close' no message of its can still arrive: its last metrics are final.
+    child.once('close', () => this.#keepFinalMetrics(worker));
     // A message to a worker that is exiting fails with EPIPE: the exit handler deals with it.
     child.on('error', (err) => this.#opts.log.debug(`worker ${id}: ${err.message}`));
     return worker;
@@ -207,15 +269,31 @@ export class Supervisor {
         worker.served = msg.served;
         worker.oldest = msg.oldest;
         return;
+      case 'metrics':
+        this.#lastMetrics.set(worker.id, msg.metrics);
+        if (msg.id !== 0) this.#metricsWaiters.get(msg.id)?.(msg.metrics);
+        return;
+      case 'log':
+        this.#opts.onWorkerLog?.(msg.level, msg.message);
+        return;
       case 'retire':
         // max-requests reached: replace it first, then let it drain.
         if (worker.state !== 'ready') return;
+        this.#restarted('max-requests');
         this.#opts.log.info(`worker ${worker.id} served ${msg.served} requests (max-requests); recycling it`);
         worker.state = 'retiring';
         this.reconcile();
         this.#whenReplaced(worker);
         return;
     }
+  }
+
+  #keepFinalMetrics(worker: Worker): void {
+    const last = this.#lastMetrics.get(worker.id);
+    if (last === undefined) return;
+    this.#lastMetrics.delete(worker.id);
+    this.#goneMetrics.push(cumulativeOnly(last));
+    if (this.#goneMetrics.length > 8) this.#goneMetrics = [mergeSnapshots(this.#goneMetrics)];
   }
 
   /** Stops a retiring worker once a replacement is ready (or at once if none is needed). */
@@ -244,13 +322,14 @@ export class Supervisor {
   #onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     if (worker.killTimer !== null) clearTimeout(worker.killTimer);
     this.#workers.delete(worker.id);
+    this.#servedByGone += worker.served;
     const how = signal ?? `code ${code}`;
     if (this.#stopping || worker.state === 'stopping') {
       this.#opts.log.debug(`worker ${worker.id} exited (${how})`);
     } else if (code === APP_LOAD_EXIT && !worker.everReady) {
       this.#loadFailed(worker);
     } else {
-      this.restarts++;
+      this.#restarted('crash');
       this.#opts.log.warn(`worker ${worker.id} (pid ${worker.child.pid}) died (${how}); respawning`);
     }
     this.reconcile();
@@ -335,13 +414,13 @@ export class Supervisor {
       const request = w.oldest ? `${w.oldest.method} ${w.oldest.uri} (running ${((w.oldest.ms + silent) / 1000).toFixed(1)} s)` : null;
       if (limit > 0 && w.oldest !== null && w.oldest.ms + silent > limit) {
         this.#opts.log.error(`worker ${w.id} (pid ${w.child.pid}): request ${request} exceeded --timeout ${limit / 1000} s; replacing the worker`);
-        this.restarts++;
+        this.#restarted('timeout');
         this.#retire(w, 'request timeout');
         this.#hardStopSoon(w);
       } else if (silent > Math.max(HEARTBEAT_TIMEOUT_MS, limit)) {
         this.#opts.log.error(`worker ${w.id} (pid ${w.child.pid}) sent no heartbeat for ${(silent / 1000).toFixed(1)} s`
           + `${request ? `; last seen busy with ${request}` : ''}; killing it`);
-        this.restarts++;
+        this.#restarted('heartbeat');
         w.state = 'stopping';
         w.child.kill('SIGKILL');
       }

@@ -5,6 +5,7 @@
 export interface Tracked {
   readonly method: string;
   readonly uri: string;
+  /** performance.now() at the start. */
   readonly started: number;
 }
 
@@ -37,7 +38,7 @@ export class RequestTracker<T extends Tracked> {
 
   /** The longest-running request now (a Set iterates in insertion order: the first). */
   oldest(): { method: string; uri: string; ms: number } | null {
-    for (const r of this.#active) return { method: r.method, uri: r.uri, ms: Date.now() - r.started };
+    for (const r of this.#active) return { method: r.method, uri: r.uri, ms: Math.round(performance.now() - r.started) };
     return null;
   }
 

@@ -11,6 +11,7 @@ import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../p
 import { LazySignal, buildEnvironFromVars } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
+import type { ServeMetrics } from './metrics.js';
 import { RequestTracker } from './tracker.js';
 import type { Application } from './types.js';
 
@@ -28,6 +29,8 @@ export interface UwsgiServerOptions {
   maxVarsSize?: number;
   /** Called after each completed request with the running total. */
   onServed?: (served: number) => void;
+  /** --admin: count each request's status and latency. */
+  metrics?: ServeMetrics;
 }
 
 /** A client that sends no complete packet within this long is dropped. */
@@ -39,6 +42,8 @@ const BAD_REQUEST = Buffer.from('HTTP/1.1 400 Bad Request\r\ncontent-type: text/
 /** Writes the response to the socket as raw HTTP/1.1, honouring the socket's backpressure. */
 class SocketResponder implements Responder {
   aborted = false;
+  /** The status sent (0 until the head went out). */
+  status = 0;
   readonly #socket: Socket;
   readonly #headRequest: boolean;
   #bodyless = false;
@@ -50,6 +55,7 @@ class SocketResponder implements Responder {
   }
 
   head(status: number, reason: string, headers: string[], end: boolean): void {
+    this.status = status;
     let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'Unknown'}\r\n`;
     for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
     this.#bodyless = end || this.#headRequest || status === 204 || status === 304;
@@ -221,7 +227,7 @@ class UwsgiExchange {
     });
     this.method = environ.REQUEST_METHOD;
     this.uri = environ.REQUEST_URI;
-    this.started = Date.now();
+    this.started = performance.now();
     this.#remaining = length;
     if (length === 0) input.end();
     else if (rest.length > 0) this.#body(rest);
@@ -234,6 +240,7 @@ class UwsgiExchange {
   #finished(): void {
     this.#state = 'done';
     this.#server._finished(this);
+    this.#opts.metrics?.observe(this.#responder!.status, this.started);
     if (this.#responder!.aborted || this.socket.destroyed) return;
     this.socket.end();
     this.#linger();

@@ -2,9 +2,10 @@
 // uwsgi) connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
 // told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
 import type { Socket } from 'node:net';
-import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
+import { createLogger, setLogLevel, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
+import { ServeMetrics } from './metrics.js';
 import { BackendServer } from './server.js';
 import { UwsgiServer } from './uwsgi-server.js';
 
@@ -20,6 +21,8 @@ export interface WorkerConfig {
   logLevel: LogLevel;
   /** How many connections the front should open: the supervisor's worker target. */
   connections: number;
+  /** --admin: count requests, and answer the supervisor's requests for metrics. */
+  metrics?: boolean;
 }
 
 /** What a handed-over connection speaks: tsgi frames from a front, or a uwsgi request (nginx). */
@@ -29,7 +32,11 @@ export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'heartbeat'; connections: number; inFlight: number; served: number;
       oldest: { method: string; uri: string; ms: number } | null }
-  | { type: 'retire'; served: number };
+  | { type: 'retire'; served: number }
+  /** This worker's register.getMetricsAsJSON(): the answer to request `id`, or (id 0) with a heartbeat. */
+  | { type: 'metrics'; id: number; metrics: object[] }
+  /** --admin: a warning or error this worker logged, for the supervisor's recent errors. */
+  | { type: 'log'; level: 'warn' | 'error'; message: string };
 
 export type SupervisorMessage =
   | { type: 'connection'; protocol?: ConnectionProtocol }
@@ -37,9 +44,23 @@ export type SupervisorMessage =
   /** Move one front connection to another worker. */
   | { type: 'shed' }
   /** The worker target changed: the connection count to advertise to fronts. */
-  | { type: 'target'; workers: number };
+  | { type: 'target'; workers: number }
+  /** Send your metrics (--admin). */
+  | { type: 'metrics'; id: number };
 
 const HEARTBEAT_MS = 1000;
+
+/** With --admin, the worker's warnings and errors also go to the supervisor (its /status). */
+function forwardErrors(log: Logger, id: number, send: (msg: WorkerMessage) => void): Logger {
+  return {
+    ...log,
+    warn: (m) => { log.warn(m); send({ type: 'log', level: 'warn', message: `worker ${id}: ${m}` }); },
+    error: (m, err) => {
+      log.error(m, err);
+      send({ type: 'log', level: 'error', message: `worker ${id}: ${err instanceof Error ? `${m}: ${err.message}` : m}` });
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const config = JSON.parse(process.env.TSGI_WORKER_CONFIG ?? 'null') as WorkerConfig | null;
@@ -47,9 +68,20 @@ async function main(): Promise<void> {
     throw new Error('worker.js is started by the tsgi supervisor, not by hand');
   }
   setLogLevel(config.logLevel);
-  const log = createLogger(`worker ${config.workerId}`);
   const send = (msg: WorkerMessage) => {
     if (process.connected) process.send!(msg, undefined, {}, () => {}); // EPIPE while exiting is fine
+  };
+  const log = config.metrics === true
+    ? forwardErrors(createLogger(`worker ${config.workerId}`), config.workerId, send) : createLogger(`worker ${config.workerId}`);
+  const metrics = config.metrics === true ? new ServeMetrics(false) : undefined;
+  /** With --admin, the worker's metrics ride along each heartbeat (id 0), and go once more at exit. */
+  const sendMetrics = async () => {
+    if (metrics === undefined || !process.connected) return;
+    const m = await metrics.registry.getMetricsAsJSON();
+    await new Promise<void>((resolve) => {
+      if (process.connected) process.send!({ type: 'metrics', id: 0, metrics: m } satisfies WorkerMessage, undefined, {}, () => resolve());
+      else resolve();
+    });
   };
   let server: BackendServer | null = null;
   let uwsgi: UwsgiServer | null = null;
@@ -64,6 +96,7 @@ async function main(): Promise<void> {
       type: 'heartbeat', connections: server?.connections ?? 0, inFlight: (server?.inFlight ?? 0) + (uwsgi?.inFlight ?? 0),
       served: served(), oldest: oldest(),
     });
+    if (metrics !== undefined) void sendMetrics();
   };
   const timer = setInterval(beat, HEARTBEAT_MS);
 
@@ -91,6 +124,7 @@ async function main(): Promise<void> {
     maxFrameSize: config.maxFrameSize,
     connectionsHint: config.connections,
     onServed,
+    metrics,
   });
   uwsgi = new UwsgiServer({
     address: null, app, log,
@@ -98,7 +132,9 @@ async function main(): Promise<void> {
     multiprocess: true,
     window: config.window,
     onServed,
+    metrics,
   });
+  metrics?.attach(server, uwsgi);
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -108,6 +144,7 @@ async function main(): Promise<void> {
       server!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
       uwsgi!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
     ]);
+    await sendMetrics().catch(() => {});
     process.exit(0);
   };
   process.on('message', (msg: SupervisorMessage, handle?: Socket) => {
@@ -121,6 +158,9 @@ async function main(): Promise<void> {
       server!.shedConnection();
     } else if (msg.type === 'target') {
       server!.connectionsHint = msg.workers;
+    } else if (msg.type === 'metrics') {
+      const id = msg.id;
+      void (metrics?.registry.getMetricsAsJSON() ?? Promise.resolve([])).then((m) => send({ type: 'metrics', id, metrics: m }));
     }
   });
   process.on('SIGTERM', () => void stop());

@@ -5,11 +5,16 @@ import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
 import { listenOn } from '../common/listen.js';
+import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
 import { createLogger } from '../common/log.js';
+import { RecentErrors } from '../common/metrics.js';
 import type { StaticMount } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
+import { AccessLog } from './access-log.js';
 import { applyForwarded } from './forwarded.js';
+import { FrontMetrics } from './metrics.js';
+import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
 import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
 
@@ -61,15 +66,24 @@ export interface Front {
    * longer listed are drained. Registered backends are left alone.
    */
   setBackends(addresses: Address[]): void;
+  /** SIGUSR1: reopen the access log file (logrotate moved it). */
+  reopenLogs(): void;
+  /** The admin server's address, if --admin was given. */
+  readonly adminAddress: Address | null;
   stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
 export async function start(config: FrontConfig): Promise<Front> {
-  const log = createLogger('front');
+  // With --admin, warnings and errors are also kept for /status and the status page.
+  const recent = config.admin !== undefined ? new RecentErrors() : null;
+  const log = recent !== null ? recordErrors(createLogger('front'), recent) : createLogger('front');
   if (config.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
   if (config.backends.length === 0 && config.control === undefined) {
     throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT, or a --control socket for backends to register on');
   }
+  // Opened before anything starts: a path that cannot be opened stops start-up.
+  const accessLog = config.accessLog !== undefined && config.accessLog !== ''
+    ? new AccessLog(config.accessLog, config.logFormat ?? 'combined', log) : null;
   const pool = new Pool({
     log,
     queueSize: config.queueSize ?? 1024,
@@ -82,7 +96,11 @@ export async function start(config: FrontConfig): Promise<Front> {
   for (const address of config.backends) pool.add(address, 'config');
   const control = config.control !== undefined ? new ControlServer(config.control, pool, log) : null;
   await control?.listen(config.socketMode);
-  const proxy: ProxyOptions = { pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000 };
+  const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen)) : null;
+  const proxy: ProxyOptions = {
+    pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,
+    observe: combineObservers([accessLog?.observe, metrics?.observe]),
+  };
   const headersTimeout = (config.headersTimeout ?? 30) * 1000;
   const trust = new ProxyTrust(config.trustProxy ?? []);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
@@ -111,6 +129,21 @@ export async function start(config: FrontConfig): Promise<Front> {
     socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
   });
   const bound = await listenOn(server, config.listen, config.socketMode);
+  let admin: AdminServer | null = null;
+  if (metrics !== null) {
+    try {
+      admin = await startAdmin({
+        address: config.admin!, log, socketMode: config.socketMode,
+        metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+        status: () => metrics.status(),
+      });
+    } catch (err) {
+      server.close();
+      pool.stop();
+      await control?.close();
+      throw err;
+    }
+  }
   log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
     + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`));
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
@@ -118,6 +151,10 @@ export async function start(config: FrontConfig): Promise<Front> {
     address: bound,
     pool,
     server,
+    adminAddress: admin?.address ?? null,
+    reopenLogs() {
+      accessLog?.reopen();
+    },
     setBackends(addresses) {
       const names = new Set(addresses.map(formatAddress));
       for (const backend of [...pool.backends]) {
@@ -138,6 +175,8 @@ export async function start(config: FrontConfig): Promise<Front> {
       }
       pool.stop();
       await closed;
+      await admin?.close();
+      await accessLog?.close();
     },
   };
 }

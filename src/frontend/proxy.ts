@@ -10,6 +10,7 @@ import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
 import { TsgiError, errorBody, httpStatusFor } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { Link } from './link.js';
+import type { Observed, Observer } from './observe.js';
 import type { Pool, Waiter } from './pool.js';
 import { requestHead, responseHeaders } from './request-head.js';
 
@@ -19,6 +20,8 @@ export interface ProxyOptions {
   pool: Pool;
   log: Logger;
   responseTimeoutMs: number;
+  /** The access log and/or metrics: called once per exchange when its response closed. */
+  observe?: Observer;
 }
 
 const kExchange = Symbol('tsgi.exchange');
@@ -28,13 +31,14 @@ const SMALL_BODY = 2048;
 /** A refused request (never processed) is sent again, up to this many times in all. */
 const MAX_ATTEMPTS = 5;
 
-export class Exchange implements Waiter {
+export class Exchange implements Waiter, Observed {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly opts: ProxyOptions;
   readonly head: RequestHead;
   readonly hasBody: boolean;
-  readonly started = Date.now();
+  /** performance.now() at arrival (the access log and the latency histogram). */
+  readonly started = performance.now();
   cancelled = false;
   stream: Stream | null = null;
   link: Link | null = null;
@@ -53,6 +57,9 @@ export class Exchange implements Waiter {
   /** The client response is corked until the end of this tick. */
   corked = false;
   timer: NodeJS.Timeout | null = null;
+  /** Body bytes read from the client, and written to it. */
+  bytesIn = 0;
+  bytesOut = 0;
 
   constructor(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions) {
     this.req = req;
@@ -68,6 +75,14 @@ export class Exchange implements Waiter {
     // connection (extra bytes read as the next response): Node throws instead, and we cut.
     res.strictContentLength = true;
     res.once('close', onClientClose);
+  }
+
+  get backendName(): string {
+    return this.link === null ? '-' : this.link.name;
+  }
+
+  get remote(): string {
+    return this.head.remoteAddr ?? '';
   }
 
   start(): void {
@@ -140,6 +155,7 @@ export class Exchange implements Waiter {
     if (this.hasBody && !req.complete) headers.connection = 'close';
     res.writeHead(status, headers);
     res.end(body);
+    this.bytesOut += body.length;
   }
 
   finish(): void {
@@ -163,16 +179,18 @@ type WithExchange = { [kExchange]?: Exchange };
 
 function onClientClose(this: ServerResponse): void {
   const ex = (this as ServerResponse & WithExchange)[kExchange]!;
-  if (ex.done) return;
-  if (!this.writableFinished) {
+  if (!ex.done && !this.writableFinished) {
     ex.cancelled = true;
     ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: client went away`);
     ex.finish();
   }
+  const observe = ex.opts.observe;
+  if (observe !== undefined) observe(ex);
 }
 
 function onClientData(this: IncomingMessage, chunk: Buffer): void {
   const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  ex.bytesIn += chunk.length;
   if (ex.replay !== null) ex.replay.push(chunk);
   const stream = ex.stream;
   if (stream === null) {
@@ -218,6 +236,7 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
 
 /** Ends the response; one whose body fell short of its Content-Length is cut instead. */
 function endResponse(ex: Exchange, last?: Buffer): void {
+  if (last !== undefined) ex.bytesOut += last.length;
   try {
     if (last === undefined || last.length === 0) ex.res.end();
     // A small body as a latin1 string (byte for byte the same) rides in the same buffer as the
@@ -261,6 +280,7 @@ function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
       process.nextTick(uncorkResponse, ex);
     }
     let more: boolean;
+    ex.bytesOut += chunk.length;
     try {
       more = res.write(chunk);
     } catch (err) {

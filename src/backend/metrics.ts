@@ -1,0 +1,99 @@
+// The backend's metrics. Each process that runs the app (the single process, or each worker)
+// counts its requests by status and their latency (a few array increments per request); a
+// supervisor adds its own (workers, generation, restarts) and sums the workers' series, which it
+// asks for over IPC, with prom-client's AggregatorRegistry.aggregate.
+import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
+import { defineMetric, Histogram, type Sample, StatusCounts } from '../common/metrics.js';
+
+/** What a server reports for the gauges. */
+export interface Gauged {
+  readonly inFlight: number;
+  readonly connections?: number;
+}
+
+export class ServeMetrics {
+  readonly registry = new Registry();
+  readonly statuses = new StatusCounts();
+  readonly latency = new Histogram();
+  readonly #servers: Gauged[] = [];
+
+  /** `processMetrics`: prom-client's default process metrics (not in workers: the supervisor has its own). */
+  constructor(processMetrics: boolean) {
+    const reg = this.registry;
+    defineMetric(reg, 'tsgi_serve_requests_total', 'requests the application answered, by status (499: the front or client went away first)',
+      'counter', () => this.statuses.samples());
+    defineMetric(reg, 'tsgi_serve_request_duration_seconds', 'time from request to the end of the application\'s response',
+      'histogram', () => this.latency.samples('tsgi_serve_request_duration_seconds'));
+    defineMetric(reg, 'tsgi_serve_in_flight', 'requests the application is running', 'gauge', () => [{ value: this.inFlight }]);
+    defineMetric(reg, 'tsgi_serve_connections', 'open front connections', 'gauge', () => [{ value: this.connections }]);
+    if (processMetrics) collectDefaultMetrics({ register: reg });
+  }
+
+  /** The servers whose in-flight requests and connections the gauges add up. */
+  attach(...servers: (Gauged | null)[]): void {
+    for (const s of servers) if (s !== null) this.#servers.push(s);
+  }
+
+  /** A request finished: its status (0 if no head went out) and performance.now() at its start. */
+  observe(status: number, started: number): void {
+    this.statuses.add(status === 0 ? 499 : status);
+    this.latency.observe((performance.now() - started) / 1000);
+  }
+
+  get inFlight(): number {
+    let n = 0;
+    for (const s of this.#servers) n += s.inFlight;
+    return n;
+  }
+
+  get connections(): number {
+    let n = 0;
+    for (const s of this.#servers) n += s.connections ?? 0;
+    return n;
+  }
+}
+
+/** What the supervisor exposes about its workers. */
+export interface SupervisorView {
+  readonly generation: number;
+  readonly workers: readonly { state: string }[];
+  readonly restartsByReason: ReadonlyMap<string, number>;
+}
+
+/** The supervisor's own series; merged with its workers' by aggregate(). */
+export function supervisorRegistry(view: SupervisorView): Registry {
+  const reg = new Registry();
+  defineMetric(reg, 'tsgi_serve_workers', 'worker processes by state', 'gauge', () => {
+    const counts = new Map<string, number>([['starting', 0], ['ready', 0], ['retiring', 0], ['stopping', 0]]);
+    for (const w of view.workers) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
+    return [...counts].map(([state, value]): Sample => ({ labels: { state }, value }));
+  });
+  defineMetric(reg, 'tsgi_serve_generation', 'the current worker generation (a reload adds one)', 'gauge',
+    () => [{ value: view.generation }]);
+  defineMetric(reg, 'tsgi_serve_worker_restarts_total', 'workers replaced other than by a reload or scaling, by reason',
+    'counter', () => [...view.restartsByReason].map(([reason, value]) => ({ labels: { reason }, value })));
+  collectDefaultMetrics({ register: reg });
+  return reg;
+}
+
+/** The counters and histograms of a worker's snapshot: what still counts after it exited. */
+export function cumulativeOnly(snapshot: object[]): object[] {
+  return snapshot.filter((m) => {
+    const type = (m as { type?: string }).type;
+    return type === 'counter' || type === 'histogram';
+  });
+}
+
+/** Sums snapshots into one (kept for exited workers, so that the list stays short). */
+export function mergeSnapshots(snapshots: object[][]): object[] {
+  return AggregatorRegistry.aggregate(snapshots).getMetricsAsArray().map((m) => {
+    const { name, help, type, values, aggregator } = m as unknown as Record<string, unknown>;
+    return { name, help, type, values, aggregator };
+  });
+}
+
+/** Sums the workers' series (from register.getMetricsAsJSON()) with the supervisor's. */
+export async function aggregate(own: Registry, workers: object[]): Promise<{ contentType: string; body: string }> {
+  const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
+  return { contentType: merged.contentType, body: await merged.metrics() };
+}

@@ -1,0 +1,94 @@
+// The front's metrics: requests by status, latency, bytes (counted per response by the observer,
+// a few array increments), and the pool's state (backends, in-flight, queue) computed at scrape
+// time. Feeds /metrics (Prometheus text) and /status (JSON).
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { packageVersion } from '../common/admin-server.js';
+import { defineMetric, Histogram, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
+import type { Observed } from './observe.js';
+import { statusOf } from './observe.js';
+import type { Pool } from './pool.js';
+
+const STATES = ['up', 'connecting', 'down', 'draining'] as const;
+
+export class FrontMetrics {
+  readonly registry = new Registry();
+  readonly statuses = new StatusCounts();
+  readonly latency = new Histogram();
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly #pool: Pool;
+  readonly #recent: RecentErrors;
+  readonly #listen: string;
+  readonly #since = Date.now();
+  /** The observer to hand the proxy: bound once. */
+  readonly observe: (r: Observed) => void;
+
+  constructor(pool: Pool, recent: RecentErrors, listen: string) {
+    this.#pool = pool;
+    this.#recent = recent;
+    this.#listen = listen;
+    this.observe = (r) => this.record(r);
+    const reg = this.registry;
+    const perBackend = (value: (b: Pool['backends'][number]) => number) => (): Sample[] =>
+      this.#pool.backends.map((b) => ({ labels: { backend: b.name }, value: value(b) }));
+    defineMetric(reg, 'tsgi_http_requests_total', 'HTTP responses by status', 'counter', () => this.statuses.samples());
+    defineMetric(reg, 'tsgi_http_request_duration_seconds', 'time from request to the response closing', 'histogram',
+      () => this.latency.samples('tsgi_http_request_duration_seconds'));
+    defineMetric(reg, 'tsgi_http_in_flight', 'requests at a backend or waiting for one', 'gauge',
+      () => [{ value: this.inFlight }]);
+    defineMetric(reg, 'tsgi_queue_depth', 'requests waiting for a ready backend', 'gauge', () => [{ value: this.#pool.queued }]);
+    defineMetric(reg, 'tsgi_http_request_bytes_total', 'request body bytes received', 'counter', () => [{ value: this.bytesIn }]);
+    defineMetric(reg, 'tsgi_http_response_bytes_total', 'response body bytes sent', 'counter', () => [{ value: this.bytesOut }]);
+    defineMetric(reg, 'tsgi_backend_up', '1 if the backend has a ready connection', 'gauge',
+      perBackend((b) => (b.status === 'up' ? 1 : 0)));
+    defineMetric(reg, 'tsgi_backend_state', 'the backend\'s state (1 for the current one)', 'gauge', () => {
+      const out: Sample[] = [];
+      for (const b of this.#pool.backends) {
+        const status = b.status;
+        for (const state of STATES) out.push({ labels: { backend: b.name, state }, value: status === state ? 1 : 0 });
+      }
+      return out;
+    });
+    defineMetric(reg, 'tsgi_backend_in_flight', 'requests in flight at the backend', 'gauge', perBackend((b) => b.inFlight));
+    defineMetric(reg, 'tsgi_backend_connections', 'open connections (links) to the backend', 'gauge',
+      perBackend((b) => b.links.length));
+    defineMetric(reg, 'tsgi_backend_requests_total', 'requests sent to the backend', 'counter', perBackend((b) => b.requests));
+    defineMetric(reg, 'tsgi_backend_failures_total', 'requests failed by the backend (lost, reset, timed out)', 'counter',
+      perBackend((b) => b.failures));
+    collectDefaultMetrics({ register: reg });
+  }
+
+  record(r: Observed): void {
+    this.statuses.add(statusOf(r));
+    this.latency.observe((performance.now() - r.started) / 1000);
+    this.bytesIn += r.bytesIn;
+    this.bytesOut += r.bytesOut;
+  }
+
+  get inFlight(): number {
+    let n = this.#pool.queued;
+    for (const b of this.#pool.backends) n += b.inFlight;
+    return n;
+  }
+
+  status(): unknown {
+    return {
+      kind: 'front',
+      version: packageVersion(),
+      pid: process.pid,
+      uptime: (Date.now() - this.#since) / 1000,
+      listen: this.#listen,
+      requests: this.statuses.total,
+      inFlight: this.inFlight,
+      queued: this.#pool.queued,
+      statuses: this.statuses.toJSON(),
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      backends: this.#pool.backends.map((b) => ({
+        name: b.name, source: b.source, state: b.status, links: b.links.length, inFlight: b.inFlight,
+        requests: b.requests, failures: b.failures,
+      })),
+      recentErrors: this.#recent.list(),
+    };
+  }
+}

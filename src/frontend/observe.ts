@@ -1,0 +1,45 @@
+// The one hook through which a finished response reaches the access log and the metrics. The
+// proxy's Exchange is itself an Observed (no object per request); any other responder (static
+// files) passes an object of the same shape to `observe` when its response closes.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+export interface Observed {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  /** performance.now() when the request arrived. */
+  readonly started: number;
+  /** What answered: a backend's name, 'static', or '-' when none did (503 while queued, a refusal). */
+  readonly backendName: string;
+  /** Request body bytes read from the client. */
+  readonly bytesIn: number;
+  /** Response body bytes written to the client (the head not counted, as Apache's %b). */
+  readonly bytesOut: number;
+  /** The client's address (the trusted X-Forwarded-For one when --trust-proxy applies); '' if none. */
+  readonly remote: string;
+}
+
+/** Called once per response, when it closed (completely sent, cut, or the client went away). */
+export type Observer = (r: Observed) => void;
+
+/** The status a response ended with: 499 (nginx's "client closed request") if no head went out. */
+export function statusOf(r: Observed): number {
+  return r.res.headersSent ? r.res.statusCode : 499;
+}
+
+/** One observer calling each of these (undefined if none: the proxy then skips the call). */
+export function combineObservers(observers: (Observer | undefined)[]): Observer | undefined {
+  const list = observers.filter((o): o is Observer => o !== undefined);
+  if (list.length === 0) return undefined;
+  if (list.length === 1) return list[0];
+  const [a, b] = list as [Observer, Observer];
+  return list.length === 2 ? (r) => { a(r); b(r); } : (r) => { for (const o of list) o(r); };
+}
+
+/**
+ * For a responder other than the proxy (static files): reports `r` when its response closes.
+ * `r` may be updated until then (bytesOut as the file streams). Costs nothing when `observe` is
+ * undefined (neither --access-log nor --admin).
+ */
+export function observeOnClose(observe: Observer | undefined, r: Observed): void {
+  if (observe !== undefined) r.res.once('close', () => observe(r));
+}
