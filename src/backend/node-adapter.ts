@@ -1,0 +1,476 @@
+// Runs a Node `(req, res)` handler (node:http style: Express, Connect, Koa's callback()) as a
+// gateway application. req is a real http.IncomingMessage whose body streams from tsgi.input;
+// res is a real http.ServerResponse whose output methods, replaced on the instance (so they
+// survive Express swapping the prototype), feed the gateway an async iterator: no HTTP bytes
+// are written or parsed, the head goes to startResponse, and write() reports backpressure.
+import { EventEmitter } from 'node:events';
+import { IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
+import { HOP_BY_HOP } from './gateway.js';
+import type { Application, Environ, StartResponse } from './types.js';
+import type { InputStream } from './input.js';
+
+/** A (req, res) handler, as node:http's createServer takes. */
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/** res.write() answers false once this many bytes wait for the gateway to take them. */
+const HIGH_WATER_MARK = 64 * 1024;
+/** scheme://authority of an absolute-form request-target. */
+const ABSOLUTE_FORM = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/;
+
+const kState = Symbol('tsgi.node');
+
+type Callback = (err?: Error | null) => void;
+type Res = ServerResponse & { [kState]: Exchange; _header: string | null; _implicitHeader(): void };
+type Req = IncomingMessage & { [kState]: Exchange; _consuming: boolean; _addHeaderLines(h: string[], n: number): void };
+
+/** Node's error for a call that needs the head unsent. */
+function headersSent(what: string): Error {
+  return Object.assign(new Error(`Cannot ${what} headers after they are sent to the client`), { code: 'ERR_HTTP_HEADERS_SENT' });
+}
+
+/**
+ * The connection as the handler sees it (req.socket, res.socket): the peer's addresses, and
+ * `encrypted` over https. destroy() resets this request's stream, as closing a socket would.
+ */
+class PeerSocket extends EventEmitter {
+  remoteAddress: string;
+  remotePort: number | undefined;
+  remoteFamily: string;
+  localAddress: string;
+  localPort: number | undefined;
+  encrypted?: true;
+  readable = true;
+  writable = true;
+  destroyed = false;
+  readonly writableLength = 0;
+  readonly bytesWritten = 0;
+  readonly #exchange: Exchange;
+
+  constructor(environ: Environ, exchange: Exchange) {
+    super();
+    this.#exchange = exchange;
+    this.remoteAddress = environ.REMOTE_ADDR;
+    this.remotePort = environ.REMOTE_PORT ? Number(environ.REMOTE_PORT) : undefined;
+    this.remoteFamily = environ.REMOTE_ADDR.includes(':') ? 'IPv6' : 'IPv4';
+    this.localAddress = environ.SERVER_NAME;
+    this.localPort = environ.SERVER_PORT ? Number(environ.SERVER_PORT) : undefined;
+    if (environ['tsgi.url_scheme'] === 'https') this.encrypted = true;
+  }
+
+  address(): { address: string; port: number | undefined; family: string } {
+    return { address: this.localAddress, port: this.localPort, family: this.remoteFamily };
+  }
+
+  setTimeout(): this { return this; }
+  setNoDelay(): this { return this; }
+  setKeepAlive(): this { return this; }
+  ref(): this { return this; }
+  unref(): this { return this; }
+  cork(): void {}
+  uncork(): void {}
+
+  destroy(err?: Error): this {
+    if (!this.destroyed) this.#exchange.reset(err ?? new Error('the application destroyed the socket'));
+    return this;
+  }
+
+  end(): this {
+    return this.destroy();
+  }
+
+  /** The exchange is over (done or gone): the connection closes, as far as the handler knows. */
+  close(hadError: boolean): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.readable = false;
+    this.writable = false;
+    this.emit('close', hadError);
+  }
+}
+
+/**
+ * One request: the response bytes queued for the gateway, which pulls them through the async
+ * iterator (next() is called only when the stream has room: that is the backpressure).
+ */
+class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
+  readonly req: Req;
+  readonly res: Res;
+  readonly socket: PeerSocket;
+  readonly #startResponse: StartResponse;
+  readonly #input: InputStream;
+  readonly #signal: AbortSignal;
+  #queue: Buffer[] = [];
+  #callbacks: (Callback | null)[] = [];
+  #queued = 0;
+  #written = 0;
+  #needDrain = false;
+  #ended = false;
+  #closed = false;
+  #error: unknown = null;
+  #noBody = false;
+  #reading = false;
+  #waiter: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void } | null = null;
+  readonly #onAbort = () => { this.#abort(); };
+
+  constructor(environ: Environ, startResponse: StartResponse) {
+    this.#startResponse = startResponse;
+    this.#input = environ['tsgi.input'];
+    this.#signal = environ['tsgi.signal'];
+    this.socket = new PeerSocket(environ, this);
+    this.req = makeRequest(environ, this);
+    this.res = makeResponse(this.req, this);
+    this.#noBody = environ.REQUEST_METHOD === 'HEAD';
+    this.#signal.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  // --- the request body ----------------------------------------------------------------------
+
+  /** req._read: takes the next chunk of tsgi.input (its credit goes back to the front). */
+  read(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    this.#input.next().then((r) => {
+      this.#reading = false;
+      const req = this.req;
+      if (req.destroyed) return;
+      if (r.done) {
+        req.complete = true;
+        req.push(null);
+      } else {
+        req.push(r.value);
+      }
+    }, (err: unknown) => {
+      this.#reading = false;
+      this.req.destroy(err as Error);
+    });
+  }
+
+  // --- the response --------------------------------------------------------------------------
+
+  /** res.writeHead(status[, message][, headers]): commits the head (it goes out with the first byte). */
+  writeHead(status: number, message?: unknown, headers?: unknown): void {
+    const res = this.res;
+    if (res._header) throw headersSent('write');
+    if (typeof message !== 'string') {
+      headers = message;
+      message = undefined;
+    }
+    const code = Number(status) | 0;
+    if (code < 100 || code > 999) {
+      throw Object.assign(new RangeError(`Invalid status code: ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    }
+    if (headers !== undefined && headers !== null) mergeHeaders(res, headers);
+    if (code < 200) return; // 1xx: informational heads cannot be relayed; the final head follows
+    res.statusCode = code;
+    if (message !== undefined) res.statusMessage = message as string;
+    const pairs: [string, string][] = [];
+    for (const name of res.getHeaderNames()) {
+      if (HOP_BY_HOP.has(name)) continue; // Node apps set Connection / Transfer-Encoding freely
+      const value = res.getHeader(name)!;
+      if (Array.isArray(value)) for (const v of value) pairs.push([name, String(v)]);
+      else pairs.push([name, String(value)]);
+    }
+    const reason = res.statusMessage || STATUS_CODES[code] || '';
+    this.#startResponse(reason === '' ? String(code) : `${code} ${reason}`, pairs);
+    if (code === 204 || code === 304) this.#noBody = true;
+    res._header = `HTTP/1.1 ${code} ${reason}\r\n`; // Node's own headersSent / setHeader checks read this
+  }
+
+  write(chunk: unknown, encoding: unknown, cb: Callback | undefined): boolean {
+    const res = this.res;
+    if (res.finished) {
+      const err = Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+      process.nextTick(() => {
+        cb?.(err);
+        if (res.listenerCount('error') > 0) res.emit('error', err);
+      });
+      return false;
+    }
+    if (chunk === null || chunk === undefined) {
+      throw Object.assign(new TypeError('May not write null values to stream'), { code: 'ERR_STREAM_NULL_VALUES' });
+    }
+    if (!res._header) res._implicitHeader();
+    return this.#push(toBuffer(chunk, encoding), cb);
+  }
+
+  end(chunk: unknown, encoding: unknown, cb: Callback | undefined): void {
+    const res = this.res;
+    if (res.finished) {
+      if (cb !== undefined) process.nextTick(cb);
+      return;
+    }
+    const bytes = chunk === null || chunk === undefined ? null : toBuffer(chunk, encoding);
+    if (!res._header) {
+      // The whole body is known: a Content-Length, as Node sends for res.end(body).
+      if (this.#written === 0 && !res.hasHeader('content-length') && !res.hasHeader('transfer-encoding')
+        && res.statusCode !== 204 && res.statusCode !== 304) {
+        res.setHeader('Content-Length', bytes === null ? 0 : bytes.length);
+      }
+      res._implicitHeader();
+    }
+    if (bytes !== null) this.#push(bytes, undefined);
+    res.finished = true;
+    this.#ended = true;
+    if (cb !== undefined) res.once('finish', cb);
+    this.#wake();
+  }
+
+  #push(bytes: Buffer, cb: Callback | undefined): boolean {
+    if (this.#noBody || bytes.length === 0 || this.#closed) {
+      if (cb !== undefined) process.nextTick(cb, null);
+      return true;
+    }
+    this.#written += bytes.length;
+    const w = this.#waiter;
+    if (w !== null) {
+      this.#waiter = null;
+      if (cb !== undefined) process.nextTick(cb, null);
+      w.resolve({ value: bytes, done: false });
+      return true;
+    }
+    this.#queue.push(bytes);
+    this.#callbacks.push(cb ?? null);
+    this.#queued += bytes.length;
+    if (this.#queued < HIGH_WATER_MARK) return true;
+    this.#needDrain = true;
+    return false;
+  }
+
+  /** The response can never complete: the gateway answers 500 or resets the stream. */
+  reset(err: unknown): void {
+    if (this.#closed || this.#error !== null) return;
+    this.#error = err;
+    const w = this.#waiter;
+    if (w !== null) {
+      this.#waiter = null;
+      w.reject(err);
+    }
+  }
+
+  // --- the gateway's side: an async iterator of body chunks ----------------------------------
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    const chunk = this.#queue.shift();
+    if (chunk !== undefined) {
+      const cb = this.#callbacks.shift();
+      if (cb) process.nextTick(cb, null);
+      this.#queued -= chunk.length;
+      if (this.#needDrain && this.#queued === 0) {
+        this.#needDrain = false;
+        process.nextTick(emitDrain, this.res);
+      }
+      return Promise.resolve({ value: chunk, done: false });
+    }
+    if (this.#ended || this.#closed) {
+      this.#finish();
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    if (this.#waiter !== null) return Promise.reject(new Error('next() while a next() is pending'));
+    return new Promise((resolve, reject) => { this.#waiter = { resolve, reject }; });
+  }
+
+  /** The gateway stops early (the client left, or an error): the response closes. */
+  async return(): Promise<IteratorResult<Buffer>> {
+    this.#close(false);
+    return { value: undefined, done: true };
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    if (w !== null && this.#ended) {
+      this.#waiter = null;
+      this.#finish();
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  /** Every byte went to the gateway: 'finish', then 'close', as node:http emits them. */
+  #finish(): void {
+    if (this.#closed) return;
+    const res = this.res;
+    this.#close(true);
+    process.nextTick(emitFinishAndClose, res);
+  }
+
+  #abort(): void {
+    if (this.#closed) return;
+    const req = this.req;
+    if (!req.complete && !req.destroyed) {
+      req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+    }
+    this.#close(false);
+    const w = this.#waiter;
+    if (w !== null) {
+      this.#waiter = null;
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  /** The exchange is over: no more writes, the abort listener goes, the socket closes. */
+  #close(finished: boolean): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.length = 0;
+    this.#callbacks.length = 0;
+    this.#signal.removeEventListener('abort', this.#onAbort);
+    this.socket.close(!finished);
+    if (!finished) {
+      (this.res as { destroyed: boolean }).destroyed = true;
+      process.nextTick(emitClose, this.res);
+    }
+  }
+}
+
+function emitDrain(res: ServerResponse): void {
+  res.emit('drain');
+}
+
+function emitFinishAndClose(res: ServerResponse): void {
+  res.emit('finish');
+  res.emit('close');
+}
+
+function emitClose(res: ServerResponse): void {
+  res.emit('close');
+}
+
+function toBuffer(chunk: unknown, encoding: unknown): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? encoding as BufferEncoding : 'utf8');
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw Object.assign(new TypeError(`The "chunk" argument must be of type string or an instance of Buffer or Uint8Array; received ${typeof chunk}`),
+    { code: 'ERR_INVALID_ARG_TYPE' });
+}
+
+/** writeHead's headers: an object, [[name, value], …] or a flat [name, value, …] list. */
+function mergeHeaders(res: ServerResponse, headers: unknown): void {
+  if (Array.isArray(headers)) {
+    if (headers.length > 0 && Array.isArray(headers[0])) {
+      for (const [name, value] of headers as [string, string][]) if (name) res.setHeader(name, value);
+    } else {
+      for (let i = 0; i + 1 < headers.length; i += 2) res.removeHeader(headers[i] as string);
+      for (let i = 0; i + 1 < headers.length; i += 2) if (headers[i]) res.appendHeader(headers[i] as string, headers[i + 1] as string);
+    }
+  } else if (typeof headers === 'object') {
+    for (const [name, value] of Object.entries(headers as Record<string, string | number | readonly string[]>)) {
+      if (value !== undefined) res.setHeader(name, value);
+    }
+  }
+}
+
+// The methods that replace res's output path: own properties of each response, so they stay
+// when a framework swaps the prototype (Express does), and can be wrapped (on-headers does).
+function resWriteHead(this: Res, status: number, message?: unknown, headers?: unknown): Res {
+  this[kState].writeHead(status, message, headers);
+  return this;
+}
+
+function resWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: Callback): boolean {
+  if (typeof encoding === 'function') {
+    cb = encoding as Callback;
+    encoding = undefined;
+  }
+  return this[kState].write(chunk, encoding, cb);
+}
+
+function resEnd(this: Res, chunk?: unknown, encoding?: unknown, cb?: Callback): Res {
+  if (typeof chunk === 'function') {
+    cb = chunk as Callback;
+    chunk = undefined;
+  } else if (typeof encoding === 'function') {
+    cb = encoding as Callback;
+    encoding = undefined;
+  }
+  this[kState].end(chunk, encoding, cb);
+  return this;
+}
+
+function resFlushHeaders(this: Res): void {
+  if (!this._header) this._implicitHeader();
+}
+
+function reqRead(this: Req): void {
+  if (!this._consuming) {
+    // IncomingMessage starts with readingMore set, so nothing is read before a consumer comes;
+    // its own _read clears it on the first call, and so must this one.
+    this._consuming = true;
+    (this as unknown as { _readableState: { readingMore: boolean } })._readableState.readingMore = false;
+  }
+  this[kState].read();
+}
+
+/** req.destroy(): no socket to tear down; the body stops, listeners hear the error if they listen. */
+function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
+  if (!this.readableEnded || !this.complete) {
+    this.aborted = true;
+    this.emit('aborted');
+  }
+  process.nextTick(() => cb(this.listenerCount('error') > 0 ? err : null));
+}
+
+function makeRequest(environ: Environ, exchange: Exchange): Req {
+  const req = new IncomingMessage(exchange.socket as never) as Req;
+  req[kState] = exchange;
+  req.method = environ.REQUEST_METHOD;
+  let url = environ.REQUEST_URI.replace(ABSOLUTE_FORM, '');
+  if (!url.startsWith('/') && url !== '*') url = `/${url}`;
+  req.url = url;
+  const version = /^HTTP\/(\d)\.(\d)$/.exec(environ.SERVER_PROTOCOL);
+  req.httpVersionMajor = version === null ? 1 : Number(version[1]);
+  req.httpVersionMinor = version === null ? 1 : Number(version[2]);
+  req.httpVersion = `${req.httpVersionMajor}.${req.httpVersionMinor}`;
+  let flat = environ['tsgi.headers'] as string[];
+  const input = environ['tsgi.input'];
+  const bodyless = input.complete && input.received === 0;
+  if (!bodyless && environ.CONTENT_LENGTH === undefined) {
+    // The front took the chunked framing off; body parsers (type-is hasBody) look for it.
+    flat = [...flat, 'Transfer-Encoding', 'chunked'];
+  }
+  req._addHeaderLines(flat, flat.length); // rawHeaders; req.headers joined by Node's own rules, lazily
+  req._read = reqRead;
+  req._destroy = reqDestroy;
+  if (bodyless) {
+    req.complete = true;
+    req.push(null);
+  }
+  return req;
+}
+
+function makeResponse(req: Req, exchange: Exchange): Res {
+  const res = new ServerResponse(req) as unknown as Res;
+  res[kState] = exchange;
+  (res as { socket: unknown }).socket = exchange.socket;
+  res.writeHead = resWriteHead as never;
+  res.write = resWrite as never;
+  res.end = resEnd as never;
+  res.flushHeaders = resFlushHeaders;
+  return res;
+}
+
+/**
+ * Wraps a Node `(req, res)` handler as a gateway Application. A promise the handler returns is
+ * watched: a rejection becomes a 500 (or a reset stream, once the head went out).
+ */
+export function fromNodeHandler(handler: NodeHandler): Application {
+  if (typeof handler !== 'function') throw new TypeError('fromNodeHandler needs a function (req, res)');
+  return (environ, startResponse) => {
+    const exchange = new Exchange(environ, startResponse);
+    const result = handler(exchange.req, exchange.res);
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      (result as Promise<unknown>).then(undefined, (err: unknown) => exchange.reset(err));
+    }
+    return exchange;
+  };
+}
+
+/** An Express or Connect app: a function with handle(), use() and listen() (never guessed by arity). */
+export function isNodeApp(x: unknown): x is NodeHandler {
+  if (typeof x !== 'function') return false;
+  const app = x as unknown as Record<string, unknown>;
+  return typeof app.handle === 'function' && typeof app.use === 'function' && typeof app.listen === 'function';
+}
