@@ -2,6 +2,7 @@
 // tsgi recognises an Express (or Connect) app by its handle(), use() and listen() methods and
 // runs it through fromNodeHandler: req and res are node:http's own classes.
 import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import express from 'express';
 
 const app = express();
@@ -90,6 +91,11 @@ app.get('/api/slow', (req, res) => {
     clearTimeout(timer);
     if (!res.writableEnded) stats.closedEarly++;
   });
+});
+
+// res.sendFile (the send package: a file stream piped into res, Range, ETag): this file.
+app.get('/source', (req, res, next) => {
+  res.type('text').sendFile(fileURLToPath(import.meta.url), (err) => { if (err) next(err); });
 });
 
 app.get('/stats', (req, res) => res.json({ open: streams.size, ...stats }));

@@ -4,7 +4,11 @@ import { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { InputStream } from '../../src/backend/input.js';
+import { loadApplication } from '../../src/backend/load-app.js';
 import { fromNodeHandler, isNodeApp, type NodeHandler } from '../../src/backend/node-adapter.js';
 import { eventually } from '../helpers/assert.js';
 import { type EnvironOptions, RecordingResponder, assertAborted, assertComplete, run, turns } from './helpers/exchange.js';
@@ -293,6 +297,31 @@ test('isNodeApp: Express/Connect-like apps only, never by arity', () => {
   assert.ok(isNodeApp(app));
   assert.not.ok(isNodeApp((_req: unknown, _res: unknown) => {}));
   assert.not.ok(isNodeApp({ handle() {}, use() {}, listen() {} }));
+});
+
+/** test/fixtures/backend in the source tree (dist holds rewritten copies). */
+function fixture(name: string): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
+  return join(dir, 'test', 'fixtures', 'backend', name);
+}
+
+async function bodyOf(spec: string, target = '/probe?x=1'): Promise<string> {
+  const app = await loadApplication(spec);
+  const x = run(app, { head: { target } });
+  await x.done;
+  assertComplete(x.out);
+  return x.out.body;
+}
+
+test('loading: an Express app as the default export runs through the adapter', async () => {
+  assert.is(await bodyOf(fixture('express-app.js')), 'express /probe?x=1');
+});
+
+test('loading: a Connect-style CommonJS app, a nodeHandler export, file.js:nodeHandler', async () => {
+  assert.is(await bodyOf(fixture('connect-app.cjs')), 'connect /probe?x=1');
+  assert.is(await bodyOf(fixture('node-handler.js')), 'node GET /probe?x=1');
+  assert.is(await bodyOf(`${fixture('node-handler.js')}:nodeHandler`), 'node GET /probe?x=1');
 });
 
 test.run();
