@@ -159,8 +159,8 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     if (code < 100 || code > 999) {
       throw Object.assign(new RangeError(`Invalid status code: ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
     }
+    if (code < 200) return; // 1xx (103 Early Hints…): not relayed, and its headers not kept; the final head follows
     if (headers !== undefined && headers !== null) mergeHeaders(res, headers);
-    if (code < 200) return; // 1xx: informational heads cannot be relayed; the final head follows
     res.statusCode = code;
     if (message !== undefined) res.statusMessage = message as string;
     const pairs: [string, string][] = [];
