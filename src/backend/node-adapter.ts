@@ -3,9 +3,9 @@
 // res is a real http.ServerResponse whose output methods, replaced on the instance (so they
 // survive Express swapping the prototype), feed the gateway an async iterator: no HTTP bytes
 // are written or parsed, the head goes to startResponse, and write() reports backpressure.
-import { EventEmitter } from 'node:events';
-import { IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
+import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
 import { HOP_BY_HOP } from './gateway.js';
+import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
 import type { Application, Environ, StartResponse } from './types.js';
 import type { InputStream } from './input.js';
 
@@ -14,78 +14,13 @@ export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown
 
 /** res.write() answers false once this many bytes wait for the gateway to take them. */
 const HIGH_WATER_MARK = 64 * 1024;
-/** scheme://authority of an absolute-form request-target. */
-const ABSOLUTE_FORM = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/;
-
-const kState = Symbol('tsgi.node');
 
 type Callback = (err?: Error | null) => void;
 type Res = ServerResponse & { [kState]: Exchange; _header: string | null; _implicitHeader(): void };
-type Req = IncomingMessage & { [kState]: Exchange; _consuming: boolean; _addHeaderLines(h: string[], n: number): void };
 
 /** Node's error for a call that needs the head unsent. */
 function headersSent(what: string): Error {
   return Object.assign(new Error(`Cannot ${what} headers after they are sent to the client`), { code: 'ERR_HTTP_HEADERS_SENT' });
-}
-
-/**
- * The connection as the handler sees it (req.socket, res.socket): the peer's addresses, and
- * `encrypted` over https. destroy() resets this request's stream, as closing a socket would.
- */
-class PeerSocket extends EventEmitter {
-  remoteAddress: string;
-  remotePort: number | undefined;
-  remoteFamily: string;
-  localAddress: string;
-  localPort: number | undefined;
-  encrypted?: true;
-  readable = true;
-  writable = true;
-  destroyed = false;
-  readonly writableLength = 0;
-  readonly bytesWritten = 0;
-  readonly #exchange: Exchange;
-
-  constructor(environ: Environ, exchange: Exchange) {
-    super();
-    this.#exchange = exchange;
-    this.remoteAddress = environ.REMOTE_ADDR;
-    this.remotePort = environ.REMOTE_PORT ? Number(environ.REMOTE_PORT) : undefined;
-    this.remoteFamily = environ.REMOTE_ADDR.includes(':') ? 'IPv6' : 'IPv4';
-    this.localAddress = environ.SERVER_NAME;
-    this.localPort = environ.SERVER_PORT ? Number(environ.SERVER_PORT) : undefined;
-    if (environ['tsgi.url_scheme'] === 'https') this.encrypted = true;
-  }
-
-  address(): { address: string; port: number | undefined; family: string } {
-    return { address: this.localAddress, port: this.localPort, family: this.remoteFamily };
-  }
-
-  setTimeout(): this { return this; }
-  setNoDelay(): this { return this; }
-  setKeepAlive(): this { return this; }
-  ref(): this { return this; }
-  unref(): this { return this; }
-  cork(): void {}
-  uncork(): void {}
-
-  destroy(err?: Error): this {
-    if (!this.destroyed) this.#exchange.reset(err ?? new Error('the application destroyed the socket'));
-    return this;
-  }
-
-  end(): this {
-    return this.destroy();
-  }
-
-  /** The exchange is over (done or gone): the connection closes, as far as the handler knows. */
-  close(hadError: boolean): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.readable = false;
-    this.writable = false;
-    this.emit('close', hadError);
-  }
 }
 
 /**
@@ -184,6 +119,11 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
         cb?.(err);
         if (res.listenerCount('error') > 0) res.emit('error', err);
       });
+      return false;
+    }
+    if (res.destroyed) { // the client is gone (or the app destroyed res)
+      const err = Object.assign(new Error('Cannot call write after a stream was destroyed'), { code: 'ERR_STREAM_DESTROYED' });
+      if (cb !== undefined) process.nextTick(cb, err);
       return false;
     }
     if (chunk === null || chunk === undefined) {
@@ -292,17 +232,13 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
   /** Every byte went to the gateway: 'finish', then 'close', as node:http emits them. */
   #finish(): void {
     if (this.#closed) return;
-    const res = this.res;
     this.#close(true);
-    process.nextTick(emitFinishAndClose, res);
+    process.nextTick(emitFinishAndClose, this.res, this.req);
   }
 
+  /** The client went away: req 'aborted' and 'close', res 'close' without 'finish' (as node:http). */
   #abort(): void {
     if (this.#closed) return;
-    const req = this.req;
-    if (!req.complete && !req.destroyed) {
-      req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
-    }
     this.#close(false);
     const w = this.#waiter;
     if (w !== null) {
@@ -320,6 +256,8 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     this.#signal.removeEventListener('abort', this.#onAbort);
     this.socket.close(!finished);
     if (!finished) {
+      const req = this.req;
+      if (!req.destroyed) req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
       (this.res as { destroyed: boolean }).destroyed = true;
       process.nextTick(emitClose, this.res);
     }
@@ -330,9 +268,14 @@ function emitDrain(res: ServerResponse): void {
   res.emit('drain');
 }
 
-function emitFinishAndClose(res: ServerResponse): void {
+function emitFinishAndClose(res: ServerResponse, req: Req): void {
   res.emit('finish');
   res.emit('close');
+  // As node:http does: a request body nobody read is drained, so req ends and closes too.
+  if (!req._consuming && !req.destroyed && !req.readableEnded) {
+    req.removeAllListeners('data');
+    req.resume();
+  }
 }
 
 function emitClose(res: ServerResponse): void {
@@ -394,52 +337,6 @@ function resFlushHeaders(this: Res): void {
   if (!this._header) this._implicitHeader();
 }
 
-function reqRead(this: Req): void {
-  if (!this._consuming) {
-    // IncomingMessage starts with readingMore set, so nothing is read before a consumer comes;
-    // its own _read clears it on the first call, and so must this one.
-    this._consuming = true;
-    (this as unknown as { _readableState: { readingMore: boolean } })._readableState.readingMore = false;
-  }
-  this[kState].read();
-}
-
-/** req.destroy(): no socket to tear down; the body stops, listeners hear the error if they listen. */
-function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
-  if (!this.readableEnded || !this.complete) {
-    this.aborted = true;
-    this.emit('aborted');
-  }
-  process.nextTick(() => cb(this.listenerCount('error') > 0 ? err : null));
-}
-
-function makeRequest(environ: Environ, exchange: Exchange): Req {
-  const req = new IncomingMessage(exchange.socket as never) as Req;
-  req[kState] = exchange;
-  req.method = environ.REQUEST_METHOD;
-  let url = environ.REQUEST_URI.replace(ABSOLUTE_FORM, '');
-  if (!url.startsWith('/') && url !== '*') url = `/${url}`;
-  req.url = url;
-  const version = /^HTTP\/(\d)\.(\d)$/.exec(environ.SERVER_PROTOCOL);
-  req.httpVersionMajor = version === null ? 1 : Number(version[1]);
-  req.httpVersionMinor = version === null ? 1 : Number(version[2]);
-  req.httpVersion = `${req.httpVersionMajor}.${req.httpVersionMinor}`;
-  let flat = environ['tsgi.headers'] as string[];
-  const input = environ['tsgi.input'];
-  const bodyless = input.complete && input.received === 0;
-  if (!bodyless && environ.CONTENT_LENGTH === undefined) {
-    // The front took the chunked framing off; body parsers (type-is hasBody) look for it.
-    flat = [...flat, 'Transfer-Encoding', 'chunked'];
-  }
-  req._addHeaderLines(flat, flat.length); // rawHeaders; req.headers joined by Node's own rules, lazily
-  req._read = reqRead;
-  req._destroy = reqDestroy;
-  if (bodyless) {
-    req.complete = true;
-    req.push(null);
-  }
-  return req;
-}
 
 function makeResponse(req: Req, exchange: Exchange): Res {
   const res = new ServerResponse(req) as unknown as Res;

@@ -245,6 +245,43 @@ test('\'finish\' then \'close\' on a normal end; writableEnded; the end callback
   assert.equal(events, ['finish', 'cb', 'close']);
 });
 
+test('req ends and closes after the response, as on node:http, even if nobody read it', async () => {
+  const events: string[] = [];
+  const x = await serve((req, res) => {
+    req.on('end', () => events.push('req end'));
+    req.on('close', () => events.push('req close'));
+    res.on('close', () => events.push('res close'));
+    res.end('ok');
+  });
+  assertComplete(x.out);
+  await eventually(() => events.length === 3, 'the events');
+  assert.equal(events, ['res close', 'req end', 'req close']);
+});
+
+test('a client that leaves a GET: req \'aborted\' and \'close\', res \'close\'; write() then says false', async () => {
+  const controller = new AbortController();
+  const out = new RecordingResponder();
+  const events: string[] = [];
+  let res: ServerResponse | undefined;
+  const x = run(fromNodeHandler((req, rs) => {
+    res = rs;
+    req.on('aborted', () => events.push('req aborted'));
+    req.on('close', () => events.push('req close'));
+    rs.on('close', () => events.push('res close'));
+    rs.write('first');
+  }), { out, signal: controller.signal });
+  await eventually(() => out.chunks.length === 1, 'the first chunk');
+  out.clientGone();
+  controller.abort(new Error('client went away'));
+  await x.done;
+  await eventually(() => events.length === 3, 'the events');
+  assert.equal(events.sort(), ['req aborted', 'req close', 'res close']);
+  let error: unknown;
+  assert.is(res!.write('late', (err) => { error = err; }), false);
+  await turns();
+  assert.is((error as { code?: string })?.code, 'ERR_STREAM_DESTROYED');
+});
+
 test('a client that goes away: res \'close\' (no finish), req \'aborted\', the exchange ends', async () => {
   const controller = new AbortController();
   const out = new RecordingResponder();
