@@ -189,6 +189,20 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
 
   // --- the gateway's side: an async iterator of body chunks ----------------------------------
 
+  /**
+   * What the application returns: when the handler already ended the response (a synchronous
+   * res.end / res.send, the common case), the whole body as an array, which the gateway sends
+   * at once without a promise; otherwise this iterator.
+   */
+  result(): Buffer[] | this {
+    if (!this.#ended || this.#closed || this.#noBody || this.#error !== null) return this;
+    const body = this.#queue.splice(0);
+    for (const cb of this.#callbacks.splice(0)) if (cb !== null) process.nextTick(cb, null);
+    this.#queued = 0;
+    this.#finish();
+    return body;
+  }
+
   [Symbol.asyncIterator](): this {
     return this;
   }
@@ -361,7 +375,7 @@ export function fromNodeHandler(handler: NodeHandler): Application {
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
       (result as Promise<unknown>).then(undefined, (err: unknown) => exchange.reset(err));
     }
-    return exchange;
+    return exchange.result();
   };
 }
 

@@ -151,7 +151,7 @@ test('res: statusCode, statusMessage and the header methods make the head', asyn
   assert.is(x.out.head0.status, 201);
   assert.is(x.out.head0.reason, 'Made It');
   assert.equal(x.out.header('set-cookie'), ['a=1', 'b=2']);
-  assert.equal(x.out.header('content-length'), [], 'a body written in parts goes chunked');
+  assert.equal(x.out.header('content-length'), ['7'], 'ended before the handler returned: the whole body is known');
   assert.is(x.out.body, 'one two');
   assert.ok(sentAfter, 'headersSent after the first write');
   assert.is((thrown as { code?: string })?.code, 'ERR_HTTP_HEADERS_SENT');
@@ -184,7 +184,7 @@ test('res.end(body) sends a Content-Length; hop-by-hop headers a Node app sets a
     res.end(Buffer.from('héllo'));
   });
   assertComplete(x.out);
-  assert.equal(x.out.header('content-length'), []);
+  assert.equal(x.out.header('content-length'), ['6'], 'the whole body was known');
   assert.equal(x.out.header('connection'), []);
   assert.equal(x.out.header('transfer-encoding'), []);
   assert.is(x.out.body, 'héllo');
@@ -228,6 +228,7 @@ test('backpressure: write() answers false when the stream is full, \'drain\' fol
   await x.done;
   assertComplete(out);
   assert.is(out.body.length, 8 * 16 * 1024);
+  assert.equal(out.header('content-length'), [], 'a body still being written when the head left goes chunked');
 });
 
 test('\'finish\' then \'close\' on a normal end; writableEnded; the end callback', async () => {
