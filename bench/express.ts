@@ -1,10 +1,11 @@
 // The same Express hello route served two ways in one run — on plain node:http, and by
-// `tsgi serve` (through fromNodeHandler) behind `tsgi front` — and the ratio of their req/s.
+// `tsgi serve` (through fromNodeHandler) behind `tsgi front` — and the ratio of their req/s;
+// beside them, the gateway hello app (examples/hello.js) on tsgi: the bridge without Express.
 //   npm run build --silent && node dist/bench/express.js      (BENCH_SECONDS, BENCH_CONNECTIONS)
 import { join } from 'node:path';
 import { pickGenerator, type LoadResult } from './loadgen.js';
 import { machineLines } from './machine.js';
-import { APPS, CLI, freePort, installCleanup, start, stopAll, tempDir, waitForListen, type Proc } from './proc.js';
+import { APPS, CLI, ROOT, freePort, installCleanup, start, stopAll, tempDir, waitForListen, type Proc } from './proc.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
@@ -36,19 +37,26 @@ async function main(): Promise<void> {
   const plain = await measure(`http://127.0.0.1:${port}/hello`, gen);
   await bare.stop();
 
-  const socket = join(dir, 'express.sock');
-  const serve = start('tsgi serve', process.execPath, [CLI, 'serve', APP, '--socket', socket, '--graceful-timeout', '2']);
-  await serve.waitFor(/serving on unix:/);
-  const frontPort = await freePort();
-  const front = start('tsgi front', process.execPath,
-    [CLI, 'front', '--listen', `127.0.0.1:${frontPort}`, '--backend', `unix:${socket}`, '--graceful-timeout', '2']);
-  await front.waitFor(/listening on http /);
-  const bridged = await measure(`http://127.0.0.1:${frontPort}/hello`, gen);
-  await front.stop();
-  await serve.stop();
+  /** `tsgi serve app` behind `tsgi front`, measured, stopped. */
+  const viaTsgi = async (app: string, path: string): Promise<LoadResult> => {
+    const socket = join(dir!, `serve-${path.slice(1)}.sock`);
+    const serve = start('tsgi serve', process.execPath, [CLI, 'serve', app, '--socket', socket, '--graceful-timeout', '2']);
+    await serve.waitFor(/serving on unix:/);
+    const frontPort = await freePort();
+    const front = start('tsgi front', process.execPath,
+      [CLI, 'front', '--listen', `127.0.0.1:${frontPort}`, '--backend', `unix:${socket}`, '--graceful-timeout', '2']);
+    await front.waitFor(/listening on http /);
+    const r = await measure(`http://127.0.0.1:${frontPort}${path}`, gen);
+    await front.stop();
+    await serve.stop();
+    return r;
+  };
+  const bridged = await viaTsgi(APP, '/hello');
+  const gateway = await viaTsgi(join(ROOT, 'examples/hello.js'), '/');
 
   console.log(line('express on node:http', plain));
   console.log(line('express on tsgi (front+serve)', bridged));
+  console.log(line('gateway hello on tsgi', gateway));
   const ratio = (bridged.requests / bridged.seconds) / (plain.requests / plain.seconds);
   console.log(`\nratio tsgi / node:http: ${ratio.toFixed(2)}`);
 }

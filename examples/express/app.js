@@ -37,6 +37,13 @@ app.post('/api/digest', (req, res, next) => {
   req.on('error', next);
 });
 
+// The request piped straight back (req.pipe(res)): streams both ways, paced by res.write's
+// backpressure and 'drain'.
+app.post('/api/pipe', (req, res) => {
+  res.type(req.get('content-type') ?? 'application/octet-stream');
+  req.pipe(res);
+});
+
 // Cookies: two Set-Cookie headers in one response.
 app.post('/api/login', (req, res) => {
   res.cookie('session', 'abc123', { httpOnly: true });

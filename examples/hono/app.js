@@ -41,6 +41,11 @@ app.post('/api/digest', async (c) => {
   return c.json({ bytes, sha256: hash.digest('hex') });
 });
 
+// The request body streamed straight back as the response body, both ways at once.
+app.post('/api/pipe', (c) => new Response(c.req.raw.body, {
+  headers: { 'content-type': c.req.header('content-type') ?? 'application/octet-stream' },
+}));
+
 // Two Set-Cookie headers in one response; /api/whoami reads them back.
 app.post('/api/login', (c) => {
   setCookie(c, 'session', 'abc123', { httpOnly: true, path: '/' });

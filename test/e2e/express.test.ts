@@ -82,6 +82,23 @@ test('an 8 MiB upload read with req.on(\'data\'): byte count and sha256 match', 
   assert.equal(JSON.parse(res.text), { bytes: size, sha256 });
 });
 
+test('req.pipe(res) of an 8 MiB body: it streams back whole (write() backpressure and drain)', async ({ front, agent }) => {
+  const size = 8 * 1024 * 1024 + 9;
+  const { body, sha256 } = upload(size);
+  const res = await request(`${front!.url}/api/pipe`, {
+    method: 'POST', dispatcher: agent, body: body(), headers: { 'content-type': 'application/octet-stream' },
+  });
+  assert.is(res.statusCode, 200);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of res.body) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  assert.is(bytes, size);
+  assert.is(hash.digest('hex'), sha256);
+});
+
 test('res.cookie() twice: two Set-Cookie headers', async ({ front, agent }) => {
   const res = await request(`${front!.url}/api/login`, { method: 'POST', dispatcher: agent });
   await res.body.text();

@@ -83,6 +83,23 @@ test('an 8 MiB upload streams through the app: byte count and sha256 match', asy
   assert.equal(JSON.parse(res.text), { bytes: size, sha256 });
 });
 
+test('an 8 MiB body piped straight back (request and response streaming at once): same sha256', async ({ front, agent }) => {
+  const size = 8 * 1024 * 1024 + 5;
+  const { body, sha256 } = upload(size);
+  const res = await request(`${front!.url}/api/pipe`, {
+    method: 'POST', dispatcher: agent, body: body(), headers: { 'content-type': 'application/octet-stream' },
+  });
+  assert.is(res.statusCode, 200);
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of res.body) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  assert.is(bytes, size);
+  assert.is(hash.digest('hex'), sha256);
+});
+
 test('several Set-Cookie headers reach the client separately, and come back', async ({ front, agent }) => {
   const res = await request(`${front!.url}/api/login`, { method: 'POST', dispatcher: agent });
   assert.is(res.statusCode, 200);
