@@ -6,7 +6,7 @@
 import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
 import { HOP_BY_HOP } from './gateway.js';
 import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
-import type { Application, Environ, StartResponse } from './types.js';
+import type { Application, Environ, ErrorStream, StartResponse } from './types.js';
 import type { InputStream } from './input.js';
 
 /** A (req, res) handler, as node:http's createServer takes. */
@@ -34,6 +34,7 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
   readonly #startResponse: StartResponse;
   readonly #input: InputStream;
   readonly #signal: AbortSignal;
+  readonly #errors: ErrorStream;
   #queue: Buffer[] = [];
   #callbacks: (Callback | null)[] = [];
   #queued = 0;
@@ -51,6 +52,7 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     this.#startResponse = startResponse;
     this.#input = environ['tsgi.input'];
     this.#signal = environ['tsgi.signal'];
+    this.#errors = environ['tsgi.errors'];
     this.socket = new PeerSocket(environ, this);
     this.req = makeRequest(environ, this);
     this.res = makeResponse(this.req, this);
@@ -185,6 +187,14 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
       this.#waiter = null;
       w.reject(err);
     }
+  }
+
+  /** The handler's promise rejected: a failed response, unless it was already complete. */
+  rejected(err: unknown): void {
+    if (!this.#ended) return this.reset(err);
+    const req = this.req;
+    this.#errors.write(`tsgi: the (req, res) handler for ${req.method} ${req.url} failed after it ended the response: `
+      + `${(err as Error)?.stack ?? String(err)}\n`);
   }
 
   // --- the gateway's side: an async iterator of body chunks ----------------------------------
@@ -373,7 +383,7 @@ export function fromNodeHandler(handler: NodeHandler): Application {
     const exchange = new Exchange(environ, startResponse);
     const result = handler(exchange.req, exchange.res);
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
-      (result as Promise<unknown>).then(undefined, (err: unknown) => exchange.reset(err));
+      (result as Promise<unknown>).then(undefined, (err: unknown) => exchange.rejected(err));
     }
     return exchange.result();
   };

@@ -322,6 +322,24 @@ test('a handler that throws, or rejects, before the head: 500; after the head: r
   assert.is(late.log.errors.length, 1);
 });
 
+test('a handler that rejects after it ended the response: the response stands, tsgi.errors says why', async () => {
+  const written: string[] = [];
+  const inner = fromNodeHandler(async (_req, res) => {
+    res.end('complete');
+    throw new Error('late failure');
+  });
+  const x = run((environ, startResponse) => {
+    environ['tsgi.errors'] = { write: (m: string) => { written.push(m); }, flush: () => {} };
+    return inner(environ, startResponse);
+  });
+  await x.done;
+  await turns();
+  assertComplete(x.out);
+  assert.is(x.out.body, 'complete');
+  assert.is(written.length, 1);
+  assert.match(written[0]!, /GET \/ failed after it ended the response: Error: late failure/);
+});
+
 test('socket.destroy() from the app resets its stream (no normal end)', async () => {
   const x = await serve((req, res) => {
     res.write('some');
