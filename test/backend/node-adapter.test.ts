@@ -177,6 +177,39 @@ test('res.writeHead: every form (headers object, message, flat array, pairs) and
   }
 });
 
+test('flushHeaders() commits the head: headersSent, later setHeader throws; the head leaves with the first byte', async () => {
+  const out = new RecordingResponder();
+  let res: ServerResponse | undefined;
+  const x = run(fromNodeHandler((_req, rs) => {
+    res = rs;
+    rs.setHeader('Content-Type', 'text/event-stream');
+    rs.flushHeaders();
+  }), { out });
+  await eventually(() => res !== undefined, 'the handler');
+  assert.ok(res!.headersSent);
+  assert.throws(() => res!.setHeader('X-Late', '1'), /after they are sent/);
+  res!.write('data: 1\n\n');
+  await eventually(() => out.chunks.length === 1, 'the first event');
+  assert.equal(out.header('content-type'), ['text/event-stream']);
+  res!.end();
+  await x.done;
+  assertComplete(out);
+});
+
+test('the methods survive a prototype swap, as Express does to every res and req', async () => {
+  const proto = Object.create(ServerResponse.prototype) as object;
+  const x = await serve((req, res) => {
+    Object.setPrototypeOf(req, Object.create(IncomingMessage.prototype));
+    Object.setPrototypeOf(res, proto);
+    res.statusCode = 202;
+    res.write('a');
+    res.end('b');
+  });
+  assertComplete(x.out);
+  assert.is(x.out.head0.status, 202);
+  assert.is(x.out.body, 'ab');
+});
+
 test('res.end(body) sends a Content-Length; hop-by-hop headers a Node app sets are dropped', async () => {
   const x = await serve((_req, res) => {
     res.setHeader('Connection', 'keep-alive');
