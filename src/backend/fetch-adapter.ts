@@ -66,13 +66,17 @@ class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #signal: AbortSignal;
   #done = false;
-  readonly #onAbort = () => { this.#cancel(this.#signal.reason); };
 
   constructor(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal) {
     this.#reader = reader;
     this.#signal = signal;
     if (signal.aborted) this.#cancel(signal.reason);
-    else signal.addEventListener('abort', this.#onAbort, { once: true });
+    else signal.addEventListener('abort', this, { once: true });
+  }
+
+  /** The signal's 'abort' (this object is the listener: no closure per response). */
+  handleEvent(): void {
+    this.#cancel(this.#signal.reason);
   }
 
   [Symbol.asyncIterator](): this {
@@ -93,7 +97,7 @@ class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
   #release(): void {
     if (this.#done) return;
     this.#done = true;
-    this.#signal.removeEventListener('abort', this.#onAbort);
+    this.#signal.removeEventListener('abort', this);
   }
 
   #cancel(reason: unknown): void {

@@ -46,7 +46,6 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
   #noBody = false;
   #reading = false;
   #waiter: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void } | null = null;
-  readonly #onAbort = () => { this.#abort(); };
 
   constructor(environ: Environ, startResponse: StartResponse) {
     this.#startResponse = startResponse;
@@ -57,7 +56,7 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     this.req = makeRequest(environ, this);
     this.res = makeResponse(this.req, this);
     this.#noBody = environ.REQUEST_METHOD === 'HEAD';
-    this.#signal.addEventListener('abort', this.#onAbort, { once: true });
+    this.#signal.addEventListener('abort', this, { once: true });
   }
 
   // --- the request body ----------------------------------------------------------------------
@@ -260,8 +259,11 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     process.nextTick(emitFinishAndClose, this.res, this.req);
   }
 
-  /** The client went away: req 'aborted' and 'close', res 'close' without 'finish' (as node:http). */
-  #abort(): void {
+  /**
+   * tsgi.signal's 'abort' (this object is the listener: no closure per request): the client went
+   * away, so req 'aborted' and 'close', res 'close' without 'finish' (as node:http).
+   */
+  handleEvent(): void {
     if (this.#closed) return;
     this.#close(false);
     const w = this.#waiter;
@@ -277,7 +279,7 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     this.#closed = true;
     this.#queue.length = 0;
     this.#callbacks.length = 0;
-    this.#signal.removeEventListener('abort', this.#onAbort);
+    this.#signal.removeEventListener('abort', this);
     this.socket.close(!finished);
     if (!finished) {
       const req = this.req;
