@@ -273,15 +273,15 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     }
   }
 
-  /** The exchange is over: no more writes, the abort listener goes, the socket closes. */
+  /** The exchange is over: no more writes, the abort listener goes; if it failed, everything closes. */
   #close(finished: boolean): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#queue.length = 0;
     this.#callbacks.length = 0;
     this.#signal.removeEventListener('abort', this);
-    this.socket.close(!finished);
     if (!finished) {
+      this.socket.close(true);
       const req = this.req;
       if (!req.destroyed) req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
       (this.res as { destroyed: boolean }).destroyed = true;
@@ -297,6 +297,7 @@ function emitDrain(res: ServerResponse): void {
 function emitFinishAndClose(res: ServerResponse, req: Req): void {
   res.emit('finish');
   res.emit('close');
+  req[kState].socket.close(false); // one request per "connection": it closes after the response
   // As node:http does: a request body nobody read is drained, so req ends and closes too.
   if (!req._consuming && !req.destroyed && !req.readableEnded) {
     req.removeAllListeners('data');

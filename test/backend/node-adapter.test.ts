@@ -285,11 +285,12 @@ test('req ends and closes after the response, as on node:http, even if nobody re
     req.on('end', () => events.push('req end'));
     req.on('close', () => events.push('req close'));
     res.on('close', () => events.push('res close'));
+    req.socket.on('close', () => events.push('socket close'));
     res.end('ok');
   });
   assertComplete(x.out);
-  await eventually(() => events.length === 3, 'the events');
-  assert.equal(events, ['res close', 'req end', 'req close']);
+  await eventually(() => events.length === 4, 'the events');
+  assert.equal(events, ['res close', 'socket close', 'req end', 'req close']);
 });
 
 test('a client that leaves a GET: req \'aborted\' and \'close\', res \'close\'; write() then says false', async () => {
