@@ -97,7 +97,12 @@ function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => vo
     this.aborted = true;
     this.emit('aborted');
   }
-  process.nextTick(() => cb(this.listenerCount('error') > 0 ? err : null));
+  process.nextTick(destroyed, this, err, cb);
+}
+
+/** As node:http does: the error reaches 'error' listeners only if there are any (no crash). */
+function destroyed(req: Req, err: Error | null, cb: (err?: Error | null) => void): void {
+  cb(req.listenerCount('error') > 0 ? err : null);
 }
 
 export function makeRequest(environ: Environ, exchange: RequestOwner): Req {
