@@ -6,6 +6,7 @@ export type {
 export { start as serve, type Backend, type BackendConfig } from './backend/index.js';
 export { start as front, type Front, type FrontConfig } from './frontend/index.js';
 export { fromFetch } from './backend/fetch-adapter.js';
+export { fromNodeHandler, type NodeHandler } from './backend/node-adapter.js';
 export { InputStream } from './backend/input.js';
 export { parseAddress, type Address } from './common/address.js';
 export { TsgiError, ProtocolError, GatewayError, ConfigError, type TsgiErrorCode } from './protocol/errors.js';

@@ -53,6 +53,56 @@ export function fromFetch(handler: FetchHandler): Application {
     for (const cookie of response.headers.getSetCookie()) headers.push(['set-cookie', cookie]);
     startResponse(`${response.status} ${response.statusText || STATUS_CODES[response.status] || ''}`.trimEnd(), headers);
     if (response.body === null) return [];
-    return response.body as unknown as AsyncIterable<Chunk>;
+    return new BodyIterator(response.body.getReader(), environ['tsgi.signal']);
   };
+}
+
+/**
+ * A Response body as the gateway's async iterator. When the client goes away the body is
+ * cancelled at once, even while a read is pending (a stream waiting for its next event): the
+ * handler's cancel() runs (Hono's stream.onAbort), and the gateway's pending next() ends.
+ */
+class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
+  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #signal: AbortSignal;
+  #done = false;
+
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal) {
+    this.#reader = reader;
+    this.#signal = signal;
+    if (signal.aborted) this.#cancel(signal.reason);
+    else signal.addEventListener('abort', this, { once: true });
+  }
+
+  /** The signal's 'abort' (this object is the listener: no closure per response). */
+  handleEvent(): void {
+    this.#cancel(this.#signal.reason);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<Chunk>> {
+    const r = await this.#reader.read();
+    if (r.done) this.#release();
+    return r as IteratorResult<Chunk>;
+  }
+
+  async return(): Promise<IteratorResult<Chunk>> {
+    this.#cancel(undefined);
+    return { value: undefined, done: true };
+  }
+
+  #release(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#signal.removeEventListener('abort', this);
+  }
+
+  #cancel(reason: unknown): void {
+    if (this.#done) return;
+    this.#release();
+    this.#reader.cancel(reason).catch(() => {});
+  }
 }

@@ -249,6 +249,7 @@ export async function start(config: BackendConfig): Promise<Backend> {
 
 export { loadApplication } from './load-app.js';
 export { fromFetch } from './fetch-adapter.js';
+export { fromNodeHandler, type NodeHandler } from './node-adapter.js';
 export { runApplication, type Responder } from './gateway.js';
 export { buildEnviron, buildEnvironFromVars } from './environ.js';
 export { InputStream } from './input.js';

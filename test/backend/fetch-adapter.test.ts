@@ -196,6 +196,41 @@ test('a streaming Response body: chunks arrive in order, as they are produced', 
   assert.equal(out.header('content-type'), ['text/event-stream']);
 });
 
+test('regression: a client that leaves while a streamed body waits cancels the body at once', async () => {
+  // The body waits for an event that never comes; before the fix the gateway sat in next()
+  // forever, so the stream's cancel() (Hono's stream.onAbort) never ran.
+  const controller = new AbortController();
+  const out = new RecordingResponder();
+  let cancelled: unknown = null;
+  const x = run(fromFetch({
+    fetch: () => new Response(new ReadableStream<Uint8Array>({
+      start(c) { c.enqueue(new TextEncoder().encode('first')); },
+      cancel(reason) { cancelled = reason ?? 'no reason'; },
+    })),
+  }), { out, signal: controller.signal });
+  await eventually(() => out.chunks.length === 1, 'the first chunk');
+  out.clientGone();
+  controller.abort(new Error('client went away'));
+  await x.done;
+  assert.instance(cancelled, Error, 'the body was cancelled with the signal\'s reason');
+  assert.equal(out.chunks, ['first'], 'nothing more was sent');
+  assert.is(x.doneCalls(), 1);
+});
+
+test('a streamed body that ends normally: the abort listener is gone, a late abort cancels nothing', async () => {
+  const controller = new AbortController();
+  let cancels = 0;
+  const x = await serve(() => new Response(new ReadableStream<Uint8Array>({
+    start(c) { c.enqueue(new TextEncoder().encode('all')); c.close(); },
+    cancel() { cancels++; },
+  })), { signal: controller.signal });
+  assertComplete(x.out);
+  controller.abort();
+  await turns();
+  assert.is(cancels, 0);
+  assert.is(x.out.body, 'all');
+});
+
 test('hop-by-hop headers in a Response are dropped', async () => {
   const x = await serve(() => new Response('ok', {
     status: 407,

@@ -1,0 +1,400 @@
+// Runs a Node `(req, res)` handler (node:http style: Express, Connect, Koa's callback()) as a
+// gateway application. req is a real http.IncomingMessage whose body streams from tsgi.input;
+// res is a real http.ServerResponse whose output methods, replaced on the instance (so they
+// survive Express swapping the prototype), feed the gateway an async iterator: no HTTP bytes
+// are written or parsed, the head goes to startResponse, and write() reports backpressure.
+import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
+import { HOP_BY_HOP } from './gateway.js';
+import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
+import type { Application, Environ, ErrorStream, StartResponse } from './types.js';
+import type { InputStream } from './input.js';
+
+/** A (req, res) handler, as node:http's createServer takes. */
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/** res.write() answers false once this many bytes wait for the gateway to take them. */
+const HIGH_WATER_MARK = 64 * 1024;
+
+type Callback = (err?: Error | null) => void;
+type Res = ServerResponse & { [kState]: Exchange; _header: string | null; _implicitHeader(): void };
+
+/** Node's error for a call that needs the head unsent. */
+function headersSent(what: string): Error {
+  return Object.assign(new Error(`Cannot ${what} headers after they are sent to the client`), { code: 'ERR_HTTP_HEADERS_SENT' });
+}
+
+/**
+ * One request: the response bytes queued for the gateway, which pulls them through the async
+ * iterator (next() is called only when the stream has room: that is the backpressure).
+ */
+class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
+  readonly req: Req;
+  readonly res: Res;
+  readonly socket: PeerSocket;
+  readonly #startResponse: StartResponse;
+  readonly #input: InputStream;
+  readonly #signal: AbortSignal;
+  readonly #errors: ErrorStream;
+  #queue: Buffer[] = [];
+  #callbacks: (Callback | null)[] = [];
+  #queued = 0;
+  #written = 0;
+  #needDrain = false;
+  #ended = false;
+  #closed = false;
+  #error: unknown = null;
+  #noBody = false;
+  #reading = false;
+  #waiter: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void } | null = null;
+
+  constructor(environ: Environ, startResponse: StartResponse) {
+    this.#startResponse = startResponse;
+    this.#input = environ['tsgi.input'];
+    this.#signal = environ['tsgi.signal'];
+    this.#errors = environ['tsgi.errors'];
+    this.socket = new PeerSocket(environ, this);
+    this.req = makeRequest(environ, this);
+    this.res = makeResponse(this.req, this);
+    this.#noBody = environ.REQUEST_METHOD === 'HEAD';
+    this.#signal.addEventListener('abort', this, { once: true });
+  }
+
+  // --- the request body ----------------------------------------------------------------------
+
+  /** req._read: takes the next chunk of tsgi.input (its credit goes back to the front). */
+  read(): void {
+    if (this.#reading) return;
+    this.#reading = true;
+    this.#input.next().then((r) => {
+      this.#reading = false;
+      const req = this.req;
+      if (req.destroyed) return;
+      if (r.done) {
+        req.complete = true;
+        req.push(null);
+      } else {
+        req.push(r.value);
+      }
+    }, (err: unknown) => {
+      this.#reading = false;
+      this.req.destroy(err as Error);
+    });
+  }
+
+  // --- the response --------------------------------------------------------------------------
+
+  /** res.writeHead(status[, message][, headers]): commits the head (it goes out with the first byte). */
+  writeHead(status: number, message?: unknown, headers?: unknown): void {
+    const res = this.res;
+    if (res._header) throw headersSent('write');
+    if (typeof message !== 'string') {
+      headers = message;
+      message = undefined;
+    }
+    const code = Number(status) | 0;
+    if (code < 100 || code > 999) {
+      throw Object.assign(new RangeError(`Invalid status code: ${status}`), { code: 'ERR_HTTP_INVALID_STATUS_CODE' });
+    }
+    if (code < 200) return; // 1xx (103 Early Hints…): not relayed, and its headers not kept; the final head follows
+    if (headers !== undefined && headers !== null) mergeHeaders(res, headers);
+    res.statusCode = code;
+    if (message !== undefined) res.statusMessage = message as string;
+    const pairs: [string, string][] = [];
+    for (const name of res.getHeaderNames()) {
+      if (HOP_BY_HOP.has(name)) continue; // Node apps set Connection / Transfer-Encoding freely
+      const value = res.getHeader(name)!;
+      if (Array.isArray(value)) for (const v of value) pairs.push([name, String(v)]);
+      else pairs.push([name, String(value)]);
+    }
+    const reason = res.statusMessage || STATUS_CODES[code] || '';
+    this.#startResponse(reason === '' ? String(code) : `${code} ${reason}`, pairs);
+    if (code === 204 || code === 304) this.#noBody = true;
+    res._header = `HTTP/1.1 ${code} ${reason}\r\n`; // Node's own headersSent / setHeader checks read this
+  }
+
+  write(chunk: unknown, encoding: unknown, cb: Callback | undefined): boolean {
+    const res = this.res;
+    if (res.finished) {
+      const err = Object.assign(new Error('write after end'), { code: 'ERR_STREAM_WRITE_AFTER_END' });
+      process.nextTick(() => {
+        cb?.(err);
+        if (res.listenerCount('error') > 0) res.emit('error', err);
+      });
+      return false;
+    }
+    if (res.destroyed) { // the client is gone (or the app destroyed res)
+      const err = Object.assign(new Error('Cannot call write after a stream was destroyed'), { code: 'ERR_STREAM_DESTROYED' });
+      if (cb !== undefined) process.nextTick(cb, err);
+      return false;
+    }
+    if (chunk === null || chunk === undefined) {
+      throw Object.assign(new TypeError('May not write null values to stream'), { code: 'ERR_STREAM_NULL_VALUES' });
+    }
+    if (!res._header) res._implicitHeader();
+    return this.#push(toBuffer(chunk, encoding), cb);
+  }
+
+  end(chunk: unknown, encoding: unknown, cb: Callback | undefined): void {
+    const res = this.res;
+    if (res.finished) {
+      if (cb !== undefined) process.nextTick(cb);
+      return;
+    }
+    const bytes = chunk === null || chunk === undefined ? null : toBuffer(chunk, encoding);
+    if (!res._header) {
+      // The whole body is known: a Content-Length, as Node sends for res.end(body).
+      if (this.#written === 0 && !res.hasHeader('content-length') && !res.hasHeader('transfer-encoding')
+        && res.statusCode !== 204 && res.statusCode !== 304) {
+        res.setHeader('Content-Length', bytes === null ? 0 : bytes.length);
+      }
+      res._implicitHeader();
+    }
+    if (bytes !== null) this.#push(bytes, undefined);
+    res.finished = true;
+    this.#ended = true;
+    if (cb !== undefined) res.once('finish', cb);
+    this.#wake();
+  }
+
+  #push(bytes: Buffer, cb: Callback | undefined): boolean {
+    if (this.#noBody || bytes.length === 0 || this.#closed) {
+      if (cb !== undefined) process.nextTick(cb, null);
+      return true;
+    }
+    this.#written += bytes.length;
+    const w = this.#waiter;
+    if (w !== null) {
+      this.#waiter = null;
+      if (cb !== undefined) process.nextTick(cb, null);
+      w.resolve({ value: bytes, done: false });
+      return true;
+    }
+    this.#queue.push(bytes);
+    this.#callbacks.push(cb ?? null);
+    this.#queued += bytes.length;
+    if (this.#queued < HIGH_WATER_MARK) return true;
+    this.#needDrain = true;
+    return false;
+  }
+
+  /** The response can never complete: the gateway answers 500 or resets the stream. */
+  reset(err: unknown): void {
+    if (this.#closed || this.#error !== null) return;
+    this.#error = err;
+    const w = this.#waiter;
+    if (w !== null) {
+      this.#waiter = null;
+      w.reject(err);
+    }
+  }
+
+  /** The handler's promise rejected: a failed response, unless it was already complete. */
+  rejected(err: unknown): void {
+    if (!this.#ended) return this.reset(err);
+    const req = this.req;
+    this.#errors.write(`tsgi: the (req, res) handler for ${req.method} ${req.url} failed after it ended the response: `
+      + `${(err as Error)?.stack ?? String(err)}\n`);
+  }
+
+  // --- the gateway's side: an async iterator of body chunks ----------------------------------
+
+  /**
+   * What the application returns: when the handler already ended the response (a synchronous
+   * res.end / res.send, the common case), the whole body as an array, which the gateway sends
+   * at once without a promise; otherwise this iterator.
+   */
+  result(): Buffer[] | this {
+    if (!this.#ended || this.#closed || this.#noBody || this.#error !== null) return this;
+    const body = this.#queue.splice(0);
+    for (const cb of this.#callbacks.splice(0)) if (cb !== null) process.nextTick(cb, null);
+    this.#queued = 0;
+    this.#finish();
+    return body;
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<Buffer>> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    const chunk = this.#queue.shift();
+    if (chunk !== undefined) {
+      const cb = this.#callbacks.shift();
+      if (cb) process.nextTick(cb, null);
+      this.#queued -= chunk.length;
+      if (this.#needDrain && this.#queued === 0) {
+        this.#needDrain = false;
+        process.nextTick(emitDrain, this.res);
+      }
+      return Promise.resolve({ value: chunk, done: false });
+    }
+    if (this.#ended || this.#closed) {
+      this.#finish();
+      return Promise.resolve({ value: undefined, done: true });
+    }
+    if (this.#waiter !== null) return Promise.reject(new Error('next() while a next() is pending'));
+    return new Promise((resolve, reject) => { this.#waiter = { resolve, reject }; });
+  }
+
+  /** The gateway stops early (the client left, or an error): the response closes. */
+  async return(): Promise<IteratorResult<Buffer>> {
+    this.#close(false);
+    return { value: undefined, done: true };
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    if (w !== null && this.#ended) {
+      this.#waiter = null;
+      this.#finish();
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  /** Every byte went to the gateway: 'finish', then 'close', as node:http emits them. */
+  #finish(): void {
+    if (this.#closed) return;
+    this.#close(true);
+    process.nextTick(emitFinishAndClose, this.res, this.req);
+  }
+
+  /**
+   * tsgi.signal's 'abort' (this object is the listener: no closure per request): the client went
+   * away, so req 'aborted' and 'close', res 'close' without 'finish' (as node:http).
+   */
+  handleEvent(): void {
+    if (this.#closed) return;
+    this.#close(false);
+    const w = this.#waiter;
+    if (w !== null) {
+      this.#waiter = null;
+      w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  /** The exchange is over: no more writes, the abort listener goes; if it failed, everything closes. */
+  #close(finished: boolean): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#queue.length = 0;
+    this.#callbacks.length = 0;
+    this.#signal.removeEventListener('abort', this);
+    if (!finished) {
+      this.socket.close(true);
+      const req = this.req;
+      if (!req.destroyed) req.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' }));
+      (this.res as { destroyed: boolean }).destroyed = true;
+      process.nextTick(emitClose, this.res);
+    }
+  }
+}
+
+function emitDrain(res: ServerResponse): void {
+  res.emit('drain');
+}
+
+function emitFinishAndClose(res: ServerResponse, req: Req): void {
+  res.emit('finish');
+  res.emit('close');
+  req[kState].socket.close(false); // one request per "connection": it closes after the response
+  // As node:http does: a request body nobody read is drained, so req ends and closes too.
+  if (!req._consuming && !req.destroyed && !req.readableEnded) {
+    req.removeAllListeners('data');
+    req.resume();
+  }
+}
+
+function emitClose(res: ServerResponse): void {
+  res.emit('close');
+}
+
+function toBuffer(chunk: unknown, encoding: unknown): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' ? encoding as BufferEncoding : 'utf8');
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw Object.assign(new TypeError(`The "chunk" argument must be of type string or an instance of Buffer or Uint8Array; received ${typeof chunk}`),
+    { code: 'ERR_INVALID_ARG_TYPE' });
+}
+
+/** writeHead's headers: an object, [[name, value], …] or a flat [name, value, …] list. */
+function mergeHeaders(res: ServerResponse, headers: unknown): void {
+  if (Array.isArray(headers)) {
+    if (headers.length > 0 && Array.isArray(headers[0])) {
+      for (const [name, value] of headers as [string, string][]) if (name) res.setHeader(name, value);
+    } else {
+      for (let i = 0; i + 1 < headers.length; i += 2) res.removeHeader(headers[i] as string);
+      for (let i = 0; i + 1 < headers.length; i += 2) if (headers[i]) res.appendHeader(headers[i] as string, headers[i + 1] as string);
+    }
+  } else if (typeof headers === 'object') {
+    for (const [name, value] of Object.entries(headers as Record<string, string | number | readonly string[]>)) {
+      if (value !== undefined) res.setHeader(name, value);
+    }
+  }
+}
+
+// The methods that replace res's output path: own properties of each response, so they stay
+// when a framework swaps the prototype (Express does), and can be wrapped (on-headers does).
+function resWriteHead(this: Res, status: number, message?: unknown, headers?: unknown): Res {
+  this[kState].writeHead(status, message, headers);
+  return this;
+}
+
+function resWrite(this: Res, chunk: unknown, encoding?: unknown, cb?: Callback): boolean {
+  if (typeof encoding === 'function') {
+    cb = encoding as Callback;
+    encoding = undefined;
+  }
+  return this[kState].write(chunk, encoding, cb);
+}
+
+function resEnd(this: Res, chunk?: unknown, encoding?: unknown, cb?: Callback): Res {
+  if (typeof chunk === 'function') {
+    cb = chunk as Callback;
+    chunk = undefined;
+  } else if (typeof encoding === 'function') {
+    cb = encoding as Callback;
+    encoding = undefined;
+  }
+  this[kState].end(chunk, encoding, cb);
+  return this;
+}
+
+function resFlushHeaders(this: Res): void {
+  if (!this._header) this._implicitHeader();
+}
+
+
+function makeResponse(req: Req, exchange: Exchange): Res {
+  const res = new ServerResponse(req) as unknown as Res;
+  res[kState] = exchange;
+  (res as { socket: unknown }).socket = exchange.socket;
+  res.writeHead = resWriteHead as never;
+  res.write = resWrite as never;
+  res.end = resEnd as never;
+  res.flushHeaders = resFlushHeaders;
+  return res;
+}
+
+/**
+ * Wraps a Node `(req, res)` handler as a gateway Application. A promise the handler returns is
+ * watched: a rejection becomes a 500 (or a reset stream, once the head went out).
+ */
+export function fromNodeHandler(handler: NodeHandler): Application {
+  if (typeof handler !== 'function') throw new TypeError('fromNodeHandler needs a function (req, res)');
+  return (environ, startResponse) => {
+    const exchange = new Exchange(environ, startResponse);
+    const result = handler(exchange.req, exchange.res);
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      (result as Promise<unknown>).then(undefined, (err: unknown) => exchange.rejected(err));
+    }
+    return exchange.result();
+  };
+}
+
+/** An Express or Connect app: a function with handle(), use() and listen() (never guessed by arity). */
+export function isNodeApp(x: unknown): x is NodeHandler {
+  if (typeof x !== 'function') return false;
+  const app = x as unknown as Record<string, unknown>;
+  return typeof app.handle === 'function' && typeof app.use === 'function' && typeof app.listen === 'function';
+}

@@ -1,0 +1,134 @@
+// The request side of the (req, res) adapter: a real http.IncomingMessage whose body streams
+// from tsgi.input as it is read, and the connection it appears to arrive on (req.socket).
+import { EventEmitter } from 'node:events';
+import { IncomingMessage } from 'node:http';
+import type { Environ } from './types.js';
+
+/** scheme://authority of an absolute-form request-target. */
+const ABSOLUTE_FORM = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/;
+
+/** Where req and its socket hang their exchange (objects we do not own). */
+export const kState = Symbol('tsgi.node');
+
+/** What the request side needs from the exchange that owns it. */
+export interface RequestOwner {
+  readonly socket: PeerSocket;
+  /** req._read: take the next chunk of tsgi.input and push it. */
+  read(): void;
+  /** The app destroyed the connection: the response can never complete. */
+  reset(err: unknown): void;
+}
+
+export type Req = IncomingMessage & { [kState]: RequestOwner; _consuming: boolean; _addHeaderLines(h: string[], n: number): void };
+
+/**
+ * The connection as the handler sees it (req.socket, res.socket): the peer's addresses, and
+ * `encrypted` over https. destroy() resets this request's stream, as closing a socket would.
+ */
+export class PeerSocket extends EventEmitter {
+  remoteAddress: string;
+  remotePort: number | undefined;
+  remoteFamily: string;
+  localAddress: string;
+  localPort: number | undefined;
+  encrypted?: true;
+  readable = true;
+  writable = true;
+  destroyed = false;
+  readonly writableLength = 0;
+  readonly bytesWritten = 0;
+  readonly #exchange: Pick<RequestOwner, 'reset'>;
+
+  constructor(environ: Environ, exchange: Pick<RequestOwner, 'reset'>) {
+    super();
+    this.#exchange = exchange;
+    this.remoteAddress = environ.REMOTE_ADDR;
+    this.remotePort = environ.REMOTE_PORT ? Number(environ.REMOTE_PORT) : undefined;
+    this.remoteFamily = environ.REMOTE_ADDR.includes(':') ? 'IPv6' : 'IPv4';
+    this.localAddress = environ.SERVER_NAME;
+    this.localPort = environ.SERVER_PORT ? Number(environ.SERVER_PORT) : undefined;
+    if (environ['tsgi.url_scheme'] === 'https') this.encrypted = true;
+  }
+
+  address(): { address: string; port: number | undefined; family: string } {
+    return { address: this.localAddress, port: this.localPort, family: this.remoteFamily };
+  }
+
+  setTimeout(): this { return this; }
+  setNoDelay(): this { return this; }
+  setKeepAlive(): this { return this; }
+  ref(): this { return this; }
+  unref(): this { return this; }
+  cork(): void {}
+  uncork(): void {}
+
+  destroy(err?: Error): this {
+    if (!this.destroyed) this.#exchange.reset(err ?? new Error('the application destroyed the socket'));
+    return this;
+  }
+
+  end(): this {
+    return this.destroy();
+  }
+
+  /** The exchange is over (done or gone): the connection closes, as far as the handler knows. */
+  close(hadError: boolean): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.readable = false;
+    this.writable = false;
+    this.emit('close', hadError);
+  }
+}
+
+function reqRead(this: Req): void {
+  if (!this._consuming) {
+    // IncomingMessage starts with readingMore set, so nothing is read before a consumer comes;
+    // its own _read clears it on the first call, and so must this one.
+    this._consuming = true;
+    (this as unknown as { _readableState: { readingMore: boolean } })._readableState.readingMore = false;
+  }
+  this[kState].read();
+}
+
+/** req.destroy(): no socket to tear down; the body stops, listeners hear the error if they listen. */
+function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
+  if (!this.readableEnded || !this.complete) {
+    this.aborted = true;
+    this.emit('aborted');
+  }
+  process.nextTick(destroyed, this, err, cb);
+}
+
+/** As node:http does: the error reaches 'error' listeners only if there are any (no crash). */
+function destroyed(req: Req, err: Error | null, cb: (err?: Error | null) => void): void {
+  cb(req.listenerCount('error') > 0 ? err : null);
+}
+
+export function makeRequest(environ: Environ, exchange: RequestOwner): Req {
+  const req = new IncomingMessage(exchange.socket as never) as Req;
+  req[kState] = exchange;
+  req.method = environ.REQUEST_METHOD;
+  let url = environ.REQUEST_URI.replace(ABSOLUTE_FORM, '');
+  if (!url.startsWith('/') && url !== '*') url = `/${url}`;
+  req.url = url;
+  const version = /^HTTP\/(\d)\.(\d)$/.exec(environ.SERVER_PROTOCOL);
+  req.httpVersionMajor = version === null ? 1 : Number(version[1]);
+  req.httpVersionMinor = version === null ? 1 : Number(version[2]);
+  req.httpVersion = `${req.httpVersionMajor}.${req.httpVersionMinor}`;
+  let flat = environ['tsgi.headers'] as string[];
+  const input = environ['tsgi.input'];
+  const bodyless = input.complete && input.received === 0;
+  if (!bodyless && environ.CONTENT_LENGTH === undefined) {
+    // The front took the chunked framing off; body parsers (type-is hasBody) look for it.
+    flat = [...flat, 'Transfer-Encoding', 'chunked'];
+  }
+  req._addHeaderLines(flat, flat.length); // rawHeaders; req.headers joined by Node's own rules, lazily
+  req._read = reqRead;
+  req._destroy = reqDestroy;
+  if (bodyless) {
+    req.complete = true;
+    req.push(null);
+  }
+  return req;
+}
