@@ -1,6 +1,6 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs.
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
@@ -12,6 +12,7 @@ import { ConfigError } from '../protocol/errors.js';
 import { applyForwarded } from './forwarded.js';
 import { Pool } from './pool.js';
 import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
+import { StaticFiles } from './static.js';
 
 export interface FrontConfig {
   listen: Address;
@@ -70,6 +71,8 @@ export async function start(config: FrontConfig): Promise<Front> {
   if (config.backends.length === 0 && config.control === undefined) {
     throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT, or a --control socket for backends to register on');
   }
+  // Static mounts are checked before the proxy; with none, the proxy is the handler itself.
+  const statics = StaticFiles.create(config.static, { log, dotfiles: config.staticDotfiles });
   const pool = new Pool({
     log,
     queueSize: config.queueSize ?? 1024,
@@ -87,16 +90,21 @@ export async function start(config: FrontConfig): Promise<Front> {
   const trust = new ProxyTrust(config.trustProxy ?? []);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
   const unixListener = config.listen.kind === 'unix';
+  const proxied: RequestListener = trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
+    const exchange = new Exchange(req, res, proxy);
+    applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
+    exchange.start();
+  };
   const server = createServer({
     noDelay: true,
     keepAliveTimeout: (config.keepAliveTimeout ?? 5) * 1000,
     headersTimeout,
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
     maxHeaderSize: config.maxHeaderSize ?? 16384,
-  }, trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
-    const exchange = new Exchange(req, res, proxy);
-    applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
-    exchange.start();
+  }, statics === null ? proxied : (req, res) => {
+    const mount = statics.match(req.url!);
+    if (mount === null) proxied(req, res);
+    else statics.serve(req, res, mount);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
@@ -112,7 +120,8 @@ export async function start(config: FrontConfig): Promise<Front> {
   });
   const bound = await listenOn(server, config.listen, config.socketMode);
   log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
-    + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`));
+    + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`)
+    + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`));
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
   return {
     address: bound,
