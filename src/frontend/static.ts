@@ -142,9 +142,11 @@ export class StaticFiles {
     }
     res.setHeader('Content-Type', contentType(extension(typeName)) || 'application/octet-stream');
     let file = found.file;
-    const accepted = acceptedEncodings(req.headers['accept-encoding']);
-    if (accepted.br > 0 || accepted.gzip > 0) {
-      // Both siblings are looked up: Vary is owed whenever one exists, chosen or not.
+    const acceptEncoding = req.headers['accept-encoding'];
+    if (acceptEncoding !== undefined) {
+      // Both siblings are looked up: Vary is owed whenever one exists, chosen or not. (Without
+      // Accept-Encoding nothing is looked up: an identity answer cached for everyone is still right.)
+      const accepted = acceptedEncodings(acceptEncoding);
       const [br, gzip] = await Promise.all([this.#sibling(root, file, 'br'), this.#sibling(root, file, 'gzip')]);
       if (br !== null || gzip !== null) res.setHeader('Vary', 'Accept-Encoding');
       const siblings = { br, gzip };
