@@ -121,7 +121,7 @@ export class StaticFiles {
     let found = await this.#lookUp(root, root + checked.rel);
     if (found === null) return this.#refuse(req, res, 'TSGI_ERR_STATIC_NOT_FOUND', 'no such file', false);
     if (found === 'outside') return this.#refuse(req, res, 'TSGI_ERR_STATIC_FORBIDDEN', 'a symlink leads outside the root', true);
-    if (this.#dotfiles !== 'allow' && hasDotSegment(found.file.slice(root.length))) return this.#refuseDotfile(req, res);
+    if (this.#dotfiles !== 'allow' && hasDotSegment(below(root, found.file))) return this.#refuseDotfile(req, res);
     let typeName = checked.rel;
     if (found.stats.isDirectory()) {
       if (!rawPath.endsWith('/')) {
@@ -132,9 +132,11 @@ export class StaticFiles {
         return;
       }
       const index = await this.#lookUp(root, `${found.file}/index.html`);
-      if (index === null || index === 'outside' || !index.stats.isFile()) {
+      if (index === 'outside') return this.#refuse(req, res, 'TSGI_ERR_STATIC_FORBIDDEN', 'index.html is a symlink out of the root', true);
+      if (index === null || !index.stats.isFile()) {
         return this.#refuse(req, res, 'TSGI_ERR_STATIC_NOT_FOUND', 'directory without index.html (no listings)', false);
       }
+      if (this.#dotfiles !== 'allow' && hasDotSegment(below(root, index.file))) return this.#refuseDotfile(req, res);
       found = index;
       typeName = 'index.html';
     } else if (!found.stats.isFile() || rawPath.endsWith('/')) {
@@ -219,6 +221,11 @@ export class StaticFiles {
     res.writeHead(status, { ...extra, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }
+}
+
+/** The part of a real path below the root, '' or starting with '/'. */
+function below(root: string, file: string): string {
+  return root.length === 1 ? file : file.slice(root.length);
 }
 
 function extension(name: string): string {
