@@ -218,7 +218,10 @@ export class StaticFiles {
     }
     for (const name of res.getHeaderNames()) res.removeHeader(name);
     const body = errorBody(status);
-    res.writeHead(status, { ...extra, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    if (extra !== undefined) for (const name in extra) res.setHeader(name, extra[name]!);
+    res.setHeader('content-type', 'text/plain; charset=utf-8');
+    res.setHeader('content-length', Buffer.byteLength(body));
+    res.writeHead(status);
     res.end(body);
   }
 }

@@ -1,6 +1,8 @@
 // Static files, the parts without a server: the path check (decode once, refuse NUL, double
 // encoding and '..'), dot segments, Accept-Encoding, and the mount match at segment boundaries.
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
 import fc from 'fast-check';
@@ -8,9 +10,10 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLogger } from '../../src/common/log.js';
 import { ConfigError } from '../../src/protocol/errors.js';
-import { StaticFiles } from '../../src/frontend/static.js';
+import { StaticFiles, type StaticOutcome } from '../../src/frontend/static.js';
 import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from '../../src/frontend/static-path.js';
 import { throwsCode } from '../helpers/assert.js';
+import { request } from 'undici';
 
 const test = suite('frontend/static');
 const log = createLogger('test');
@@ -98,6 +101,29 @@ test('StaticFiles: match() takes the longest prefix at a segment boundary; none 
     throwsCode(() => StaticFiles.create([{ prefix: '/x', dir: join(dir, 'a') }, { prefix: '/x', dir: join(dir, 'b') }], { log }),
       ConfigError, 'TSGI_ERR_CONFIG');
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('onDone (the access-log hook): status, body bytes, mount and file of each static answer', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tsgi-static-unit-'));
+  const outcomes: StaticOutcome[] = [];
+  const files = StaticFiles.create([{ prefix: '/s', dir }], { log, onDone: (_req, _res, o) => outcomes.push(o) })!;
+  writeFileSync(join(dir, 'f.txt'), 'x'.repeat(1000));
+  const server = createServer((req, res) => files.serve(req, res, files.match(req.url!)!));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    for (const [path, method] of [['/s/f.txt', 'GET'], ['/s/f.txt', 'HEAD'], ['/s/missing', 'GET']] as const) {
+      const res = await request(`${base}${path}`, { method });
+      await res.body.text();
+    }
+    // 'close' follows the end of each response; wait for the third (bounded).
+    for (let i = 0; i < 100 && outcomes.length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(outcomes.map((o) => [o.status, o.bytes, o.mount.prefix, o.file?.endsWith('/f.txt') ?? null]),
+      [[200, 1000, '/s', true], [200, 0, '/s', true], [404, '404 Not Found\n'.length, '/s', null]]);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   }
 });
