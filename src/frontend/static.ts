@@ -1,11 +1,10 @@
 // Static files at the front (`--static /PREFIX=DIR`): match() picks a mount by URL prefix,
 // serve() checks the path (traversal, NUL, dotfiles, symlink escape), picks a precompressed
 // sibling, then hands the file to `send` (ETag, Last-Modified, 304, Range, HEAD, streaming).
-import { realpathSync, statSync, type Stats } from 'node:fs';
+import { constants, realpathSync, statSync, type ReadStream, type Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
-import type { ReadStream } from 'node:fs';
 import { contentType } from 'mime-types';
 import send from 'send';
 import type { Logger } from '../common/log.js';
@@ -39,15 +38,18 @@ export interface StaticOptions {
   onDone?: (req: IncomingMessage, res: ServerResponse, outcome: StaticOutcome) => void;
 }
 
-const SEND_OPTIONS: send.SendOptions = {
+const SEND_OPTIONS: send.SendOptions & { flags: number } = {
   acceptRanges: true, cacheControl: true, maxAge: 0, etag: true, lastModified: true,
   dotfiles: 'allow', index: false, // checked and done here, on the real path
+  // send passes its options on to fs.createReadStream: the real path's last component must not
+  // have become a symlink since it was checked.
+  flags: constants.O_RDONLY | constants.O_NOFOLLOW,
 };
 
 const ENCODINGS = ['br', 'gzip'] as const;
 const SUFFIX = { br: '.br', gzip: '.gz' } as const;
 
-/** A regular file inside the root, by real path, or null. */
+/** A file or directory inside the root, by real path and stats, or null when there is none. */
 type Found = { file: string; stats: Stats } | null;
 
 export class StaticFiles {
@@ -165,10 +167,11 @@ export class StaticFiles {
       }
     }
     state.file = file;
+    if (res.destroyed) return; // the client left while the disk was asked
     const stream = send(req, encodeFilePath(file), SEND_OPTIONS);
     stream.on('error', (err: { status?: number; headers?: Record<string, string>; message: string }) => {
       const status = err.status ?? 500;
-      if (status === 500) this.#log.error(`static ${req.method} ${req.url}: ${err.message}`);
+      if (status === 500) this.#log.error(`static ${req.method} ${req.url}: ${err.message}`, err);
       else this.#log.debug(`${status} ${req.method} ${req.url}: ${err.message}`);
       this.#answer(res, status, err.headers);
     });
