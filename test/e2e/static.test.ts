@@ -11,7 +11,7 @@ import { request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
-import { fixture, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { fixture, runCli, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
 
 interface StaticCtx extends Ctx {
   dir?: string;
@@ -154,6 +154,9 @@ test('Range: 206 with the right bytes; unsatisfiable: 416 with Content-Range byt
   const tail = await fetchBytes(url, { range: 'bytes=-10' });
   assert.is(tail.status, 206);
   assert.ok(tail.body.equals(bundle!.subarray(bundle!.length - 10)));
+  const several = await fetchBytes(url, { range: 'bytes=0-9,100-109' });
+  assert.is(several.status, 200, 'several ranges: the whole file');
+  assert.is(several.body.length, bundle!.length);
   const bad = await fetchBytes(url, { range: `bytes=${bundle!.length + 10}-` });
   assert.is(bad.status, 416);
   assert.is(bad.headers['content-range'], `bytes */${bundle!.length}`);
@@ -284,6 +287,12 @@ test('dotfiles: ignore (404, the default), deny (403), allow (200)', async ({ fr
   assert.is((await call(`${allow!.url}/static/.env`)).text, 'DOTFILE=1\n');
   assert.is((await call(`${allow!.url}/static/.hidden/x.txt`)).text, 'in a dot directory\n');
   assert.match(front!.stderr(), /debug: static 404 GET \/static\/\.env .*dotfile/);
+});
+
+test('a mount whose directory does not exist stops start-up with a message', async ({ dir }) => {
+  const r = await runCli(['front', '--listen', '127.0.0.1:0', '--backend', 'unix:/nonexistent.sock', '--static', `/x=${join(dir!, 'missing')}`]);
+  assert.is.not(r.code, 0);
+  assert.match(r.stderr, /--static \/x=.*missing.*expected an existing directory/);
 });
 
 test('a 64 MB file to a reader that does not read: the front does not hold it in memory', async ({ front, root }) => {
