@@ -1,8 +1,7 @@
 // Static files at the front (`--static /PREFIX=DIR`): match() picks a mount by URL prefix,
 // serve() checks the path (traversal, NUL, dotfiles, symlink escape), picks a precompressed
 // sibling, then hands the file to `send` (ETag, Last-Modified, 304, Range, HEAD, streaming).
-import { constants, realpathSync, statSync, type ReadStream, type Stats } from 'node:fs';
-import { realpath, stat } from 'node:fs/promises';
+import { constants, realpath, realpathSync, stat, statSync, type ReadStream, type Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import { contentType } from 'mime-types';
@@ -71,7 +70,7 @@ export class StaticFiles {
       seen.add(prefix);
       let root: string;
       try {
-        root = realpathSync(resolve(dir));
+        root = realpathSync.native(resolve(dir)); // the same realpath(3) as each lookup
         if (!statSync(root).isDirectory()) throw new Error('not a directory');
       } catch (err) {
         throw new ConfigError(`--static ${prefix}=${dir}: ${(err as Error).message}; expected an existing directory`);
@@ -180,19 +179,15 @@ export class StaticFiles {
   }
 
   /** The real path of `path` if it is inside `root` ('outside' if a symlink leads out), with its stats. */
-  async #lookUp(root: string, path: string): Promise<Found | 'outside'> {
-    let file: string;
-    try {
-      file = await realpath(path);
-    } catch {
-      return null; // ENOENT, ENOTDIR, ELOOP, EACCES...: nothing to serve
-    }
-    if (file !== root && !file.startsWith(root.length === 1 ? root : root + '/')) return 'outside';
-    try {
-      return { file, stats: await stat(file) };
-    } catch {
-      return null;
-    }
+  #lookUp(root: string, path: string): Promise<Found | 'outside'> {
+    // The callback API: about half the CPU of fs/promises for this pair of calls.
+    return new Promise((done) => {
+      realpath.native(path, (err, file) => {
+        if (err !== null) return done(null); // ENOENT, ENOTDIR, ELOOP, EACCES...: nothing to serve
+        if (file !== root && !file.startsWith(root.length === 1 ? root : root + '/')) return done('outside');
+        stat(file, (statErr, stats) => done(statErr === null ? { file, stats } : null));
+      });
+    });
   }
 
   async #sibling(root: string, file: string, encoding: 'br' | 'gzip'): Promise<Found> {
