@@ -1,6 +1,6 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs.
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
@@ -17,6 +17,7 @@ import { FrontMetrics } from './metrics.js';
 import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
 import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
+import { StaticFiles } from './static.js';
 
 export interface FrontConfig {
   listen: Address;
@@ -84,6 +85,8 @@ export async function start(config: FrontConfig): Promise<Front> {
   // Opened before anything starts: a path that cannot be opened stops start-up.
   const accessLog = config.accessLog !== undefined && config.accessLog !== ''
     ? new AccessLog(config.accessLog, config.logFormat ?? 'combined', log) : null;
+  // Static mounts are checked before the proxy; with none, the proxy is the handler itself.
+  const statics = StaticFiles.create(config.static, { log, dotfiles: config.staticDotfiles });
   const pool = new Pool({
     log,
     queueSize: config.queueSize ?? 1024,
@@ -101,20 +104,33 @@ export async function start(config: FrontConfig): Promise<Front> {
     pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,
     observe: combineObservers([accessLog?.observe, metrics?.observe]),
   };
+  if (statics !== null && proxy.observe !== undefined) {
+    // Static responses reach the access log and the metrics like proxied ones, as backend 'static'.
+    const observe = proxy.observe;
+    statics.onDone = (req, res, outcome) => observe({
+      req, res, started: outcome.started, backendName: 'static', bytesIn: 0, bytesOut: outcome.bytes,
+      remote: req.socket.remoteAddress ?? '',
+    });
+  }
   const headersTimeout = (config.headersTimeout ?? 30) * 1000;
   const trust = new ProxyTrust(config.trustProxy ?? []);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
   const unixListener = config.listen.kind === 'unix';
+  const proxied: RequestListener = trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
+    const exchange = new Exchange(req, res, proxy);
+    applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
+    exchange.start();
+  };
   const server = createServer({
     noDelay: true,
     keepAliveTimeout: (config.keepAliveTimeout ?? 5) * 1000,
     headersTimeout,
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
     maxHeaderSize: config.maxHeaderSize ?? 16384,
-  }, trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
-    const exchange = new Exchange(req, res, proxy);
-    applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
-    exchange.start();
+  }, statics === null ? proxied : (req, res) => {
+    const mount = statics.match(req.url!);
+    if (mount === null) proxied(req, res);
+    else statics.serve(req, res, mount);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
@@ -145,7 +161,8 @@ export async function start(config: FrontConfig): Promise<Front> {
     }
   }
   log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
-    + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`));
+    + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`)
+    + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`));
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
   return {
     address: bound,

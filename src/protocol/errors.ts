@@ -18,7 +18,11 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_HEADER'
   | 'TSGI_ERR_CLIENT_GONE'
   | 'TSGI_ERR_BODY_TOO_LARGE'
-  | 'TSGI_ERR_CONFIG';
+  | 'TSGI_ERR_CONFIG'
+  | 'TSGI_ERR_STATIC_BAD_PATH'
+  | 'TSGI_ERR_STATIC_FORBIDDEN'
+  | 'TSGI_ERR_STATIC_NOT_FOUND'
+  | 'TSGI_ERR_STATIC_METHOD';
 
 const STATUS: Record<TsgiErrorCode, number> = {
   TSGI_ERR_PROTOCOL: 502,
@@ -38,6 +42,11 @@ const STATUS: Record<TsgiErrorCode, number> = {
   TSGI_ERR_CLIENT_GONE: 499,
   TSGI_ERR_BODY_TOO_LARGE: 413,
   TSGI_ERR_CONFIG: 500,
+  // Static files at the front: a malformed or hostile path, a refused file, a missing one, a method.
+  TSGI_ERR_STATIC_BAD_PATH: 400,
+  TSGI_ERR_STATIC_FORBIDDEN: 403,
+  TSGI_ERR_STATIC_NOT_FOUND: 404,
+  TSGI_ERR_STATIC_METHOD: 405,
 };
 
 export class TsgiError extends Error {
@@ -82,7 +91,18 @@ export function httpStatusFor(err: unknown): number {
   return err instanceof TsgiError ? err.status : 500;
 }
 
+/** The HTTP status for a code, for refusals that need no error object (static files). */
+export function httpStatusForCode(code: TsgiErrorCode): number {
+  return STATUS[code];
+}
+
 const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  412: 'Precondition Failed',
+  416: 'Range Not Satisfiable',
   413: 'Content Too Large',
   499: 'Client Closed Request',
   500: 'Internal Server Error',

@@ -1,7 +1,7 @@
 // End to end: the front's access log (--access-log FILE --log-format combined|common|json). A
 // line per request with the right status, bytes, backend and time; 502 and 503 are logged too;
 // a header value with quotes, backslashes and odd bytes cannot break or forge a line.
-import { readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -217,3 +217,37 @@ errors.after(async (ctx) => {
 });
 
 errors.run();
+
+// Files served by --static are logged like proxied requests, with 'static' as the backend, and
+// counted in the metrics.
+const statics = suite<Ctx & { dir: string }>('e2e/access-log-static', { ...newCtx(), dir: '' });
+
+setUp(statics, async (ctx) => {
+  ctx.dir = tempDir('tsgi-e2e-log-');
+  mkdirSync(join(ctx.dir, 'public'));
+  writeFileSync(join(ctx.dir, 'public', 'a.txt'), 'static body\n');
+  ctx.backend = await startBackend(fixture('echo.js'));
+  ctx.front = await startFront([ctx.backend.socket], [
+    '--access-log', join(ctx.dir, 'access.log'), '--log-format', 'json', '--static', `/files=${join(ctx.dir, 'public')}`,
+  ]);
+  ctx.agent = newAgent();
+});
+
+statics('a static file, a static 404 and a proxied request each get a line naming what answered', async (ctx) => {
+  const front = ctx.front!;
+  assert.is((await call(`${front.url}/files/a.txt`, { dispatcher: ctx.agent })).text, 'static body\n');
+  assert.is((await call(`${front.url}/files/missing.txt`, { dispatcher: ctx.agent })).status, 404);
+  assert.is((await call(`${front.url}/app`, { dispatcher: ctx.agent })).status, 200);
+  const lines = (await linesOf(join(ctx.dir, 'access.log'), 3)).map((l) => JSON.parse(l) as Record<string, unknown>);
+  const byTarget = Object.fromEntries(lines.map((l) => [l.target, l]));
+  assert.equal([byTarget['/files/a.txt']?.status, byTarget['/files/a.txt']?.backend, byTarget['/files/a.txt']?.bytes_sent],
+    [200, 'static', 12]);
+  assert.equal([byTarget['/files/missing.txt']?.status, byTarget['/files/missing.txt']?.backend], [404, 'static']);
+  assert.is(byTarget['/app']?.backend, `unix:${ctx.backend!.socket}`);
+});
+
+statics.after(async (ctx) => {
+  if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+statics.run();
