@@ -19,7 +19,11 @@ const HOP_BY_HOP = new Set([
   I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
   idx('proxy-authorization'), idx('proxy-authenticate'),
 ]);
-const HOP_BY_HOP_LITERAL = new Set(['proxy-connection']);
+// Spelled out (index 0) by a backend that does not use the table, a hop-by-hop name must still go.
+const HOP_BY_HOP_LITERAL = new Set([
+  'proxy-connection', 'connection', 'keep-alive', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate',
+]);
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
 
 interface Peer {

@@ -13,6 +13,9 @@ export { Stream };
 
 export type { HeaderFields, RequestHead, ResponseHead } from './stream.js';
 
+/** What an HTTP/1.1 reason phrase cannot hold (Node's own check on a status message). */
+const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/;
+
 /** Reset codes that never travel on the wire: the connection itself ended. */
 export const LOCAL_CONNECTION_LOST = 0x100;
 
@@ -243,6 +246,11 @@ export class Connection {
         // Only final statuses travel (the gateway refuses others); 0 is an empty or damaged head.
         if (head.status < 200 || head.status > 999) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, `RESPONSE with status ${head.status}`);
+          return;
+        }
+        // A reason the front could not write (CR/LF, controls): refused here, as the gateway does.
+        if (head.reason !== '' && BAD_REASON.test(head.reason)) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'RESPONSE with a control character in its reason phrase');
           return;
         }
         stream.headReceived = true;

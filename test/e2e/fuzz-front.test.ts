@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HttpResponseParser } from '../../src/protocol/http-response.js';
-import { Connection, FrameType, GoAway, ResetCode, encodeFrame, errorBody } from '../../src/protocol/index.js';
+import { Connection, FrameType, GoAway, ResetCode, Response, encodeFrame, errorBody } from '../../src/protocol/index.js';
 import { newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import {
   byteMutationArb, encodeAll, frameMutationArb, fuzzRuns, helloFrame, mutateBytes, mutateFrames, responsePlanArb,
@@ -101,6 +101,12 @@ function fakeBackend(path: string, all: Case[], answered: Map<string, Model>): P
       onRequest: (stream, head) => {
         if (done) return;
         done = true;
+        const fixed = /^\/fixed\/([a-z-]+)\//.exec(head.target);
+        if (fixed !== null) {
+          answered.set(head.target, runModel(Buffer.alloc(0), stream.id));
+          socket.end(wire(FIXED[fixed[1]!]!, (b) => b, stream.id));
+          return;
+        }
         const m = /^\/fuzz\/(\d+)\//.exec(head.target);
         const c = m === null ? undefined : all[Number(m[1])];
         if (c === undefined) {
@@ -122,6 +128,26 @@ function fakeBackend(path: string, all: Case[], answered: Map<string, Model>): P
     server.listen(path, () => resolve(server));
   });
 }
+
+/** A RESPONSE frame for stream 1 with literal header names. */
+function response(status: number, headers: [string, string][], reason = '', end = false): Frame {
+  const payload = Response.encode({
+    status, reason, headers: { names: headers.map(() => 0), literalNames: headers.map(([n]) => n), values: headers.map(([, v]) => v) },
+  }).finish();
+  return { type: FrameType.RESPONSE, flags: end ? 1 : 0, stream: 1, payload: Buffer.from(payload) };
+}
+
+const data = (text: string, end = false): Frame => ({ type: FrameType.DATA, flags: end ? 1 : 0, stream: 1, payload: Buffer.from(text) });
+
+/** Backends that break HTTP rather than the protocol: what the front must not pass on. */
+const FIXED: Record<string, Frame[]> = {
+  'length-longer': [response(200, [['content-length', '5']]), data('hello'), data('HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nforged', true)],
+  'length-shorter': [response(200, [['content-length', '10']]), data('hello', true)],
+  'crlf-value': [response(200, [['x-a', 'v\r\nX-Injected: 1']]), data('body', true)],
+  'crlf-name': [response(200, [['x-a\r\nX-Injected', '1']]), data('body', true)],
+  'crlf-reason': [response(200, [['x-a', 'v']], 'OK\r\nX-Injected: 1'), data('body', true)],
+  'hop-by-hop': [response(200, [['Transfer-Encoding', 'chunked'], ['Connection', 'close'], ['Upgrade', 'evil'], ['Keep-Alive', 'timeout=1'], ['x-fine', '1']]), data('hello', true)],
+};
 
 /** One GET with Connection: close; everything until the front closes. */
 function rawGet(port: number, target: string): Promise<Buffer> {
@@ -238,6 +264,41 @@ front('fuzzed responses: one well-formed response or a clean cut, a 502 before a
   assert.ok(healthyServed > 0, 'the healthy backend served meanwhile');
   const exited = await Promise.race([f!.exited.then(() => true), sleep(10).then(() => false)]);
   assert.not.ok(exited, 'the front is still running');
+});
+
+front('a backend that breaks HTTP (Content-Length, CR/LF, hop-by-hop): the client still gets well-formed HTTP, and the front says why', async (ctx) => {
+  const f = ctx.front!;
+  const fetch = async (name: string): Promise<Buffer> => {
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const target = `/fixed/${name}/${attempt}`;
+      const raw = await rawGet(f.port, target);
+      if (ctx.answered!.has(target)) return raw;
+      await sleep(10);
+    }
+    assert.unreachable(`${name}: never reached the fake backend`);
+    return Buffer.alloc(0);
+  };
+  for (const name of ['length-longer', 'length-shorter']) {
+    const raw = await fetch(name);
+    const got = parseRaw(raw);
+    assert.not.ok(got.complete, `${name}: cut, not complete:\n${raw.toString('latin1')}`);
+    assert.is(got.extra, 0);
+    assert.not.match(raw.toString('latin1'), /forged/, `${name}: the extra bytes never reach the client`);
+    await f.waitForStderr(new RegExp(`GET /fixed/${name}/\\d+: .*does not match its Content-Length`));
+  }
+  for (const name of ['crlf-value', 'crlf-name', 'crlf-reason']) {
+    const raw = await fetch(name);
+    const got = parseRaw(raw);
+    assert.ok(got.complete && got.status === 502 && got.extra === 0, `${name}: a 502:\n${raw.toString('latin1')}`);
+    assert.not.match(raw.toString('latin1'), /X-Injected/i, `${name}: no header injected`);
+    const why = name === 'crlf-reason' ? 'RESPONSE with a control character in its reason phrase' : 'backend sent an invalid response head';
+    await f.waitForStderr(new RegExp(`502 GET /fixed/${name}/\\d+: .*${why}`));
+  }
+  const raw = await fetch('hop-by-hop');
+  const got = parseRaw(raw);
+  assert.ok(got.complete && got.status === 200 && got.body.toString() === 'hello' && got.extra === 0, raw.toString('latin1'));
+  assert.not.match(raw.toString('latin1'), /upgrade|evil|timeout=1/i, `the backend's hop-by-hop headers are dropped:\n${raw.toString('latin1')}`);
+  assert.match(raw.toString('latin1'), /x-fine: 1\r\n/);
 });
 
 front.run();

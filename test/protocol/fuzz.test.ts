@@ -273,6 +273,14 @@ clientSuite('regression: a GOAWAY below a stream that already has its head is a 
   assert.match(String(run.errors[0]), /GOAWAY says stream 1 was never processed/);
 });
 
+clientSuite('regression: a reason phrase with CR/LF resets the stream (the front hung writing its 502 after Node refused it)', () => {
+  const run = client(helloFrame(LIMITS), 1);
+  feed(run.conn, [encodeFrame(FrameType.RESPONSE, 0, 1, Response.encode({ status: 200, reason: 'OK\r\nX-Injected: 1' }).finish())]);
+  const rec = run.streams.get(1)!;
+  assert.is(rec.head, null);
+  assert.match(rec.reset ?? '', /^1 RESPONSE with a control character in its reason phrase/);
+});
+
 clientSuite.run();
 
 // ---- the decoder alone -------------------------------------------------------------------------
