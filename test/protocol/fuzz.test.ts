@@ -197,6 +197,7 @@ function client(hello: Buffer, n: number): ClientRun {
     stream.onHead = (head, end) => {
       if (rec.head !== null) run.violations.push(`stream ${stream.id}: a second head was delivered`);
       if (!(head.status >= 200 && head.status <= 999)) run.violations.push(`stream ${stream.id}: a head with status ${head.status} was delivered`);
+      if (/[^\t\x20-\x7e\x80-\xff]/.test(head.reason)) run.violations.push(`stream ${stream.id}: a reason the front cannot write was delivered`);
       rec.head = head;
       if (end) rec.ended = true;
     };
