@@ -101,7 +101,7 @@ function fakeBackend(path: string, all: Case[], answered: Map<string, Model>): P
       onRequest: (stream, head) => {
         if (done) return;
         done = true;
-        const fixed = /^\/fixed\/([a-z-]+)\//.exec(head.target);
+        const fixed = /^\/fixed\/([a-z0-9-]+)\//.exec(head.target);
         if (fixed !== null) {
           answered.set(head.target, runModel(Buffer.alloc(0), stream.id));
           socket.end(wire(FIXED[fixed[1]!]!, (b) => b, stream.id));
@@ -145,6 +145,10 @@ const FIXED: Record<string, Frame[]> = {
   'length-shorter': [response(200, [['content-length', '10']]), data('hello', true)],
   'crlf-value': [response(200, [['x-a', 'v\r\nX-Injected: 1']]), data('body', true)],
   'crlf-name': [response(200, [['x-a\r\nX-Injected', '1']]), data('body', true)],
+  // Found by this suite: Node's writeHead took the 204 ("no body") before refusing the value, and
+  // the 502 written after it went out as "502 No Content" with a Content-Length and no body.
+  'crlf-value-204': [response(204, [['x-a', 'v\r\nX-Injected: 1']], '', true)],
+  'nul-value-304': [response(304, [['etag', 'v\0']], '', true)],
   'crlf-reason': [response(200, [['x-a', 'v']], 'OK\r\nX-Injected: 1'), data('body', true)],
   'hop-by-hop': [response(200, [['Transfer-Encoding', 'chunked'], ['Connection', 'close'], ['Upgrade', 'evil'], ['Keep-Alive', 'timeout=1'], ['x-fine', '1']]), data('hello', true)],
 };
@@ -286,12 +290,12 @@ front('a backend that breaks HTTP (Content-Length, CR/LF, hop-by-hop): the clien
     assert.not.match(raw.toString('latin1'), /forged/, `${name}: the extra bytes never reach the client`);
     await f.waitForStderr(new RegExp(`GET /fixed/${name}/\\d+: .*does not match its Content-Length`));
   }
-  for (const name of ['crlf-value', 'crlf-name', 'crlf-reason']) {
+  for (const name of ['crlf-value', 'crlf-name', 'crlf-reason', 'crlf-value-204', 'nul-value-304']) {
     const raw = await fetch(name);
     const got = parseRaw(raw);
-    assert.ok(got.complete && got.status === 502 && got.extra === 0, `${name}: a 502:\n${raw.toString('latin1')}`);
+    assert.ok(got.complete && got.status === 502 && got.body.toString() === errorBody(502) && got.extra === 0, `${name}: a whole 502:\n${raw.toString('latin1')}`);
     assert.not.match(raw.toString('latin1'), /X-Injected/i, `${name}: no header injected`);
-    const why = name === 'crlf-reason' ? 'RESPONSE with a control character in its reason phrase' : 'backend sent an invalid response head';
+    const why = name === 'crlf-reason' ? 'RESPONSE with a control character in its reason phrase' : 'backend sent an invalid response head: .*(header|name)';
     await f.waitForStderr(new RegExp(`502 GET /fixed/${name}/\\d+: .*${why}`));
   }
   const raw = await fetch('hop-by-hop');
