@@ -12,12 +12,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HttpResponseParser } from '../../src/protocol/http-response.js';
-import { Connection, FrameType, GoAway, ResetCode, Response, encodeFrame, errorBody } from '../../src/protocol/index.js';
+import { Connection, FrameType, GoAway, Reset, ResetCode, Response, encodeFrame, errorBody } from '../../src/protocol/index.js';
 import { newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import {
-  byteMutationArb, encodeAll, frameMutationArb, fuzzRuns, helloFrame, mutateBytes, mutateFrames, responsePlanArb,
-  serverScript, simpleHead, type Frame,
+  byteMutationArb, encodeAll, frameMutationArb, fuzzRuns, helloFrame, mutateBytes, mutateFrames, rawResponse, rawResponseArb,
+  responsePlanArb, serverScript, simpleHead, type Frame,
 } from '../helpers/fuzz.js';
+import { UwsgiPacketParser } from '../../src/protocol/uwsgi.js';
 import { fixture, startBackend, startFront, tempDir } from '../helpers/procs.js';
 
 const SEED = Number(process.env.FUZZ_SEED) || (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
@@ -149,6 +150,10 @@ const FIXED: Record<string, Frame[]> = {
   // the 502 written after it went out as "502 No Content" with a Content-Length and no body.
   'crlf-value-204': [response(204, [['x-a', 'v\r\nX-Injected: 1']], '', true)],
   'nul-value-304': [response(304, [['etag', 'v\0']], '', true)],
+  // Found by this suite: a RESET(NO_ERROR) after the head but before the end was taken for "done,
+  // stop the upload", and the client waited for the rest of the response forever.
+  'reset-no-error': [response(200, [['content-type', 'text/plain']]), data('part'),
+    { type: FrameType.RESET, flags: 0, stream: 1, payload: Buffer.from(Reset.encode({ code: ResetCode.NO_ERROR }).finish()) }],
   'crlf-reason': [response(200, [['x-a', 'v']], 'OK\r\nX-Injected: 1'), data('body', true)],
   'hop-by-hop': [response(200, [['Transfer-Encoding', 'chunked'], ['Connection', 'close'], ['Upgrade', 'evil'], ['Keep-Alive', 'timeout=1'], ['x-fine', '1']]), data('hello', true)],
 };
@@ -270,7 +275,7 @@ front('fuzzed responses: one well-formed response or a clean cut, a 502 before a
   assert.not.ok(exited, 'the front is still running');
 });
 
-front('a backend that breaks HTTP (Content-Length, CR/LF, hop-by-hop): the client still gets well-formed HTTP, and the front says why', async (ctx) => {
+front('a backend that breaks HTTP (Content-Length, CR/LF, hop-by-hop, a reset mid-response): the client still gets well-formed HTTP, and the front says why', async (ctx) => {
   const f = ctx.front!;
   const fetch = async (name: string): Promise<Buffer> => {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
@@ -298,6 +303,9 @@ front('a backend that breaks HTTP (Content-Length, CR/LF, hop-by-hop): the clien
     const why = name === 'crlf-reason' ? 'RESPONSE with a control character in its reason phrase' : 'backend sent an invalid response head: .*(header|name)';
     await f.waitForStderr(new RegExp(`502 GET /fixed/${name}/\\d+: .*${why}`));
   }
+  const reset = parseRaw(await fetch('reset-no-error'));
+  assert.ok(!reset.complete && reset.extra === 0 && 'part'.startsWith(reset.body.toString()), 'a reset before the end cuts the response');
+  await f.waitForStderr(/GET \/fixed\/reset-no-error\/\d+: .*reset the stream: NO_ERROR.*; response cut after the head/);
   const raw = await fetch('hop-by-hop');
   const got = parseRaw(raw);
   assert.ok(got.complete && got.status === 200 && got.body.toString() === 'hello' && got.extra === 0, raw.toString('latin1'));
@@ -306,3 +314,101 @@ front('a backend that breaks HTTP (Content-Length, CR/LF, hop-by-hop): the clien
 });
 
 front.run();
+
+// ---- the front's uwsgi link: a fake uWSGI answering with damaged raw HTTP ------------------------
+
+/** What the front's response parser makes of the bytes, the connection then closing: the oracle. */
+function httpModel(bytes: Buffer): Model {
+  const m: Model = { status: null, body: Buffer.alloc(0), ended: false, refused: false, error: null };
+  const parts: Buffer[] = [];
+  const parser = new HttpResponseParser({
+    onHead: (h) => { m.status = h.status; },
+    onBody: (c) => parts.push(Buffer.from(c)),
+    onEnd: () => { m.ended = true; },
+  });
+  try {
+    parser.push(bytes);
+    parser.finish();
+  } catch (err) {
+    m.error = (err as Error).message;
+  }
+  if (m.status === 101) m.status = null; // the link refuses a protocol switch: no head goes out
+  m.body = Buffer.concat(parts);
+  return m;
+}
+
+/** A fake uWSGI: reads the request's packet, answers `respond(PATH_INFO)` raw, and closes. */
+function fakeUwsgi(path: string, respond: (pathInfo: string) => Buffer | null): Promise<Server> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const parser = new UwsgiPacketParser();
+    socket.on('data', (chunk: Buffer) => {
+      let parsed;
+      try {
+        parsed = parser.push(chunk);
+      } catch {
+        return; // bytes after the packet (none for a GET), or a probe: ignored
+      }
+      if (parsed === null || parsed === undefined) return;
+      const pathInfo = parsed.packet.vars.find(([k]) => k === 'PATH_INFO')?.[1] ?? '';
+      const bytes = respond(pathInfo);
+      if (bytes === null) socket.destroy();
+      else socket.end(bytes);
+    });
+  });
+  server.on('close', () => { for (const s of sockets) s.destroy(); });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(path, () => resolve(server));
+  });
+}
+
+const uwsgiFront = suite<Ctx & { fake?: Server; dir?: string; responses?: Buffer[] }>('e2e/fuzz-front-uwsgi', newCtx());
+setUp(uwsgiFront, async (ctx) => {
+  const plans = fc.sample(fc.tuple(rawResponseArb, fc.array(byteMutationArb, { maxLength: 2 })), { numRuns: CASES, seed: SEED });
+  ctx.responses = plans.map(([plan, mutations]) => mutateBytes(rawResponse(plan), mutations));
+  ctx.dir = tempDir('tsgi-e2e-fake-uwsgi-');
+  const fakePath = join(ctx.dir, 'uwsgi.sock');
+  ctx.fake = await fakeUwsgi(fakePath, (pathInfo) => {
+    const m = /^\/uwsgi\/(\d+)$/.exec(pathInfo);
+    if (m !== null) return ctx.responses![Number(m[1])] ?? null;
+    return Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfine!');
+  });
+  ctx.front = await startFront([`uwsgi:unix:${fakePath}`], ['--response-timeout', '5']);
+});
+uwsgiFront.after(async (ctx) => {
+  await new Promise<void>((resolve) => (ctx.fake ? ctx.fake.close(() => resolve()) : resolve()));
+  if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+uwsgiFront('damaged raw responses from a uwsgi backend: one well-formed response, a 502 before any head, or a clean cut', async (ctx) => {
+  const f = ctx.front!;
+  for (let n = 0; n < ctx.responses!.length; n++) {
+    const m = httpModel(ctx.responses![n]!);
+    const raw = await rawGet(f.port, `/uwsgi/${n}`);
+    const got = parseRaw(raw);
+    const what = `uwsgi case ${n} (seed ${SEED}), model ${JSON.stringify({ ...m, body: m.body.length })}, sent ${JSON.stringify(ctx.responses![n]!.toString('latin1').slice(0, 300))}, got:\n${raw.toString('latin1').slice(0, 400)}`;
+    assert.is(got.extra, 0, `no bytes after the response: ${what}`);
+    const is502 = got.complete && got.status === 502 && got.body.toString() === errorBody(502);
+    if (m.status === null) {
+      assert.ok(is502, `no head from the backend: a 502 — ${what}`);
+    } else if (m.ended && m.error === null) {
+      const bodyless = m.status === 204 || m.status === 304;
+      assert.ok((got.complete && got.status === m.status && got.body.equals(bodyless ? Buffer.alloc(0) : m.body)) || is502,
+        `the response as the backend sent it (or a 502) — ${what}`);
+    } else {
+      const cut = !got.complete && (got.status === null || got.status === m.status) && m.body.subarray(0, got.body.length).equals(got.body);
+      const bodylessHead = got.complete && got.status === m.status && (m.status === 204 || m.status === 304);
+      assert.ok(cut || is502 || bodylessHead, `the backend's head then a cut (or a 502) — ${what}`);
+    }
+  }
+  const after = parseRaw(await rawGet(f.port, '/fine'));
+  assert.ok(after.complete && after.status === 200 && after.body.toString() === 'fine!', 'the front still serves');
+  const exited = await Promise.race([f.exited.then(() => true), sleep(10).then(() => false)]);
+  assert.not.ok(exited, 'the front is still running');
+});
+
+uwsgiFront.run();

@@ -368,6 +368,36 @@ export function splitAt(bytes: Buffer, cuts: readonly number[]): Buffer[] {
   return out;
 }
 
+// ---- raw HTTP responses (what a uwsgi server writes back) --------------------------------------
+
+export interface RawResponsePlan {
+  status: string;
+  headers: [string, string][];
+  framing: string;
+  body: Uint8Array;
+}
+
+export const rawResponseArb: fc.Arbitrary<RawResponsePlan> = fc.record({
+  status: fc.constantFrom('200 OK', '204 No Content', '304 Not Modified', '404 Not Found', '100 Continue', '103 Early Hints', '500 Oops'),
+  headers: fc.array(fc.tuple(fc.constantFrom('Content-Type', 'X-A', 'Set-Cookie'), fc.string({ maxLength: 10 }).map((s) => s.replace(/[\r\n\0]/g, ''))), { maxLength: 4 }),
+  framing: fc.constantFrom('length', 'chunked', 'close', 'double-length', 'te-and-length'),
+  body: fc.uint8Array({ maxLength: 80 }),
+});
+
+/** The response as bytes: an interim 100 first for a final status, the body framed as planned. */
+export function rawResponse(r: RawResponsePlan): Buffer {
+  let head = `HTTP/1.1 ${r.status}\r\n${r.headers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}`;
+  let body = Buffer.from(r.body);
+  if (r.framing === 'length' || r.framing === 'te-and-length') head += `Content-Length: ${body.length}\r\n`;
+  if (r.framing === 'double-length') head += `Content-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n`;
+  if (r.framing === 'chunked' || r.framing === 'te-and-length') {
+    head += 'Transfer-Encoding: chunked\r\n';
+    body = body.length === 0 ? Buffer.from('0\r\n\r\n') : Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
+  }
+  const interim = r.status.startsWith('1') ? '' : 'HTTP/1.1 100 Continue\r\n\r\n';
+  return Buffer.concat([Buffer.from(`${interim}${head}\r\n`, 'latin1'), body]);
+}
+
 // ---- the regression corpus -----------------------------------------------------------------
 
 export const CORPUS_DIR = join(FIXTURES, 'fuzz-corpus');

@@ -11,7 +11,7 @@ import {
   HeaderBlock, ProtocolError, STATIC_NAMES, TABLE_ENTRIES, ValueDecoder, ValueEncoder, packHeaders, unpackHeaders, type tsgi,
 } from '../../src/protocol/index.js';
 import { UwsgiPacketParser, decodeVars, encodePacket, encodeVars } from '../../src/protocol/uwsgi.js';
-import { byteMutationArb, corpus, fuzzRuns, mutateBytes, splitAt } from '../helpers/fuzz.js';
+import { byteMutationArb, corpus, fuzzRuns, mutateBytes, rawResponse, rawResponseArb, splitAt } from '../helpers/fuzz.js';
 
 const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: fuzzRuns(n), includeErrorInReport: true });
 const cutsArb = fc.array(fc.nat({ max: 100_000 }), { maxLength: 6 });
@@ -168,26 +168,6 @@ tables.run();
 
 const http = suite('protocol/fuzz-http-response');
 
-const responseArb = fc.record({
-  status: fc.constantFrom('200 OK', '204 No Content', '304 Not Modified', '404 Not Found', '100 Continue', '103 Early Hints', '500 Oops'),
-  headers: fc.array(fc.tuple(fc.constantFrom('Content-Type', 'X-A', 'Set-Cookie'), fc.string({ maxLength: 10 }).map((s) => s.replace(/[\r\n\0]/g, ''))), { maxLength: 4 }),
-  framing: fc.constantFrom('length', 'chunked', 'close', 'double-length', 'te-and-length'),
-  body: fc.uint8Array({ maxLength: 80 }),
-});
-
-function rawResponse(r: { status: string; headers: [string, string][]; framing: string; body: Uint8Array }): Buffer {
-  let head = `HTTP/1.1 ${r.status}\r\n${r.headers.map(([n, v]) => `${n}: ${v}\r\n`).join('')}`;
-  let body = Buffer.from(r.body);
-  if (r.framing === 'length' || r.framing === 'te-and-length') head += `Content-Length: ${body.length}\r\n`;
-  if (r.framing === 'double-length') head += `Content-Length: ${body.length}\r\nContent-Length: ${body.length + 1}\r\n`;
-  if (r.framing === 'chunked' || r.framing === 'te-and-length') {
-    head += 'Transfer-Encoding: chunked\r\n';
-    body = body.length === 0 ? Buffer.from('0\r\n\r\n') : Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]);
-  }
-  const interim = r.status.startsWith('1') ? '' : 'HTTP/1.1 100 Continue\r\n\r\n';
-  return Buffer.concat([Buffer.from(`${interim}${head}\r\n`, 'latin1'), body]);
-}
-
 function parseHttp(chunks: Buffer[]): string {
   const events: string[] = [];
   const parser = new HttpResponseParser({
@@ -204,7 +184,7 @@ function parseHttp(chunks: Buffer[]): string {
 }
 
 http('damaged responses: the same events whole and cut, and only ProtocolError', () => {
-  fc.assert(fc.property(responseArb, fc.array(byteMutationArb, { maxLength: 3 }), cutsArb, (r, mutations, cuts) => {
+  fc.assert(fc.property(rawResponseArb, fc.array(byteMutationArb, { maxLength: 3 }), cutsArb, (r, mutations, cuts) => {
     const bytes = mutateBytes(rawResponse(r), mutations);
     assert.is(parseHttp(splitAt(bytes, cuts)), parseHttp([bytes]));
   }), runs(400));
