@@ -235,8 +235,8 @@ function uwsgiCases(): { bytes: Buffer; cuts: number[]; refused: string | null }
     const vars: [string, string][] = declared === '' ? VARS : [...VARS, ['CONTENT_LENGTH', declared]];
     let bytes = packet(vars, Buffer.from(body));
     for (const m of mutations) {
-      if (m.kind === 'datasize') bytes.writeUInt16LE(m.size, 1);
-      else if (m.kind === 'modifier1') bytes[0] = m.value;
+      if (m.kind === 'datasize') { if (bytes.length >= 3) bytes.writeUInt16LE(m.size, 1); } // (a truncation may come first)
+      else if (m.kind === 'modifier1') { if (bytes.length >= 1) bytes[0] = m.value; }
       else bytes = mutateBytes(bytes, [m]);
     }
     let refused: string | null = null;
