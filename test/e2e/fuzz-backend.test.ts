@@ -24,7 +24,7 @@ const SEED = Number(process.env.FUZZ_SEED) || (Date.now() ^ (Math.random() * 0x7
 const CASES = fuzzRuns(24);
 /** The backend's defaults (tsgi serve without --window / --max-frame-size). */
 const BACKEND = { window: 256 * 1024, maxFrameSize: 1024 * 1024 };
-const CASE_TIMEOUT_MS = 5000;
+const CASE_TIMEOUT_MS = 10_000;
 
 /** Runs `fn` over the items, `n` at a time. */
 async function pool<T>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {

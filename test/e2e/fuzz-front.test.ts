@@ -26,6 +26,7 @@ const CASES = fuzzRuns(20);
 const LIMITS = { window: 256 * 1024, maxFrameSize: 1024 * 1024 };
 const HEALTHY_BODY = '<h1>Hello, web</h1>';
 const ATTEMPTS = 40;
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 interface Case {
   /** Frames after the HELLO, for stream 1 (renumbered to the real stream id when sent). */
@@ -262,8 +263,7 @@ front('fuzzed responses: one well-formed response or a clean cut, a 502 before a
         assert.ok(raw.length === 0 || got.status !== null, `a cut is a clean one: a whole head or nothing — ${what}`);
       }
       if (m.error !== null) {
-        const esc = m.error.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-        await f!.waitForStderr(new RegExp(`backend ${fakeName.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${esc} \\[TSGI_ERR`), 5000);
+        await f!.waitForStderr(new RegExp(`backend ${escape(fakeName)}: ${escape(m.error)} \\[TSGI_ERR`), 10_000);
       }
       break;
     }
