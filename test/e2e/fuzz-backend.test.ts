@@ -10,7 +10,7 @@ import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Connection, ProtocolError, type Stream } from '../../src/protocol/index.js';
+import { Connection, ProtocolError, Reset, ResetCode, Window, type Stream } from '../../src/protocol/index.js';
 import { UwsgiPacketParser } from '../../src/protocol/uwsgi.js';
 import { newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import {
@@ -201,6 +201,56 @@ frames('the corpus\'s server cases, replayed against the real backend', async ({
   assert.is(decodeAll(reply).pop()?.type, 7);
   await backend!.waitForStderr(/closing front connection: frame type 3 needs a stream id \[TSGI_ERR_PROTOCOL\]/);
   assert.ok(await alive(backend!));
+});
+
+/** Writes `bytes`, then reads frames until `until(frames)` holds (bounded); the socket is then closed. */
+function converse(path: string, bytes: Buffer, until: (frames: ReturnType<typeof decodeAll>) => boolean): Promise<ReturnType<typeof decodeAll>> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(path);
+    const got: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no expected answer within ${CASE_TIMEOUT_MS} ms; got ${JSON.stringify(decodeAll(Buffer.concat(got)).map((f) => [f.type, f.flags, f.stream]))}`));
+    }, CASE_TIMEOUT_MS);
+    socket.on('error', () => {});
+    socket.on('data', (c: Buffer) => {
+      got.push(c);
+      let frames: ReturnType<typeof decodeAll>;
+      try {
+        frames = decodeAll(Buffer.concat(got));
+      } catch {
+        return; // a partial frame: wait for the rest
+      }
+      if (until(frames)) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(frames);
+      }
+    });
+    socket.on('connect', () => socket.write(bytes));
+  });
+}
+
+frames('DATA past the window or a WINDOW past 2^31-1 resets that stream only: the next request on the connection is answered', async ({ backend }) => {
+  const plan = (method: string, end: boolean) => ({
+    head: { method, target: '/flow', headers: { names: [], values: [] } }, body: [], ending: end ? 'end' as const : 'open' as const,
+  });
+  // Stream 1 sends three windows of body in one frame, and grants no credit for the echo coming
+  // back (so the app stops reading once it has a window to send); stream 3 grants a window that
+  // overflows; stream 5 is an ordinary GET.
+  const script = clientScript([plan('POST', false), plan('GET', false), plan('GET', true)], [0, 1, 2], BACKEND);
+  const [hello, ...heads] = script.frames;
+  const raw = encodeAll([
+    hello!, heads[0]!, { type: 3, flags: 0, stream: 1, payload: Buffer.alloc(BACKEND.window * 3, 0x61) },
+    heads[1]!, ...[0, 1].map(() => ({ type: 6, flags: 0, stream: 3, payload: Buffer.from(Window.encode({ increment: 0x7fffffff }).finish()) })),
+    heads[2]!,
+  ]);
+  const out = await converse(backend!.socket, raw, (fs) => fs.some((f) => f.stream === 5 && (f.flags & 1) !== 0));
+  const reset = (id: number) => out.find((f) => f.type === 5 && f.stream === id) ?? assert.unreachable(`no RESET on stream ${id}: ${JSON.stringify(out.map((f) => [f.type, f.flags, f.stream]))}`);
+  assert.is(Reset.decode(reset(1)!.payload).code, ResetCode.FLOW_CONTROL_ERROR, 'stream 1: FLOW_CONTROL_ERROR');
+  assert.is(Reset.decode(reset(3)!.payload).code, ResetCode.FLOW_CONTROL_ERROR, 'stream 3: FLOW_CONTROL_ERROR');
+  assert.ok(out.some((f) => f.type === 2 && f.stream === 5), 'stream 5 answered');
+  assert.not.ok(out.some((f) => f.type === 7), 'no GOAWAY: a stream error, not a connection error');
 });
 
 frames.run();
