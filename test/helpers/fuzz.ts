@@ -413,6 +413,17 @@ export interface CorpusCase {
   hex: string;
   /** For client cases: how many GET streams the client opens before the bytes (default 0). */
   streams?: number;
+  /** For front cases (frames a backend sends for stream 1): what the HTTP client must see. */
+  expect?: {
+    outcome: 'cut' | '502' | 'complete';
+    status?: number;
+    /** The body (complete), or what a cut body may be a prefix of. */
+    body?: string;
+    /** A regex that must not match the raw bytes. */
+    absent?: string;
+    /** A regex the front's log line for the request must match. */
+    log?: string;
+  };
 }
 
 /** Every case of the corpus (JSON files), optionally for one target. */
