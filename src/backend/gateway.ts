@@ -31,6 +31,7 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const STATUS_LINE = /^([1-9]\d\d)(?: ([^\r\n\0]*))?$/;
+const CONTENT_LENGTH = /^\d{1,15}$/;
 const EMPTY = new Uint8Array(0);
 
 function toBytes(chunk: Chunk): Uint8Array {
@@ -44,10 +45,13 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
 }
 
-/** Checks and flattens startResponse arguments; throws GatewayError with the reason. */
+/**
+ * Checks and flattens startResponse arguments; throws GatewayError with the reason. `length` is
+ * the Content-Length the app declared (-1: none).
+ */
 export function checkHead(
   status: string | number, headers: Parameters<StartResponse>[1],
-): { code: number; reason: string; flat: string[] } {
+): { code: number; reason: string; flat: string[]; length: number } {
   let code: number;
   let reason = '';
   if (typeof status === 'number') {
@@ -60,12 +64,17 @@ export function checkHead(
     }
     code = Number(m[1]);
     reason = m[2] ?? '';
+    // Node (the front) refuses these in a reason phrase: the app hears of it, not the client.
+    if (BAD_VALUE.test(reason)) {
+      throw new GatewayError('TSGI_ERR_START_RESPONSE', `status ${JSON.stringify(status)} has a control character or a character above U+00FF in its reason`);
+    }
   }
   if (!Number.isInteger(code) || code < 200 || code > 999) {
     throw new GatewayError('TSGI_ERR_START_RESPONSE', `status code ${code} is not a final status (200-999)`);
   }
   if (reason === STATUS_CODES[code]) reason = ''; // the front supplies the standard phrase
   const flat: string[] = [];
+  let length = -1;
   const add = (name: string, value: unknown) => {
     if (typeof name !== 'string' || !TOKEN.test(name)) {
       throw new GatewayError('TSGI_ERR_HEADER', `invalid header name ${JSON.stringify(name)}`);
@@ -76,6 +85,13 @@ export function checkHead(
     }
     if (HOP_BY_HOP.has(name.toLowerCase())) {
       throw new GatewayError('TSGI_ERR_HEADER', `hop-by-hop header ${name} is not allowed from an application`);
+    }
+    if (name.length === 14 && name.toLowerCase() === 'content-length') {
+      // One decimal number, once: anything else is a framing the client cannot trust.
+      if (!CONTENT_LENGTH.test(v) || (length !== -1 && Number(v) !== length)) {
+        throw new GatewayError('TSGI_ERR_HEADER', `Content-Length ${JSON.stringify(v)} is not one number of bytes${length !== -1 ? ` (already ${length})` : ''}`);
+      }
+      length = Number(v);
     }
     flat.push(name, v);
   };
@@ -94,7 +110,7 @@ export function checkHead(
   } else {
     throw new GatewayError('TSGI_ERR_HEADER', 'headers must be an array of [name, value] pairs or an object');
   }
-  return { code, reason, flat };
+  return { code, reason, flat, length };
 }
 
 /** Runs the application for one request. Never throws; failures are answered and logged. */
@@ -110,7 +126,10 @@ class Exchange {
   #out: Responder;
   #log: Logger;
   #done: (() => void) | undefined;
-  #pending: { code: number; reason: string; flat: string[] } | null = null;
+  #pending: { code: number; reason: string; flat: string[]; length: number } | null = null;
+  /** Body bytes the sent head promised (Content-Length), or -1 when the body is not checked. */
+  #declared = -1;
+  #sent = 0;
   #headSent = false;
   /** The end of the response went to the Responder (with the head or the last chunk). */
   #ended = false;
@@ -188,16 +207,30 @@ class Exchange {
     }
   }
 
-  /** Adds Content-Length to a pending head that has none (and may have a body). */
+  /**
+   * Adds Content-Length to a pending head that has none (and may have a body); one the app gave
+   * must match the body, known whole here, before the head goes out.
+   */
   #setLength(total: number): void {
     const head = this.#pending;
     if (this.#headSent || head === null || head.code === 204 || head.code === 304) return;
-    const flat = head.flat;
-    for (let i = 0; i < flat.length; i += 2) {
-      const name = flat[i]!;
-      if (name.length === 14 && name.toLowerCase() === 'content-length') return;
+    if (head.length < 0) {
+      head.flat.push('content-length', String(total));
+    } else if (head.length !== total && this.#environ.REQUEST_METHOD !== 'HEAD') {
+      throw new GatewayError('TSGI_ERR_BODY_LENGTH', `the body is ${total} bytes but its Content-Length says ${head.length}`);
     }
-    flat.push('content-length', String(total));
+  }
+
+  /** Counts body bytes against the declared Content-Length; throws before a byte too many is sent. */
+  #count(n: number, end: boolean): void {
+    const sent = this.#sent + n;
+    if (sent > this.#declared) {
+      throw new GatewayError('TSGI_ERR_BODY_LENGTH', `the body grew to ${sent} bytes; its Content-Length says ${this.#declared}`);
+    }
+    if (end && sent < this.#declared) {
+      throw new GatewayError('TSGI_ERR_BODY_LENGTH', `the body ended after ${sent} bytes; its Content-Length says ${this.#declared}`);
+    }
+    this.#sent = sent;
   }
 
   #consumeArray(chunks: readonly Uint8Array[], from: number): void {
@@ -247,6 +280,11 @@ class Exchange {
       if (head === null) {
         throw new GatewayError('TSGI_ERR_START_RESPONSE', 'the application produced body bytes before calling startResponse');
       }
+      // A declared length is held to (no body for HEAD, 204, 304: nothing to count there).
+      if (head.length >= 0 && head.code !== 204 && head.code !== 304 && this.#environ.REQUEST_METHOD !== 'HEAD') {
+        this.#declared = head.length;
+        this.#count(bytes.length, end); // a mismatch known now is still a 500
+      }
       this.#headSent = true;
       if (end && bytes.length === 0) {
         this.#ended = true;
@@ -254,6 +292,8 @@ class Exchange {
         return false;
       }
       this.#out.head(head.code, head.reason, head.flat, false);
+    } else if (this.#declared >= 0) {
+      this.#count(bytes.length, end);
     }
     if (end) this.#ended = true;
     return this.#out.write(bytes, end);

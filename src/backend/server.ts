@@ -271,7 +271,9 @@ export class BackendServer {
       }
     }
     for (const socket of this.#sockets) endSocket(socket);
-    // Give the final frames a moment to flush before forcing the sockets closed.
+    // Give the final frames a moment to flush before forcing the sockets closed. Not unref'd: with
+    // nothing else left the process would exit inside stop(), before its caller goes on (a failed
+    // start exited 0 without a word).
     await new Promise((r) => setTimeout(r, graceful ? 50 : 0));
     for (const socket of this.#sockets) socket.destroy();
     await closed;

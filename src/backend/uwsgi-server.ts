@@ -366,7 +366,7 @@ export class UwsgiServer {
     if (graceful && !(await this.#requests.idle(timeoutMs))) {
       this.#opts.log.warn(`graceful timeout: ${this.inFlight} uwsgi request(s) still running are cut`);
     }
-    if (graceful) await new Promise((r) => setTimeout(r, 50));
+    if (graceful) await new Promise((r) => setTimeout(r, 50)); // not unref'd: see BackendServer.stop
     for (const socket of this.#sockets) socket.destroy();
     await closed;
   }

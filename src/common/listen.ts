@@ -38,8 +38,18 @@ export async function listenOn(server: Server, address: Address, socketMode = 0o
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
     const done = () => { server.off('error', onError); resolve(); };
-    if (address.kind === 'unix') server.listen({ path: address.path, backlog: LISTEN_BACKLOG }, done);
-    else server.listen({ port: address.port, host: address.host, backlog: LISTEN_BACKLOG }, done);
+    if (address.kind === 'unix') {
+      // bind() runs inside listen(): under this umask the file is born with the mode, so there
+      // is no moment between bind and chmod at which anyone else may connect.
+      const umask = process.umask(~socketMode & 0o777);
+      try {
+        server.listen({ path: address.path, backlog: LISTEN_BACKLOG }, done);
+      } finally {
+        process.umask(umask);
+      }
+    } else {
+      server.listen({ port: address.port, host: address.host, backlog: LISTEN_BACKLOG }, done);
+    }
   });
   if (address.kind === 'unix') {
     await chmod(address.path, socketMode);

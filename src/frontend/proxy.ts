@@ -317,11 +317,9 @@ function onBackendReset(this: Stream, code: number, message: string): void {
     ex.opts.pool.acquire(ex);
     return;
   }
-  if (code === ResetCode.NO_ERROR && ex.headReceived) {
-    // The backend finished its response without reading the whole body: stop sending it.
-    ex.req.off('data', onClientData);
-    return;
-  }
+  // NO_ERROR after a complete response (the backend did not read the whole body) never gets here:
+  // the exchange is done. Before the end it cuts the response like any other reset — returning
+  // here left the client waiting for the rest forever.
   let err: TsgiError;
   if (code === LOCAL_CONNECTION_LOST) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
   else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);

@@ -19,7 +19,11 @@ const HOP_BY_HOP = new Set([
   I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
   idx('proxy-authorization'), idx('proxy-authenticate'),
 ]);
-const HOP_BY_HOP_LITERAL = new Set(['proxy-connection']);
+// Spelled out (index 0) by a backend that does not use the table, a hop-by-hop name must still go.
+const HOP_BY_HOP_LITERAL = new Set([
+  'proxy-connection', 'connection', 'keep-alive', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'proxy-authenticate',
+]);
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
 
 interface Peer {
@@ -109,7 +113,14 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
   return { head, hasBody };
 }
 
-/** The response head's headers for Node's writeHead, hop-by-hop ones dropped. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * The response head's headers for Node's writeHead, hop-by-hop ones dropped. Names and values
+ * Node would refuse are refused here first: a writeHead that throws has already taken the
+ * status (a 204's "no body"), and the 502 written after it came out without its body.
+ */
 export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): string[] {
   const out: string[] = [];
   if (!block) return out;
@@ -117,14 +128,19 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): str
   let lit = 0;
   for (let i = 0; i < names.length; i++) {
     const index = names[i]!;
+    const value = values[i] ?? '';
     if (index === 0) {
       const name = literalNames[lit++];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', 'response head is missing a literal header name');
-      if (!HOP_BY_HOP_LITERAL.has(name.toLowerCase())) out.push(name, values[i] ?? '');
+      if (!TOKEN.test(name)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response header name ${JSON.stringify(name.slice(0, 40))}`);
+      if (HOP_BY_HOP_LITERAL.has(name.toLowerCase())) continue;
+      if (BAD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
+      out.push(name, value);
     } else if (!HOP_BY_HOP.has(index)) {
       const name = STATIC_NAMES[index];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header index ${index} is not in the table`);
-      out.push(name, values[i] ?? '');
+      if (BAD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
+      out.push(name, value);
     }
   }
   return out;

@@ -13,6 +13,9 @@ export { Stream };
 
 export type { HeaderFields, RequestHead, ResponseHead } from './stream.js';
 
+/** What an HTTP/1.1 reason phrase cannot hold (Node's own check on a status message). */
+const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/;
+
 /** Reset codes that never travel on the wire: the connection itself ended. */
 export const LOCAL_CONNECTION_LOST = 0x100;
 
@@ -218,7 +221,13 @@ export class Connection {
     switch (type) {
       case FrameType.DATA: {
         const stream = this.#streamFor(id, type);
-        if (stream !== undefined) stream._receiveData(payload, end);
+        if (stream === undefined) return;
+        // A body before its head: the front would answer it with a head of its own making.
+        if (this.role === 'client' && !stream.headReceived) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'DATA before the response head');
+          return;
+        }
+        stream._receiveData(payload, end);
         return;
       }
       case FrameType.REQUEST:
@@ -232,6 +241,16 @@ export class Connection {
         if (stream === undefined) return;
         if (this.role !== 'client' || stream.headReceived) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'unexpected RESPONSE');
+          return;
+        }
+        // Only final statuses travel (the gateway refuses others); 0 is an empty or damaged head.
+        if (head.status < 200 || head.status > 999) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, `RESPONSE with status ${head.status}`);
+          return;
+        }
+        // A reason the front could not write (CR/LF, controls): refused here, as the gateway does.
+        if (head.reason !== '' && BAD_REASON.test(head.reason)) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'RESPONSE with a control character in its reason phrase');
           return;
         }
         stream.headReceived = true;
@@ -263,8 +282,8 @@ export class Connection {
         this.valueDecoder.decode(headers as tsgi.HeaderBlock);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
-        if (!end || stream.remoteEnded) {
-          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'TRAILERS must end the stream');
+        if (!end || stream.remoteEnded || (this.role === 'client' && !stream.headReceived)) {
+          this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'TRAILERS must end a stream that has a head');
           return;
         }
         stream.remoteEnded = true;
@@ -279,6 +298,15 @@ export class Connection {
       case FrameType.GOAWAY: {
         if (id !== 0) throw new ProtocolError('GOAWAY on a stream');
         const { lastStreamId, code, message } = GoAway.decode(payload);
+        if (this.role === 'client') {
+          // A stream above lastStreamId that already has its head was processed: the peer contradicts
+          // itself, and refusing that stream could get its request sent (and run) twice.
+          for (const stream of this.streams.values()) {
+            if (stream.id > lastStreamId && stream.headReceived) {
+              throw new ProtocolError(`GOAWAY says stream ${stream.id} was never processed, but its response head arrived`);
+            }
+          }
+        }
         this.goAwayReceived = true;
         if (this.role === 'client') {
           // Streams above lastStreamId were never processed: refuse them so they can go elsewhere.

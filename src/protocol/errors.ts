@@ -16,6 +16,7 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_APP_LOAD'
   | 'TSGI_ERR_START_RESPONSE'
   | 'TSGI_ERR_HEADER'
+  | 'TSGI_ERR_BODY_LENGTH'
   | 'TSGI_ERR_CLIENT_GONE'
   | 'TSGI_ERR_BODY_TOO_LARGE'
   | 'TSGI_ERR_CONFIG'
@@ -39,6 +40,7 @@ const STATUS: Record<TsgiErrorCode, number> = {
   TSGI_ERR_APP_LOAD: 500,
   TSGI_ERR_START_RESPONSE: 500,
   TSGI_ERR_HEADER: 500,
+  TSGI_ERR_BODY_LENGTH: 500,
   TSGI_ERR_CLIENT_GONE: 499,
   TSGI_ERR_BODY_TOO_LARGE: 413,
   TSGI_ERR_CONFIG: 500,
@@ -78,9 +80,9 @@ export class ConfigError extends TsgiError {
   }
 }
 
-/** The application broke the gateway interface (startResponse misuse, bad headers). */
+/** The application broke the gateway interface (startResponse misuse, bad headers, a body that contradicts its Content-Length). */
 export class GatewayError extends TsgiError {
-  constructor(code: 'TSGI_ERR_START_RESPONSE' | 'TSGI_ERR_HEADER', message: string) {
+  constructor(code: 'TSGI_ERR_START_RESPONSE' | 'TSGI_ERR_HEADER' | 'TSGI_ERR_BODY_LENGTH', message: string) {
     super(code, message);
     this.name = 'GatewayError';
   }

@@ -30,7 +30,8 @@ export interface ResponseParserOptions {
 
 type State = 'head' | 'length' | 'size' | 'data' | 'data-end' | 'trailers' | 'close' | 'done';
 
-const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: ([^\0]*))?$/;
+/** The reason phrase may not hold controls other than tab (the front could not write them on). */
+const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: ([^\0-\x08\x0a-\x1f\x7f]*))?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const MAX_LINE = 4096;

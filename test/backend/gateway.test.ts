@@ -422,6 +422,94 @@ test('valid statuses: phrase kept only when not the standard one', () => {
   }
 });
 
+test('a reason phrase with a control character or a character above U+00FF is refused (the front could not send it)', () => {
+  for (const status of ['200 O\x01K', '200 caf\u00e9 \u2603', '404 tab\tis fine but DEL\x7f is not']) {
+    let refused = () => {};
+    const x = run((_env, startResponse) => {
+      refused = capture(() => startResponse(status, []));
+      return null;
+    });
+    throwsCode(refused, GatewayError, 'TSGI_ERR_START_RESPONSE', JSON.stringify(status));
+    assert500(x.out);
+  }
+  const ok = run(app(() => [], '200 caf\u00e9\tok'));
+  assert.is(ok.out.head0.reason, 'caf\u00e9\tok', 'Latin-1 and tabs pass');
+});
+
+// ---- Content-Length ---------------------------------------------------------------------
+
+test('a Content-Length that is not one number is refused at startResponse', () => {
+  const bad: [string, string][][] = [
+    [['Content-Length', 'abc']], [['Content-Length', '-1']], [['Content-Length', '5, 6']], [['Content-Length', '1e3']],
+    [['Content-Length', ' 5']], [['Content-Length', '']], [['Content-Length', '5'], ['content-length', '6']],
+  ];
+  for (const headers of bad) {
+    let refused = () => {};
+    const x = run((_env, startResponse) => {
+      refused = capture(() => startResponse('200 OK', headers));
+      return null;
+    });
+    throwsCode(refused, GatewayError, 'TSGI_ERR_HEADER', JSON.stringify(headers));
+    assert500(x.out);
+  }
+  const twice = run(app(() => ['hello'], '200 OK', [['Content-Length', '5'], ['content-length', '5']]));
+  assertComplete(twice.out);
+  assert.is(twice.out.body, 'hello', 'the same value twice is one length');
+});
+
+test('a body longer than its Content-Length: write() throws an error the app can read, and nothing extra is sent', async () => {
+  let caught: unknown = null;
+  const x = run((_env, startResponse) => {
+    const write = startResponse('200 OK', [['Content-Length', '5']]);
+    write('hello');
+    try {
+      write(' and more');
+    } catch (err) {
+      caught = err;
+    }
+    return [];
+  });
+  await x.done;
+  throwsCode(() => { throw caught; }, GatewayError, 'TSGI_ERR_BODY_LENGTH');
+  assert.match((caught as Error).message, /grew to 14 bytes; its Content-Length says 5/);
+  assertComplete(x.out);
+  assert.is(x.out.body, 'hello');
+});
+
+test('a body longer or shorter than its Content-Length, uncaught: a 500 while the head is pending, else a cut, logged', async () => {
+  const cases: [string, Application, 'cut' | '500'][] = [
+    ['an array longer', app(() => ['hello', ' world'], '200 OK', [['Content-Length', '5']]), '500'],
+    ['an array shorter', app(() => ['hel'], '200 OK', [['Content-Length', '5']]), '500'],
+    ['no body at all', app(() => [], '200 OK', [['Content-Length', '10']]), '500'],
+    ['a string longer', app(() => 'hello world', '200 OK', [['Content-Length', '5']]), '500'],
+    ['a first chunk already too long', app(() => (function* g() { yield 'hello world'; })(), '200 OK', [['Content-Length', '5']]), '500'],
+    ['a generator longer', app(() => (function* g() { yield 'hello'; yield 'HTTP/1.1 200 OK\r\n\r\nforged'; })(), '200 OK', [['Content-Length', '5']]), 'cut'],
+    ['a generator shorter', app(() => (function* g() { yield 'hello'; })(), '200 OK', [['Content-Length', '10']]), 'cut'],
+    ['an async generator shorter', app(() => (async function* g() { yield 'hello'; })(), '200 OK', [['Content-Length', '10']]), 'cut'],
+  ];
+  for (const [what, application, outcome] of cases) {
+    const x = run(application);
+    await x.done;
+    if (outcome === '500') assert500(x.out);
+    else assertAborted(x.out);
+    assert.not.match(x.out.body, /forged/, what);
+    assert.is(x.log.errors.length, 1, what);
+    assert.is((x.log.errors[0]!.err as GatewayError).code, 'TSGI_ERR_BODY_LENGTH', what);
+  }
+});
+
+test('Content-Length is not held to for HEAD, 204 and 304 (no body goes out there)', async () => {
+  const head = run(app(() => [], '200 OK', [['Content-Length', '10']]), { head: { method: 'HEAD' } });
+  await head.done;
+  assertComplete(head.out);
+  assert.equal(head.out.header('content-length'), ['10']);
+  for (const status of ['204 No Content', '304 Not Modified']) {
+    const x = run(app(() => [], status, [['Content-Length', '10']]));
+    await x.done;
+    assertComplete(x.out);
+  }
+});
+
 // ---- errors -----------------------------------------------------------------------------
 
 test('the app throws before the head: a 500 with a text body, logged', async () => {

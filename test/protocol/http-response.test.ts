@@ -78,6 +78,7 @@ const cases: Case[] = [
   { name: 'a close before any response', eof: true, text: '', error: /before a complete response head/ },
   { name: 'a chunked body cut in the middle', eof: true, text: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel', body: 'hel', error: /before the response body was complete/ },
   { name: 'not HTTP', eof: false, text: 'SPDY/3 200 OK\r\n\r\n', error: /malformed status line/ },
+  { name: 'regression: a control character in the reason phrase (the front could not write it on)', eof: false, text: 'HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n', error: /malformed status line/ },
   { name: 'a header line without a colon', eof: false, text: 'HTTP/1.1 200 OK\r\nNoColon\r\n\r\n', error: /malformed response header/ },
   { name: 'obsolete line folding', eof: false, text: 'HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\n\r\n', error: /folding/ },
   { name: 'a control character in a value', eof: false, text: 'HTTP/1.1 200 OK\r\nX-A: a\x01b\r\n\r\n', error: /control character/ },
