@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
-import { listenOn } from '../common/listen.js';
+import { closeListener, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import type { ConnectionProtocol, SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
@@ -430,8 +430,8 @@ export class Supervisor {
     if (!this.#stopping) {
       this.#stopping = true;
       if (this.#watchdog !== null) clearInterval(this.#watchdog);
-      this.#server.close();
-      this.#uwsgiServer.close();
+      void closeListener(this.#server);
+      void closeListener(this.#uwsgiServer);
       if (this.#pendingTimer !== null) clearTimeout(this.#pendingTimer);
       for (const s of this.#pending.splice(0)) s.destroy();
       for (const w of this.#workers.values()) {

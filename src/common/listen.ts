@@ -1,5 +1,7 @@
 // Binding servers to addresses: TCP, or a Unix socket whose stale file is replaced only when
 // nothing answers on it (a live socket is never stolen), created with a restrictive mode.
+// Closing one never removes a socket file that another process has put on the path since.
+import { lstatSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect, type Server } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
@@ -43,10 +45,38 @@ export async function listenOn(server: Server, address: Address, socketMode = 0o
   });
   if (address.kind === 'unix') {
     await chmod(address.path, socketMode);
+    boundSockets.set(server, { path: address.path, ino: (await lstat(address.path)).ino });
     return address;
   }
   const bound = server.address();
   return typeof bound === 'object' && bound !== null ? { kind: 'tcp', host: address.host, port: bound.port } : address;
+}
+
+/** The inode of the Unix socket file each server created, to recognise it at close. */
+const boundSockets = new WeakMap<Server, { path: string; ino: number }>();
+
+/**
+ * Closes a listener; resolves once it is closed. Node removes a Unix socket's path when its
+ * server closes, whatever file is there by then: if the path now holds another socket (our file
+ * was deleted and a new backend listens there), closing would delete that one. Such a server can
+ * no longer be reached (nothing refers to its file), so it is left open, unreferenced, instead.
+ */
+export function closeListener(server: Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  const bound = boundSockets.get(server);
+  if (bound !== undefined) {
+    let ino: number | null = null;
+    try {
+      ino = lstatSync(bound.path).ino;
+    } catch {
+      // gone: nothing for Node to remove but ours
+    }
+    if (ino !== null && ino !== bound.ino) {
+      server.unref();
+      return Promise.resolve();
+    }
+  }
+  return new Promise((resolve) => server.close(() => resolve()));
 }
 
 /** Removes the socket file of a Unix address we listened on. */
