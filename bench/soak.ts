@@ -67,10 +67,18 @@ async function startWorld(): Promise<World> {
 
 interface FaultEvent { kind: string; at: number }
 const events: FaultEvent[] = [];
+let t0 = Date.now();
 
 /** Whether a kill happened while a request ran (from `start` to `end`, with a little slack). */
 function killDuring(start: number, end: number): boolean {
   return events.some((e) => e.kind !== 'SIGHUP A' && e.at >= start - 100 && e.at <= end + 100);
+}
+
+/** For a failure's detail: when it started, and the fault nearest to it. */
+function nearestFault(at: number): string {
+  let best: FaultEvent | null = null;
+  for (const e of events) if (best === null || Math.abs(e.at - at) < Math.abs(best.at - at)) best = e;
+  return ` (at ${((at - t0) / 1000).toFixed(1)} s${best === null ? '' : `; nearest fault: ${best.kind}, ${best.at - at} ms after the start`})`;
 }
 
 async function faults(world: World, until: number): Promise<void> {
@@ -219,9 +227,9 @@ async function one(url: string, agent: Agent, kind: Kind): Promise<Outcome> {
     if (status !== null) {
       if (kind === 'error-after') return { kind, outcome: 'cut after the head (app error, expected)' };
       if (killDuring(started, Date.now())) return { kind, outcome: 'cut after the head (a backend was killed)' };
-      return { kind, outcome: 'BAD: cut after the head, nothing killed', detail: `${p.path}: ${e.code ?? e.message}` };
+      return { kind, outcome: 'BAD: cut after the head, nothing killed', detail: `${p.path}: ${e.code ?? e.message}${nearestFault(started)}` };
     }
-    return { kind, outcome: 'BAD: error before the head', detail: `${p.path}: ${e.code ?? ''} ${e.message}` };
+    return { kind, outcome: 'BAD: error before the head', detail: `${p.path}: ${e.code ?? ''} ${e.message}${nearestFault(started)}` };
   } finally {
     if (timer !== null) clearTimeout(timer);
   }
@@ -286,8 +294,8 @@ async function main(): Promise<number> {
   for (const line of machineLines()) console.log(line);
   console.log(`soak: ${SECONDS} s, ${CONCURRENCY} concurrent clients; faults from ${WARMUP_MS / 1000} s to ${(SECONDS * 1000 - QUIET_MS) / 1000} s\n`);
   const world = await startWorld();
-  const agent = new Agent({ connections: CONCURRENCY * 2, headersTimeout: CLIENT_TIMEOUT_MS, bodyTimeout: CLIENT_TIMEOUT_MS });
-  const t0 = Date.now();
+  const agent = new Agent({ connections: CONCURRENCY, headersTimeout: CLIENT_TIMEOUT_MS, bodyTimeout: CLIENT_TIMEOUT_MS });
+  t0 = Date.now();
   const end = t0 + SECONDS * 1000;
   const outcomes: Outcome[] = [];
   const loops = Array.from({ length: CONCURRENCY }, async () => {
