@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
-import { closeListener, listenOn } from '../common/listen.js';
+import { closeListener, listenOn, reachable } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import type { ConnectionProtocol, SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
@@ -317,6 +317,8 @@ export class Supervisor {
     }
     if (++this.#imbalanced >= 2) {
       this.#imbalanced = 0;
+      // A front can follow a GOAWAY only by connecting again: not once our socket file is gone.
+      if (!reachable(this.#server)) return;
       this.#lastShed = now;
       // The count is left as it is until the next heartbeat, so that the connection the front
       // opens in its place goes to the less busy worker rather than back here on a tie.

@@ -1,7 +1,7 @@
 // Binding servers to addresses: TCP, or a Unix socket whose stale file is replaced only when
 // nothing answers on it (a live socket is never stolen), created with a restrictive mode.
 // Closing one never removes a socket file that another process has put on the path since.
-import { lstatSync } from 'node:fs';
+import { existsSync, lstatSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect, type Server } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
@@ -45,15 +45,31 @@ export async function listenOn(server: Server, address: Address, socketMode = 0o
   });
   if (address.kind === 'unix') {
     await chmod(address.path, socketMode);
-    boundSockets.set(server, { path: address.path, ino: (await lstat(address.path)).ino });
+    const st = await lstat(address.path);
+    boundSockets.set(server, { path: address.path, ino: st.ino, ctimeMs: st.ctimeMs });
     return address;
   }
   const bound = server.address();
   return typeof bound === 'object' && bound !== null ? { kind: 'tcp', host: address.host, port: bound.port } : address;
 }
 
-/** The inode of the Unix socket file each server created, to recognise it at close. */
-const boundSockets = new WeakMap<Server, { path: string; ino: number }>();
+/** The Unix socket file each server created (inode numbers are reused: ctime too), to recognise it. */
+const boundSockets = new WeakMap<Server, { path: string; ino: number; ctimeMs: number }>();
+
+/**
+ * Whether a new connection can still reach this server: false for a Unix socket whose file was
+ * deleted or replaced since it listened. (True for TCP, and for servers not bound by listenOn.)
+ */
+export function reachable(server: Server): boolean {
+  const bound = boundSockets.get(server);
+  if (bound === undefined) return true;
+  try {
+    const st = lstatSync(bound.path);
+    return st.ino === bound.ino && st.ctimeMs === bound.ctimeMs;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Closes a listener; resolves once it is closed. Node removes a Unix socket's path when its
@@ -64,17 +80,9 @@ const boundSockets = new WeakMap<Server, { path: string; ino: number }>();
 export function closeListener(server: Server): Promise<void> {
   if (!server.listening) return Promise.resolve();
   const bound = boundSockets.get(server);
-  if (bound !== undefined) {
-    let ino: number | null = null;
-    try {
-      ino = lstatSync(bound.path).ino;
-    } catch {
-      // gone: nothing for Node to remove but ours
-    }
-    if (ino !== null && ino !== bound.ino) {
-      server.unref();
-      return Promise.resolve();
-    }
+  if (bound !== undefined && !reachable(server) && existsSync(bound.path)) {
+    server.unref();
+    return Promise.resolve();
   }
   return new Promise((resolve) => server.close(() => resolve()));
 }

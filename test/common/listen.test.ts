@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { closeListener, listenOn } from '../../src/common/listen.js';
+import { closeListener, listenOn, reachable } from '../../src/common/listen.js';
 
 const test = suite<{ dir: string; servers: Server[] }>('common/listen', { dir: '', servers: [] });
 
@@ -40,6 +40,21 @@ test('regression: a server whose file was deleted does not delete the new server
   await closeListener(old);
   assert.ok(existsSync(path), 'the new server\'s socket file is still there');
   ctx.servers.push(old); // left open (unreferenced): closed by after(), which would unlink `path` then
+});
+
+test('reachable: true while the socket file is ours, false once it is deleted or replaced', async (ctx) => {
+  const path = join(ctx.dir, 'reach.sock');
+  const server = createServer();
+  ctx.servers.push(server);
+  await listenOn(server, { kind: 'unix', path });
+  assert.ok(reachable(server));
+  rmSync(path);
+  assert.not.ok(reachable(server), 'deleted');
+  const other = createServer();
+  await listenOn(other, { kind: 'unix', path });
+  assert.not.ok(reachable(server), 'replaced by another server\'s file');
+  assert.ok(reachable(other));
+  await closeListener(other);
 });
 
 test('a server whose file was deleted (nothing new on the path) closes normally', async (ctx) => {

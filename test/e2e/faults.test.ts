@@ -302,6 +302,43 @@ deleted('established connections keep serving; new ones get 503 after the queue 
 
 deleted.run();
 
+// 4b. The socket file deleted, then a worker dies: the front keeps the connection it has to the
+// other worker (it cannot open a new one). The supervisor, seeing the new worker with no
+// connection, must not ask the front to move that last connection (a GOAWAY it could not
+// follow): only the requests in flight on the dead worker fail.
+const deletedCrash = suite<Ctx>('faults/socket-deleted-worker-crash', newCtx());
+setUp(deletedCrash, async (ctx) => {
+  ctx.backend = await startBackend(APP, ['--workers', '2']);
+  ctx.front = await startFront([ctx.backend.socket], ['--queue-timeout', '1']);
+  ctx.agent = newAgent();
+});
+
+deletedCrash('a worker killed after the rm: its requests get 502, the other connection keeps serving', async (ctx) => {
+  const backend = ctx.backend!;
+  const pids = [...backend.stderr().matchAll(/worker \d+ \(pid (\d+), generation 1\) ready/g)].map((m) => Number(m[1]));
+  assert.is(pids.length, 2);
+  const concurrency = 4;
+  let stop = false;
+  const load = runLoad(ctx.front!.url, { concurrency, agent: ctx.agent, stop: () => stop });
+  try {
+    await sleep(400);
+    rmSync(backend.socket);
+    process.kill(pids[0]!, 'SIGKILL');
+    await backend.waitForStderr(/died \(SIGKILL\); respawning[\s\S]*worker \d+ \(pid \d+, generation 1\) ready/);
+    await ctx.front!.waitForStderr(/backend unix:\S+ unreachable \(ENOENT\); retrying/);
+    // Long enough for the supervisor's rebalancing (two heartbeats in a row, then a cooldown).
+    await sleep(4000);
+  } finally {
+    stop = true;
+  }
+  const result = await load;
+  onlyBadGateways(result, concurrency);
+  assert.ok(result.ok > 50, `a real load went through (${result.ok})`);
+  assert.not.match(ctx.front!.stderr(), /rebalancing/, 'no GOAWAY moved the last connection');
+});
+
+deletedCrash.run();
+
 // 5. Slow clients: 50 clients GET 4 MiB each and do not read; the front and the backend hold
 // at most about a window per stream, not the bodies (their RSS growth per client is far under
 // the response size); then the clients read everything, byte for byte.
