@@ -282,10 +282,10 @@ deleted('established connections keep serving; new ones get 503 after the queue 
     ctx.extra.push(fresh);
     newPid = fresh.pid;
     // (Not old.stop(): the helper would remove the old one's temp directory, where the path is.)
-    process.kill(old.pid, 'SIGTERM');
-    assert.is((await old.exited).code, 0);
     ctx.backend = undefined;
     ctx.extra.push(old); // stopped last: its directory goes after the new backend stopped
+    process.kill(old.pid, 'SIGTERM');
+    assert.is((await old.exited).code, 0);
     assert.ok(existsSync(socket), 'the old backend, stopping, left the new one\'s socket file alone');
     await poll(async () => (servedByNew > 0 ? true : undefined), 'the first front to use the new backend');
   } finally {
