@@ -2,7 +2,7 @@
 // and runs the application for each request stream.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Address } from '../common/address.js';
-import { formatAddress, listenOn } from '../common/listen.js';
+import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
 import { Connection, LOCAL_CONNECTION_LOST, type Stream } from '../protocol/connection.js';
@@ -262,8 +262,7 @@ export class BackendServer {
    */
   async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
     this.#closing = true;
-    const closed = this.#server.listening
-      ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
+    const closed = closeListener(this.#server);
     if (graceful) {
       for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
       if (!(await this.#requests.idle(timeoutMs))) {

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
-import { listenOn } from '../common/listen.js';
+import { closeListener, listenOn, reachable } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { cumulativeOnly, mergeSnapshots } from './metrics.js';
@@ -396,6 +396,8 @@ export class Supervisor {
     }
     if (++this.#imbalanced >= 2) {
       this.#imbalanced = 0;
+      // A front can follow a GOAWAY only by connecting again: not once our socket file is gone.
+      if (!reachable(this.#server)) return;
       this.#lastShed = now;
       // The count is left as it is until the next heartbeat, so that the connection the front
       // opens in its place goes to the less busy worker rather than back here on a tie.
@@ -509,8 +511,8 @@ export class Supervisor {
     if (!this.#stopping) {
       this.#stopping = true;
       if (this.#watchdog !== null) clearInterval(this.#watchdog);
-      this.#server.close();
-      this.#uwsgiServer.close();
+      void closeListener(this.#server);
+      void closeListener(this.#uwsgiServer);
       if (this.#pendingTimer !== null) clearTimeout(this.#pendingTimer);
       for (const s of this.#pending.splice(0)) s.destroy();
       for (const w of this.#workers.values()) {

@@ -4,7 +4,7 @@
 import { STATUS_CODES } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Address } from '../common/address.js';
-import { formatAddress, listenOn } from '../common/listen.js';
+import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../protocol/uwsgi.js';
@@ -361,8 +361,7 @@ export class UwsgiServer {
   /** Stops accepting. Graceful: the requests running get up to `timeoutMs` to finish. */
   async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
     this.#closing = true;
-    const closed = this.#server.listening
-      ? new Promise<void>((resolve) => this.#server.close(() => resolve())) : Promise.resolve();
+    const closed = closeListener(this.#server);
     if (graceful && !(await this.#requests.idle(timeoutMs))) {
       this.#opts.log.warn(`graceful timeout: ${this.inFlight} uwsgi request(s) still running are cut`);
     }

@@ -1,5 +1,7 @@
 // Binding servers to addresses: TCP, or a Unix socket whose stale file is replaced only when
 // nothing answers on it (a live socket is never stolen), created with a restrictive mode.
+// Closing one never removes a socket file that another process has put on the path since.
+import { existsSync, lstatSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import { connect, type Server } from 'node:net';
 import { ConfigError } from '../protocol/errors.js';
@@ -53,10 +55,46 @@ export async function listenOn(server: Server, address: Address, socketMode = 0o
   });
   if (address.kind === 'unix') {
     await chmod(address.path, socketMode);
+    const st = await lstat(address.path);
+    boundSockets.set(server, { path: address.path, ino: st.ino, ctimeMs: st.ctimeMs });
     return address;
   }
   const bound = server.address();
   return typeof bound === 'object' && bound !== null ? { kind: 'tcp', host: address.host, port: bound.port } : address;
+}
+
+/** The Unix socket file each server created (inode numbers are reused: ctime too), to recognise it. */
+const boundSockets = new WeakMap<Server, { path: string; ino: number; ctimeMs: number }>();
+
+/**
+ * Whether a new connection can still reach this server: false for a Unix socket whose file was
+ * deleted or replaced since it listened. (True for TCP, and for servers not bound by listenOn.)
+ */
+export function reachable(server: Server): boolean {
+  const bound = boundSockets.get(server);
+  if (bound === undefined) return true;
+  try {
+    const st = lstatSync(bound.path);
+    return st.ino === bound.ino && st.ctimeMs === bound.ctimeMs;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Closes a listener; resolves once it is closed. Node removes a Unix socket's path when its
+ * server closes, whatever file is there by then: if the path now holds another socket (our file
+ * was deleted and a new backend listens there), closing would delete that one. Such a server can
+ * no longer be reached (nothing refers to its file), so it is left open, unreferenced, instead.
+ */
+export function closeListener(server: Server): Promise<void> {
+  if (!server.listening) return Promise.resolve();
+  const bound = boundSockets.get(server);
+  if (bound !== undefined && !reachable(server) && existsSync(bound.path)) {
+    server.unref();
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => server.close(() => resolve()));
 }
 
 /** Removes the socket file of a Unix address we listened on. */

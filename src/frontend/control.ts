@@ -3,7 +3,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { parseAddress, formatAddress } from '../common/address.js';
 import type { BackendInfo, ControlRequest, ControlResponse } from '../common/control.js';
-import { listenOn } from '../common/listen.js';
+import { closeListener, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import type { Pool } from './pool.js';
 
@@ -93,6 +93,6 @@ export class ControlServer {
   }
 
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    return closeListener(this.#server);
   }
 }

@@ -142,6 +142,11 @@ export class Exchange implements Waiter, Observed {
     }
     if (res.headersSent) {
       this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head`);
+      // What was written this tick (the head, with the first chunk) goes out before the cut.
+      if (this.corked) {
+        this.corked = false;
+        res.uncork();
+      }
       res.destroy();
       return;
     }
