@@ -1,7 +1,6 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs.
 import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
 import { listenOn } from '../common/listen.js';
@@ -9,6 +8,7 @@ import { createLogger } from '../common/log.js';
 import type { StaticMount } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
+import { clientErrorHandler, limitConnections } from './client-limits.js';
 import { applyForwarded } from './forwarded.js';
 import { Pool } from './pool.js';
 import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
@@ -74,6 +74,7 @@ export async function start(config: FrontConfig): Promise<Front> {
     log,
     queueSize: config.queueSize ?? 1024,
     queueTimeoutMs: (config.queueTimeout ?? 5) * 1000,
+    maxInFlight: config.maxInFlight ?? 0,
     window: config.window,
     maxFrameSize: config.maxFrameSize,
     pingIntervalMs: (config.pingInterval ?? 5) * 1000,
@@ -82,7 +83,11 @@ export async function start(config: FrontConfig): Promise<Front> {
   for (const address of config.backends) pool.add(address, 'config');
   const control = config.control !== undefined ? new ControlServer(config.control, pool, log) : null;
   await control?.listen(config.socketMode);
-  const proxy: ProxyOptions = { pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000 };
+  const maxHeaders = config.maxHeaders ?? 100;
+  const proxy: ProxyOptions = {
+    pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,
+    maxHeaders, maxBodySize: config.maxBodySize ?? 100 * 1024 * 1024, bodyTimeoutMs: (config.bodyTimeout ?? 30) * 1000,
+  };
   const headersTimeout = (config.headersTimeout ?? 30) * 1000;
   const trust = new ProxyTrust(config.trustProxy ?? []);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
@@ -93,23 +98,17 @@ export async function start(config: FrontConfig): Promise<Front> {
     headersTimeout,
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
     maxHeaderSize: config.maxHeaderSize ?? 16384,
+    // How often Node looks for heads past headersTimeout (its default, 30 s, would let a 1 s limit run 30 s).
+    connectionsCheckingInterval: Math.min(1000, Math.max(100, headersTimeout / 4)),
   }, trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
     const exchange = new Exchange(req, res, proxy);
     applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
     exchange.start();
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
-      // The client went away (mid-request, or before sending one): nobody to answer.
-      log.debug(`client ${socket.remoteAddress ?? 'on unix socket'} went away: ${err.code ?? err.message}`);
-      socket.destroy();
-      return;
-    }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status];
-    log.warn(`${status} from ${socket.remoteAddress ?? 'unix client'}: ${err.code ?? ''} ${err.message}`);
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-  });
+  // Node truncates rawHeaders at maxHeadersCount: one more than the limit shows a head over it.
+  server.maxHeadersCount = maxHeaders + 1;
+  if (config.maxConnections !== 0) limitConnections(server, config.maxConnections ?? 10000, log);
+  server.on('clientError', clientErrorHandler(log));
   const bound = await listenOn(server, config.listen, config.socketMode);
   log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
     + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`));

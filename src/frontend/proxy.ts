@@ -3,6 +3,8 @@
 // with backpressure: the client socket's drain grants the backend credit, and the backend's
 // credit resumes the client's upload. Stream handlers are shared functions (no per-request
 // closures); the exchange hangs on `stream.context` and under a symbol on the request.
+// Limits checked here: header count, body size (declared, then counted), body stalls, and
+// admission (--max-in-flight, in the pool); a refusal closes the client connection.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../common/log.js';
 import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
@@ -11,7 +13,7 @@ import { TsgiError, errorBody, httpStatusFor } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { Link } from './link.js';
 import type { Pool, Waiter } from './pool.js';
-import { requestHead, responseHeaders } from './request-head.js';
+import { requestHead, responseHeaders, targetProblem } from './request-head.js';
 
 export { requestHead };
 
@@ -19,6 +21,12 @@ export interface ProxyOptions {
   pool: Pool;
   log: Logger;
   responseTimeoutMs: number;
+  /** Most header fields in a request head (431 beyond); 0 for no limit. */
+  maxHeaders?: number;
+  /** Largest request body in bytes (413 beyond); 0 for no limit. */
+  maxBodySize?: number;
+  /** A request body that sends nothing for this long gets 408; 0 for no limit. */
+  bodyTimeoutMs?: number;
 }
 
 const kExchange = Symbol('tsgi.exchange');
@@ -34,7 +42,15 @@ export class Exchange implements Waiter {
   readonly opts: ProxyOptions;
   readonly head: RequestHead;
   readonly hasBody: boolean;
+  /** The Content-Length header, when the request has a non-empty one. */
+  readonly contentLength: string | null;
   readonly started = Date.now();
+  /** Admitted by the pool (counted in its inFlight until finish()). */
+  admitted = false;
+  /** Body bytes received from the client. */
+  received = 0;
+  /** Armed only for a request with a body: fires when the upload stalls (--body-timeout). */
+  bodyTimer: NodeJS.Timeout | null = null;
   cancelled = false;
   stream: Stream | null = null;
   link: Link | null = null;
@@ -58,9 +74,10 @@ export class Exchange implements Waiter {
     this.req = req;
     this.res = res;
     this.opts = opts;
-    const { head, hasBody } = requestHead(req);
+    const { head, hasBody, contentLength } = requestHead(req);
     this.head = head;
     this.hasBody = hasBody;
+    this.contentLength = contentLength;
     if (hasBody) this.replay = [];
     (req as IncomingMessage & { [kExchange]?: Exchange })[kExchange] = this;
     (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
@@ -71,7 +88,25 @@ export class Exchange implements Waiter {
   }
 
   start(): void {
-    this.opts.pool.acquire(this);
+    const o = this.opts;
+    const req = this.req;
+    let err: TsgiError | null = null;
+    if (o.maxHeaders && req.rawHeaders.length > o.maxHeaders * 2) {
+      err = new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `more than --max-headers ${o.maxHeaders} header fields`);
+    } else if (req.url!.charCodeAt(0) !== 0x2f /* / */) {
+      const problem = targetProblem(req.url!, req.headers.host);
+      if (problem !== null) err = new TsgiError('TSGI_ERR_BAD_REQUEST', problem);
+    } else if (o.maxBodySize && this.contentLength !== null && Number(this.contentLength) > o.maxBodySize) {
+      err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE',
+        `Content-Length ${this.contentLength} is over --max-body-size ${o.maxBodySize}`);
+    }
+    if (err === null) err = o.pool.admit();
+    if (err !== null) {
+      this.fail(err);
+      return;
+    }
+    this.admitted = true;
+    o.pool.acquire(this);
   }
 
   dispatch(link: Link | null, err?: TsgiError): void {
@@ -105,6 +140,8 @@ export class Exchange implements Waiter {
     if (this.hasBody && this.attempts === 1) {
       this.req.on('data', onClientData);
       this.req.on('end', onClientEnd);
+      const ms = this.opts.bodyTimeoutMs;
+      if (ms && !this.req.complete) this.bodyTimer = setTimeout(onBodyTimeout, ms, this);
     } else if (this.hasBody) {
       // A retry: what the refused stream carried goes again, then the rest as it comes.
       let more = true;
@@ -121,23 +158,26 @@ export class Exchange implements Waiter {
     const { req, res } = this;
     const status = httpStatusFor(err);
     const message = err instanceof Error ? err.message : String(err);
+    const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'})`;
     if (this.cancelled) {
       this.opts.log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
       return;
     }
     if (res.headersSent) {
-      this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head`);
+      this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head ${peer}`);
       res.destroy();
       return;
     }
     if ((status === 502 || status === 504) && this.link !== null) this.link.owner.failures++;
-    this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message}`);
+    this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message} ${peer}`);
     const body = errorBody(status);
     const headers: Record<string, string | number> = {
       'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body),
     };
     if (status === 503) headers['retry-after'] = 1;
-    if (this.hasBody && !req.complete) headers.connection = 'close';
+    // A refused client request (4xx) closes its connection: the rest of it is not trusted (a
+    // smuggling attempt) or not read (a body over the limit or stalled).
+    if (status < 500 || (this.hasBody && !req.complete)) headers.connection = 'close';
     res.writeHead(status, headers);
     res.end(body);
   }
@@ -147,6 +187,9 @@ export class Exchange implements Waiter {
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.bodyTimer !== null) clearTimeout(this.bodyTimer);
+    this.bodyTimer = null;
+    if (this.admitted) this.opts.pool.leave();
     const stream = this.stream;
     if (stream !== null && !stream.closed) {
       stream.reset(this.cancelled ? ResetCode.CANCEL : ResetCode.NO_ERROR, this.cancelled ? 'client went away' : '');
@@ -173,6 +216,15 @@ function onClientClose(this: ServerResponse): void {
 
 function onClientData(this: IncomingMessage, chunk: Buffer): void {
   const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  const max = ex.opts.maxBodySize;
+  ex.received += chunk.length;
+  if (max && ex.received > max) {
+    // Only a chunked body gets here (a declared length over the limit was refused at once).
+    ex.stream?.reset(ResetCode.TOO_LARGE, 'request body over the front\'s --max-body-size');
+    ex.fail(new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `chunked body grew over --max-body-size ${max}`));
+    return;
+  }
+  if (ex.bodyTimer !== null) ex.bodyTimer.refresh();
   if (ex.replay !== null) ex.replay.push(chunk);
   const stream = ex.stream;
   if (stream === null) {
@@ -185,6 +237,10 @@ function onClientData(this: IncomingMessage, chunk: Buffer): void {
 
 function onClientEnd(this: IncomingMessage): void {
   const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  if (ex.bodyTimer !== null) {
+    clearTimeout(ex.bodyTimer);
+    ex.bodyTimer = null;
+  }
   const stream = ex.stream;
   if (stream !== null && !stream.closed) stream.end();
 }
@@ -315,6 +371,20 @@ function onResponseTimeout(ex: Exchange): void {
   const s = ex.opts.responseTimeoutMs / 1000;
   ex.stream?.reset(ResetCode.TIMEOUT, `no response within ${s} s`);
   ex.fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `no response from ${ex.link?.name ?? 'backend'} within ${s} s`));
+}
+
+function onBodyTimeout(ex: Exchange): void {
+  if (ex.done || ex.req.complete) return;
+  if (ex.req.isPaused()) {
+    // Held back by the front (backend credit, or waiting for a backend): not the client's stall.
+    ex.bodyTimer!.refresh();
+    return;
+  }
+  ex.bodyTimer = null;
+  const s = ex.opts.bodyTimeoutMs! / 1000;
+  ex.stream?.reset(ResetCode.TIMEOUT, `request body stalled for ${s} s`);
+  ex.fail(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT',
+    `request body stalled for --body-timeout ${s} s after ${ex.received} bytes`));
 }
 
 export function handleRequest(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions): void {

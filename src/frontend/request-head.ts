@@ -44,12 +44,13 @@ function peerOf(socket: Socket): Peer {
 }
 
 /** Translates the HTTP request head: end-to-end headers only, plus whether a body follows. */
-export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody: boolean } {
+export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody: boolean; contentLength: string | null } {
   const raw = req.rawHeaders;
   const names: number[] = [];
   const values: string[] = [];
   let literalNames: string[] | undefined;
   let hasBody = false;
+  let contentLength: string | null = null;
   let connectionTokens: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -60,7 +61,10 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
       continue;
     }
     if (index === I_CONTENT_LENGTH) {
-      if (value !== '0') hasBody = true;
+      if (value !== '0') {
+        hasBody = true;
+        contentLength = value; // one, and digits only: the parser refuses anything else
+      }
     } else if (index === I_CONNECTION) {
       for (const t of value.split(',')) {
         const token = t.trim().toLowerCase();
@@ -106,7 +110,7 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
   };
   if (req.method !== 'GET') head.method = req.method;
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
-  return { head, hasBody };
+  return { head, hasBody, contentLength };
 }
 
 /** The response head's headers for Node's writeHead, hop-by-hop ones dropped. */
@@ -128,4 +132,23 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): str
     }
   }
   return out;
+}
+
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)/i;
+
+/**
+ * Why a request target that is not origin-form ('/…') is refused, or null when it is fine:
+ * '*' (OPTIONS), or absolute-form naming the same authority as Host. An absolute-form target
+ * naming another host is refused: the app would see one host in Host and another in the URL.
+ */
+export function targetProblem(target: string, host: string | undefined): string | null {
+  if (target === '*') return null;
+  const m = ABSOLUTE_FORM.exec(target);
+  if (m === null) return `request target ${JSON.stringify(target.slice(0, 100))} is neither origin-form nor absolute-form`;
+  const authority = m[1]!.toLowerCase();
+  if (authority.includes('@')) return 'absolute-form request target carries userinfo';
+  if (host === undefined || authority !== host.toLowerCase()) {
+    return `absolute-form request target names ${JSON.stringify(authority)} but Host is ${JSON.stringify(host ?? '')}`;
+  }
+  return null;
 }
