@@ -1,10 +1,11 @@
 // Limits on client connections at the front that Node's http server does not answer itself:
 // a connection over --max-connections gets a 503 with Retry-After before it is closed (Node's
 // own maxConnections drops it without a word), and parser errors become 400 / 408 / 431.
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import { TsgiError, httpStatusFor, rawErrorResponse } from '../protocol/errors.js';
+import { failResponse } from './proxy.js';
 
 /** How long a refused connection is kept to read what its client still sends (no RST under the 503). */
 const REFUSED_LINGER_MS = 2000;
@@ -63,10 +64,19 @@ export function clientErrorHandler(log: Logger): (err: NodeJS.ErrnoException, so
     }
     const code = err.code === 'HPE_HEADER_OVERFLOW' ? 'TSGI_ERR_HEADERS_TOO_LARGE'
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'TSGI_ERR_REQUEST_TIMEOUT' : 'TSGI_ERR_BAD_REQUEST';
-    const status = httpStatusFor(new TsgiError(code, err.message));
     const what = code === 'TSGI_ERR_HEADERS_TOO_LARGE' ? 'request head over --max-header-size'
       : code === 'TSGI_ERR_REQUEST_TIMEOUT' ? 'request head not complete within --headers-timeout' : 'malformed request';
-    log.warn(`${status} to ${socket.remoteAddress ?? 'unix client'}: ${what} (${err.code ?? ''} ${err.message})`);
+    const error = new TsgiError(code, `${what} (${err.code ?? ''} ${err.message})`);
+    const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (current != null) {
+      // A request on this connection was already handed over (the error is in its body, or in
+      // bytes after it): that exchange answers, or its own response is the last one. Never a
+      // second response on top of it.
+      if (!failResponse(current, error)) socket.end();
+      return;
+    }
+    const status = httpStatusFor(error);
+    log.warn(`${status} to ${socket.remoteAddress ?? 'unix client'}: ${error.message}`);
     socket.end(rawErrorResponse(status));
   };
 }

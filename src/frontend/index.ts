@@ -94,6 +94,8 @@ export async function start(config: FrontConfig): Promise<Front> {
   const unixListener = config.listen.kind === 'unix';
   const server = createServer({
     noDelay: true,
+    requireHostHeader: false, // checked in requestHead, so that the 400 is logged like every refusal
+    insecureHTTPParser: false, // even under NODE_OPTIONS=--insecure-http-parser: lenient parsing lets requests be smuggled
     keepAliveTimeout: (config.keepAliveTimeout ?? 5) * 1000,
     headersTimeout,
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above

@@ -44,6 +44,8 @@ export class Exchange implements Waiter {
   readonly hasBody: boolean;
   /** The Content-Length header, when the request has a non-empty one. */
   readonly contentLength: string | null;
+  /** Why the head is refused with 400 (see requestHead), or null. */
+  readonly problem: string | null;
   readonly started = Date.now();
   /** Admitted by the pool (counted in its inFlight until finish()). */
   admitted = false;
@@ -74,10 +76,11 @@ export class Exchange implements Waiter {
     this.req = req;
     this.res = res;
     this.opts = opts;
-    const { head, hasBody, contentLength } = requestHead(req);
+    const { head, hasBody, contentLength, problem } = requestHead(req);
     this.head = head;
     this.hasBody = hasBody;
     this.contentLength = contentLength;
+    this.problem = problem;
     if (hasBody) this.replay = [];
     (req as IncomingMessage & { [kExchange]?: Exchange })[kExchange] = this;
     (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
@@ -91,7 +94,9 @@ export class Exchange implements Waiter {
     const o = this.opts;
     const req = this.req;
     let err: TsgiError | null = null;
-    if (o.maxHeaders && req.rawHeaders.length > o.maxHeaders * 2) {
+    if (this.problem !== null) {
+      err = new TsgiError('TSGI_ERR_BAD_REQUEST', this.problem);
+    } else if (o.maxHeaders && req.rawHeaders.length > o.maxHeaders * 2) {
       err = new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `more than --max-headers ${o.maxHeaders} header fields`);
     } else if (req.url!.charCodeAt(0) !== 0x2f /* / */) {
       const problem = targetProblem(req.url!, req.headers.host);
@@ -385,6 +390,18 @@ function onBodyTimeout(ex: Exchange): void {
   ex.stream?.reset(ResetCode.TIMEOUT, `request body stalled for ${s} s`);
   ex.fail(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT',
     `request body stalled for --body-timeout ${s} s after ${ex.received} bytes`));
+}
+
+/**
+ * Node's parser failed on the bytes after a request head it already handed over (a bad chunk,
+ * say): ends that request's exchange with `err` (a status if no head went out yet, else a
+ * cut). False when no live exchange owns the response.
+ */
+export function failResponse(res: ServerResponse, err: TsgiError): boolean {
+  const ex = (res as ServerResponse & WithExchange)[kExchange];
+  if (ex === undefined || ex.done) return false;
+  ex.fail(err);
+  return true;
 }
 
 export function handleRequest(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions): void {

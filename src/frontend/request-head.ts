@@ -14,6 +14,7 @@ const idx = (name: string) => STATIC_NAMES.indexOf(name);
 const I_CONNECTION = idx('connection');
 const I_CONTENT_LENGTH = idx('content-length');
 const I_TRANSFER_ENCODING = idx('transfer-encoding');
+const I_HOST = idx('host');
 /** Hop-by-hop headers, by static index: never forwarded in either direction. */
 const HOP_BY_HOP = new Set([
   I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
@@ -43,14 +44,31 @@ function peerOf(socket: Socket): Peer {
   return peer;
 }
 
-/** Translates the HTTP request head: end-to-end headers only, plus whether a body follows. */
-export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody: boolean; contentLength: string | null } {
+export interface TranslatedHead {
+  head: RequestHead;
+  hasBody: boolean;
+  /** The Content-Length header, when there is a non-empty body of declared length. */
+  contentLength: string | null;
+  /** Why the request must be refused with 400 (what Node's parser lets through), or null. */
+  problem: string | null;
+}
+
+/**
+ * Translates the HTTP request head: end-to-end headers only, plus whether a body follows.
+ * Node's parser already refuses CL+TE, repeated or malformed Content-Length, obs-fold, bare LF
+ * and NUL; what it lets through and is refused here: a Transfer-Encoding other than exactly
+ * `chunked` (`xchunked`, `gzip, chunked`: RFC 9112 6.1 leaves the body length unknowable), and
+ * HTTP/1.1 without Host.
+ */
+export function requestHead(req: IncomingMessage): TranslatedHead {
   const raw = req.rawHeaders;
   const names: number[] = [];
   const values: string[] = [];
   let literalNames: string[] | undefined;
   let hasBody = false;
   let contentLength: string | null = null;
+  let problem: string | null = null;
+  let hasHost = false;
   let connectionTokens: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -58,8 +76,12 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
     const index = staticIndex(name);
     if (index === I_TRANSFER_ENCODING) {
       hasBody = true;
+      if (value !== 'chunked' && value.trim().toLowerCase() !== 'chunked') {
+        problem = `Transfer-Encoding ${JSON.stringify(value)} is not "chunked"`;
+      }
       continue;
     }
+    if (index === I_HOST) hasHost = true;
     if (index === I_CONTENT_LENGTH) {
       if (value !== '0') {
         hasBody = true;
@@ -110,7 +132,8 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
   };
   if (req.method !== 'GET') head.method = req.method;
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
-  return { head, hasBody, contentLength };
+  else if (!hasHost) problem = 'HTTP/1.1 request without Host';
+  return { head, hasBody, contentLength, problem };
 }
 
 /** The response head's headers for Node's writeHead, hop-by-hop ones dropped. */
