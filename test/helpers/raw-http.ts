@@ -46,16 +46,16 @@ export function rawExchange(port: number, chunks: (string | Buffer)[] | string |
 }
 
 /** A connected socket that collects what it receives (for tests that hold connections open). */
-export function openSocket(port: number): Promise<Socket & { received: () => string; closed: Promise<void> }> {
+export function openSocket(port: number): Promise<Socket & { received: () => string; gone: Promise<void> }> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     const got: Buffer[] = [];
     socket.on('data', (c: Buffer) => got.push(c));
     socket.on('error', () => {});
-    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    const gone = new Promise<void>((r) => socket.once('close', () => r()));
     socket.once('error', reject);
     socket.once('connect', () => resolve(Object.assign(socket, {
-      received: () => Buffer.concat(got).toString('latin1'), closed,
+      received: () => Buffer.concat(got).toString('latin1'), gone,
     })));
   });
 }
