@@ -68,14 +68,20 @@ export function clientErrorHandler(log: Logger): (err: NodeJS.ErrnoException, so
       : code === 'TSGI_ERR_REQUEST_TIMEOUT' ? 'request head not complete within --headers-timeout' : 'malformed request';
     const error = new TsgiError(code, `${what} (${err.code ?? ''} ${err.message})`);
     const current = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    const status = httpStatusFor(error);
     if (current != null) {
-      // A request on this connection was already handed over (the error is in its body, or in
-      // bytes after it): that exchange answers, or its own response is the last one. Never a
-      // second response on top of it.
-      if (!failResponse(current, error)) socket.end();
+      // A request on this connection was already handed over. An error in its body ends that
+      // exchange (it answers, or cuts); an error in a pipelined request after it is answered
+      // once its response is complete. Never a response on top of another.
+      if (!current.req.complete && failResponse(current, error)) return;
+      if (current.writableFinished || current.destroyed) {
+        socket.end();
+        return;
+      }
+      log.warn(`${status} to ${socket.remoteAddress ?? 'unix client'}: ${error.message}; after the response in progress`);
+      current.once('finish', () => socket.end(rawErrorResponse(status)));
       return;
     }
-    const status = httpStatusFor(error);
     log.warn(`${status} to ${socket.remoteAddress ?? 'unix client'}: ${error.message}`);
     socket.end(rawErrorResponse(status));
   };

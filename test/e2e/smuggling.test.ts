@@ -94,6 +94,21 @@ s('a malformed chunk: 400 and closed; the app saw the head only, its body never 
   assert.ok(after.every((e) => e.uri === '/smuggle-chunk' && !e.complete && e.body === 0), JSON.stringify(after));
 });
 
+s('a bad request pipelined behind a good one: the good one is answered, then 400, then close', async (ctx) => {
+  const before = (await seen(ctx.front!.url)).length;
+  const r = await rawExchange(ctx.front!.port, `GET /pipe-good HTTP/1.1\r\n${H}\r\n`
+    + `POST /smuggle-pipe-bad HTTP/1.1\r\n${H}Content-Length: +1\r\n\r\nx`);
+  assert.ok(r.closedByServer);
+  const first = parseResponse(r.text);
+  assert.is(first.status, 200, r.text);
+  assert.match(first.body, /"uri":"\/pipe-good"/);
+  const second = parseResponse(first.rest);
+  assert.is(second.status, 400, r.text);
+  assert.is(second.rest, '');
+  const after = (await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen');
+  assert.equal(after.map((e) => e.uri), ['/pipe-good']);
+});
+
 s('an absolute-form target naming the Host is served as its path', async (ctx) => {
   const r = await rawExchange(ctx.front!.port, `GET http://tsgi.test/abs-ok?q=1 HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
   assert.is(parseResponse(r.text).status, 200);
