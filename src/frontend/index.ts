@@ -11,7 +11,7 @@ import { ConfigError } from '../protocol/errors.js';
 import { clientErrorHandler, limitConnections } from './client-limits.js';
 import { applyForwarded } from './forwarded.js';
 import { Pool } from './pool.js';
-import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
+import { Exchange, expectsContinue, handleRequest, type ProxyOptions } from './proxy.js';
 
 export interface FrontConfig {
   listen: Address;
@@ -106,6 +106,11 @@ export async function start(config: FrontConfig): Promise<Front> {
     const exchange = new Exchange(req, res, proxy);
     applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
     exchange.start();
+  });
+  // Expect: 100-continue is answered by the exchange once the request is admitted, not by Node at once.
+  server.on('checkContinue', (req, res) => {
+    expectsContinue(req);
+    server.emit('request', req, res);
   });
   // Node truncates rawHeaders at maxHeadersCount: one more than the limit shows a head over it.
   server.maxHeadersCount = maxHeaders + 1;

@@ -30,6 +30,16 @@ export interface ProxyOptions {
 }
 
 const kExchange = Symbol('tsgi.exchange');
+const kContinue = Symbol('tsgi.continue');
+
+/**
+ * Marks a request that sent `Expect: 100-continue` (Node's 'checkContinue'): the exchange
+ * invites the body only once the request is admitted, so a refused one (413, 503) is never
+ * uploaded.
+ */
+export function expectsContinue(req: IncomingMessage): void {
+  (req as IncomingMessage & { [kContinue]?: boolean })[kContinue] = true;
+}
 
 /** Bodies up to this size are written together with the head, as one string. */
 const SMALL_BODY = 2048;
@@ -111,6 +121,7 @@ export class Exchange implements Waiter {
       return;
     }
     this.admitted = true;
+    if ((req as IncomingMessage & { [kContinue]?: boolean })[kContinue] === true) this.res.writeContinue();
     o.pool.acquire(this);
   }
 

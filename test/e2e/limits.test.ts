@@ -64,6 +64,19 @@ s('a Content-Length over --max-body-size gets 413 at once: no body sent, the app
   assert.is((JSON.parse(ok.text) as Seen).body, 1000);
 });
 
+s('Expect: 100-continue: over --max-body-size, 413 without a 100 first; within it, 100 then the answer', async (ctx) => {
+  const r = await rawExchange(ctx.front!.port, `POST /expect-big HTTP/1.1\r\n${H}Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n`);
+  refused(r, 413);
+  const sock = await openSocket(ctx.front!.port);
+  sock.write(`POST /expect-ok HTTP/1.1\r\n${H}Content-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+  await poll(async () => (sock.received().startsWith('HTTP/1.1 100 Continue\r\n\r\n') ? true : undefined), 'a 100 Continue');
+  sock.write('hello');
+  await sock.gone;
+  const res = parseResponse(sock.received().slice('HTTP/1.1 100 Continue\r\n\r\n'.length));
+  assert.is(res.status, 200);
+  assert.is((JSON.parse(res.body) as Seen).body, 5);
+});
+
 s('a chunked body growing over --max-body-size: 413, the backend stream reset, the connection closed', async (ctx) => {
   const before = (await seen(ctx.front!.url)).length;
   const chunk = `258\r\n${'y'.repeat(600)}\r\n`; // 600 bytes: the second one crosses 1000
