@@ -370,8 +370,11 @@ function onBackendReset(this: Stream, code: number, message: string): void {
     return;
   }
   if (code === ResetCode.NO_ERROR && ex.headReceived) {
-    // The backend finished its response without reading the whole body: stop sending it.
+    // The backend finished its response without reading the whole body: stop sending it
+    // (and stop timing it: nobody waits for it any more).
     ex.req.off('data', onClientData);
+    if (ex.bodyTimer !== null) clearTimeout(ex.bodyTimer);
+    ex.bodyTimer = null;
     return;
   }
   let err: TsgiError;
