@@ -21,7 +21,7 @@ async function seen(url: string): Promise<Seen[]> {
 }
 
 const H = 'Host: tsgi.test\r\n';
-const LIMITS = ['--max-headers', '20', '--max-header-size', '4096', '--max-body-size', '1000',
+const LIMITS = ['--max-headers', '20', '--max-header-size', '4096', '--max-body-size', '100000',
   '--headers-timeout', '1', '--body-timeout', '1', '--keep-alive-timeout', '1'];
 
 /** Asserts a refusal: `status`, Connection: close, the connection closed by the front. */
@@ -56,16 +56,16 @@ s('a head over --max-header-size gets 431', async (ctx) => {
 s('a Content-Length over --max-body-size gets 413 at once: no body sent, the app sees nothing', async (ctx) => {
   const before = (await seen(ctx.front!.url)).length;
   // Only the head: the answer comes without the client sending a byte of the body.
-  const r = await rawExchange(ctx.front!.port, `POST /too-long HTTP/1.1\r\n${H}Content-Length: 1001\r\n\r\n`);
+  const r = await rawExchange(ctx.front!.port, `POST /too-long HTTP/1.1\r\n${H}Content-Length: 100001\r\n\r\n`);
   refused(r, 413);
   assert.equal((await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen'), []);
-  const ok = await call(`${ctx.front!.url}/at-limit`, { method: 'POST', body: 'x'.repeat(1000), dispatcher: ctx.agent });
+  const ok = await call(`${ctx.front!.url}/at-limit`, { method: 'POST', body: 'x'.repeat(100_000), dispatcher: ctx.agent });
   assert.is(ok.status, 200);
-  assert.is((JSON.parse(ok.text) as Seen).body, 1000);
+  assert.is((JSON.parse(ok.text) as Seen).body, 100_000);
 });
 
 s('Expect: 100-continue: over --max-body-size, 413 without a 100 first; within it, 100 then the answer', async (ctx) => {
-  const r = await rawExchange(ctx.front!.port, `POST /expect-big HTTP/1.1\r\n${H}Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n`);
+  const r = await rawExchange(ctx.front!.port, `POST /expect-big HTTP/1.1\r\n${H}Content-Length: 500000\r\nExpect: 100-continue\r\n\r\n`);
   refused(r, 413);
   const sock = await openSocket(ctx.front!.port);
   sock.write(`POST /expect-ok HTTP/1.1\r\n${H}Content-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
@@ -79,15 +79,15 @@ s('Expect: 100-continue: over --max-body-size, 413 without a 100 first; within i
 
 s('a chunked body growing over --max-body-size: 413, the backend stream reset, the connection closed', async (ctx) => {
   const before = (await seen(ctx.front!.url)).length;
-  const chunk = `258\r\n${'y'.repeat(600)}\r\n`; // 600 bytes: the second one crosses 1000
+  const chunk = `ea60\r\n${'y'.repeat(60_000)}\r\n`; // 60000 bytes: the second one crosses 100000
   const r = await rawExchange(ctx.front!.port,
     [`POST /chunked-big HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`, chunk, chunk], { gapMs: 50 });
   refused(r, 413);
   const entry = await poll(async () => (await seen(ctx.front!.url)).slice(before).find((e) => e.uri === '/chunked-big'),
     'the app to record /chunked-big');
   assert.is(entry.complete, false, 'the app never gets a complete body');
-  assert.ok(entry.body <= 1000, `the app read ${entry.body} bytes`);
-  await ctx.front!.waitForStderr(/413 POST \/chunked-big: chunked body grew over --max-body-size 1000/);
+  assert.ok(entry.body <= 100_000, `the app read ${entry.body} bytes`);
+  await ctx.front!.waitForStderr(/413 POST \/chunked-big: chunked body grew over --max-body-size 100000/);
 });
 
 s('a head dribbled a byte per 100 ms gets 408 after --headers-timeout 1, while others are served', async (ctx) => {
@@ -135,6 +135,20 @@ s('an idle keep-alive connection is closed after --keep-alive-timeout 1', async 
 });
 
 s.run();
+
+const f = suite<Ctx>('e2e/body-timeout-flow-control', newCtx());
+// A small window: an app that does not read holds an upload back after 1 KiB.
+setUp(f, (ctx) => startPair(ctx, fixture('record.js'), ['--workers', '1', '--window', '1024'],
+  ['--body-timeout', '1', '--window', '1024']));
+
+f('an upload held back by flow control (the app not reading) is not a stall: no 408', async (ctx) => {
+  const body = Buffer.alloc(4 * 1024 * 1024, 'f'); // more than the socket buffers hold
+  const res = await call(`${ctx.front!.url}/slow-read`, { method: 'POST', body, dispatcher: ctx.agent });
+  assert.is(res.status, 200, res.text);
+  assert.is((JSON.parse(res.text) as Seen).body, body.length);
+});
+
+f.run();
 
 const c = suite<Ctx>('e2e/max-connections', newCtx());
 setUp(c, (ctx) => startPair(ctx, fixture('record.js'), ['--workers', '1'],
