@@ -414,6 +414,7 @@ function onBodyTimeout(ex: Exchange): void {
 export function failResponse(res: ServerResponse, err: TsgiError): boolean {
   const ex = (res as ServerResponse & WithExchange)[kExchange];
   if (ex === undefined || ex.done) return false;
+  ex.stream?.reset(ResetCode.CANCEL, `the front refused the rest of the request: ${err.message}`);
   ex.fail(err);
   return true;
 }

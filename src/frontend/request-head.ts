@@ -22,6 +22,8 @@ const HOP_BY_HOP = new Set([
 ]);
 const HOP_BY_HOP_LITERAL = new Set(['proxy-connection']);
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
+/** host[:port] (RFC 9110 7.2): a reg-name or IPv4 address, or an [IPv6] literal; no userinfo, path or spaces. */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?$/;
 
 interface Peer {
   remoteAddr: string;
@@ -58,7 +60,7 @@ export interface TranslatedHead {
  * Node's parser already refuses CL+TE, repeated or malformed Content-Length, obs-fold, bare LF
  * and NUL; what it lets through and is refused here: a Transfer-Encoding other than exactly
  * `chunked` (`xchunked`, `gzip, chunked`: RFC 9112 6.1 leaves the body length unknowable), and
- * HTTP/1.1 without Host.
+ * HTTP/1.1 without Host, with two, or with one that is not host[:port] (RFC 9112 3.2).
  */
 export function requestHead(req: IncomingMessage): TranslatedHead {
   const raw = req.rawHeaders;
@@ -81,7 +83,11 @@ export function requestHead(req: IncomingMessage): TranslatedHead {
       }
       continue;
     }
-    if (index === I_HOST) hasHost = true;
+    if (index === I_HOST) {
+      if (hasHost) problem = 'more than one Host';
+      else if (!HOST_VALUE.test(value)) problem = `Host ${JSON.stringify(value)} is not host[:port]`;
+      hasHost = true;
+    }
     if (index === I_CONTENT_LENGTH) {
       if (value !== '0') {
         hasBody = true;

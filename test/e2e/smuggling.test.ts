@@ -57,6 +57,13 @@ const CASES: [string, string, number][] = [
   ['an absolute-form target with userinfo', `GET http://tsgi.test@evil.test/smuggle-abs-user HTTP/1.1\r\n${H}\r\n`, 400],
   ['a target that is neither origin- nor absolute-form', `GET smuggle-relative HTTP/1.1\r\n${H}\r\n`, 400],
   ['HTTP/1.1 without Host', 'GET /smuggle-nohost HTTP/1.1\r\n\r\n', 400],
+  ['two Host fields', `GET /smuggle-host2 HTTP/1.1\r\n${H}Host: evil.test\r\n\r\n`, 400],
+  ['a Host with a path in it', 'GET /smuggle-hostpath HTTP/1.1\r\nHost: tsgi.test/evil\r\n\r\n', 400],
+  ['a Host with userinfo', 'GET /smuggle-hostuser HTTP/1.1\r\nHost: evil.test@tsgi.test\r\n\r\n', 400],
+  ['a space in a header name', `GET /smuggle-namesp HTTP/1.1\r\n${H}X A: b\r\n\r\n`, 400],
+  ['a tab in a header name', `GET /smuggle-nametab HTTP/1.1\r\n${H}X\tA: b\r\n\r\n`, 400],
+  ['a lowercase HTTP version', `GET /smuggle-ver http/1.1\r\n${H}\r\n`, 400],
+  ['HTTP/1.1 padded with a space', `GET /smuggle-ver2 HTTP/1.1 \r\n${H}\r\n`, 400],
 ];
 
 const s = suite<Ctx>('e2e/smuggling', newCtx());
@@ -82,17 +89,29 @@ for (const [name, bytes, status] of CASES) {
   });
 }
 
-s('a malformed chunk: 400 and closed; the app saw the head only, its body never completes', async (ctx) => {
-  // The head goes to the backend before the body is parsed (bodies stream): what cannot reach
-  // the app is a complete body, or anything after the bad chunk.
-  const before = (await seen(ctx.front!.url)).length;
-  const r = await rawExchange(ctx.front!.port, [`POST /smuggle-chunk HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`,
-    `3;\u0001\r\nabc\r\n0\r\n\r\nGET /smuggle-chunk-inner HTTP/1.1\r\n${H}\r\n`], { gapMs: 100 });
-  assert.ok(r.closedByServer);
-  assert.is(parseResponse(r.text).status, 400, r.text);
-  const after = (await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen');
-  assert.ok(after.every((e) => e.uri === '/smuggle-chunk' && !e.complete && e.body === 0), JSON.stringify(after));
-});
+/** Errors in a chunked body: the head went on before the body was parsed (bodies stream). */
+const BODY_CASES: [string, string][] = [
+  ['a control byte in a chunk extension', '3;\u0001\r\nabc\r\n0\r\n\r\n'],
+  ['a chunk size with a sign', '+3\r\nabc\r\n0\r\n\r\n'],
+  ['a chunk size in 0x hex', '0x3\r\nabc\r\n0\r\n\r\n'],
+  ['a chunk without its CRLF', '3\r\nabcX\r\n0\r\n\r\n'],
+  ['a chunk size line ending in a bare LF', '3\nabc\r\n0\r\n\r\n'],
+];
+
+for (const [name, chunks] of BODY_CASES) {
+  s(`400 and closed, the app never gets a complete body nor what follows: ${name}`, async (ctx) => {
+    // What cannot reach the app: a complete body, or anything after the bad chunk.
+    const before = (await seen(ctx.front!.url)).length;
+    const r = await rawExchange(ctx.front!.port, [`POST /smuggle-chunk HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`,
+      `${chunks}GET /smuggle-chunk-inner HTTP/1.1\r\n${H}\r\n`], { gapMs: 100 });
+    assert.ok(r.closedByServer);
+    const res = parseResponse(r.text);
+    assert.is(res.status, 400, r.text);
+    assert.is(res.rest, '');
+    const after = (await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen');
+    assert.ok(after.every((e) => e.uri === '/smuggle-chunk' && !e.complete && e.body <= 3), JSON.stringify(after));
+  });
+}
 
 s('a bad request pipelined behind a good one: the good one is answered, then 400, then close', async (ctx) => {
   const before = (await seen(ctx.front!.url)).length;

@@ -38,6 +38,13 @@ test('a translated head names its problem: Transfer-Encoding other than chunked,
     assert.match(requestHead(fakeReq(['Host', 'a', 'Transfer-Encoding', te])).problem ?? '', /is not "chunked"/, te);
   }
   assert.match(requestHead(fakeReq(['X-A', 'b'])).problem ?? '', /without Host/);
+  assert.match(requestHead(fakeReq(['Host', 'a', 'host', 'b'])).problem ?? '', /more than one Host/);
+  for (const host of ['a.test', 'a.test:8080', '127.0.0.1:1', '[::1]:80', '[fe80::1]', 'xn--bcher-kva.test', '']) {
+    assert.is(requestHead(fakeReq(['Host', host])).problem, null, host);
+  }
+  for (const host of ['a.test/x', 'u@a.test', 'a test', 'a.test:80x', 'a.test?', '[::1', 'a#b']) {
+    assert.match(requestHead(fakeReq(['Host', host])).problem ?? '', /is not host\[:port\]/, host);
+  }
   assert.is(requestHead(fakeReq(['X-A', 'b'], '1.0')).problem, null, 'HTTP/1.0 needs no Host');
   const h = requestHead(fakeReq(['Host', 'a', 'Content-Length', '12']));
   assert.is(h.contentLength, '12');
