@@ -18,11 +18,10 @@ const ignore = (): void => {};
  * Retry-After and closed. One warn line when a burst of refusals begins, one when it ends.
  */
 export function limitConnections(server: Server, max: number, log: Logger): void {
-  const listeners = server.listeners('connection');
-  const accept = listeners[0] as ((this: Server, socket: Socket) => void) | undefined;
-  if (listeners.length !== 1 || accept === undefined) {
-    throw new Error('limitConnections must be called on a fresh http.Server (one connection listener)');
-  }
+  // Node's own listener; any other 'connection' listener keeps seeing every connection.
+  const accept = server.listeners('connection').find((l) => l.name === 'connectionListener') as
+    ((this: Server, socket: Socket) => void) | undefined;
+  if (accept === undefined) throw new Error('limitConnections: this http.Server has no connectionListener');
   server.removeListener('connection', accept);
   let open = 0;
   let refused = 0;
