@@ -101,7 +101,7 @@ export async function start(config: FrontConfig): Promise<Front> {
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
     maxHeaderSize: config.maxHeaderSize ?? 16384,
     // How often Node looks for heads past headersTimeout (its default, 30 s, would let a 1 s limit run 30 s).
-    connectionsCheckingInterval: Math.min(1000, Math.max(100, headersTimeout / 4)),
+    connectionsCheckingInterval: headersTimeout > 0 ? Math.min(1000, Math.max(100, headersTimeout / 4)) : 30_000,
   }, trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
     const exchange = new Exchange(req, res, proxy);
     applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
