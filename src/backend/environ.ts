@@ -1,6 +1,7 @@
 // Derives the environ (CGI keys, HTTP_* keys and tsgi.* keys) from the raw request head that
 // the front sends: the front ships method, target, headers and addresses; the CGI view is
 // computed here, once, in the process that needs it.
+import { createLogger } from '../common/log.js';
 import { bytesToText, cgiKey, decodePath, splitHost, splitTarget } from '../protocol/cgi.js';
 import { STATIC_NAMES } from '../protocol/header-table.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -11,6 +12,7 @@ import type { Environ, ErrorStream } from './types.js';
 export { decodePath };
 
 const VERSION = Object.freeze([1, 0] as const);
+const log = createLogger('environ');
 
 /** CGI key for each static-table name: 'user-agent' → 'HTTP_USER_AGENT'. */
 const STATIC_CGI: readonly string[] = STATIC_NAMES.map((n) => cgiKey(n));
@@ -140,7 +142,10 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
         flat.push(name, value);
         // A name with '_' would collapse onto the CGI key of its '-' twin (X_Foo vs X-Foo):
         // it is dropped from the CGI view, as nginx does by default, so it cannot spoof one.
-        if (name.includes('_')) continue;
+        if (name.includes('_')) {
+          if (log.enabled('debug')) log.debug(`header ${JSON.stringify(name)} left out of the environ ('_' in its name)`);
+          continue;
+        }
         key = cgiKey(name);
       } else {
         name = STATIC_NAMES[index];

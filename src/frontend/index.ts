@@ -1,7 +1,6 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs.
 import { createServer, type RequestListener, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
 import { listenOn } from '../common/listen.js';
@@ -12,11 +11,12 @@ import type { StaticMount } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
 import { AccessLog } from './access-log.js';
+import { clientErrorHandler, limitConnections } from './client-limits.js';
 import { applyForwarded } from './forwarded.js';
 import { FrontMetrics } from './metrics.js';
 import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
-import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
+import { Exchange, expectsContinue, handleRequest, type ProxyOptions } from './proxy.js';
 import { StaticFiles } from './static.js';
 
 export interface FrontConfig {
@@ -91,6 +91,7 @@ export async function start(config: FrontConfig): Promise<Front> {
     log,
     queueSize: config.queueSize ?? 1024,
     queueTimeoutMs: (config.queueTimeout ?? 5) * 1000,
+    maxInFlight: config.maxInFlight ?? 0,
     window: config.window,
     maxFrameSize: config.maxFrameSize,
     pingIntervalMs: (config.pingInterval ?? 5) * 1000,
@@ -100,8 +101,10 @@ export async function start(config: FrontConfig): Promise<Front> {
   const control = config.control !== undefined ? new ControlServer(config.control, pool, log) : null;
   await control?.listen(config.socketMode);
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen)) : null;
+  const maxHeaders = config.maxHeaders ?? 100;
   const proxy: ProxyOptions = {
     pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,
+    maxHeaders, maxBodySize: config.maxBodySize ?? 100 * 1024 * 1024, bodyTimeoutMs: (config.bodyTimeout ?? 30) * 1000,
     observe: combineObservers([accessLog?.observe, metrics?.observe]),
   };
   if (statics !== null && proxy.observe !== undefined) {
@@ -123,27 +126,28 @@ export async function start(config: FrontConfig): Promise<Front> {
   };
   const server = createServer({
     noDelay: true,
+    requireHostHeader: false, // checked in requestHead, so that the 400 is logged like every refusal
+    insecureHTTPParser: false, // even under NODE_OPTIONS=--insecure-http-parser: lenient parsing lets requests be smuggled
     keepAliveTimeout: (config.keepAliveTimeout ?? 5) * 1000,
     headersTimeout,
     requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
     maxHeaderSize: config.maxHeaderSize ?? 16384,
+    // How often Node looks for heads past headersTimeout (its default, 30 s, would let a 1 s limit run 30 s).
+    connectionsCheckingInterval: headersTimeout > 0 ? Math.min(1000, Math.max(100, headersTimeout / 4)) : 30_000,
   }, statics === null ? proxied : (req, res) => {
     const mount = statics.match(req.url!);
     if (mount === null) proxied(req, res);
     else statics.serve(req, res, mount);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
-      // The client went away (mid-request, or before sending one): nobody to answer.
-      log.debug(`client ${socket.remoteAddress ?? 'on unix socket'} went away: ${err.code ?? err.message}`);
-      socket.destroy();
-      return;
-    }
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const reason = { 400: 'Bad Request', 408: 'Request Timeout', 431: 'Request Header Fields Too Large' }[status];
-    log.warn(`${status} from ${socket.remoteAddress ?? 'unix client'}: ${err.code ?? ''} ${err.message}`);
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+  // Expect: 100-continue is answered by the exchange once the request is admitted, not by Node at once.
+  server.on('checkContinue', (req, res) => {
+    expectsContinue(req);
+    server.emit('request', req, res);
   });
+  // Node truncates rawHeaders at maxHeadersCount: one more than the limit shows a head over it.
+  server.maxHeadersCount = maxHeaders + 1;
+  if (config.maxConnections !== 0) limitConnections(server, config.maxConnections ?? 10000, log);
+  server.on('clientError', clientErrorHandler(log));
   const bound = await listenOn(server, config.listen, config.socketMode);
   let admin: AdminServer | null = null;
   if (metrics !== null) {

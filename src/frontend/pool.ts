@@ -1,6 +1,7 @@
 // The backends a front routes to. Each request goes to the least-loaded ready link (power of
 // two choices over the backends, then the least-loaded link within); while no backend is
-// ready, requests wait in a bounded queue for a bounded time, then get 503.
+// ready, requests wait in a bounded queue for a bounded time, then get 503. Above
+// maxInFlight, new requests are shed at once (503 + Retry-After) instead of queued.
 // Backends join and leave at run time (control socket, config reload) without a restart.
 import { type Address, formatAddress } from '../common/address.js';
 import type { Logger } from '../common/log.js';
@@ -19,6 +20,8 @@ export interface PoolOptions {
   log: Logger;
   queueSize: number;
   queueTimeoutMs: number;
+  /** Requests admitted at once (in flight to a backend or waiting for one); 0 for no limit. */
+  maxInFlight?: number;
   window?: number;
   maxFrameSize?: number;
   pingIntervalMs?: number;
@@ -37,9 +40,34 @@ export class Pool {
   #head = 0;
   #timer: NodeJS.Timeout | null = null;
   #stopped = false;
+  #maxInFlight: number;
+  /** Requests admitted and not yet done: at a backend, or waiting in the queue for one. */
+  inFlight = 0;
+  /** Requests shed since start because inFlight was at maxInFlight. */
+  shed = 0;
 
   constructor(opts: PoolOptions) {
     this.#opts = opts;
+    this.#maxInFlight = opts.maxInFlight ?? 0;
+  }
+
+  /**
+   * Admits a new request, or refuses it (TSGI_ERR_OVERLOADED, a 503 with Retry-After) when
+   * maxInFlight are already admitted: load beyond what the backends can take is shed at once,
+   * not queued until it times out. Every admitted request calls leave() once when it is done.
+   */
+  admit(): TsgiError | null {
+    if (this.#maxInFlight > 0 && this.inFlight >= this.#maxInFlight) {
+      this.shed++;
+      return new TsgiError('TSGI_ERR_OVERLOADED', `over --max-in-flight ${this.#maxInFlight}: request shed`);
+    }
+    this.inFlight++;
+    return null;
+  }
+
+  /** An admitted request is done (answered, failed or cancelled). */
+  leave(): void {
+    this.inFlight--;
   }
 
   find(address: Address): Backend | undefined {

@@ -3,6 +3,8 @@
 // with backpressure: the client socket's drain grants the backend credit, and the backend's
 // credit resumes the client's upload. Stream handlers are shared functions (no per-request
 // closures); the exchange hangs on `stream.context` and under a symbol on the request.
+// Limits checked here: header count, body size (declared, then counted), body stalls, and
+// admission (--max-in-flight, in the pool); a refusal closes the client connection.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../common/log.js';
 import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
@@ -12,7 +14,7 @@ import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { Link } from './link.js';
 import type { Observed, Observer } from './observe.js';
 import type { Pool, Waiter } from './pool.js';
-import { requestHead, responseHeaders } from './request-head.js';
+import { requestHead, responseHeaders, targetProblem } from './request-head.js';
 
 export { requestHead };
 
@@ -22,9 +24,25 @@ export interface ProxyOptions {
   responseTimeoutMs: number;
   /** The access log and/or metrics: called once per exchange when its response closed. */
   observe?: Observer;
+  /** Most header fields in a request head (431 beyond); 0 for no limit. */
+  maxHeaders?: number;
+  /** Largest request body in bytes (413 beyond); 0 for no limit. */
+  maxBodySize?: number;
+  /** A request body that sends nothing for this long gets 408; 0 for no limit. */
+  bodyTimeoutMs?: number;
 }
 
 const kExchange = Symbol('tsgi.exchange');
+const kContinue = Symbol('tsgi.continue');
+
+/**
+ * Marks a request that sent `Expect: 100-continue` (Node's 'checkContinue'): the exchange
+ * invites the body only once the request is admitted, so a refused one (413, 503) is never
+ * uploaded.
+ */
+export function expectsContinue(req: IncomingMessage): void {
+  (req as IncomingMessage & { [kContinue]?: boolean })[kContinue] = true;
+}
 
 /** Bodies up to this size are written together with the head, as one string. */
 const SMALL_BODY = 2048;
@@ -39,6 +57,14 @@ export class Exchange implements Waiter, Observed {
   readonly hasBody: boolean;
   /** performance.now() at arrival (the access log and the latency histogram). */
   readonly started = performance.now();
+  /** The Content-Length header, when the request has a non-empty one. */
+  readonly contentLength: string | null;
+  /** Why the head is refused with 400 (see requestHead), or null. */
+  readonly problem: string | null;
+  /** Admitted by the pool (counted in its inFlight until finish()). */
+  admitted = false;
+  /** Armed only for a request with a body: fires when the upload stalls (--body-timeout). */
+  bodyTimer: NodeJS.Timeout | null = null;
   cancelled = false;
   stream: Stream | null = null;
   link: Link | null = null;
@@ -65,9 +91,11 @@ export class Exchange implements Waiter, Observed {
     this.req = req;
     this.res = res;
     this.opts = opts;
-    const { head, hasBody } = requestHead(req);
+    const { head, hasBody, contentLength, problem } = requestHead(req);
     this.head = head;
     this.hasBody = hasBody;
+    this.contentLength = contentLength;
+    this.problem = problem;
     if (hasBody) this.replay = [];
     (req as IncomingMessage & { [kExchange]?: Exchange })[kExchange] = this;
     (res as ServerResponse & { [kExchange]?: Exchange })[kExchange] = this;
@@ -86,7 +114,28 @@ export class Exchange implements Waiter, Observed {
   }
 
   start(): void {
-    this.opts.pool.acquire(this);
+    const o = this.opts;
+    const req = this.req;
+    let err: TsgiError | null = null;
+    if (this.problem !== null) {
+      err = new TsgiError('TSGI_ERR_BAD_REQUEST', this.problem);
+    } else if (o.maxHeaders && req.rawHeaders.length > o.maxHeaders * 2) {
+      err = new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `more than --max-headers ${o.maxHeaders} header fields`);
+    } else if (req.url!.charCodeAt(0) !== 0x2f /* / */) {
+      const problem = targetProblem(req.url!, req.headers.host);
+      if (problem !== null) err = new TsgiError('TSGI_ERR_BAD_REQUEST', problem);
+    } else if (o.maxBodySize && this.contentLength !== null && Number(this.contentLength) > o.maxBodySize) {
+      err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE',
+        `Content-Length ${this.contentLength} is over --max-body-size ${o.maxBodySize}`);
+    }
+    if (err === null) err = o.pool.admit();
+    if (err !== null) {
+      this.fail(err);
+      return;
+    }
+    this.admitted = true;
+    if ((req as IncomingMessage & { [kContinue]?: boolean })[kContinue] === true) this.res.writeContinue();
+    o.pool.acquire(this);
   }
 
   dispatch(link: Link | null, err?: TsgiError): void {
@@ -120,6 +169,8 @@ export class Exchange implements Waiter, Observed {
     if (this.hasBody && this.attempts === 1) {
       this.req.on('data', onClientData);
       this.req.on('end', onClientEnd);
+      const ms = this.opts.bodyTimeoutMs;
+      if (ms && !this.req.complete) this.bodyTimer = setTimeout(onBodyTimeout, ms, this);
     } else if (this.hasBody) {
       // A retry: what the refused stream carried goes again, then the rest as it comes.
       let more = true;
@@ -136,12 +187,13 @@ export class Exchange implements Waiter, Observed {
     const { req, res } = this;
     const status = httpStatusFor(err);
     const message = err instanceof Error ? err.message : String(err);
+    const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'})`;
     if (this.cancelled) {
       this.opts.log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
       return;
     }
     if (res.headersSent) {
-      this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head`);
+      this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head ${peer}`);
       // What was written this tick (the head, with the first chunk) goes out before the cut.
       if (this.corked) {
         this.corked = false;
@@ -151,13 +203,15 @@ export class Exchange implements Waiter, Observed {
       return;
     }
     if ((status === 502 || status === 504) && this.link !== null) this.link.owner.failures++;
-    this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message}`);
+    this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message} ${peer}`);
     const body = errorBody(status);
     const headers: Record<string, string | number> = {
       'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body),
     };
     if (status === 503) headers['retry-after'] = 1;
-    if (this.hasBody && !req.complete) headers.connection = 'close';
+    // A refused client request (4xx) closes its connection: the rest of it is not trusted (a
+    // smuggling attempt) or not read (a body over the limit or stalled).
+    if (status < 500 || (this.hasBody && !req.complete)) headers.connection = 'close';
     res.writeHead(status, headers);
     res.end(body);
     this.bytesOut += body.length;
@@ -168,6 +222,9 @@ export class Exchange implements Waiter, Observed {
     this.done = true;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    if (this.bodyTimer !== null) clearTimeout(this.bodyTimer);
+    this.bodyTimer = null;
+    if (this.admitted) this.opts.pool.leave();
     const stream = this.stream;
     if (stream !== null && !stream.closed) {
       stream.reset(this.cancelled ? ResetCode.CANCEL : ResetCode.NO_ERROR, this.cancelled ? 'client went away' : '');
@@ -196,6 +253,14 @@ function onClientClose(this: ServerResponse): void {
 function onClientData(this: IncomingMessage, chunk: Buffer): void {
   const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
   ex.bytesIn += chunk.length;
+  const max = ex.opts.maxBodySize;
+  if (max && ex.bytesIn > max) {
+    // Only a chunked body gets here (a declared length over the limit was refused at once).
+    ex.stream?.reset(ResetCode.TOO_LARGE, 'request body over the front\'s --max-body-size');
+    ex.fail(new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `chunked body grew over --max-body-size ${max}`));
+    return;
+  }
+  if (ex.bodyTimer !== null) ex.bodyTimer.refresh();
   if (ex.replay !== null) ex.replay.push(chunk);
   const stream = ex.stream;
   if (stream === null) {
@@ -208,6 +273,10 @@ function onClientData(this: IncomingMessage, chunk: Buffer): void {
 
 function onClientEnd(this: IncomingMessage): void {
   const ex = (this as IncomingMessage & WithExchange)[kExchange]!;
+  if (ex.bodyTimer !== null) {
+    clearTimeout(ex.bodyTimer);
+    ex.bodyTimer = null;
+  }
   const stream = ex.stream;
   if (stream !== null && !stream.closed) stream.end();
 }
@@ -338,6 +407,33 @@ function onResponseTimeout(ex: Exchange): void {
   const s = ex.opts.responseTimeoutMs / 1000;
   ex.stream?.reset(ResetCode.TIMEOUT, `no response within ${s} s`);
   ex.fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `no response from ${ex.link?.name ?? 'backend'} within ${s} s`));
+}
+
+function onBodyTimeout(ex: Exchange): void {
+  if (ex.done || ex.req.complete) return;
+  if (ex.req.isPaused()) {
+    // Held back by the front (backend credit, or waiting for a backend): not the client's stall.
+    ex.bodyTimer!.refresh();
+    return;
+  }
+  ex.bodyTimer = null;
+  const s = ex.opts.bodyTimeoutMs! / 1000;
+  ex.stream?.reset(ResetCode.TIMEOUT, `request body stalled for ${s} s`);
+  ex.fail(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT',
+    `request body stalled for --body-timeout ${s} s after ${ex.bytesIn} bytes`));
+}
+
+/**
+ * Node's parser failed on the bytes after a request head it already handed over (a bad chunk,
+ * say): ends that request's exchange with `err` (a status if no head went out yet, else a
+ * cut). False when no live exchange owns the response.
+ */
+export function failResponse(res: ServerResponse, err: TsgiError): boolean {
+  const ex = (res as ServerResponse & WithExchange)[kExchange];
+  if (ex === undefined || ex.done) return false;
+  ex.stream?.reset(ResetCode.CANCEL, `the front refused the rest of the request: ${err.message}`);
+  ex.fail(err);
+  return true;
 }
 
 export function handleRequest(req: IncomingMessage, res: ServerResponse, opts: ProxyOptions): void {

@@ -14,6 +14,7 @@ const idx = (name: string) => STATIC_NAMES.indexOf(name);
 const I_CONNECTION = idx('connection');
 const I_CONTENT_LENGTH = idx('content-length');
 const I_TRANSFER_ENCODING = idx('transfer-encoding');
+const I_HOST = idx('host');
 /** Hop-by-hop headers, by static index: never forwarded in either direction. */
 const HOP_BY_HOP = new Set([
   I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
@@ -25,6 +26,8 @@ const HOP_BY_HOP_LITERAL = new Set([
   'proxy-authorization', 'proxy-authenticate',
 ]);
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
+/** host[:port] (RFC 9110 7.2): a reg-name or IPv4 address, or an [IPv6] literal; no userinfo, path or spaces. */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?$/;
 
 interface Peer {
   remoteAddr: string;
@@ -47,13 +50,31 @@ function peerOf(socket: Socket): Peer {
   return peer;
 }
 
-/** Translates the HTTP request head: end-to-end headers only, plus whether a body follows. */
-export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody: boolean } {
+export interface TranslatedHead {
+  head: RequestHead;
+  hasBody: boolean;
+  /** The Content-Length header, when there is a non-empty body of declared length. */
+  contentLength: string | null;
+  /** Why the request must be refused with 400 (what Node's parser lets through), or null. */
+  problem: string | null;
+}
+
+/**
+ * Translates the HTTP request head: end-to-end headers only, plus whether a body follows.
+ * Node's parser already refuses CL+TE, repeated or malformed Content-Length, obs-fold, bare LF
+ * and NUL; what it lets through and is refused here: a Transfer-Encoding other than exactly
+ * `chunked` (`xchunked`, `gzip, chunked`: RFC 9112 6.1 leaves the body length unknowable), and
+ * HTTP/1.1 without Host, with two, or with one that is not host[:port] (RFC 9112 3.2).
+ */
+export function requestHead(req: IncomingMessage): TranslatedHead {
   const raw = req.rawHeaders;
   const names: number[] = [];
   const values: string[] = [];
   let literalNames: string[] | undefined;
   let hasBody = false;
+  let contentLength: string | null = null;
+  let problem: string | null = null;
+  let hasHost = false;
   let connectionTokens: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -61,10 +82,21 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
     const index = staticIndex(name);
     if (index === I_TRANSFER_ENCODING) {
       hasBody = true;
+      if (value !== 'chunked' && value.trim().toLowerCase() !== 'chunked') {
+        problem = `Transfer-Encoding ${JSON.stringify(value)} is not "chunked"`;
+      }
       continue;
     }
+    if (index === I_HOST) {
+      if (hasHost) problem = 'more than one Host';
+      else if (!HOST_VALUE.test(value)) problem = `Host ${JSON.stringify(value)} is not host[:port]`;
+      hasHost = true;
+    }
     if (index === I_CONTENT_LENGTH) {
-      if (value !== '0') hasBody = true;
+      if (value !== '0') {
+        hasBody = true;
+        contentLength = value; // one, and digits only: the parser refuses anything else
+      }
     } else if (index === I_CONNECTION) {
       for (const t of value.split(',')) {
         const token = t.trim().toLowerCase();
@@ -110,7 +142,8 @@ export function requestHead(req: IncomingMessage): { head: RequestHead; hasBody:
   };
   if (req.method !== 'GET') head.method = req.method;
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
-  return { head, hasBody };
+  else if (!hasHost) problem = 'HTTP/1.1 request without Host';
+  return { head, hasBody, contentLength, problem };
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -144,4 +177,23 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): str
     }
   }
   return out;
+}
+
+const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)/i;
+
+/**
+ * Why a request target that is not origin-form ('/…') is refused, or null when it is fine:
+ * '*' (OPTIONS), or absolute-form naming the same authority as Host. An absolute-form target
+ * naming another host is refused: the app would see one host in Host and another in the URL.
+ */
+export function targetProblem(target: string, host: string | undefined): string | null {
+  if (target === '*') return null;
+  const m = ABSOLUTE_FORM.exec(target);
+  if (m === null) return `request target ${JSON.stringify(target.slice(0, 100))} is neither origin-form nor absolute-form`;
+  const authority = m[1]!.toLowerCase();
+  if (authority.includes('@')) return 'absolute-form request target carries userinfo';
+  if (host === undefined || authority !== host.toLowerCase()) {
+    return `absolute-form request target names ${JSON.stringify(authority)} but Host is ${JSON.stringify(host ?? '')}`;
+  }
+  return null;
 }

@@ -1,10 +1,13 @@
 // The uwsgi vars the front sends a uWSGI server for a request: the CGI keys nginx's
 // `include uwsgi_params;` would send, built from the tsgi request head, plus HTTP_* for each
 // header. The environ a Python app sees through tsgi front matches the one behind nginx.
+import { createLogger } from '../common/log.js';
 import { percentDecode, splitHost, splitTarget } from '../protocol/cgi.js';
 import type { RequestHead } from '../protocol/connection.js';
 import { unpackHeaders } from '../protocol/header-table.js';
 import type { UwsgiValue } from '../protocol/uwsgi.js';
+
+const log = createLogger('front');
 
 /** The Content-Length header of a request head, if it has one. */
 export function contentLengthOf(head: RequestHead): string | undefined {
@@ -34,7 +37,9 @@ export function requestVars(head: RequestHead, contentLength?: number): [string,
     const value = flat[i + 1]!;
     if (name === 'content-type') contentType = value;
     else if (name === 'content-length') length = value;
-    else if (!name.includes('_')) {
+    else if (name.includes('_')) {
+      if (log.enabled('debug')) log.debug(`header ${JSON.stringify(flat[i])} left out of the uwsgi vars ('_' in its name)`);
+    } else {
       if (name === 'host') host = value;
       const key = 'HTTP_' + name.toUpperCase().replace(/-/g, '_');
       const prev = http.get(key);

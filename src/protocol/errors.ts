@@ -19,6 +19,10 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_BODY_LENGTH'
   | 'TSGI_ERR_CLIENT_GONE'
   | 'TSGI_ERR_BODY_TOO_LARGE'
+  | 'TSGI_ERR_BAD_REQUEST'
+  | 'TSGI_ERR_REQUEST_TIMEOUT'
+  | 'TSGI_ERR_HEADERS_TOO_LARGE'
+  | 'TSGI_ERR_OVERLOADED'
   | 'TSGI_ERR_CONFIG'
   | 'TSGI_ERR_STATIC_BAD_PATH'
   | 'TSGI_ERR_STATIC_FORBIDDEN'
@@ -43,6 +47,14 @@ const STATUS: Record<TsgiErrorCode, number> = {
   TSGI_ERR_BODY_LENGTH: 500,
   TSGI_ERR_CLIENT_GONE: 499,
   TSGI_ERR_BODY_TOO_LARGE: 413,
+  /** Malformed or ambiguous HTTP from a client (smuggling attempts included). */
+  TSGI_ERR_BAD_REQUEST: 400,
+  /** A client too slow with its head (--headers-timeout) or its body (--body-timeout). */
+  TSGI_ERR_REQUEST_TIMEOUT: 408,
+  /** A request head over --max-header-size or --max-headers. */
+  TSGI_ERR_HEADERS_TOO_LARGE: 431,
+  /** Over --max-in-flight or --max-connections: shed at once, with Retry-After. */
+  TSGI_ERR_OVERLOADED: 503,
   TSGI_ERR_CONFIG: 500,
   // Static files at the front: a malformed or hostile path, a refused file, a missing one, a method.
   TSGI_ERR_STATIC_BAD_PATH: 400,
@@ -103,9 +115,11 @@ const REASONS: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  408: 'Request Timeout',
   412: 'Precondition Failed',
   416: 'Range Not Satisfiable',
   413: 'Content Too Large',
+  431: 'Request Header Fields Too Large',
   499: 'Client Closed Request',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -116,4 +130,16 @@ const REASONS: Record<number, string> = {
 /** A short plain-text body for an error response; never includes internals of the app. */
 export function errorBody(status: number): string {
   return `${status} ${REASONS[status] ?? 'Error'}\n`;
+}
+
+/**
+ * A whole error response as raw HTTP/1.1 text, for a socket that has no ServerResponse (a
+ * client error before a request was parsed, a connection over the limit). The connection is
+ * always closed after it; a 503 carries Retry-After.
+ */
+export function rawErrorResponse(status: number): string {
+  const body = errorBody(status);
+  return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nconnection: close\r\n`
+    + `${status === 503 ? 'retry-after: 1\r\n' : ''}content-type: text/plain; charset=utf-8\r\n`
+    + `content-length: ${body.length}\r\n\r\n${body}`;
 }
