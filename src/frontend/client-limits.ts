@@ -17,7 +17,7 @@ const ignore = (): void => {};
  * is taken off and called only for connections under the cap; one over it is answered 503 +
  * Retry-After and closed. One warn line when a burst of refusals begins, one when it ends.
  */
-export function limitConnections(server: Server, max: number, log: Logger): void {
+export function limitConnections(server: Server, max: number, log: Logger, onRefused?: (status: number) => void): void {
   // Node's own listener; any other 'connection' listener keeps seeing every connection.
   const accept = server.listeners('connection').find((l) => l.name === 'connectionListener') as
     ((this: Server, socket: Socket) => void) | undefined;
@@ -45,6 +45,7 @@ export function limitConnections(server: Server, max: number, log: Logger): void
     } else {
       log.debug(`503 to ${socket.remoteAddress ?? 'unix client'}: at --max-connections ${max}`);
     }
+    onRefused?.(503);
     socket.on('error', ignore);
     socket.end(rawErrorResponse(503));
     socket.resume(); // read and drop the request, so closing does not reset the 503 away
@@ -53,7 +54,7 @@ export function limitConnections(server: Server, max: number, log: Logger): void
 }
 
 /** Node's HTTP parser failed on a client's bytes (or its head timed out): 400, 408 or 431, then close. */
-export function clientErrorHandler(log: Logger): (err: NodeJS.ErrnoException, socket: Socket) => void {
+export function clientErrorHandler(log: Logger, onRefused?: (status: number) => void): (err: NodeJS.ErrnoException, socket: Socket) => void {
   return (err, socket) => {
     if (!socket.writable || err.code === 'ECONNRESET' || err.code === 'HPE_INVALID_EOF_STATE') {
       // The client went away (mid-request, or before sending one): nobody to answer.
@@ -78,10 +79,12 @@ export function clientErrorHandler(log: Logger): (err: NodeJS.ErrnoException, so
         return;
       }
       log.warn(`${status} to ${socket.remoteAddress ?? 'unix client'}: ${error.message}; after the response in progress`);
+      onRefused?.(status);
       current.once('finish', () => socket.end(rawErrorResponse(status)));
       return;
     }
     log.warn(`${status} to ${socket.remoteAddress ?? 'unix client'}: ${error.message}`);
+    onRefused?.(status);
     socket.end(rawErrorResponse(status));
   };
 }

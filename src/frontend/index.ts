@@ -146,8 +146,8 @@ export async function start(config: FrontConfig): Promise<Front> {
   });
   // Node truncates rawHeaders at maxHeadersCount: one more than the limit shows a head over it.
   server.maxHeadersCount = maxHeaders + 1;
-  if (config.maxConnections !== 0) limitConnections(server, config.maxConnections ?? 10000, log);
-  server.on('clientError', clientErrorHandler(log));
+  if (config.maxConnections !== 0) limitConnections(server, config.maxConnections ?? 10000, log, metrics?.refused);
+  server.on('clientError', clientErrorHandler(log, metrics?.refused));
   const bound = await listenOn(server, config.listen, config.socketMode);
   let admin: AdminServer | null = null;
   if (metrics !== null) {

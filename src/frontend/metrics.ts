@@ -14,6 +14,8 @@ export class FrontMetrics {
   readonly registry = new Registry();
   readonly statuses = new StatusCounts();
   readonly latency = new Histogram();
+  /** Refused before a request existed: parser errors (400/408/431), --max-connections (503). */
+  readonly refusals = new StatusCounts();
   bytesIn = 0;
   bytesOut = 0;
   readonly #pool: Pool;
@@ -22,16 +24,22 @@ export class FrontMetrics {
   readonly #since = Date.now();
   /** The observer to hand the proxy: bound once. */
   readonly observe: (r: Observed) => void;
+  /** Counts a client refused before any request was parsed: bound once. */
+  readonly refused: (status: number) => void;
 
   constructor(pool: Pool, recent: RecentErrors, listen: string) {
     this.#pool = pool;
     this.#recent = recent;
     this.#listen = listen;
     this.observe = (r) => this.record(r);
+    this.refused = (status) => this.refusals.add(status);
     const reg = this.registry;
     const perBackend = (value: (b: Pool['backends'][number]) => number) => (): Sample[] =>
       this.#pool.backends.map((b) => ({ labels: { backend: b.name }, value: value(b) }));
     defineMetric(reg, 'tsgi_http_requests_total', 'HTTP responses by status', 'counter', () => this.statuses.samples());
+    defineMetric(reg, 'tsgi_http_refused_total',
+      'clients answered before a request was parsed: malformed (400), too slow (408), head too large (431), over --max-connections (503)',
+      'counter', () => this.refusals.samples());
     defineMetric(reg, 'tsgi_http_request_duration_seconds', 'time from request to the response closing', 'histogram',
       () => this.latency.samples('tsgi_http_request_duration_seconds'));
     defineMetric(reg, 'tsgi_http_in_flight', 'requests at a backend or waiting for one', 'gauge',
@@ -82,6 +90,7 @@ export class FrontMetrics {
       inFlight: this.inFlight,
       queued: this.#pool.queued,
       statuses: this.statuses.toJSON(),
+      refused: this.refusals.toJSON(),
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
       backends: this.#pool.backends.map((b) => ({
