@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type Address, formatAddress } from './address.js';
-import { listenOn, unlinkSocket } from './listen.js';
+import { closeListener, listenOn } from './listen.js';
 import type { Logger } from './log.js';
 import type { RecentErrors } from './metrics.js';
 import { STATUS_PAGE } from './status-page.js';
@@ -86,10 +86,9 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   return {
     address: bound,
     async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = closeListener(server);
       server.closeAllConnections();
-      await closed;
-      await unlinkSocket(bound);
+      await closed; // Node removes its socket file (and closeListener spares a newer one's)
     },
   };
 }

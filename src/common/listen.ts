@@ -97,9 +97,4 @@ export function closeListener(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** Removes the socket file of a Unix address we listened on. */
-export async function unlinkSocket(address: Address): Promise<void> {
-  if (address.kind === 'unix') await unlink(address.path).catch(() => {});
-}
-
 export { formatAddress };

@@ -3,7 +3,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer } from './control.js';
-import { listenOn } from '../common/listen.js';
+import { closeListener, listenOn } from '../common/listen.js';
 import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
 import { createLogger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
@@ -185,7 +185,8 @@ export async function start(config: FrontConfig): Promise<Front> {
     },
     async stop({ graceful = true } = {}) {
       await control?.close();
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Not server.close() itself: it would delete a newer front's socket file at the same path.
+      const closed = closeListener(server);
       server.closeIdleConnections();
       if (!graceful) server.closeAllConnections();
       else {

@@ -2,7 +2,7 @@
 // and --uwsgi-socket — are created 0660 (or --socket-mode), a stale socket file (nobody listens)
 // is replaced, and a live one is never stolen: the second process exits 2 with a clear error and
 // the first keeps serving. A path that is not a socket is never replaced.
-import { statSync, writeFileSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -115,6 +115,23 @@ test('a live socket is never stolen: the second process exits 2 saying which pat
   }
   await assertServing(p);
   for (const path of [p.socket, p.uwsgi, p.listen, p.control]) assert.ok(await listening(path), `${path} still answers`);
+});
+
+test('a front whose socket file was replaced leaves the new front\'s file alone when it stops', async (ctx) => {
+  const dir = tempDir('tsgi-e2e-sockets-front-');
+  const path = join(dir, 'front.sock');
+  const args = ['front', '--listen', `unix:${path}`, '--backend', `unix:${ctx.paths!.socket}`];
+  const old = spawnCli(args);
+  ctx.procs.push(old);
+  await old.waitForStderr(/listening on http unix:/);
+  unlinkSync(path); // a deploy removed it, and a new front took the path
+  const fresh = spawnCli(args);
+  ctx.procs.push(fresh);
+  await fresh.waitForStderr(/listening on http unix:/);
+  await old.stop();
+  assert.ok(await listening(path), 'the new front\'s socket file is still there and accepts');
+  await fresh.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('a path that is not a socket is refused and left as it was', async (ctx) => {
