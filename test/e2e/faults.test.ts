@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, runLoad, setUp, startPair, type Ctx, type LoadResult } from '../helpers/e2e.js';
 import { fixture, startBackend, startFront, type BackendProc } from '../helpers/procs.js';
+import { getRequest, rawUntilClose } from '../helpers/raw-http.js';
 
 const MIB = 1024 * 1024;
 const APP = fixture('faults.js');
@@ -434,22 +435,10 @@ slowClients.run();
 const cutAfterHead = suite<Ctx>('faults/cut-after-head', newCtx());
 setUp(cutAfterHead, async (ctx) => startPair(ctx, APP));
 
-/** Sends one raw request and collects everything until the front closes the connection. */
-function rawExchange(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error('the front did not close the connection')); }, 10_000);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => {});
-    socket.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-  });
-}
-
 cutAfterHead('regression: a reset arriving with the first chunk no longer swallows the head', async ({ front }) => {
   for (let i = 0; i < 5; i++) {
-    const raw = await rawExchange(front!.port, `/throw-now?i=${i}`);
+    // Keep-alive: it is the cut that must close the connection.
+    const { text: raw } = await rawUntilClose(front!.port, getRequest(`/throw-now?i=${i}`, { close: false }));
     assert.ok(raw.startsWith('HTTP/1.1 200 OK\r\n'), `the head reached the client: ${JSON.stringify(raw.slice(0, 60))}`);
     assert.match(raw, /first chunk\n/);
     assert.not.ok(raw.endsWith('0\r\n\r\n'), 'the chunked body must not end cleanly');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fixture, runCli, spawnCli, tempDir, type Proc } from '../helpers/procs.js';
+import { getRequest, rawUntilClose } from '../helpers/raw-http.js';
 import { request as uwsgiRequest } from '../helpers/uwsgi.js';
 
 interface Paths { dir: string; socket: string; uwsgi: string; listen: string; control: string }
@@ -33,20 +34,6 @@ async function startBoth(ctx: SocketCtx, extra: string[] = []): Promise<{ serve:
   return { serve, front };
 }
 
-/** GET / over the front's Unix socket; the raw response. */
-function getOverUnix(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(path);
-    let got = '';
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error('no answer within 10 s')); }, 10_000);
-    socket.setEncoding('latin1');
-    socket.on('data', (s: string) => { got += s; });
-    socket.on('error', (err) => { clearTimeout(timer); reject(err); });
-    socket.on('close', () => { clearTimeout(timer); resolve(got); });
-    socket.write('GET / HTTP/1.1\r\nHost: unix\r\nConnection: close\r\n\r\n');
-  });
-}
-
 /** Whether anything accepts connections on the path. */
 function listening(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -57,7 +44,7 @@ function listening(path: string): Promise<boolean> {
 }
 
 async function assertServing(p: Paths): Promise<void> {
-  assert.match(await getOverUnix(p.listen), /^HTTP\/1\.1 200 OK\r\n[\s\S]*<h1>Hello, web<\/h1>$/, 'the front serves over its Unix socket');
+  assert.match((await rawUntilClose(p.listen, getRequest('/', { host: 'unix' }))).text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*<h1>Hello, web<\/h1>$/, 'the front serves over its Unix socket');
   const res = await uwsgiRequest(p.uwsgi, [['REQUEST_METHOD', 'GET'], ['REQUEST_URI', '/'], ['PATH_INFO', '/']]);
   assert.is(res.status, 200, 'the uwsgi socket serves');
 }

@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import { fixture, runCli, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { getRequest, rawUntilClose, statusOf } from '../helpers/raw-http.js';
 
 interface StaticCtx extends Ctx {
   dir?: string;
@@ -83,23 +84,9 @@ async function fetchBytes(url: string, headers: Record<string, string> = {}, met
 }
 
 /** Sends a raw request line (undici and URL would normalise '..') and reads the whole answer. */
-function rawGet(port: number, target: string, timeoutMs = 10_000): Promise<{ status: number; raw: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no answer to ${target} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const raw = Buffer.concat(chunks).toString('latin1');
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0), raw });
-    });
-    socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
-  });
+async function rawGet(port: number, target: string): Promise<{ status: number; raw: string }> {
+  const { text } = await rawUntilClose(port, getRequest(target, { host: 'localhost' }));
+  return { status: statusOf(text), raw: text };
 }
 
 /** VmRSS of a process in bytes (Linux /proc). */
