@@ -14,6 +14,7 @@ import {
   ROOT, fixture, runCli, startBackend, startFront, tempDir, type BackendProc, type FrontProc,
 } from '../helpers/procs.js';
 import { call, newAgent, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
+import { digestOf } from '../helpers/bodies.js';
 import { parseResponse, rawUntilClose } from '../helpers/raw-http.js';
 
 /** Writes a raw HTTP request and collects everything the front sends until it closes the socket. */
@@ -234,31 +235,18 @@ bodies('a 50 MiB upload streams through and echoes back with the same sha256', a
   });
   assert.is(res.statusCode, 200);
   assert.is(res.headers['content-length'], String(BIG));
-  const got = createHash('sha256');
-  let gotBytes = 0;
-  for await (const chunk of res.body) {
-    got.update(chunk as Buffer);
-    gotBytes += (chunk as Buffer).length;
-  }
+  const got = await digestOf(res.body);
   assert.is(sentBytes, BIG);
-  assert.is(gotBytes, BIG);
-  const digest = got.digest('hex');
-  assert.is(digest, sent.digest('hex'));
-  assert.is(digest, patternDigest());
+  assert.is(got.bytes, BIG);
+  assert.is(got.sha256, sent.digest('hex'));
+  assert.is(got.sha256, patternDigest());
 });
 
 bodies('a 50 MiB streamed download arrives whole, with the expected sha256', async ({ downloadFront, agent }) => {
   const res = await request(`${downloadFront!.url}/big?mb=50`, { dispatcher: agent });
   assert.is(res.statusCode, 200);
   assert.is(res.headers['content-length'], String(BIG));
-  const got = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of res.body) {
-    got.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  assert.is(bytes, BIG);
-  assert.is(got.digest('hex'), patternDigest());
+  assert.equal(await digestOf(res.body), { bytes: BIG, sha256: patternDigest() });
 });
 
 bodies('a chunked request body (no Content-Length) arrives whole', async ({ front, agent }) => {
