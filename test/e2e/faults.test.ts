@@ -250,11 +250,7 @@ slowReader.run();
 //   - a backend started again on the path (a new socket) is found by both fronts; the old
 //     one, stopped afterwards, must not delete the new one's socket file.
 const deleted = suite<PairCtx>('faults/socket-deleted', newCtx());
-setUp(deleted, async (ctx) => {
-  ctx.backend = await startBackend(APP, ['--workers', '2']);
-  ctx.front = await startFront([ctx.backend.socket], ['--queue-timeout', '1']);
-  ctx.agent = newAgent();
-});
+setUp(deleted, async (ctx) => startPair(ctx, APP, ['--workers', '2'], ['--queue-timeout', '1']));
 
 deleted('established connections keep serving; new ones get 503 after the queue timeout; a restart recovers', async (ctx) => {
   const old = ctx.backend!;
@@ -308,11 +304,7 @@ deleted.run();
 // connection, must not ask the front to move that last connection (a GOAWAY it could not
 // follow): only the requests in flight on the dead worker fail.
 const deletedCrash = suite<Ctx>('faults/socket-deleted-worker-crash', newCtx());
-setUp(deletedCrash, async (ctx) => {
-  ctx.backend = await startBackend(APP, ['--workers', '2']);
-  ctx.front = await startFront([ctx.backend.socket], ['--queue-timeout', '1']);
-  ctx.agent = newAgent();
-});
+setUp(deletedCrash, async (ctx) => startPair(ctx, APP, ['--workers', '2'], ['--queue-timeout', '1']));
 
 deletedCrash('a worker killed after the rm: its requests get 502, the other connection keeps serving', async (ctx) => {
   const backend = ctx.backend!;
