@@ -4,7 +4,6 @@
 // 502 / 503 / 504, and the front must recover. Memory bounds are generous; no time is asserted.
 import { readFileSync, rmSync, existsSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
-import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
@@ -12,7 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, runLoad, setUp, startPair, type Ctx, type LoadResult } from '../helpers/e2e.js';
 import { fixture, startBackend, startFront, type BackendProc } from '../helpers/procs.js';
-import { getRequest, rawUntilClose } from '../helpers/raw-http.js';
+import { getRequest, pausedRequest, rawUntilClose } from '../helpers/raw-http.js';
 
 const MIB = 1024 * 1024;
 const APP = fixture('faults.js');
@@ -343,23 +342,6 @@ setUp(slowClients, async (ctx) => {
   ctx.front = await startFront([ctx.backend.socket]);
 });
 
-/** A raw client: sends a GET, holds the socket paused until told to read, then counts the bytes. */
-function slowClient(port: number, path: string): { read(): Promise<number>; destroy(): void } {
-  const socket = connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-  socket.pause();
-  return {
-    read: () => new Promise((resolve) => {
-      let n = 0;
-      socket.on('data', (c: Buffer) => { n += c.length; });
-      socket.on('close', () => resolve(n));
-      socket.resume();
-    }),
-    destroy: () => socket.destroy(),
-  };
-}
-
 interface Held { perClient: { front: number; backend: number }; counts: number[] }
 
 /**
@@ -374,7 +356,8 @@ async function holdDownloads(ctx: Ctx, mb: number, then: 'read' | 'destroy'): Pr
   await sleep(200);
   const before = await stats(front.url);
   const base = { front: rss(front.pid), backend: rss(backend.pid) };
-  const clients = Array.from({ length: CLIENTS }, () => slowClient(front.port, `/download?mb=${mb}`));
+  // Raw clients: each sends a GET and holds its socket paused until told to read.
+  const clients = await Promise.all(Array.from({ length: CLIENTS }, () => pausedRequest(front.port, getRequest(`/download?mb=${mb}`))));
   const peak = { ...base };
   try {
     await poll(async () => ((await stats(front.url)).begun - before.begun >= CLIENTS ? true : undefined), 'every download to start');

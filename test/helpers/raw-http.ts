@@ -105,6 +105,35 @@ export function statusOf(raw: string): number {
   return Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0);
 }
 
+/**
+ * A client that sends `request` and does not read the answer (its socket paused) until read():
+ * then it counts every byte until the server closes, or `timeoutMs` passes if given.
+ */
+export function pausedRequest(target: RawTarget, request: string, opts: { timeoutMs?: number } = {}): Promise<{ read(): Promise<number>; destroy(): void }> {
+  return new Promise((resolve, reject) => {
+    const socket = connectTo(target);
+    socket.once('error', (err) => reject(new Error(`cannot connect to ${where(target)} to send ${excerpt([request])}: ${err.message}`)));
+    socket.once('connect', () => {
+      socket.on('error', () => {}); // a reset ends the count
+      socket.pause();
+      socket.write(request);
+      resolve({
+        read: () => new Promise((done) => {
+          let n = 0;
+          const limit = opts.timeoutMs === undefined ? null : setTimeout(() => socket.destroy(), opts.timeoutMs);
+          socket.on('data', (c: Buffer) => { n += c.length; });
+          socket.on('close', () => {
+            if (limit !== null) clearTimeout(limit);
+            done(n);
+          });
+          socket.resume();
+        }),
+        destroy: () => socket.destroy(),
+      });
+    });
+  });
+}
+
 /** A connected socket that collects what it receives (for tests that hold connections open). */
 export function openSocket(target: RawTarget): Promise<Socket & { received: () => string; gone: Promise<void> }> {
   return new Promise((resolve, reject) => {
