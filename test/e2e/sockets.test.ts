@@ -3,12 +3,11 @@
 // is replaced, and a live one is never stolen: the second process exits 2 with a clear error and
 // the first keeps serving. A path that is not a socket is never replaced.
 import { existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fixture, runCli, spawnCli, tempDir, type Proc } from '../helpers/procs.js';
-import { getRequest, rawUntilClose } from '../helpers/raw-http.js';
+import { accepting, getRequest, rawUntilClose } from '../helpers/raw-http.js';
 import { request as uwsgiRequest } from '../helpers/uwsgi.js';
 
 interface Paths { dir: string; socket: string; uwsgi: string; listen: string; control: string }
@@ -32,15 +31,6 @@ async function startBoth(ctx: SocketCtx, extra: string[] = []): Promise<{ serve:
   await front.waitForStderr(/listening on http unix:/);
   await front.waitForStderr(/backend .* is ready/);
   return { serve, front };
-}
-
-/** Whether anything accepts connections on the path. */
-function listening(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
 }
 
 async function assertServing(p: Paths): Promise<void> {
@@ -76,7 +66,7 @@ test('--socket-mode 600 makes them 0600; killed with SIGKILL, they are left behi
   await serve.kill9();
   for (const path of [p.socket, p.uwsgi, p.listen, p.control]) {
     assert.ok(existsSync(path), `${path} is left behind`);
-    assert.not.ok(await listening(path), `nobody listens on ${path}`);
+    assert.not.ok(await accepting(path), `nobody listens on ${path}`);
   }
 });
 
@@ -101,7 +91,7 @@ test('a live socket is never stolen: the second process exits 2 saying which pat
     assert.match(r.stderr, `${path} is in use: another process is listening on it`);
   }
   await assertServing(p);
-  for (const path of [p.socket, p.uwsgi, p.listen, p.control]) assert.ok(await listening(path), `${path} still answers`);
+  for (const path of [p.socket, p.uwsgi, p.listen, p.control]) assert.ok(await accepting(path), `${path} still answers`);
 });
 
 test('a front whose socket file was replaced leaves the new front\'s file alone when it stops', async (ctx) => {
@@ -116,7 +106,7 @@ test('a front whose socket file was replaced leaves the new front\'s file alone 
   ctx.procs.push(fresh);
   await fresh.waitForStderr(/listening on http unix:/);
   await old.stop();
-  assert.ok(await listening(path), 'the new front\'s socket file is still there and accepts');
+  assert.ok(await accepting(path), 'the new front\'s socket file is still there and accepts');
   await fresh.stop();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -95,6 +95,15 @@ export async function rawUntilClose(target: RawTarget, chunks: (string | Buffer)
   return r;
 }
 
+/** Whether anything accepts connections at `target` now (connects, then hangs up at once). */
+export function accepting(target: RawTarget): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connectTo(target);
+    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('error', () => resolve(false));
+  });
+}
+
 /** A GET request head for `target`; with Connection: close unless `close` is false. */
 export function getRequest(target: string, opts: { host?: string; close?: boolean } = {}): string {
   return `GET ${target} HTTP/1.1\r\nHost: ${opts.host ?? 'x'}\r\n${opts.close === false ? '' : 'Connection: close\r\n'}\r\n`;
