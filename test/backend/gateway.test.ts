@@ -34,6 +34,20 @@ function capture(fn: () => unknown): () => void {
   return () => {};
 }
 
+/**
+ * An app whose only startResponse(status, headers) is refused with `code`: the error reaches the
+ * app, and tsgi's own 500 goes out.
+ */
+function assertStartRefused(status: string | number, headers: [string, string][], code: string, what: string): void {
+  let refused = () => {};
+  const x = run((_env, startResponse) => {
+    refused = capture(() => startResponse(status, headers));
+    return null;
+  });
+  throwsCode(refused, GatewayError, code, what);
+  assert500(x.out);
+}
+
 /** Asserts the exchange was answered with tsgi's own 500 (the app's head never went out). */
 function assert500(out: RecordingResponder): void {
   assertComplete(out);
@@ -399,15 +413,7 @@ test('invalid statuses are refused', () => {
     'OK', '', '20 OK', '2000 OK', '200OK', '099 Low', '100 Continue', '101 Switching Protocols',
     '200 OK\r\nX-Evil: 1', '200 OK\n', ' 200 OK', 100, 1000, 200.5, -1, NaN,
   ];
-  for (const status of bad) {
-    let refused = () => {};
-    const x = run((_env, startResponse) => {
-      refused = capture(() => startResponse(status, []));
-      return null;
-    });
-    throwsCode(refused, GatewayError, 'TSGI_ERR_START_RESPONSE', JSON.stringify(status));
-    assert500(x.out);
-  }
+  for (const status of bad) assertStartRefused(status, [], 'TSGI_ERR_START_RESPONSE', JSON.stringify(status));
 });
 
 test('valid statuses: phrase kept only when not the standard one', () => {
@@ -424,13 +430,7 @@ test('valid statuses: phrase kept only when not the standard one', () => {
 
 test('a reason phrase with a control character or a character above U+00FF is refused (the front could not send it)', () => {
   for (const status of ['200 O\x01K', '200 caf\u00e9 \u2603', '404 tab\tis fine but DEL\x7f is not']) {
-    let refused = () => {};
-    const x = run((_env, startResponse) => {
-      refused = capture(() => startResponse(status, []));
-      return null;
-    });
-    throwsCode(refused, GatewayError, 'TSGI_ERR_START_RESPONSE', JSON.stringify(status));
-    assert500(x.out);
+    assertStartRefused(status, [], 'TSGI_ERR_START_RESPONSE', JSON.stringify(status));
   }
   const ok = run(app(() => [], '200 caf\u00e9\tok'));
   assert.is(ok.out.head0.reason, 'caf\u00e9\tok', 'Latin-1 and tabs pass');
@@ -443,15 +443,7 @@ test('a Content-Length that is not one number is refused at startResponse', () =
     [['Content-Length', 'abc']], [['Content-Length', '-1']], [['Content-Length', '5, 6']], [['Content-Length', '1e3']],
     [['Content-Length', ' 5']], [['Content-Length', '']], [['Content-Length', '5'], ['content-length', '6']],
   ];
-  for (const headers of bad) {
-    let refused = () => {};
-    const x = run((_env, startResponse) => {
-      refused = capture(() => startResponse('200 OK', headers));
-      return null;
-    });
-    throwsCode(refused, GatewayError, 'TSGI_ERR_HEADER', JSON.stringify(headers));
-    assert500(x.out);
-  }
+  for (const headers of bad) assertStartRefused('200 OK', headers, 'TSGI_ERR_HEADER', JSON.stringify(headers));
   const twice = run(app(() => ['hello'], '200 OK', [['Content-Length', '5'], ['content-length', '5']]));
   assertComplete(twice.out);
   assert.is(twice.out.body, 'hello', 'the same value twice is one length');

@@ -2,12 +2,12 @@
 // line per request with the right status, bytes, backend and time; 502 and 503 are logged too;
 // a header value with quotes, backslashes and odd bytes cannot break or forge a line.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, setUp, type Ctx } from '../helpers/e2e.js';
 import { fixture, runCli, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { rawUntilClose } from '../helpers/raw-http.js';
 
 /** One combined/common line: the Apache fields, then request time and backend. */
 const LINE = /^(\S+) - - \[(\d{2})\/(\w{3})\/(\d{4}):(\d{2}):(\d{2}):(\d{2}) \+0000\] "((?:[^"\\]|\\.)*)" (\d{3}) (\d+|-)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")? (\d+\.\d{3}) (\S+)$/;
@@ -55,20 +55,6 @@ function linesOf(path: string, n: number): Promise<string[]> {
   }, `${n} lines in ${path}`);
 }
 
-/** A raw request whose User-Agent holds bytes undici would not send; resolves with the response. */
-function rawRequest(port: number, head: Buffer): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let got = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (s: string) => { got += s; });
-    socket.on('error', reject);
-    socket.on('close', () => resolve(got));
-    socket.setTimeout(10_000, () => socket.destroy());
-    socket.write(head);
-  });
-}
-
 interface LogCtx extends Ctx {
   dir: string;
   fronts: Record<'combined' | 'common' | 'json', FrontProc>;
@@ -93,9 +79,10 @@ setUp(test, async (ctx) => {
     assert.is(get.status, 200);
     const post = await call(`${front.url}/post`, { method: 'POST', body: 'abcdefghij', dispatcher: ctx.agent });
     assert.is(post.text, 'abcdefghij');
-    const raw = await rawRequest(front.port, Buffer.from(
+    // A User-Agent with bytes undici would not send.
+    const raw = await rawUntilClose(front.port, Buffer.from(
       `GET /forged HTTP/1.1\r\nHost: x\r\nUser-Agent: ${FORGED_AGENT}\r\nConnection: close\r\n\r\n`, 'latin1'));
-    assert.match(raw, /^HTTP\/1\.1 200 /);
+    assert.match(raw.text, /^HTTP\/1\.1 200 /);
   }
 });
 

@@ -2,11 +2,11 @@
 // Prometheus text format and its counters move by exactly the requests made; /status has its
 // documented shape; a worker killed with SIGKILL is counted as a restart.
 import { request } from 'undici';
-import { connect } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, setUp, type Ctx } from '../helpers/e2e.js';
 import { fixture, startBackend, startFront, type Proc } from '../helpers/procs.js';
+import { rawUntilClose } from '../helpers/raw-http.js';
 
 type Series = Map<string, number>;
 
@@ -112,15 +112,7 @@ test('front /metrics: counters move by exactly the requests made; per-backend se
 
 test('front /metrics: clients refused before a request existed (malformed, head too large) are counted', async (ctx) => {
   const before = await scrape(ctx.frontAdmin);
-  const send = (bytes: string) => new Promise<string>((resolve, reject) => {
-    const socket = connect(ctx.front!.port, '127.0.0.1');
-    let got = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => { got += d; });
-    socket.on('error', reject);
-    socket.on('close', () => resolve(got));
-    socket.write(bytes);
-  });
+  const send = async (bytes: string) => (await rawUntilClose(ctx.front!.port, bytes)).text;
   assert.match(await send('GARBAGE\r\n\r\n'), /^HTTP\/1\.1 400 /);
   assert.match(await send(`GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431 /);
   const after = await scrape(ctx.frontAdmin);

@@ -3,33 +3,14 @@
 // 500 (or a response cut at a clean point), never a header injected, never a second status
 // line, never bytes a keep-alive client would read as the next response; and the app must get
 // an error it can read (caught and recorded, or named in the backend's log).
-import { connect } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HttpResponseParser } from '../../src/protocol/http-response.js';
 import { call, newCtx, setUp, startPair, type Ctx } from '../helpers/e2e.js';
 import { fixture } from '../helpers/procs.js';
+import { getRequest, rawUntilClose } from '../helpers/raw-http.js';
 
 const ERROR_500 = '500 Internal Server Error\n';
-
-/** Sends raw requests on one connection and collects everything until the front closes it. */
-function raw(port: number, text: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`the front did not close within 10 s; got:\n${Buffer.concat(chunks).toString('latin1')}`));
-    }, 10_000);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-    socket.write(text);
-  });
-}
 
 interface Parsed {
   status: number;
@@ -61,7 +42,7 @@ function responses(bytes: Buffer): Parsed[] {
 
 /** GET `path` then GET /next on one keep-alive connection (the second asks to close). */
 async function pipelined(port: number, path: string): Promise<{ text: string; list: Parsed[] }> {
-  const bytes = await raw(port, `GET ${path} HTTP/1.1\r\nHost: t\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`);
+  const { bytes } = await rawUntilClose(port, getRequest(path, { host: 't', close: false }) + getRequest('/next', { host: 't' }));
   const text = bytes.toString('latin1');
   assert.not.match(text, /Injected|forged|never sent/i, `nothing of the refused head or body reaches the client:\n${text}`);
   return { text, list: responses(bytes) };

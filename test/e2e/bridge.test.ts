@@ -3,7 +3,6 @@
 // in before() and stops them in after(); no test asserts how long anything takes.
 import { createHash } from 'node:crypto';
 import { readdirSync, readlinkSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,46 +14,12 @@ import {
   ROOT, fixture, runCli, startBackend, startFront, tempDir, type BackendProc, type FrontProc,
 } from '../helpers/procs.js';
 import { call, newAgent, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
+import { digestOf } from '../helpers/bodies.js';
+import { parseResponse, rawUntilClose } from '../helpers/raw-http.js';
 
 /** Writes a raw HTTP request and collects everything the front sends until it closes the socket. */
-function rawExchange(port: number, text: string, timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`the front did not close the connection within ${timeoutMs} ms; got:\n${Buffer.concat(chunks).toString('latin1')}`));
-    }, timeoutMs);
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {}); // a reset is an answer too: what arrived before it is what counts
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks).toString('latin1'));
-    });
-    socket.write(text);
-  });
-}
-
-/** Splits one raw HTTP/1.1 response into status, lower-cased headers and (de-chunked) body. */
-function parseResponse(raw: string): { status: number; headers: Map<string, string>; body: string } {
-  const split = raw.indexOf('\r\n\r\n');
-  assert.ok(split > 0, `a complete response head in:\n${raw}`);
-  const [statusLine, ...lines] = raw.slice(0, split).split('\r\n');
-  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine!)?.[1]);
-  const headers = new Map(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
-  let body = raw.slice(split + 4);
-  if (headers.get('transfer-encoding') === 'chunked') {
-    let out = '';
-    for (;;) {
-      const eol = body.indexOf('\r\n');
-      const size = parseInt(body.slice(0, eol), 16);
-      if (!(size > 0)) break;
-      out += body.slice(eol + 2, eol + 2 + size);
-      body = body.slice(eol + 4 + size);
-    }
-    body = out;
-  }
-  return { status, headers, body };
+async function rawText(port: number, text: string): Promise<string> {
+  return (await rawUntilClose(port, text)).text;
 }
 
 /** Sockets the process holds open (Linux /proc), or undefined where that cannot be read. */
@@ -193,7 +158,7 @@ environ('percent-encoded paths are decoded, the query is not; cookies join with 
 });
 
 environ('hop-by-hop request headers (and those named in Connection) do not reach the environ', async ({ front }) => {
-  const raw = await rawExchange(front!.port, [
+  const raw = await rawText(front!.port, [
     'GET /hop HTTP/1.1',
     `Host: 127.0.0.1:${front!.port}`,
     'Connection: close, X-Foo',
@@ -270,31 +235,18 @@ bodies('a 50 MiB upload streams through and echoes back with the same sha256', a
   });
   assert.is(res.statusCode, 200);
   assert.is(res.headers['content-length'], String(BIG));
-  const got = createHash('sha256');
-  let gotBytes = 0;
-  for await (const chunk of res.body) {
-    got.update(chunk as Buffer);
-    gotBytes += (chunk as Buffer).length;
-  }
+  const got = await digestOf(res.body);
   assert.is(sentBytes, BIG);
-  assert.is(gotBytes, BIG);
-  const digest = got.digest('hex');
-  assert.is(digest, sent.digest('hex'));
-  assert.is(digest, patternDigest());
+  assert.is(got.bytes, BIG);
+  assert.is(got.sha256, sent.digest('hex'));
+  assert.is(got.sha256, patternDigest());
 });
 
 bodies('a 50 MiB streamed download arrives whole, with the expected sha256', async ({ downloadFront, agent }) => {
   const res = await request(`${downloadFront!.url}/big?mb=50`, { dispatcher: agent });
   assert.is(res.statusCode, 200);
   assert.is(res.headers['content-length'], String(BIG));
-  const got = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of res.body) {
-    got.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  assert.is(bytes, BIG);
-  assert.is(got.digest('hex'), patternDigest());
+  assert.equal(await digestOf(res.body), { bytes: BIG, sha256: patternDigest() });
 });
 
 bodies('a chunked request body (no Content-Length) arrives whole', async ({ front, agent }) => {
@@ -412,7 +364,7 @@ late('an app that throws after the head: the client sees the head, then a cut co
 });
 
 late('on the wire: exactly one head, part of the body, and no chunked terminator', async ({ front }) => {
-  const raw = await rawExchange(front!.port, `GET /late HTTP/1.1\r\nHost: 127.0.0.1:${front!.port}\r\n\r\n`);
+  const raw = await rawText(front!.port, `GET /late HTTP/1.1\r\nHost: 127.0.0.1:${front!.port}\r\n\r\n`);
   assert.is(raw.match(/HTTP\/1\.1 \d{3}/g)?.length, 1, `one status line in:\n${raw}`);
   assert.ok(raw.startsWith('HTTP/1.1 200 OK\r\n'), raw);
   assert.match(raw, /first chunk\n/);
@@ -437,11 +389,11 @@ const length = suite<Ctx>('e2e/content-length-mismatch', newCtx());
 setUp(length, async (ctx) => startPair(ctx, fixture('bad-length.js')));
 
 const pipelined = (port: number, ...paths: string[]): Promise<string> =>
-  rawExchange(port, paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`).join(''));
+  rawText(port, paths.map((p) => `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`).join(''));
 
 /**
  * What a cut must look like on the wire: at most the one head (the front may cut before it is
- * flushed), never a second response after it, and the connection closed (rawExchange returns).
+ * flushed), never a second response after it, and the connection closed (rawText returns).
  */
 function assertCut(raw: string, body: RegExp): void {
   const heads = raw.match(/HTTP\/1\.1 \d{3}/g)?.length ?? 0;

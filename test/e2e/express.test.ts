@@ -1,7 +1,6 @@
 // End to end: the Express example (examples/express/app.js, the real express package) served
 // unchanged by a real `tsgi serve` behind a real `tsgi front`, with undici as the client: routes,
 // body parsing, a large piped upload, streamed responses, Express's 404 and error handler, aborts.
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -10,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT } from '../helpers/procs.js';
 import { call, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
+import { digestOf, streamReader, upload } from '../helpers/bodies.js';
 
 const EXPRESS_APP = join(ROOT, 'examples/express/app.js');
 
@@ -22,18 +22,6 @@ async function stats(url: string, agent: Ctx['agent']): Promise<Stats> {
   const res = await call(`${url}/stats`, { dispatcher: agent });
   assert.is(res.status, 200);
   return JSON.parse(res.text) as Stats;
-}
-
-/** `n` bytes of a deterministic pattern in 64 KiB chunks, and its sha256. */
-function upload(n: number): { body: () => Readable; sha256: string } {
-  const chunk = Buffer.alloc(64 * 1024);
-  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 13 + 5) & 0xff;
-  const parts = function* () {
-    for (let sent = 0; sent < n; sent += chunk.length) yield chunk.subarray(0, Math.min(chunk.length, n - sent));
-  };
-  const hash = createHash('sha256');
-  for (const p of parts()) hash.update(p);
-  return { sha256: hash.digest('hex'), body: () => Readable.from(parts()) };
 }
 
 test('routes: text, JSON with params, query; req.ip, protocol and hostname from the front', async ({ front, agent }) => {
@@ -89,14 +77,7 @@ test('req.pipe(res) of an 8 MiB body: it streams back whole (write() backpressur
     method: 'POST', dispatcher: agent, body: body(), headers: { 'content-type': 'application/octet-stream' },
   });
   assert.is(res.statusCode, 200);
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of res.body) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  assert.is(bytes, size);
-  assert.is(hash.digest('hex'), sha256);
+  assert.equal(await digestOf(res.body), { bytes: size, sha256 });
 });
 
 test('res.cookie() twice: two Set-Cookie headers', async ({ front, agent }) => {
@@ -110,26 +91,18 @@ test('res.cookie() twice: two Set-Cookie headers', async ({ front, agent }) => {
 test('res.write over time: each line reaches the client while the response is still open', async ({ front, agent }) => {
   const res = await request(`${front!.url}/stream`, { dispatcher: agent });
   assert.is(res.statusCode, 200);
-  const body = res.body[Symbol.asyncIterator]();
-  let seen = '';
-  const readUntil = async (text: string) => {
-    while (!seen.includes(text)) {
-      const r = await body.next();
-      assert.not.ok(r.done, `the stream ended before ${JSON.stringify(text)}; got ${JSON.stringify(seen)}`);
-      seen += String(r.value);
-    }
-  };
-  await readUntil('started\n');
+  const body = streamReader(res.body);
+  await body.until('started\n');
   // The app writes the next line only when this POST asks for it.
   const next = await call(`${front!.url}/stream/next`, {
     method: 'POST', dispatcher: agent, headers: { 'content-type': 'text/plain' }, body: 'line two',
   });
   assert.ok(JSON.parse(next.text).delivered >= 1);
-  await readUntil('line two\n');
+  await body.until('line two\n');
   await call(`${front!.url}/stream/next`, { method: 'POST', dispatcher: agent, headers: { 'content-type': 'text/plain' }, body: 'end' });
-  await readUntil('ended\n');
+  await body.until('ended\n');
   assert.ok((await body.next()).done, 'the response ends after res.end()');
-  assert.is(seen, 'started\nline two\nended\n');
+  assert.is(body.seen(), 'started\nline two\nended\n');
 });
 
 test('a timer-driven res.write stream: every tick arrives', async ({ front, agent }) => {

@@ -4,7 +4,6 @@
 // 502 / 503 / 504, and the front must recover. Memory bounds are generous; no time is asserted.
 import { readFileSync, rmSync, existsSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
-import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
@@ -12,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, runLoad, setUp, startPair, type Ctx, type LoadResult } from '../helpers/e2e.js';
 import { fixture, startBackend, startFront, type BackendProc } from '../helpers/procs.js';
+import { getRequest, pausedRequest, rawUntilClose } from '../helpers/raw-http.js';
 
 const MIB = 1024 * 1024;
 const APP = fixture('faults.js');
@@ -249,11 +249,7 @@ slowReader.run();
 //   - a backend started again on the path (a new socket) is found by both fronts; the old
 //     one, stopped afterwards, must not delete the new one's socket file.
 const deleted = suite<PairCtx>('faults/socket-deleted', newCtx());
-setUp(deleted, async (ctx) => {
-  ctx.backend = await startBackend(APP, ['--workers', '2']);
-  ctx.front = await startFront([ctx.backend.socket], ['--queue-timeout', '1']);
-  ctx.agent = newAgent();
-});
+setUp(deleted, async (ctx) => startPair(ctx, APP, ['--workers', '2'], ['--queue-timeout', '1']));
 
 deleted('established connections keep serving; new ones get 503 after the queue timeout; a restart recovers', async (ctx) => {
   const old = ctx.backend!;
@@ -307,11 +303,7 @@ deleted.run();
 // connection, must not ask the front to move that last connection (a GOAWAY it could not
 // follow): only the requests in flight on the dead worker fail.
 const deletedCrash = suite<Ctx>('faults/socket-deleted-worker-crash', newCtx());
-setUp(deletedCrash, async (ctx) => {
-  ctx.backend = await startBackend(APP, ['--workers', '2']);
-  ctx.front = await startFront([ctx.backend.socket], ['--queue-timeout', '1']);
-  ctx.agent = newAgent();
-});
+setUp(deletedCrash, async (ctx) => startPair(ctx, APP, ['--workers', '2'], ['--queue-timeout', '1']));
 
 deletedCrash('a worker killed after the rm: its requests get 502, the other connection keeps serving', async (ctx) => {
   const backend = ctx.backend!;
@@ -350,23 +342,6 @@ setUp(slowClients, async (ctx) => {
   ctx.front = await startFront([ctx.backend.socket]);
 });
 
-/** A raw client: sends a GET, holds the socket paused until told to read, then counts the bytes. */
-function slowClient(port: number, path: string): { read(): Promise<number>; destroy(): void } {
-  const socket = connect(port, '127.0.0.1');
-  socket.on('error', () => {});
-  socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
-  socket.pause();
-  return {
-    read: () => new Promise((resolve) => {
-      let n = 0;
-      socket.on('data', (c: Buffer) => { n += c.length; });
-      socket.on('close', () => resolve(n));
-      socket.resume();
-    }),
-    destroy: () => socket.destroy(),
-  };
-}
-
 interface Held { perClient: { front: number; backend: number }; counts: number[] }
 
 /**
@@ -381,7 +356,8 @@ async function holdDownloads(ctx: Ctx, mb: number, then: 'read' | 'destroy'): Pr
   await sleep(200);
   const before = await stats(front.url);
   const base = { front: rss(front.pid), backend: rss(backend.pid) };
-  const clients = Array.from({ length: CLIENTS }, () => slowClient(front.port, `/download?mb=${mb}`));
+  // Raw clients: each sends a GET and holds its socket paused until told to read.
+  const clients = await Promise.all(Array.from({ length: CLIENTS }, () => pausedRequest(front.port, getRequest(`/download?mb=${mb}`))));
   const peak = { ...base };
   try {
     await poll(async () => ((await stats(front.url)).begun - before.begun >= CLIENTS ? true : undefined), 'every download to start');
@@ -434,22 +410,10 @@ slowClients.run();
 const cutAfterHead = suite<Ctx>('faults/cut-after-head', newCtx());
 setUp(cutAfterHead, async (ctx) => startPair(ctx, APP));
 
-/** Sends one raw request and collects everything until the front closes the connection. */
-function rawExchange(port: number, path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error('the front did not close the connection')); }, 10_000);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => {});
-    socket.on('close', () => { clearTimeout(timer); resolve(Buffer.concat(chunks).toString('latin1')); });
-    socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-  });
-}
-
 cutAfterHead('regression: a reset arriving with the first chunk no longer swallows the head', async ({ front }) => {
   for (let i = 0; i < 5; i++) {
-    const raw = await rawExchange(front!.port, `/throw-now?i=${i}`);
+    // Keep-alive: it is the cut that must close the connection.
+    const { text: raw } = await rawUntilClose(front!.port, getRequest(`/throw-now?i=${i}`, { close: false }));
     assert.ok(raw.startsWith('HTTP/1.1 200 OK\r\n'), `the head reached the client: ${JSON.stringify(raw.slice(0, 60))}`);
     assert.match(raw, /first chunk\n/);
     assert.not.ok(raw.endsWith('0\r\n\r\n'), 'the chunked body must not end cleanly');

@@ -6,7 +6,7 @@
 // Connection fed the same bytes is the oracle. FUZZ_RUNS=N cases; FUZZ_SEED=S replays a run.
 import fc from 'fast-check';
 import { rmSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { suite } from 'uvu';
@@ -20,6 +20,7 @@ import {
 } from '../helpers/fuzz.js';
 import { UwsgiPacketParser } from '../../src/protocol/uwsgi.js';
 import { fixture, startBackend, startFront, tempDir } from '../helpers/procs.js';
+import { getRequest, rawUntilClose } from '../helpers/raw-http.js';
 
 const SEED = FUZZ_SEED;
 const CASES = fuzzRuns(20);
@@ -134,23 +135,9 @@ function fakeBackend(path: string, all: Case[], answered: Map<string, Model>): P
 /** The corpus's front cases by name (front-NAME.json): frames for stream 1 a backend sends. */
 const FIXED = new Map(corpus('front').map((c) => [c.file.replace(/^front-|\.json$/g, ''), c]));
 
-/** One GET with Connection: close; everything until the front closes. */
-function rawGet(port: number, target: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`GET ${target}: the front did not close within 10 s (seed ${SEED}); got ${Buffer.concat(chunks).toString('latin1')}`));
-    }, 10_000);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      clearTimeout(timer);
-      resolve(Buffer.concat(chunks));
-    });
-    socket.write(`GET ${target} HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n\r\n`);
-  });
+/** One GET with Connection: close; everything until the front closes (a timeout names the seed). */
+async function rawGet(port: number, target: string): Promise<Buffer> {
+  return (await rawUntilClose(port, getRequest(target, { host: 'fuzz' }), { note: `seed ${SEED}` })).bytes;
 }
 
 interface Received {

@@ -1,14 +1,13 @@
 // End to end: the Hono example (examples/hono/app.js, the real hono package) served unchanged by a
 // real `tsgi serve` behind a real `tsgi front`, with undici as the client: routes, bodies, a
 // large streamed upload, a streamed response, several Set-Cookie headers, and client aborts.
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ROOT } from '../helpers/procs.js';
 import { call, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
+import { digestOf, streamReader, upload } from '../helpers/bodies.js';
 
 const HONO_APP = join(ROOT, 'examples/hono/app.js');
 
@@ -23,19 +22,8 @@ async function stats(url: string, agent: Ctx['agent']): Promise<Stats> {
   return JSON.parse(res.text) as Stats;
 }
 
-/** `n` bytes of a deterministic pattern, in 64 KiB chunks, and its sha256. */
-function upload(n: number): { body: () => Readable; sha256: string } {
-  const chunk = Buffer.alloc(64 * 1024);
-  for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31 + 7) & 0xff;
-  const hash = createHash('sha256');
-  for (let sent = 0; sent < n; sent += chunk.length) hash.update(chunk.subarray(0, Math.min(chunk.length, n - sent)));
-  return {
-    sha256: hash.digest('hex'),
-    body: () => Readable.from((function* () {
-      for (let sent = 0; sent < n; sent += chunk.length) yield chunk.subarray(0, Math.min(chunk.length, n - sent));
-    })()),
-  };
-}
+/** The uploads' byte pattern (its own, not the Express suite's). */
+const FILL = (i: number): number => (i * 31 + 7) & 0xff;
 
 test('text and JSON routes, path params, queries', async ({ front, agent }) => {
   const home = await call(`${front!.url}/`, { dispatcher: agent });
@@ -75,7 +63,7 @@ test('a POST body: JSON parsed by c.req.json(), text by c.req.text()', async ({ 
 
 test('an 8 MiB upload streams through the app: byte count and sha256 match', async ({ front, agent }) => {
   const size = 8 * 1024 * 1024 + 123;
-  const { body, sha256 } = upload(size);
+  const { body, sha256 } = upload(size, FILL);
   const res = await call(`${front!.url}/api/digest`, {
     method: 'POST', dispatcher: agent, body: body(), headers: { 'content-type': 'application/octet-stream' },
   });
@@ -85,19 +73,12 @@ test('an 8 MiB upload streams through the app: byte count and sha256 match', asy
 
 test('an 8 MiB body piped straight back (request and response streaming at once): same sha256', async ({ front, agent }) => {
   const size = 8 * 1024 * 1024 + 5;
-  const { body, sha256 } = upload(size);
+  const { body, sha256 } = upload(size, FILL);
   const res = await request(`${front!.url}/api/pipe`, {
     method: 'POST', dispatcher: agent, body: body(), headers: { 'content-type': 'application/octet-stream' },
   });
   assert.is(res.statusCode, 200);
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of res.body) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  assert.is(bytes, size);
-  assert.is(hash.digest('hex'), sha256);
+  assert.equal(await digestOf(res.body), { bytes: size, sha256 });
 });
 
 test('several Set-Cookie headers reach the client separately, and come back', async ({ front, agent }) => {
@@ -116,24 +97,16 @@ test('a streamed response: each event reaches the client while the stream is sti
   const res = await request(`${front!.url}/events`, { dispatcher: agent });
   assert.is(res.statusCode, 200);
   assert.match(String(res.headers['content-type']), /^text\/event-stream/);
-  const body = res.body[Symbol.asyncIterator]();
-  let seen = '';
-  /** Reads until `text` arrived; the app sends it only after the test asked for it. */
-  const readUntil = async (text: string) => {
-    while (!seen.includes(text)) {
-      const r = await body.next();
-      assert.not.ok(r.done, `the stream ended before ${JSON.stringify(text)}; got ${JSON.stringify(seen)}`);
-      seen += String(r.value);
-    }
-  };
-  await readUntil('event: ready');
+  const body = streamReader(res.body);
+  // The app sends each awaited text only after the test asked for it.
+  await body.until('event: ready');
   // The app writes the next event only when this POST publishes it: if the first chunk had been
   // held back until the end of the response, the reads above would never have returned.
   const first = await call(`${front!.url}/events`, { method: 'POST', body: 'one', dispatcher: agent });
   assert.ok(JSON.parse(first.text).delivered >= 1);
-  await readUntil('data: one');
+  await body.until('data: one');
   await call(`${front!.url}/events`, { method: 'POST', body: 'bye', dispatcher: agent });
-  await readUntil('data: bye');
+  await body.until('data: bye');
   const rest = await body.next();
   assert.ok(rest.done, 'the stream ends after bye');
 });

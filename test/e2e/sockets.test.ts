@@ -3,11 +3,11 @@
 // is replaced, and a live one is never stolen: the second process exits 2 with a clear error and
 // the first keeps serving. A path that is not a socket is never replaced.
 import { existsSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fixture, runCli, spawnCli, tempDir, type Proc } from '../helpers/procs.js';
+import { accepting, getRequest, rawUntilClose } from '../helpers/raw-http.js';
 import { request as uwsgiRequest } from '../helpers/uwsgi.js';
 
 interface Paths { dir: string; socket: string; uwsgi: string; listen: string; control: string }
@@ -33,31 +33,8 @@ async function startBoth(ctx: SocketCtx, extra: string[] = []): Promise<{ serve:
   return { serve, front };
 }
 
-/** GET / over the front's Unix socket; the raw response. */
-function getOverUnix(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(path);
-    let got = '';
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error('no answer within 10 s')); }, 10_000);
-    socket.setEncoding('latin1');
-    socket.on('data', (s: string) => { got += s; });
-    socket.on('error', (err) => { clearTimeout(timer); reject(err); });
-    socket.on('close', () => { clearTimeout(timer); resolve(got); });
-    socket.write('GET / HTTP/1.1\r\nHost: unix\r\nConnection: close\r\n\r\n');
-  });
-}
-
-/** Whether anything accepts connections on the path. */
-function listening(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
-  });
-}
-
 async function assertServing(p: Paths): Promise<void> {
-  assert.match(await getOverUnix(p.listen), /^HTTP\/1\.1 200 OK\r\n[\s\S]*<h1>Hello, web<\/h1>$/, 'the front serves over its Unix socket');
+  assert.match((await rawUntilClose(p.listen, getRequest('/', { host: 'unix' }))).text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*<h1>Hello, web<\/h1>$/, 'the front serves over its Unix socket');
   const res = await uwsgiRequest(p.uwsgi, [['REQUEST_METHOD', 'GET'], ['REQUEST_URI', '/'], ['PATH_INFO', '/']]);
   assert.is(res.status, 200, 'the uwsgi socket serves');
 }
@@ -89,7 +66,7 @@ test('--socket-mode 600 makes them 0600; killed with SIGKILL, they are left behi
   await serve.kill9();
   for (const path of [p.socket, p.uwsgi, p.listen, p.control]) {
     assert.ok(existsSync(path), `${path} is left behind`);
-    assert.not.ok(await listening(path), `nobody listens on ${path}`);
+    assert.not.ok(await accepting(path), `nobody listens on ${path}`);
   }
 });
 
@@ -114,7 +91,7 @@ test('a live socket is never stolen: the second process exits 2 saying which pat
     assert.match(r.stderr, `${path} is in use: another process is listening on it`);
   }
   await assertServing(p);
-  for (const path of [p.socket, p.uwsgi, p.listen, p.control]) assert.ok(await listening(path), `${path} still answers`);
+  for (const path of [p.socket, p.uwsgi, p.listen, p.control]) assert.ok(await accepting(path), `${path} still answers`);
 });
 
 test('a front whose socket file was replaced leaves the new front\'s file alone when it stops', async (ctx) => {
@@ -129,7 +106,7 @@ test('a front whose socket file was replaced leaves the new front\'s file alone 
   ctx.procs.push(fresh);
   await fresh.waitForStderr(/listening on http unix:/);
   await old.stop();
-  assert.ok(await listening(path), 'the new front\'s socket file is still there and accepts');
+  assert.ok(await accepting(path), 'the new front\'s socket file is still there and accepts');
   await fresh.stop();
   rmSync(dir, { recursive: true, force: true });
 });

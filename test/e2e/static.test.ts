@@ -3,7 +3,6 @@
 // name), with undici, and raw sockets for the paths undici would normalise.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { brotliCompressSync, brotliDecompressSync, gunzipSync, gzipSync } from 'node:zlib';
@@ -12,6 +11,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import { fixture, runCli, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { getRequest, pausedRequest, rawUntilClose, statusOf } from '../helpers/raw-http.js';
 
 interface StaticCtx extends Ctx {
   dir?: string;
@@ -83,23 +83,9 @@ async function fetchBytes(url: string, headers: Record<string, string> = {}, met
 }
 
 /** Sends a raw request line (undici and URL would normalise '..') and reads the whole answer. */
-function rawGet(port: number, target: string, timeoutMs = 10_000): Promise<{ status: number; raw: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no answer to ${target} within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-    socket.on('error', () => {});
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const raw = Buffer.concat(chunks).toString('latin1');
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(raw)?.[1] ?? 0), raw });
-    });
-    socket.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`);
-  });
+async function rawGet(port: number, target: string): Promise<{ status: number; raw: string }> {
+  const { text } = await rawUntilClose(port, getRequest(target, { host: 'localhost' }));
+  return { status: statusOf(text), raw: text };
 }
 
 /** VmRSS of a process in bytes (Linux /proc). */
@@ -305,11 +291,7 @@ test('a 64 MB file to a reader that does not read: the front does not hold it in
   try {
     await fetchBytes(`${front!.url}/static/hello.txt`); // warm
     const before = rssOf(front!.pid);
-    const socket = connect(front!.port, '127.0.0.1');
-    socket.on('error', () => {});
-    await new Promise<void>((resolve) => socket.once('connect', resolve));
-    socket.pause();
-    socket.write('GET /static/big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    const reader = await pausedRequest(front!.port, getRequest('/static/big.bin', { host: 'localhost' }), { timeoutMs: 20_000 });
     let peak = 0;
     for (let i = 0; i < 10; i++) {
       await sleep(150);
@@ -317,13 +299,7 @@ test('a 64 MB file to a reader that does not read: the front does not hold it in
     }
     const growth = peak - before;
     assert.ok(growth < size / 4, `the front grew by ${(growth / 1048576).toFixed(1)} MB while the reader stalled`);
-    let received = 0;
-    const done = new Promise<void>((resolve) => socket.on('close', () => resolve()));
-    socket.on('data', (chunk: Buffer) => { received += chunk.length; });
-    socket.resume();
-    const limit = setTimeout(() => socket.destroy(), 20_000);
-    await done;
-    clearTimeout(limit);
+    const received = await reader.read();
     assert.ok(received > size, `received ${received} bytes (head + ${size})`);
   } finally {
     rmSync(path, { force: true });

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { call, newAgent, newCtx, poll, runLoad, setUp, versionApp, type Ctx } from '../helpers/e2e.js';
+import { call, newAgent, newCtx, poll, runLoad, setUp, startPair, versionApp, type Ctx } from '../helpers/e2e.js';
 import { fixture, runCli, startBackend, startFront, tempDir, type BackendProc } from '../helpers/procs.js';
 
 interface SwapCtx extends Ctx {
@@ -26,6 +26,15 @@ async function until(url: string, version: string): Promise<void> {
     const r = await call(`${url}/probe`);
     return r.status === 200 && r.text.startsWith(version) ? true : undefined;
   }, `answers from ${version}`);
+}
+
+/** Setup: versionApp('v1') written to ctx.dir/app.js (a temp dir named `prefix`), served with `backendArgs` behind a front. */
+function versionPair(prefix: string, backendArgs: string[]): (ctx: SwapCtx) => Promise<void> {
+  return async (ctx) => {
+    ctx.dir = tempDir(prefix);
+    writeFileSync(join(ctx.dir, 'app.js'), versionApp('v1'));
+    await startPair(ctx, join(ctx.dir, 'app.js'), backendArgs);
+  };
 }
 
 // 1. A second version registers while the first drains and exits: nothing fails.
@@ -68,13 +77,7 @@ register.run();
 
 // 2. SIGHUP: a rolling reload of a --workers 2 backend picks up the new code from disk.
 const reload = suite<SwapCtx>('rolling-reload', swapCtx());
-setUp(reload, async (ctx) => {
-  ctx.dir = tempDir('tsgi-reload-');
-  writeFileSync(join(ctx.dir, 'app.js'), versionApp('v1'));
-  ctx.backend = await startBackend(join(ctx.dir, 'app.js'), ['--workers', '2']);
-  ctx.front = await startFront([ctx.backend.socket]);
-  ctx.agent = newAgent();
-});
+setUp(reload, versionPair('tsgi-reload-', ['--workers', '2']));
 
 reload('SIGHUP under load: zero failed requests, new generation serves the new code', async (ctx) => {
   let stop = false;
@@ -119,13 +122,7 @@ reload.run();
 
 // 3. kill -9 of one worker under load: only its in-flight requests fail (502), and it is replaced.
 const crash = suite<SwapCtx>('worker-kill-9', swapCtx());
-setUp(crash, async (ctx) => {
-  ctx.dir = tempDir('tsgi-crash-');
-  writeFileSync(join(ctx.dir, 'app.js'), versionApp('v1'));
-  ctx.backend = await startBackend(join(ctx.dir, 'app.js'), ['--workers', '2']);
-  ctx.front = await startFront([ctx.backend.socket]);
-  ctx.agent = newAgent();
-});
+setUp(crash, versionPair('tsgi-crash-', ['--workers', '2']));
 
 crash('only the requests in flight on the killed worker fail, with 502; the worker is respawned', async (ctx) => {
   const pids = [...ctx.backend!.stderr().matchAll(/worker \d+ \(pid (\d+), generation 1\) ready/g)].map((m) => Number(m[1]));
@@ -233,13 +230,7 @@ ctl.run();
 
 // 6. Workers recycled by --max-requests, and a runaway request past --timeout.
 const recycle = suite<SwapCtx>('max-requests-and-timeout', swapCtx());
-setUp(recycle, async (ctx) => {
-  ctx.dir = tempDir('tsgi-recycle-');
-  writeFileSync(join(ctx.dir, 'app.js'), versionApp('v1'));
-  ctx.backend = await startBackend(join(ctx.dir, 'app.js'), ['--workers', '1', '--max-requests', '40', '--max-requests-jitter', '5']);
-  ctx.front = await startFront([ctx.backend.socket]);
-  ctx.agent = newAgent();
-});
+setUp(recycle, versionPair('tsgi-recycle-', ['--workers', '1', '--max-requests', '40', '--max-requests-jitter', '5']));
 
 recycle('--max-requests recycles the only worker without failing a request', async (ctx) => {
   const until = Date.now() + 2500;
@@ -253,11 +244,7 @@ recycle('--max-requests recycles the only worker without failing a request', asy
 recycle.run();
 
 const runaway = suite<SwapCtx>('request-timeout', swapCtx());
-setUp(runaway, async (ctx) => {
-  ctx.backend = await startBackend(fixture('slow.js'), ['--workers', '1', '--timeout', '1', '--graceful-timeout', '1']);
-  ctx.front = await startFront([ctx.backend.socket]);
-  ctx.agent = newAgent();
-});
+setUp(runaway, async (ctx) => startPair(ctx, fixture('slow.js'), ['--workers', '1', '--timeout', '1', '--graceful-timeout', '1']));
 
 runaway('a request past --timeout gets its worker replaced, and the log names it', async (ctx) => {
   const slow = call(`${ctx.front!.url}/slow?ms=20000`, { dispatcher: ctx.agent });

@@ -5,10 +5,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ROOT, tempDir } from './procs.js';
+import { accepting } from './raw-http.js';
 
 export interface Programs {
   nginx: boolean;
@@ -53,12 +54,7 @@ export function freePort(): Promise<number> {
 export async function waitForListener(where: string | number, proc: ExternalProc, deadlineMs = 15_000): Promise<void> {
   const giveUp = Date.now() + deadlineMs;
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = typeof where === 'number' ? connect(where, '127.0.0.1') : connect(where);
-      s.once('connect', () => { s.destroy(); resolve(true); });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
+    if (await accepting(where)) return;
     if (proc.exitCode() !== null) throw new Error(`${proc.name} exited (${proc.exitCode()}) before listening on ${where}:\n${proc.output()}`);
     if (Date.now() > giveUp) throw new Error(`${proc.name} did not listen on ${where} within ${deadlineMs} ms:\n${proc.output()}`);
     await sleep(25);

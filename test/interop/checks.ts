@@ -1,10 +1,10 @@
 // Checks every interop pairing runs the same way, whatever sits between the client and the app:
 // a 20 MB upload (curl), a 20 MB download (undici), and a response that streams.
-import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Agent, request } from 'undici';
 import * as assert from 'uvu/assert';
+import { digestOf } from '../helpers/bodies.js';
 import { curl, interopDigest, uploadFile } from '../helpers/interop.js';
 
 export const MB = 20;
@@ -24,14 +24,7 @@ export async function checkDownload(url: string, agent: Agent): Promise<void> {
   const res = await request(`${url}/download?mb=${MB}`, { dispatcher: agent });
   assert.is(res.statusCode, 200);
   assert.is(res.headers['content-length'], String(MB * 1024 * 1024));
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of res.body) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  assert.is(size, MB * 1024 * 1024);
-  assert.is(hash.digest('hex'), interopDigest(MB));
+  assert.equal(await digestOf(res.body), { bytes: MB * 1024 * 1024, sha256: interopDigest(MB) });
 }
 
 /**
