@@ -51,7 +51,11 @@ Examples:
   demo: `Usage: tsgi demo [--port 8080]
 
 Starts a front on 127.0.0.1:PORT and a backend running the demo app (examples/demo.js):
-/ answers the seed's hello page, /environ dumps the environ. Ctrl-C stops both.`,
+/ answers the seed's hello page, /environ dumps the environ. Ctrl-C stops both.
+
+Examples:
+  tsgi demo
+  tsgi demo --port 9000 --log-level debug`,
 };
 
 const TOP = `Usage: tsgi <command> [options]

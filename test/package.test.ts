@@ -55,6 +55,11 @@ test('npx tsgi --help and --version run from the installed package', async (ctx)
   assert.match(help.stdout, /Usage: tsgi <command>/);
   const front = await run('npx', ['--no-install', 'tsgi', 'front', '--help'], { cwd: ctx.dir });
   assert.match(front.stdout, /--backend/);
+  for (const command of ['front', 'serve', 'ctl', 'demo']) {
+    const { stdout } = await run('npx', ['--no-install', 'tsgi', command, '--help'], { cwd: ctx.dir });
+    assert.match(stdout, new RegExp(`^Usage: tsgi ${command}`), `${command} --help starts with its usage`);
+    assert.match(stdout, /\nExamples:\n {2}tsgi /, `${command} --help gives examples`);
+  }
   const version = await run('npx', ['--no-install', 'tsgi', '--version'], { cwd: ctx.dir });
   const pkg = (await import(join(root, 'package.json'), { with: { type: 'json' } })).default as { version: string };
   assert.is(version.stdout.trim(), pkg.version);
