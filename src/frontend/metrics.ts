@@ -1,9 +1,9 @@
 // The front's metrics: requests by status, latency, bytes (counted per response by the observer,
 // a few array increments), and the pool's state (backends, in-flight, queue) computed at scrape
 // time. Feeds /metrics (Prometheus text) and /status (JSON).
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { packageVersion } from '../common/admin-server.js';
-import { defineMetric, Histogram, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
+import { defineMetric, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
 import type { Observed } from './observe.js';
 import { statusOf } from './observe.js';
 import type { Pool } from './pool.js';
@@ -11,7 +11,7 @@ import type { Pool } from './pool.js';
 const STATES = ['up', 'connecting', 'down', 'draining'] as const;
 
 export class FrontMetrics {
-  readonly registry = new Registry();
+  readonly registry: Registry = new (promClient().Registry)();
   readonly statuses = new StatusCounts();
   readonly latency = new Histogram();
   /** Refused before a request existed: parser errors (400/408/431), --max-connections (503). */
@@ -63,7 +63,7 @@ export class FrontMetrics {
     defineMetric(reg, 'tsgi_backend_requests_total', 'requests sent to the backend', 'counter', perBackend((b) => b.requests));
     defineMetric(reg, 'tsgi_backend_failures_total', 'requests failed by the backend (lost, reset, timed out)', 'counter',
       perBackend((b) => b.failures));
-    collectDefaultMetrics({ register: reg });
+    promClient().collectDefaultMetrics({ register: reg });
   }
 
   record(r: Observed): void {

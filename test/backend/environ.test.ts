@@ -81,6 +81,21 @@ test('the seed request: the CGI keys a WSGI app would see', () => {
   ]);
 });
 
+test('tsgi.signal: an own enumerable key, copied by a spread, lazily created, one getter shared by every environ', () => {
+  const head = { target: '/', serverAddr: '127.0.0.1', serverPort: 80, remoteAddr: '127.0.0.1', remotePort: 1 } as Head;
+  let made = 0;
+  const source = { get signal() { made++; return new AbortController().signal; } };
+  const e1 = buildEnviron(wire(head), { input: new InputStream(), signal: source, scriptName: '', multiprocess: false });
+  const e2 = buildEnviron(wire(head), { input: new InputStream(), signal: source, scriptName: '', multiprocess: false });
+  assert.is(made, 0, 'no AbortSignal until an app asks');
+  assert.ok(Object.keys(e1).includes('tsgi.signal'));
+  assert.instance({ ...e1 }['tsgi.signal'], AbortSignal);
+  assert.is(made, 1);
+  assert.not.match(JSON.stringify(e1), /signalSource/, 'the signal source is not in JSON');
+  // A getter written per environ would give each its own V8 map (old-space garbage per request).
+  assert.is(Object.getOwnPropertyDescriptor(e1, 'tsgi.signal')!.get, Object.getOwnPropertyDescriptor(e2, 'tsgi.signal')!.get);
+});
+
 test('method, protocol and multiprocess pass through', () => {
   const e = makeEnviron({ head: { method: 'DELETE', protocol: 'HTTP/1.0', target: '/x' }, multiprocess: true });
   assert.is(e.REQUEST_METHOD, 'DELETE');
