@@ -1,8 +1,7 @@
 // The backend's tsgi socket server: accepts front connections, demultiplexes their streams,
 // and runs the application for each request stream.
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
-import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
 import { Connection, LOCAL_CONNECTION_LOST, type Stream } from '../protocol/connection.js';
@@ -14,7 +13,7 @@ import { LazySignal, buildEnviron } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
-import { RequestTracker } from './tracker.js';
+import { SocketListener } from './listener.js';
 import type { Application } from './types.js';
 
 export interface BackendServerOptions {
@@ -110,23 +109,14 @@ function onStreamReset(this: Stream, code: number, message: string): void {
   state.responder._wake();
 }
 
-export class BackendServer {
+export class BackendServer extends SocketListener<RequestState> {
+  protected readonly words = { listening: 'serving on', request: 'request' };
   readonly #opts: BackendServerOptions;
-  readonly #server: Server;
   readonly #connections = new Set<Connection>();
-  readonly #sockets = new Set<Socket>();
-  readonly #requests: RequestTracker<RequestState>;
-  #address: Address | null = null;
-  #closing = false;
 
   constructor(opts: BackendServerOptions) {
+    super(opts, { noDelay: true });
     this.#opts = opts;
-    this.#requests = new RequestTracker(opts.onServed);
-    this.#server = createServer({ noDelay: true }, (socket) => this.#accept(socket));
-  }
-
-  get address(): Address | null {
-    return this.#address;
   }
 
   /** Front connections open now. */
@@ -153,40 +143,8 @@ export class BackendServer {
     return false;
   }
 
-  /** Requests running now, across all connections. */
-  get inFlight(): number {
-    return this.#requests.inFlight;
-  }
-
-  /** Requests served since start. */
-  get served(): number {
-    return this.#requests.served;
-  }
-
-  /** The longest-running request now, for heartbeats and timeout logs. */
-  oldestRequest(): { method: string; uri: string; ms: number } | null {
-    return this.#requests.oldest();
-  }
-
-  async listen(): Promise<Address> {
-    if (this.#opts.address === null) throw new Error('this server takes connections from a supervisor');
-    this.#address = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
-    this.#opts.log.info(`serving on ${formatAddress(this.#address)}`);
-    return this.#address;
-  }
-
-  /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */
-  accept(socket: Socket): void {
-    this.#accept(socket);
-    socket.resume();
-  }
-
-  #accept(socket: Socket): void {
-    if (this.#closing) {
-      socket.destroy();
-      return;
-    }
-    const log = this.#opts.log;
+  protected serve(socket: Socket): void {
+    const log = this.log;
     const conn = new Connection({
       role: 'server',
       write: socketWriter(socket),
@@ -202,13 +160,11 @@ export class BackendServer {
       },
     });
     this.#connections.add(conn);
-    this.#sockets.add(socket);
     socket.on('data', (chunk: Buffer) => conn.receive(chunk));
     socket.on('error', (err) => log.debug(`front connection error: ${err.message}`));
     socket.on('close', () => {
       conn.destroy('front connection closed');
       this.#connections.delete(conn);
-      this.#sockets.delete(socket);
     });
     conn.start();
   }
@@ -243,7 +199,7 @@ export class BackendServer {
       stream.reset(ResetCode.PROTOCOL_ERROR, (err as Error).message);
       return;
     }
-    this.#requests.start(state);
+    this.requests.start(state);
     runApplication(this.#opts.app, environ, responder, this.#opts.log, () => this.#finished(stream, state));
   }
 
@@ -252,29 +208,17 @@ export class BackendServer {
     if (state.timer !== null) clearTimeout(state.timer);
     // The response is complete but the body never was read to its end: stop the front sending it.
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
-    this.#requests.finish(state);
+    this.requests.finish(state);
     this.#opts.metrics?.observe(state.responder.status, state.started);
   }
 
-  /**
-   * Stops accepting connections. Graceful: GOAWAY on every connection, then wait for the
-   * in-flight requests (at most `timeoutMs`) before closing the sockets.
-   */
-  async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    this.#closing = true;
-    const closed = closeListener(this.#server);
-    if (graceful) {
-      for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
-      if (!(await this.#requests.idle(timeoutMs))) {
-        this.#opts.log.warn(`graceful timeout: ${this.inFlight} request(s) still running are cut`);
-      }
-    }
-    for (const socket of this.#sockets) endSocket(socket);
-    // Give the final frames a moment to flush before forcing the sockets closed. Not unref'd: with
-    // nothing else left the process would exit inside stop(), before its caller goes on (a failed
-    // start exited 0 without a word).
-    await new Promise((r) => setTimeout(r, graceful ? 50 : 0));
-    for (const socket of this.#sockets) socket.destroy();
-    await closed;
+  /** Graceful stop: GOAWAY on every connection, so the fronts send nothing new. */
+  protected override beforeDrain(): void {
+    for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
+  }
+
+  /** The last frames (responses, GOAWAY) still batched for each front go out before the close. */
+  protected override afterDrain(): void {
+    for (const socket of this.sockets) endSocket(socket);
   }
 }

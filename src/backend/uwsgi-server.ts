@@ -2,9 +2,8 @@
 // packets that nginx's uwsgi_pass sends, runs the application for each request, and writes the
 // response back as raw HTTP/1.1. One request per connection; the connection closes at the end.
 import { STATUS_CODES } from 'node:http';
-import { createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
-import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../protocol/uwsgi.js';
@@ -12,7 +11,7 @@ import { LazySignal, buildEnvironFromVars } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
-import { RequestTracker } from './tracker.js';
+import { SocketListener } from './listener.js';
 import type { Application } from './types.js';
 
 export interface UwsgiServerOptions {
@@ -292,81 +291,31 @@ class UwsgiExchange {
   }
 }
 
-export class UwsgiServer {
+export class UwsgiServer extends SocketListener<UwsgiExchange> {
+  protected readonly words = { listening: 'accepting uwsgi on', request: 'uwsgi request' };
   readonly #opts: UwsgiServerOptions;
-  readonly #server: Server;
-  readonly #sockets = new Set<Socket>();
-  readonly #requests: RequestTracker<UwsgiExchange>;
-  #address: Address | null = null;
-  #closing = false;
 
   constructor(opts: UwsgiServerOptions) {
+    super(opts, { allowHalfOpen: true });
     this.#opts = opts;
-    this.#requests = new RequestTracker(opts.onServed);
-    this.#server = createServer({ allowHalfOpen: true }, (socket) => this.#accept(socket));
-  }
-
-  get address(): Address | null {
-    return this.#address;
-  }
-
-  async listen(): Promise<Address> {
-    if (this.#opts.address === null) throw new Error('this server takes connections from a supervisor');
-    this.#address = await listenOn(this.#server, this.#opts.address, this.#opts.socketMode);
-    this.#opts.log.info(`accepting uwsgi on ${formatAddress(this.#address)}`);
-    return this.#address;
   }
 
   /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */
-  accept(socket: Socket): void {
+  override accept(socket: Socket): void {
     // A handed-over socket keeps the allowHalfOpen of the supervisor's server: set it here too.
     (socket as Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
-    this.#accept(socket);
-    socket.resume();
+    super.accept(socket);
   }
 
-  #accept(socket: Socket): void {
-    if (this.#closing) {
-      socket.destroy();
-      return;
-    }
-    this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
+  protected serve(socket: Socket): void {
     new UwsgiExchange(this, socket, this.#opts);
   }
 
-  /** Requests running now. */
-  get inFlight(): number {
-    return this.#requests.inFlight;
-  }
-
-  /** Requests served since start. */
-  get served(): number {
-    return this.#requests.served;
-  }
-
-  /** The longest-running request now, for heartbeats and timeout logs. */
-  oldestRequest(): { method: string; uri: string; ms: number } | null {
-    return this.#requests.oldest();
-  }
-
   _started(ex: UwsgiExchange): void {
-    this.#requests.start(ex);
+    this.requests.start(ex);
   }
 
   _finished(ex: UwsgiExchange): void {
-    this.#requests.finish(ex);
-  }
-
-  /** Stops accepting. Graceful: the requests running get up to `timeoutMs` to finish. */
-  async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
-    this.#closing = true;
-    const closed = closeListener(this.#server);
-    if (graceful && !(await this.#requests.idle(timeoutMs))) {
-      this.#opts.log.warn(`graceful timeout: ${this.inFlight} uwsgi request(s) still running are cut`);
-    }
-    if (graceful) await new Promise((r) => setTimeout(r, 50)); // not unref'd: see BackendServer.stop
-    for (const socket of this.#sockets) socket.destroy();
-    await closed;
+    this.requests.finish(ex);
   }
 }

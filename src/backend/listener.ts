@@ -1,0 +1,108 @@
+// What the backend's two socket servers share (the tsgi one and the uwsgi one): a listener,
+// the sockets it accepted (or a supervisor handed over), the requests running, and a stop that
+// lets them finish. Each server says how a connection is served (serve) and what a graceful
+// stop tells its peers first (beforeDrain).
+import { createServer, type Server, type Socket } from 'node:net';
+import type { Address } from '../common/address.js';
+import { closeListener, formatAddress, listenOn } from '../common/listen.js';
+import type { Logger } from '../common/log.js';
+import { RequestTracker, type Tracked } from './tracker.js';
+
+export interface ListenerOptions {
+  /** Where to listen; null for a worker, whose connections come from its supervisor. */
+  address: Address | null;
+  log: Logger;
+  socketMode?: number;
+  /** Called after each completed request with the running total. */
+  onServed?: (served: number) => void;
+}
+
+export abstract class SocketListener<T extends Tracked> {
+  protected readonly log: Logger;
+  protected readonly sockets = new Set<Socket>();
+  protected readonly requests: RequestTracker<T>;
+  protected closing = false;
+  readonly #server: Server;
+  readonly #listen: ListenerOptions;
+  #address: Address | null = null;
+
+  constructor(opts: ListenerOptions, serverOptions: { noDelay?: boolean; allowHalfOpen?: boolean }) {
+    this.#listen = opts;
+    this.log = opts.log;
+    this.requests = new RequestTracker(opts.onServed);
+    this.#server = createServer(serverOptions, (socket) => this.#accept(socket));
+  }
+
+  /** Serves one accepted connection. */
+  protected abstract serve(socket: Socket): void;
+  /** How the log names this server and its requests ('serving on' / 'request'; 'accepting uwsgi on' / 'uwsgi request'). */
+  protected abstract readonly words: { readonly listening: string; readonly request: string };
+  /** Graceful stop, before waiting for the requests: tell the peers (GOAWAY). */
+  protected beforeDrain(): void {}
+  /** Graceful stop, after the requests: hand the peers what is still buffered for them. */
+  protected afterDrain(): void {}
+
+  get address(): Address | null {
+    return this.#address;
+  }
+
+  async listen(): Promise<Address> {
+    if (this.#listen.address === null) throw new Error('this server takes connections from a supervisor');
+    this.#address = await listenOn(this.#server, this.#listen.address, this.#listen.socketMode);
+    this.log.info(`${this.words.listening} ${formatAddress(this.#address)}`);
+    return this.#address;
+  }
+
+  /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */
+  accept(socket: Socket): void {
+    this.#accept(socket);
+    socket.resume();
+  }
+
+  #accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    this.serve(socket);
+  }
+
+  /** Requests running now. */
+  get inFlight(): number {
+    return this.requests.inFlight;
+  }
+
+  /** Requests served since start. */
+  get served(): number {
+    return this.requests.served;
+  }
+
+  /** The longest-running request now, for heartbeats and timeout logs. */
+  oldestRequest(): { method: string; uri: string; ms: number } | null {
+    return this.requests.oldest();
+  }
+
+  /**
+   * Stops accepting connections. Graceful: the peers are told (beforeDrain), and the requests
+   * running get up to `timeoutMs` to finish before the sockets are closed.
+   */
+  async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+    this.closing = true;
+    const closed = closeListener(this.#server);
+    if (graceful) {
+      this.beforeDrain();
+      if (!(await this.requests.idle(timeoutMs))) {
+        this.log.warn(`graceful timeout: ${this.inFlight} ${this.words.request}(s) still running are cut`);
+      }
+    }
+    this.afterDrain();
+    // Give the final bytes a moment to flush before forcing the sockets closed. Not unref'd: with
+    // nothing else left the process would exit inside stop(), before its caller goes on (a failed
+    // start exited 0 without a word).
+    await new Promise((r) => setTimeout(r, graceful ? 50 : 0));
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+  }
+}
