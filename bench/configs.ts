@@ -5,7 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { nginxErrorSummary, startNginx } from './nginx.js';
-import { APPS, CLI, ROOT, childPids, freePort, run, start, waitForListen, which, type Proc } from './proc.js';
+import { APPS, CLI, ROOT, childPids, freePort, run, start, waitForListen, which, withDescendants, type Proc } from './proc.js';
 
 export type AppKind = 'hello' | 'download' | 'echo';
 
@@ -13,6 +13,8 @@ export interface Running {
   url: string;
   /** The processes that hold the client connections (for RSS): the front, or nginx's workers. */
   frontPids(): number[];
+  /** Every process serving (front, backends, workers): their CPU time is the cost per request. */
+  serverPids(): number[];
   /** What went wrong, from the configuration's own logs (nginx's error.log), if anything. */
   diagnose?(): string | null;
   stop(): Promise<void>;
@@ -36,6 +38,7 @@ function running(url: string, procs: Proc[], frontPids: () => number[]): Running
   return {
     url,
     frontPids,
+    serverPids: () => procs.flatMap((p) => withDescendants(p.pid)),
     async stop() {
       // Front first, so the backend is not left answering a front that is going away.
       for (const p of procs) await p.stop();

@@ -223,6 +223,27 @@ export function rssMiB(pid: number): number | null {
   }
 }
 
+/** A process and all its descendants (workers of a supervisor, of nginx, of uWSGI). */
+export function withDescendants(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...childPids(out[i]!));
+  return out;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+/** CPU time (user + system) a process has used so far, in µs; null once it is gone. */
+export function cpuUs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command: state is field 3, utime 14 and stime 15 (1-based, as in proc(5)).
+    return (Number(fields[11]) + Number(fields[12])) * 1e6 / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
 /** The PIDs of a process's direct children (from /proc). */
 export function childPids(pid: number): number[] {
   try {

@@ -12,6 +12,7 @@ export function fmtUs(us: number): string {
 }
 
 const fmtInt = (n: number) => Math.round(n).toLocaleString('en-US');
+const fmtCpu = (us: number) => (us < 100 ? `${us.toFixed(1)} µs` : fmtUs(us));
 
 function ratio(value: number | null | undefined, base: number | null | undefined, self: boolean): string {
   if (self) return '';
@@ -26,7 +27,7 @@ function row(cell: Cell, base: Cell | undefined): string {
   const b = base?.result;
   const cols = [config.id, w.label, String(w.connections)];
   if (r === null) {
-    cols.push('—', '—', '—', '—', '—', `**${(cell.error ?? 'no result').split('\n')[0]}**`);
+    cols.push('—', '—', '—', '—', '—', '—', `**${(cell.error ?? 'no result').split('\n')[0]}**`);
     return `| ${cols.join(' | ')} |`;
   }
   const rps = r.requests / r.seconds;
@@ -36,6 +37,7 @@ function row(cell: Cell, base: Cell | undefined): string {
     fmtUs(r.p50Us) + ratio(r.p50Us, b?.p50Us, self),
     fmtUs(r.p99Us) + ratio(r.p99Us, b?.p99Us, self),
     cell.mibps === null ? '' : cell.mibps.toFixed(1) + ratio(cell.mibps, base?.mibps, self),
+    cell.cpuUs === null ? '' : fmtCpu(cell.cpuUs) + ratio(cell.cpuUs, base?.cpuUs, self),
     String(r.errors),
   );
   const notes: string[] = [];
@@ -49,8 +51,8 @@ function row(cell: Cell, base: Cell | undefined): string {
 
 export function table(cells: Cell[], floor: PingPong[]): string {
   const lines = [
-    '| configuration | workload | conns | req/s (× tsgi) | p50 (× tsgi) | p99 (× tsgi) | MiB/s (× tsgi) | errors | notes |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| configuration | workload | conns | req/s (× tsgi) | p50 (× tsgi) | p99 (× tsgi) | MiB/s (× tsgi) | server CPU per request (× tsgi) | errors | notes |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
   const workloadIds = [...new Set(cells.map((c) => c.workload.id))];
   for (const id of workloadIds) {
@@ -60,7 +62,7 @@ export function table(cells: Cell[], floor: PingPong[]): string {
     if (id !== 'latency') continue;
     for (const p of floor) {
       lines.push(`| ${p.label} | latency, 1 connection | 1 | ${fmtInt(p.trips / p.seconds)} `
-        + `| ${fmtUs(p.p50Us)} | ${fmtUs(p.p99Us)} | | 0 | the floor: one bare Unix-socket round trip |`);
+        + `| ${fmtUs(p.p50Us)} | ${fmtUs(p.p99Us)} | | | 0 | the floor: one bare Unix-socket round trip |`);
     }
   }
   return lines.join('\n');

@@ -81,7 +81,7 @@ async function main(): Promise<number> {
   out(table(cells, floor));
   out();
   out('(×N) is this figure divided by tsgi\'s for the same workload in this run: above 1 is better for req/s and MiB/s, '
-    + 'below 1 is better for latencies. MiB/s counts response bytes for the download and uploaded bytes for the echo. '
+    + 'below 1 is better for latencies and CPU. Server CPU per request is the user + system time of every serving process (front, backends, workers; not the load generator) during the cell, divided by its requests: it moves less from run to run than req/s on a shared machine. MiB/s counts response bytes for the download and uploaded bytes for the echo. '
     + 'c1000 RSS: the process(es) holding the client connections, after the 1000-connection warm-up and after the run.');
   for (const note of [connectStormNote(cells), latencySummary(cells, floor)]) {
     if (note === null) continue;

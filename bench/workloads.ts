@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AppKind, Config } from './configs.js';
 import type { LoadGenerator, LoadResult } from './loadgen.js';
-import { rssMiB } from './proc.js';
+import { cpuUs, rssMiB } from './proc.js';
 
 export interface Workload {
   id: string;
@@ -33,6 +33,8 @@ export interface Cell {
   /** MiB/s of the rate the workload reports. */
   mibps: number | null;
   rss: { before: number; after: number } | null;
+  /** CPU time of every serving process (not the load generator) per request, in µs. */
+  cpuUs: number | null;
   /** The configuration's own account of errors (nginx's error.log), when there were any. */
   diagnosis: string | null;
   error: string | null;
@@ -63,13 +65,24 @@ export function uploadFile(dir: string): string {
   return path;
 }
 
+/** CPU µs used so far by these processes; null if one of them went away meanwhile. */
+function sumCpu(pids: number[]): number | null {
+  let sum = 0;
+  for (const pid of pids) {
+    const us = cpuUs(pid);
+    if (us === null) return null;
+    sum += us;
+  }
+  return sum;
+}
+
 function sumRss(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + (rssMiB(pid) ?? 0), 0);
 }
 
 /** Runs one cell; a failure to start or to measure is recorded in the cell, not thrown. */
 export async function measure(config: Config, w: Workload, gen: LoadGenerator, s: Settings, dir: string, body: string): Promise<Cell> {
-  const cell: Cell = { config, workload: w, result: null, mibps: null, rss: null, diagnosis: null, error: null };
+  const cell: Cell = { config, workload: w, result: null, mibps: null, rss: null, cpuUs: null, diagnosis: null, error: null };
   let running;
   try {
     running = await config.start(w.app, dir);
@@ -81,7 +94,11 @@ export async function measure(config: Config, w: Workload, gen: LoadGenerator, s
     const spec = { url: running.url, method: w.method, connections: w.connections, bodyFile: w.uploadBytes > 0 ? body : undefined };
     await gen.run({ ...spec, seconds: s.warmupSeconds });
     const before = sumRss(running.frontPids());
+    const pids = running.serverPids();
+    const cpuBefore = sumCpu(pids);
     const r = await gen.run({ ...spec, seconds: s.seconds });
+    const cpuAfter = sumCpu(pids);
+    if (r.requests > 0 && cpuBefore !== null && cpuAfter !== null) cell.cpuUs = (cpuAfter - cpuBefore) / r.requests;
     if (w.rss) cell.rss = { before, after: sumRss(running.frontPids()) };
     cell.result = r;
     if (r.errors > 0) cell.diagnosis = running.diagnose?.() ?? null;
