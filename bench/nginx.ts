@@ -29,25 +29,33 @@ function location(upstream: Upstream): string {
       uwsgi_max_temp_file_size 0;`;
 }
 
-export function nginxConf(dir: string, port: number, upstream: Upstream): string {
+/**
+ * The start of every benchmark nginx config, up to inside `http {`: a foreground master, its
+ * files under `dir`, no access log, temp paths of its own.
+ */
+export function nginxPreamble(dir: string, { workers, connections }: { workers: number; connections: number }): string {
   // The master runs as whoever runs the benchmark; as root, keep the workers root too, so they
   // can reach sockets in the run's private (0700) directory.
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
-  const keepalive = upstream.kind === 'http' ? '    keepalive 1024;\n' : '';
   return `${user}daemon off;
 master_process on;
-worker_processes 2;
+worker_processes ${workers};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log warn;
-worker_rlimit_nofile 16384;
-events { worker_connections 8192; }
+worker_rlimit_nofile ${connections * 2};
+events { worker_connections ${connections}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/client_body;
   proxy_temp_path ${dir}/proxy;
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
+  scgi_temp_path ${dir}/scgi;`;
+}
+
+export function nginxConf(dir: string, port: number, upstream: Upstream): string {
+  const keepalive = upstream.kind === 'http' ? '    keepalive 1024;\n' : '';
+  return `${nginxPreamble(dir, { workers: 2, connections: 8192 })}
   client_max_body_size 0;
   client_body_buffer_size 16m;
   keepalive_requests 1000000;

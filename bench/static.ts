@@ -2,52 +2,30 @@
 // (one 1 KiB file), and the proxied hello page through a front without and with --static (that
 // the static check costs proxied requests nothing), as req/s and CPU µs per request of the
 // process holding the client connections. Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (50).
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pickGenerator, type LoadGenerator } from './loadgen.js';
-import { CLI, ROOT, childPids, freePort, installCleanup, start, stopAll, tempDir, waitForListen, which, type Proc } from './proc.js';
+import { nginxPreamble } from './nginx.js';
+import { CLI, ROOT, childPids, cpuUs, freePort, installCleanup, start, stopAll, tempDir, waitForListen, which, type Proc } from './proc.js';
 
 const seconds = Math.max(1, Math.round(Number(process.env.BENCH_SECONDS ?? 5)));
 const connections = Math.max(1, Math.round(Number(process.env.BENCH_CONNECTIONS ?? 50)));
-const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100);
 
-/** utime + stime of the processes, in µs (Linux /proc/PID/stat). */
-function cpuUs(pids: number[]): number {
-  let ticks = 0;
-  for (const pid of pids) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]); // fields 14 and 15 of the whole line
-  }
-  return ticks * TICK_US;
-}
+/** utime + stime of the processes, in µs. */
+const totalCpuUs = (pids: number[]): number => pids.reduce((sum, pid) => sum + (cpuUs(pid) ?? 0), 0);
 
 interface Row { label: string; rps: number; cpuPerReq: number; errors: number }
 
 async function cell(gen: LoadGenerator, label: string, url: string, pids: () => number[]): Promise<Row> {
   await gen.run({ url, method: 'GET', connections, seconds: 1 }); // warm-up
-  const before = cpuUs(pids());
+  const before = totalCpuUs(pids());
   const r = await gen.run({ url, method: 'GET', connections, seconds });
-  const cpu = cpuUs(pids()) - before;
+  const cpu = totalCpuUs(pids()) - before;
   return { label, rps: r.requests / r.seconds, cpuPerReq: cpu / r.requests, errors: r.errors };
 }
 
 function nginxStaticConf(prefix: string, port: number, publicDir: string): string {
-  const user = process.getuid?.() === 0 ? 'user root;\n' : '';
-  return `${user}daemon off;
-master_process on;
-worker_processes 1;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/client_body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
+  return `${nginxPreamble(prefix, { workers: 1, connections: 4096 })}
   include /etc/nginx/mime.types;
   sendfile on;
   keepalive_requests 1000000;
