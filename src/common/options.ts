@@ -89,6 +89,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     help: 'Unix socket path to also serve the uwsgi protocol on (nginx: uwsgi_pass unix:PATH)' },
   { key: 'uwsgiListen', flag: '--uwsgi-listen', env: 'TSGI_UWSGI_LISTEN', kind: 'address', commands: ['serve'],
     help: 'HOST:PORT (or unix:PATH) to also serve the uwsgi protocol on' },
+  { key: 'processes', flag: '--processes', env: 'TSGI_PROCESSES', kind: 'int', default: 1, min: 1, max: 64, commands: ['front'],
+    help: 'front processes sharing the listener, each with its own connections to every backend (1: one process, no primary)' },
   { key: 'workers', flag: '--workers', env: 'TSGI_WORKERS', kind: 'int', min: 1, max: 256, commands: ['serve'],
     help: 'run a supervisor and N worker processes sharing the socket (without it: one process, no supervisor)' },
   { key: 'timeout', flag: '--timeout', env: 'TSGI_TIMEOUT', kind: 'seconds', default: 0, commands: ['serve'],
