@@ -1,10 +1,11 @@
 // One persistent, multiplexed connection from the front to a backend: connects, handshakes,
 // answers for its health with pings, and drains on GOAWAY. A link is used once: when it
 // closes, its Backend opens a new one (with backoff if the address keeps failing).
-import { connect, type Socket } from 'node:net';
+import { connect, type OnReadOpts, type Socket } from 'node:net';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
 import { Connection } from '../protocol/connection.js';
 import type { Backend } from './backend.js';
+import { ReadBuffers } from './read-buffers.js';
 import type { Link, LinkEvents, LinkOptions, LinkState } from './link.js';
 
 export type { LinkEvents, LinkOptions, LinkState } from './link.js';
@@ -29,7 +30,17 @@ export class BackendLink implements Link {
     this.name = opts.name;
     this.owner = opts.owner;
     const a = opts.address;
-    const socket = a.kind === 'unix' ? connect(a.path) : connect({ host: a.host, port: a.port, noDelay: true });
+    // Reads go into shared slabs (read-buffers.ts) and straight to the frame decoder.
+    const reads = new ReadBuffers();
+    const onread: OnReadOpts = {
+      buffer: () => reads.next(),
+      callback: (n, into) => {
+        conn.receive(reads.filled(n, into as Buffer));
+        return true;
+      },
+    };
+    const socket = a.kind === 'unix' ? connect({ path: a.path, onread })
+      : connect({ host: a.host, port: a.port, noDelay: true, onread });
     this.#socket = socket;
     // A connection that never completes the HELLO exchange (accepted by a process that died,
     // or by one that hangs) is given up after --ping-timeout, so that a fresh one is tried.
@@ -70,12 +81,12 @@ export class BackendLink implements Link {
     });
     this.conn = conn;
     socket.on('connect', () => conn.start());
-    socket.on('data', (chunk: Buffer) => conn.receive(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => { this.#error ??= err.code ?? err.message; });
     socket.on('close', () => {
       if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
       clearTimeout(handshake);
       this.state = 'closed';
+      reads.close();
       conn.destroy(`connection to backend ${this.name} lost${this.#error ? ` (${this.#error})` : ''}`);
       events.onClose(this, this.#established, this.#error);
     });
