@@ -78,6 +78,7 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
   process.on('SIGTERM', () => stop(true));
+  process.on('SIGUSR1', () => front?.reopenLogs()); // a signal to the whole group (the primary also asks)
   process.on('disconnect', () => stop(true)); // the primary is gone
   try {
     const backends = config.backends.filter((e) => e.source === 'config').map((e) => e.address);
