@@ -1,4 +1,5 @@
-// The configurations side by side: bare node:http, tsgi (one backend process, or --workers 2),
+// The configurations side by side: bare node:http, tsgi (one backend process, or --workers 2; one
+// front process, or --processes 2),
 // a Node reverse proxy (node:http + undici), and, when installed, nginx in front of node:http,
 // of uWSGI and of `tsgi serve --uwsgi-socket`. Each starts one app kind on loopback / Unix
 // sockets in the run's directory and is stopped by its processes' PIDs.
@@ -58,21 +59,23 @@ async function tsgiServe(app: AppKind, socket: string, extra: string[] = []): Pr
   return proc;
 }
 
-async function tsgiFront(port: number, socket: string): Promise<Proc> {
-  const proc = node([CLI, 'front', '--listen', `127.0.0.1:${port}`, '--backend', `unix:${socket}`, '--graceful-timeout', '2'], 'tsgi front');
+async function tsgiFront(port: number, socket: string, extra: string[] = []): Promise<Proc> {
+  const proc = node([CLI, 'front', '--listen', `127.0.0.1:${port}`, '--backend', `unix:${socket}`, '--graceful-timeout', '2', ...extra],
+    'tsgi front');
   await proc.waitFor(/listening on http /);
   return proc;
 }
 
-function tsgi(id: string, label: string, serveArgs: string[]): Config {
+function tsgi(id: string, label: string, serveArgs: string[], frontArgs: string[] = []): Config {
   return {
     id, label,
     async start(app, dir) {
       const socket = join(mkdtempSync(join(dir, `${id}-`)), 'app.sock');
       const backend = await tsgiServe(app, socket, serveArgs);
       const port = await freePort();
-      const front = await tsgiFront(port, socket);
-      return running(`http://127.0.0.1:${port}/`, [front, backend], () => [front.pid]);
+      const front = await tsgiFront(port, socket, frontArgs);
+      // With --processes the front's workers hold the client connections (and the primary too, briefly).
+      return running(`http://127.0.0.1:${port}/`, [front, backend], () => withDescendants(front.pid));
     },
   };
 }
@@ -135,7 +138,7 @@ async function tsgiUwsgiBackend(app: AppKind, socket: string): Promise<Proc> {
 }
 
 /** Every configuration id, installed or not (BENCH_ONLY accepts them all). */
-export const CONFIG_IDS = ['bare', 'tsgi', 'tsgi-w2', 'node-proxy', 'nginx-node', 'nginx-uwsgi', 'nginx-tsgi-uwsgi'] as const;
+export const CONFIG_IDS = ['bare', 'tsgi', 'tsgi-w2', 'tsgi-p2', 'node-proxy', 'nginx-node', 'nginx-uwsgi', 'nginx-tsgi-uwsgi'] as const;
 
 export interface Availability {
   configs: Config[];
@@ -156,6 +159,7 @@ export async function configurations(): Promise<Availability> {
     bare,
     tsgi('tsgi', 'tsgi front → tsgi serve', []),
     tsgi('tsgi-w2', 'tsgi front → tsgi serve --workers 2', ['--workers', '2']),
+    tsgi('tsgi-p2', 'tsgi front --processes 2 → tsgi serve --workers 2', ['--workers', '2'], ['--processes', '2']),
     nodeProxy,
   ];
   const notes: string[] = [];

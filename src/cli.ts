@@ -11,6 +11,7 @@ import { createLogger, setLogLevel, type LogLevel } from './common/log.js';
 import { type Command, configValues, optionsHelp, parseOptions, readConfigFile } from './common/options.js';
 import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
+import type { FrontProcess, PrimaryConfig } from './frontend/processes.js';
 
 /** Exit codes a supervisor can act on. */
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, APP_LOAD: 3 } as const;
@@ -101,8 +102,15 @@ async function runFront(values: Record<string, unknown>, backendsFromFile: boole
   // Only the front's own process: an embedding app, or tsgi serve with its apps' heaps, keeps
   // V8's default.
   setFlagsFromString('--no-incremental-marking');
-  const { start } = await import('./frontend/index.js');
-  const front = await start(values as unknown as Parameters<typeof start>[0]);
+  let front: FrontProcess;
+  if ((values.processes as number) > 1) {
+    // A primary (listener, control socket, admin server, signals) and N front worker processes.
+    const { startProcesses } = await import('./frontend/processes.js');
+    front = await startProcesses(values as unknown as PrimaryConfig);
+  } else {
+    const { start } = await import('./frontend/index.js');
+    front = await start(values as unknown as Parameters<typeof start>[0]);
+  }
   onSignals((graceful) => front.stop({ graceful }));
   // logrotate: `postrotate kill -USR1 <pid>` (as for nginx).
   process.on('SIGUSR1', () => front.reopenLogs());

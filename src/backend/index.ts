@@ -7,9 +7,10 @@ import { type AdminServer, packageVersion, recordErrors, startAdmin } from '../c
 import { controlRequest } from '../common/control.js';
 import { createLogger, type Logger, type LogLevel } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
+import { aggregate } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
-import { aggregate, ServeMetrics, supervisorRegistry } from './metrics.js';
+import { ServeMetrics, supervisorRegistry } from './metrics.js';
 import { BackendServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';

@@ -1,7 +1,7 @@
 // The backend's metrics. Each process that runs the app (the single process, or each worker)
 // counts its requests by status and their latency (a few array increments per request); a
 // supervisor adds its own (workers, generation, restarts) and sums the workers' series, which it
-// asks for over IPC, with prom-client's AggregatorRegistry.aggregate.
+// asks for over IPC (common/worker-metrics.ts).
 import type { Registry } from 'prom-client';
 import { defineMetric, Histogram, promClient, type Sample, StatusCounts } from '../common/metrics.js';
 
@@ -74,26 +74,4 @@ export function supervisorRegistry(view: SupervisorView): Registry {
     'counter', () => [...view.restartsByReason].map(([reason, value]) => ({ labels: { reason }, value })));
   promClient().collectDefaultMetrics({ register: reg });
   return reg;
-}
-
-/** The counters and histograms of a worker's snapshot: what still counts after it exited. */
-export function cumulativeOnly(snapshot: object[]): object[] {
-  return snapshot.filter((m) => {
-    const type = (m as { type?: string }).type;
-    return type === 'counter' || type === 'histogram';
-  });
-}
-
-/** Sums snapshots into one (kept for exited workers, so that the list stays short). */
-export function mergeSnapshots(snapshots: object[][]): object[] {
-  return promClient().AggregatorRegistry.aggregate(snapshots).getMetricsAsArray().map((m) => {
-    const { name, help, type, values, aggregator } = m as unknown as Record<string, unknown>;
-    return { name, help, type, values, aggregator };
-  });
-}
-
-/** Sums the workers' series (from register.getMetricsAsJSON()) with the supervisor's. */
-export async function aggregate(own: Registry, workers: object[]): Promise<{ contentType: string; body: string }> {
-  const merged = promClient().AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
-  return { contentType: merged.contentType, body: await merged.metrics() };
 }

@@ -10,7 +10,7 @@ import { type Address, formatAddress } from '../common/address.js';
 import { closeListener, listenOn, reachable } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
-import { cumulativeOnly, mergeSnapshots } from './metrics.js';
+import { ChildSnapshots, Replies } from '../common/worker-metrics.js';
 import type { ConnectionProtocol, SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
 
 /** Exit code of a worker that could not load the application (the supervisor gives up). */
@@ -95,15 +95,13 @@ export class Supervisor {
   readonly restartsByReason = new Map<string, number>([['crash', 0], ['timeout', 0], ['heartbeat', 0], ['max-requests', 0]]);
   /** Requests served by workers that have exited. */
   #servedByGone = 0;
-  #metricsId = 0;
-  readonly #metricsWaiters = new Map<number, (metrics: object[]) => void>();
-  /** --admin: each live worker's latest metrics snapshot (from its heartbeats and our asks). */
-  readonly #lastMetrics = new Map<number, object[]>();
+  readonly #replies = new Replies();
   /**
-   * The counters and histograms of workers that exited, from their last snapshot: kept in the
-   * sums so that those never go down (Prometheus would read a drop as a counter reset).
+   * --admin: each worker's latest metrics snapshot (from its heartbeats and our asks), and the
+   * counters and histograms of workers that exited, kept in the sums so that those never go
+   * down (Prometheus would read a drop as a counter reset).
    */
-  #goneMetrics: object[][] = [];
+  readonly #snapshots = new ChildSnapshots();
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -146,23 +144,11 @@ export class Supervisor {
    * does not answer within `timeoutMs` is left out of this scrape.
    */
   async workerMetrics(timeoutMs = 2000): Promise<object[][]> {
-    const asks = [...this.#workers.values()].filter((w) => w.child.connected && w.everReady).map((w) => {
-      const id = ++this.#metricsId;
-      return new Promise<object[] | null>((resolve) => {
-        const timer = setTimeout(() => {
-          this.#metricsWaiters.delete(id);
-          resolve(this.#lastMetrics.get(w.id) ?? null); // no answer in time: its last snapshot
-        }, timeoutMs);
-        this.#metricsWaiters.set(id, (m) => { clearTimeout(timer); this.#metricsWaiters.delete(id); resolve(m); });
-        w.child.send({ type: 'metrics', id } satisfies SupervisorMessage, (err) => {
-          if (err) this.#metricsWaiters.get(id)?.([]);
-        });
-      });
-    });
-    const live = (await Promise.all(asks)).filter((m): m is object[] => m !== null);
-    // Workers that exited but whose channel has not closed yet: their last snapshot.
-    const exiting = [...this.#lastMetrics].filter(([id]) => !this.#workers.has(id)).map(([, m]) => cumulativeOnly(m));
-    return [...this.#goneMetrics, ...exiting, ...live];
+    const asked = [...this.#workers.values()].filter((w) => w.child.connected && w.everReady);
+    // No answer in time: its last snapshot stands in.
+    const answers = await Promise.all(asked.map((w) => this.#replies.ask<object[] | null>(w.child,
+      (id) => ({ type: 'metrics', id } satisfies SupervisorMessage), timeoutMs, () => null)));
+    return this.#snapshots.all(new Map(asked.map((w, i) => [w.id, answers[i]!])), (id) => !this.#workers.has(id));
   }
 
   /** Listens, starts the first generation, resolves when all of it is ready, with the addresses bound. */
@@ -246,7 +232,7 @@ export class Supervisor {
     child.on('message', (msg: WorkerMessage) => this.#onMessage(worker, msg));
     child.on('exit', (code, signal) => this.#onExit(worker, code, signal));
     // After 'close' no message of its can still arrive: its last metrics are final.
-    child.once('close', () => this.#keepFinalMetrics(worker));
+    child.once('close', () => this.#snapshots.closed(worker.id));
     // A message to a worker that is exiting fails with EPIPE: the exit handler deals with it.
     child.on('error', (err) => this.#opts.log.debug(`worker ${id}: ${err.message}`));
     return worker;
@@ -270,8 +256,8 @@ export class Supervisor {
         worker.oldest = msg.oldest;
         return;
       case 'metrics':
-        this.#lastMetrics.set(worker.id, msg.metrics);
-        if (msg.id !== 0) this.#metricsWaiters.get(msg.id)?.(msg.metrics);
+        this.#snapshots.update(worker.id, msg.metrics);
+        if (msg.id !== 0) this.#replies.answer(msg.id, msg.metrics);
         return;
       case 'log':
         this.#opts.onWorkerLog?.(msg.level, msg.message);
@@ -286,14 +272,6 @@ export class Supervisor {
         this.#whenReplaced(worker);
         return;
     }
-  }
-
-  #keepFinalMetrics(worker: Worker): void {
-    const last = this.#lastMetrics.get(worker.id);
-    if (last === undefined) return;
-    this.#lastMetrics.delete(worker.id);
-    this.#goneMetrics.push(cumulativeOnly(last));
-    if (this.#goneMetrics.length > 8) this.#goneMetrics = [mergeSnapshots(this.#goneMetrics)];
   }
 
   /** Stops a retiring worker once a replacement is ready (or at once if none is needed). */

@@ -1,10 +1,12 @@
 // The front's control socket (`--control PATH`): backends register and withdraw themselves,
 // and `tsgi ctl` lists, adds, drains and removes them, all while the front keeps serving.
+// With --processes N the primary owns the socket, asks every process, and merges the answers.
 import { createServer, type Server, type Socket } from 'node:net';
 import { parseAddress, formatAddress } from '../common/address.js';
 import type { BackendInfo, ControlRequest, ControlResponse } from '../common/control.js';
 import { closeListener, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
+import { mergeBackendRows } from './merge.js';
 import type { Pool } from './pool.js';
 
 const MAX_LINE = 64 * 1024;
@@ -51,15 +53,35 @@ export function handleControl(pool: Pool, req: ControlRequest, log: Logger): Con
   }
 }
 
+/**
+ * One answer from the answers of every front process: the backends by address, their counts
+ * summed and their states joined when the processes disagree ('up/connecting'); ok only if every
+ * process said ok.
+ */
+export function mergeAnswers(answers: ControlResponse[]): ControlResponse {
+  const failed = answers.find((a) => !a.ok);
+  if (failed !== undefined) return failed;
+  const merged: ControlResponse = { ok: true };
+  const lists = answers.flatMap((a) => (a.backends === undefined ? [] : [a.backends]));
+  if (lists.length > 0) {
+    merged.backends = mergeBackendRows(lists, 'address', ['connections', 'inFlight', 'requests', 'failures']);
+  }
+  if (answers.some((a) => a.queued !== undefined)) merged.queued = answers.reduce((n, a) => n + (a.queued ?? 0), 0);
+  return merged;
+}
+
+/** Answers one control request: in this process (its pool), or from all of them (the primary). */
+export type ControlHandler = (req: ControlRequest) => ControlResponse | Promise<ControlResponse>;
+
 export class ControlServer {
   readonly #server: Server;
   readonly #path: string;
   readonly #log: Logger;
 
-  constructor(path: string, pool: Pool, log: Logger) {
+  constructor(path: string, handle: ControlHandler, log: Logger) {
     this.#path = path;
     this.#log = log;
-    this.#server = createServer((socket) => this.#serve(socket, pool));
+    this.#server = createServer((socket) => this.#serve(socket, handle));
   }
 
   async listen(socketMode?: number): Promise<void> {
@@ -67,8 +89,10 @@ export class ControlServer {
     this.#log.info(`control socket on ${this.#path}`);
   }
 
-  #serve(socket: Socket, pool: Pool): void {
+  #serve(socket: Socket, handle: ControlHandler): void {
     let buffer = '';
+    // Answers go out in the order of the requests, even when one takes longer (the primary's).
+    let previous: Promise<void> = Promise.resolve();
     socket.setEncoding('utf8');
     socket.on('error', () => {});
     socket.on('data', (chunk: string) => {
@@ -81,13 +105,14 @@ export class ControlServer {
       while ((nl = buffer.indexOf('\n')) !== -1) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 1);
-        let answer: ControlResponse;
+        let answer: Promise<ControlResponse>;
         try {
-          answer = handleControl(pool, JSON.parse(line) as ControlRequest, this.#log);
+          const req = JSON.parse(line) as ControlRequest;
+          answer = Promise.resolve(handle(req)).catch((err: Error) => ({ ok: false, error: err.message }));
         } catch {
-          answer = { ok: false, error: 'malformed request: send one JSON object per line, e.g. {"op":"list"}' };
+          answer = Promise.resolve({ ok: false, error: 'malformed request: send one JSON object per line, e.g. {"op":"list"}' });
         }
-        socket.write(JSON.stringify(answer) + '\n');
+        previous = previous.then(() => answer).then((a) => { socket.write(JSON.stringify(a) + '\n'); });
       }
     });
   }

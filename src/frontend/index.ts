@@ -1,8 +1,10 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
-// persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs.
+// persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs;
+// startWorker(config) runs the same front in a worker of `--processes N` (see processes.ts).
 import { createServer, type RequestListener, type Server } from 'node:http';
+import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
-import { ControlServer } from './control.js';
+import { ControlServer, handleControl } from './control.js';
 import { closeListener, listenOn } from '../common/listen.js';
 import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
 import { createLogger } from '../common/log.js';
@@ -56,6 +58,11 @@ export interface FrontConfig {
   logFormat?: 'combined' | 'common' | 'json';
   /** Admin server address: /metrics, /status, /. */
   admin?: Address;
+  /**
+   * Only 1 here: start() runs the front in this process. `tsgi front --processes N` runs N of
+   * them under a primary process (src/frontend/processes.ts), which embedding does not offer.
+   */
+  processes?: number;
 }
 
 export interface Front {
@@ -74,12 +81,38 @@ export interface Front {
   stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
+/** A front in a worker of `--processes N`: the primary accepts its connections and asks for its state. */
+export interface WorkerFront extends Front {
+  /** Serves a client connection the primary accepted. */
+  accept(socket: Socket): void;
+  /** Client connections open now. */
+  readonly connections: number;
+  /** With --admin: this process's counts, which the primary sums. */
+  readonly metrics: FrontMetrics | null;
+}
+
 export async function start(config: FrontConfig): Promise<Front> {
+  if (config.processes !== undefined && config.processes !== 1) {
+    throw new ConfigError(`front(): processes ${config.processes} is not offered when embedding; `
+      + 'run `tsgi front --processes N` for several front processes, or start one front per process yourself');
+  }
+  return launch(config, null);
+}
+
+/**
+ * The front of one worker process of `--processes N`. `listen` is the address the primary
+ * bound; the primary also owns the control socket and the admin server, so they are not opened here.
+ */
+export function startWorker(config: FrontConfig, listen: Address): Promise<WorkerFront> {
+  return launch({ ...config, listen, control: undefined, processes: undefined }, listen);
+}
+
+async function launch(config: FrontConfig, handedOver: Address | null): Promise<WorkerFront> {
   // With --admin, warnings and errors are also kept for /status and the status page.
   const recent = config.admin !== undefined ? new RecentErrors() : null;
   const log = recent !== null ? recordErrors(createLogger('front'), recent) : createLogger('front');
   if (config.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
-  if (config.backends.length === 0 && config.control === undefined) {
+  if (config.backends.length === 0 && config.control === undefined && handedOver === null) {
     throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT, or a --control socket for backends to register on');
   }
   // Opened before anything starts: a path that cannot be opened stops start-up.
@@ -98,7 +131,8 @@ export async function start(config: FrontConfig): Promise<Front> {
     pingTimeoutMs: (config.pingTimeout ?? 10) * 1000,
   });
   for (const address of config.backends) pool.add(address, 'config');
-  const control = config.control !== undefined ? new ControlServer(config.control, pool, log) : null;
+  const control = config.control !== undefined
+    ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log) : null;
   await control?.listen(config.socketMode);
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen)) : null;
   const maxHeaders = config.maxHeaders ?? 100;
@@ -148,9 +182,14 @@ export async function start(config: FrontConfig): Promise<Front> {
   server.maxHeadersCount = maxHeaders + 1;
   if (config.maxConnections !== 0) limitConnections(server, config.maxConnections ?? 10000, log, metrics?.refused);
   server.on('clientError', clientErrorHandler(log, metrics?.refused));
-  const bound = await listenOn(server, config.listen, config.socketMode);
+  // A worker of --processes N does not listen: the primary hands it the connections it accepts.
+  const bound = handedOver ?? await listenOn(server, config.listen, config.socketMode);
+  // Node's http server starts tracking its connections (the list closeIdleConnections walks, and
+  // the checks behind --headers-timeout) on 'listening'; a worker's server never listens.
+  if (handedOver !== null) server.emit('listening');
+  const handed = new Set<Socket>();
   let admin: AdminServer | null = null;
-  if (metrics !== null) {
+  if (metrics !== null && handedOver === null) {
     try {
       admin = await startAdmin({
         address: config.admin!, log, socketMode: config.socketMode,
@@ -164,15 +203,31 @@ export async function start(config: FrontConfig): Promise<Front> {
       throw err;
     }
   }
-  log.info(`listening on http ${formatAddress(bound)}; backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
+  log.info(`${handedOver === null ? 'listening on http' : 'serving connections accepted on http'} ${formatAddress(bound)}; `
+    + `backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
     + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`)
     + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`));
   const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
+  let stopping = false;
   return {
     address: bound,
     pool,
     server,
+    metrics,
     adminAddress: admin?.address ?? null,
+    get connections() {
+      return handed.size;
+    },
+    accept(socket) {
+      if (stopping) {
+        socket.destroy();
+        return;
+      }
+      handed.add(socket);
+      socket.once('close', () => handed.delete(socket));
+      server.emit('connection', socket);
+      socket.resume();
+    },
     reopenLogs() {
       accessLog?.reopen();
     },
@@ -184,9 +239,11 @@ export async function start(config: FrontConfig): Promise<Front> {
       for (const address of addresses) pool.add(address, 'config');
     },
     async stop({ graceful = true } = {}) {
+      stopping = true;
       await control?.close();
       // Not server.close() itself: it would delete a newer front's socket file at the same path.
-      const closed = closeListener(server);
+      // A worker's server never listened: its connections are the ones it was handed.
+      const closed = handedOver === null ? closeListener(server) : handedClosed(server, handed);
       server.closeIdleConnections();
       if (!graceful) server.closeAllConnections();
       else {
@@ -201,6 +258,23 @@ export async function start(config: FrontConfig): Promise<Front> {
       await accessLog?.close();
     },
   };
+}
+
+/**
+ * Resolves once every handed-over connection has closed (Node's server.close() counts only the
+ * connections its own listener accepted): idle ones are closed now, busy ones once their
+ * response is done.
+ */
+function handedClosed(server: Server, sockets: Set<Socket>): Promise<void> {
+  server.close(() => {}); // stops its timers, as closing a listening server does
+  return new Promise((resolve) => {
+    const check = () => {
+      server.closeIdleConnections();
+      if (sockets.size === 0) resolve();
+      else setTimeout(check, 50);
+    };
+    check();
+  });
 }
 
 export { Pool } from './pool.js';

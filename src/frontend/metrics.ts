@@ -1,14 +1,79 @@
 // The front's metrics: requests by status, latency, bytes (counted per response by the observer,
 // a few array increments), and the pool's state (backends, in-flight, queue) computed at scrape
-// time. Feeds /metrics (Prometheus text) and /status (JSON).
+// time. Feeds /metrics (Prometheus text) and /status (JSON); with --processes N the primary sums
+// the processes' /status documents (sumStatuses) as it sums their series.
 import type { Registry } from 'prom-client';
 import { packageVersion } from '../common/admin-server.js';
 import { defineMetric, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
+import { mergeBackendRows } from './merge.js';
 import type { Observed } from './observe.js';
 import { statusOf } from './observe.js';
 import type { Pool } from './pool.js';
 
 const STATES = ['up', 'connecting', 'down', 'draining'] as const;
+
+/** The front's /status document. */
+export interface FrontStatus {
+  kind: 'front';
+  version: string;
+  pid: number;
+  uptime: number;
+  listen: string;
+  requests: number;
+  inFlight: number;
+  queued: number;
+  statuses: Record<string, number>;
+  refused: Record<string, number>;
+  bytesIn: number;
+  bytesOut: number;
+  backends: { name: string; source: string; state: string; links: number; inFlight: number; requests: number; failures: number }[];
+  recentErrors: { time: string; level: string; message: string }[];
+}
+
+/** The counts of a status that only grow: what an exited process still adds to the sums. */
+export type FrontTotals = Pick<FrontStatus, 'requests' | 'statuses' | 'refused' | 'bytesIn' | 'bytesOut'>;
+
+export const noTotals = (): FrontTotals => ({ requests: 0, statuses: {}, refused: {}, bytesIn: 0, bytesOut: 0 });
+
+function addCounts(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Adds the growing counts of `from` to `into` (an exited process's last status into the totals). */
+export function addTotals(into: FrontTotals, from: FrontTotals): void {
+  into.requests += from.requests;
+  into.bytesIn += from.bytesIn;
+  into.bytesOut += from.bytesOut;
+  addCounts(into.statuses, from.statuses);
+  addCounts(into.refused, from.refused);
+}
+
+/**
+ * One /status from the processes' (--processes N): counts summed, with `gone` (the exited
+ * processes' totals) added; each backend once, its counts summed over the live processes and its
+ * states joined when they disagree ('up/connecting'); the recent errors of all, newest first.
+ */
+export function sumStatuses(parts: FrontStatus[], gone: FrontTotals, own: Pick<FrontStatus, 'pid' | 'uptime' | 'listen'>
+  & { recentErrors: FrontStatus['recentErrors'] }): FrontStatus {
+  const totals = noTotals();
+  addTotals(totals, gone);
+  let inFlight = 0;
+  let queued = 0;
+  const errors = [...own.recentErrors];
+  for (const p of parts) {
+    addTotals(totals, p);
+    inFlight += p.inFlight;
+    queued += p.queued;
+    errors.push(...p.recentErrors);
+  }
+  errors.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  return {
+    kind: 'front', version: packageVersion(), pid: own.pid, uptime: own.uptime, listen: own.listen,
+    ...totals, inFlight, queued,
+    backends: mergeBackendRows(parts.map((p) => p.backends), 'name', ['links', 'inFlight', 'requests', 'failures']),
+    recentErrors: errors.slice(0, 50),
+  };
+}
 
 export class FrontMetrics {
   readonly registry: Registry = new (promClient().Registry)();
@@ -79,7 +144,7 @@ export class FrontMetrics {
     return n;
   }
 
-  status(): unknown {
+  status(): FrontStatus {
     return {
       kind: 'front',
       version: packageVersion(),
