@@ -52,11 +52,12 @@ export function endSocket(socket: Socket): void {
 }
 
 /**
- * Closes a connection that broke the protocol: the GOAWAY saying why still goes out, then
- * the socket is destroyed (at once if the peer does not close its side within a second).
+ * Closes a connection that broke the protocol: the GOAWAY saying why still goes out, and the
+ * socket closes when the peer closes its side, or is destroyed after a second. It keeps
+ * reading meanwhile (the failed connection drops what comes), or the peer's close would go
+ * unseen until then: a socket read with `onread` really stops reading when paused.
  */
 export function closeAfterError(socket: Socket): void {
   endSocket(socket);
-  socket.pause();
   setTimeout(() => socket.destroy(), 1000).unref();
 }
