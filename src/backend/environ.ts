@@ -180,58 +180,104 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
   return environ;
 }
 
-/** Vars that are text (UTF-8 when valid, as PATH_INFO is on the tsgi path), not byte strings. */
-const TEXT_VARS = new Set(['PATH_INFO', 'SCRIPT_NAME']);
-/** Keys of a uwsgi environ that are computed below rather than copied from the vars. */
-const COMPUTED = new Set(['REQUEST_METHOD', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING', 'REQUEST_URI', 'SERVER_NAME',
-  'SERVER_PORT', 'SERVER_PROTOCOL', 'REMOTE_ADDR', 'REMOTE_PORT', 'HTTPS', 'CONTENT_TYPE', 'CONTENT_LENGTH']);
+/** A var's header name for tsgi.headers (HTTP_ACCEPT_LANGUAGE: accept-language), computed once per key. */
+const HEADER_NAMES = new Map<string, string>();
+
+function headerNameOf(key: string): string {
+  let name = HEADER_NAMES.get(key);
+  if (name === undefined) {
+    name = key.slice(5).toLowerCase().replace(/_/g, '-');
+    if (HEADER_NAMES.size < 1024) HEADER_NAMES.set(key, name);
+  }
+  return name;
+}
+
+/** PATH_INFO and SCRIPT_NAME are text (UTF-8 when valid, as on the tsgi path), not byte strings. */
+const asText = (raw: string): string => bytesToText(Buffer.from(raw, 'latin1'));
 
 /**
  * The environ of a uwsgi request (nginx's uwsgi_pass): the vars already are CGI keys and are
  * taken as sent (values as Latin-1 byte strings; PATH_INFO and SCRIPT_NAME as UTF-8 text when
  * valid), completed where one is missing, and given the same tsgi.* keys as buildEnviron.
  * A SCRIPT_NAME var is cut from the front of PATH_INFO; without one, --script-name applies.
+ * One pass picks out the vars it computes from; the others are copied after them, in the
+ * order sent (measured ~10 µs per request with a dictionary of every var, see README).
  */
 export function buildEnvironFromVars(vars: readonly (readonly [string, string])[], ctx: EnvironContext): Environ {
-  const cgi: Record<string, string> = Object.create(null) as Record<string, string>;
   const flat: string[] = [];
-  for (const [key, raw] of vars) {
-    if (key.startsWith('tsgi.')) continue; // a var never poses as one of the gateway's own keys
-    const value = TEXT_VARS.has(key) ? bytesToText(Buffer.from(raw, 'latin1')) : raw;
-    if (key.startsWith('HTTP_')) {
-      const prev = cgi[key];
-      cgi[key] = prev === undefined ? value : `${prev}${key === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
-      flat.push(key.slice(5).toLowerCase().replace(/_/g, '-'), value);
-    } else {
-      cgi[key] = value;
+  /** Vars copied as sent: key, value, key, value… (a later duplicate wins; HTTP_* ones join). */
+  const rest: string[] = [];
+  let method: string | undefined;
+  let scriptVar: string | undefined;
+  let pathVar: string | undefined;
+  let query: string | undefined;
+  let target: string | undefined;
+  let serverName: string | undefined;
+  let serverPort: string | undefined;
+  let protocol: string | undefined;
+  let remoteAddr: string | undefined;
+  let remotePort: string | undefined;
+  let https: string | undefined;
+  let contentType: string | undefined;
+  let contentLength: string | undefined;
+  let requestScheme: string | undefined;
+  let uwsgiScheme: string | undefined;
+  for (let i = 0; i < vars.length; i++) {
+    const [key, value] = vars[i]!;
+    switch (key) {
+      case 'REQUEST_METHOD': method = value; continue;
+      case 'SCRIPT_NAME': scriptVar = asText(value); continue;
+      case 'PATH_INFO': pathVar = asText(value); continue;
+      case 'QUERY_STRING': query = value; continue;
+      case 'REQUEST_URI': target = value; continue;
+      case 'SERVER_NAME': serverName = value; continue;
+      case 'SERVER_PORT': serverPort = value; continue;
+      case 'SERVER_PROTOCOL': protocol = value; continue;
+      case 'REMOTE_ADDR': remoteAddr = value; continue;
+      case 'REMOTE_PORT': remotePort = value; continue;
+      case 'HTTPS': https = value; continue;
+      case 'CONTENT_TYPE': contentType = value; continue;
+      case 'CONTENT_LENGTH': contentLength = value; continue;
+      case 'REQUEST_SCHEME': requestScheme = value; break;
+      case 'UWSGI_SCHEME': uwsgiScheme = value; break;
+      default:
+        if (key.startsWith('tsgi.')) continue; // a var never poses as one of the gateway's own keys
+        if (key.startsWith('HTTP_')) flat.push(headerNameOf(key), value);
     }
+    rest.push(key, value);
   }
-  if (cgi.CONTENT_TYPE) flat.push('content-type', cgi.CONTENT_TYPE);
-  if (cgi.CONTENT_LENGTH) flat.push('content-length', cgi.CONTENT_LENGTH);
-  const target = cgi.REQUEST_URI;
-  const pathInfo = cgi.PATH_INFO ?? decodePath(splitTarget(target ?? '/').path);
-  const declaredMount = cgi.SCRIPT_NAME ?? '';
+  if (contentType) flat.push('content-type', contentType);
+  if (contentLength) flat.push('content-length', contentLength);
+  const pathInfo = pathVar ?? decodePath(splitTarget(target ?? '/').path);
+  const declaredMount = scriptVar ?? '';
   const mount = (declaredMount !== '' ? declaredMount : ctx.scriptName).replace(/\/+$/, '');
-  const declared = (cgi.REQUEST_SCHEME ?? cgi.UWSGI_SCHEME ?? '').toLowerCase();
-  const https = cgi.HTTPS?.toLowerCase();
+  const declared = (requestScheme ?? uwsgiScheme ?? '').toLowerCase();
+  const httpsFlag = https?.toLowerCase();
   const scheme = declared === 'http' || declared === 'https' ? declared
-    : https === 'on' || https === '1' ? 'https' : 'http';
-  const query = cgi.QUERY_STRING ?? '';
+    : httpsFlag === 'on' || httpsFlag === '1' ? 'https' : 'http';
+  query ??= '';
   const environ = newEnviron(ctx, scheme, flat);
-  if (cgi.REQUEST_METHOD) environ.REQUEST_METHOD = cgi.REQUEST_METHOD;
+  if (method) environ.REQUEST_METHOD = method;
   environ.SCRIPT_NAME = declaredMount; // kept as sent when the path does not start with it
   setPath(environ, pathInfo, mount);
   environ.QUERY_STRING = query;
   environ.REQUEST_URI = target ?? (query === '' ? environ.SCRIPT_NAME + environ.PATH_INFO
     : `${environ.SCRIPT_NAME}${environ.PATH_INFO}?${query}`);
-  environ.SERVER_NAME = cgi.SERVER_NAME ?? '';
-  environ.SERVER_PORT = cgi.SERVER_PORT ?? '';
-  if (cgi.SERVER_PROTOCOL) environ.SERVER_PROTOCOL = cgi.SERVER_PROTOCOL;
-  environ.REMOTE_ADDR = cgi.REMOTE_ADDR ?? '';
-  environ.REMOTE_PORT = cgi.REMOTE_PORT ?? '';
-  if (cgi.CONTENT_TYPE) environ.CONTENT_TYPE = cgi.CONTENT_TYPE;
-  if (cgi.CONTENT_LENGTH) environ.CONTENT_LENGTH = cgi.CONTENT_LENGTH;
-  for (const key in cgi) if (!COMPUTED.has(key)) environ[key] = cgi[key];
-  fillFromHost(environ, cgi.HTTP_HOST, scheme, false);
+  environ.SERVER_NAME = serverName ?? '';
+  environ.SERVER_PORT = serverPort ?? '';
+  if (protocol) environ.SERVER_PROTOCOL = protocol;
+  environ.REMOTE_ADDR = remoteAddr ?? '';
+  environ.REMOTE_PORT = remotePort ?? '';
+  if (contentType) environ.CONTENT_TYPE = contentType;
+  if (contentLength) environ.CONTENT_LENGTH = contentLength;
+  for (let i = 0; i < rest.length; i += 2) {
+    const key = rest[i]!;
+    const value = rest[i + 1]!;
+    // Nothing above sets an HTTP_* key: one already there is an earlier var of the same name.
+    const prev = environ[key] as string | undefined;
+    if (prev !== undefined && key.startsWith('HTTP_')) environ[key] = `${prev}${key === 'HTTP_COOKIE' ? '; ' : ', '}${value}`;
+    else environ[key] = value;
+  }
+  fillFromHost(environ, environ.HTTP_HOST as string | undefined, scheme, false);
   return environ;
 }

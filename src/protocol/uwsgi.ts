@@ -85,6 +85,33 @@ export function encodePacket(vars: Iterable<readonly [string, UwsgiValue]>, modi
   return Buffer.concat([encodeHeader(modifier1, block.length, modifier2), block]);
 }
 
+/**
+ * Keys seen before, by a hash of their bytes: the same few dozen keys (nginx's uwsgi_params,
+ * the common headers) come in every packet, and one string per key, used again, saves making
+ * it and V8 interning it as a property name on every request. Bounded; a miss makes a string.
+ */
+const KEYS = new Map<number, string>();
+const KEYS_MAX = 512;
+
+function varKey(block: Buffer, pos: number, len: number): string {
+  let h = len;
+  for (let i = pos; i < pos + len; i++) h = (Math.imul(h, 31) + block[i]!) | 0;
+  const known = KEYS.get(h);
+  if (known !== undefined && known.length === len) {
+    let same = true;
+    for (let i = 0; i < len; i++) {
+      if (known.charCodeAt(i) !== block[pos + i]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return known;
+  }
+  const key = block.toString('latin1', pos, pos + len);
+  if (known === undefined && KEYS.size < KEYS_MAX) KEYS.set(h, key);
+  return key;
+}
+
 /** Decodes a vars block; a length that runs past the block, or an empty key, is refused. */
 export function decodeVars(block: Buffer): [string, string][] {
   const vars: [string, string][] = [];
@@ -96,7 +123,7 @@ export function decodeVars(block: Buffer): [string, string][] {
     pos += 2;
     if (klen === 0) throw new ProtocolError(`uwsgi vars: empty key at offset ${pos - 2}`);
     if (klen > end - pos) throw new ProtocolError(`uwsgi vars: key of ${klen} bytes runs past the end of the block`);
-    const key = block.toString('latin1', pos, pos + klen);
+    const key = varKey(block, pos, klen);
     pos += klen;
     if (end - pos < 2) throw new ProtocolError(`uwsgi vars: key ${key.slice(0, 40)} has no value size`);
     const vlen = block.readUInt16LE(pos);

@@ -139,6 +139,14 @@ test('values: strings are bytes (Latin-1); a Buffer goes as is; a string beyond 
   assert.equal(decodeVars(block), [['A', 'caf\xe9'], ['B', 'caf\xc3\xa9'], ['C', '\xe2\x82\xac']]);
 });
 
+test('keys are decoded exactly, also when two keys share the cache slot and past the cache size', () => {
+  // 'Aa' and 'BB' (and so HTTP_Aa and HTTP_BB) hash alike in decodeVars' key cache.
+  const vars: [string, string][] = [['HTTP_Aa', '1'], ['HTTP_BB', '2'], ['HTTP_Aa', '3'], ['HTTP_BB', '4']];
+  for (let round = 0; round < 2; round++) assert.equal(decodeVars(encodeVars(vars)), vars);
+  const many: [string, string][] = Array.from({ length: 1500 }, (_, i) => [`X_KEY_${i}`, String(i)]);
+  for (let round = 0; round < 2; round++) assert.equal(decodeVars(encodeVars(many)), many);
+});
+
 test('a vars block over 64 KiB cannot be encoded', () => {
   throwsCode(() => encodePacket([['K', 'x'.repeat(40_000)], ['L', 'y'.repeat(40_000)]]), ProtocolError, 'TSGI_ERR_FRAME_TOO_LARGE');
   throwsCode(() => encodeVars([['K', 'x'.repeat(70_000)]]), ProtocolError, 'TSGI_ERR_FRAME_TOO_LARGE');
