@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The `tsgi` command: `front`, `serve` and `demo`. The only place that calls process.exit.
+// The `tsgi` command: `front`, `serve` and `demo`. The only place the command's own process exits
+// (worker processes exit by themselves, with the same codes: common/exit-codes.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,10 +12,10 @@ import { createLogger, setLogLevel, type LogLevel } from './common/log.js';
 import { type Command, configValues, optionsHelp, parseOptions, readConfigFile } from './common/options.js';
 import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
+import { EXIT } from './common/exit-codes.js';
 import type { FrontProcess, PrimaryConfig } from './frontend/processes.js';
 
-/** Exit codes a supervisor can act on. */
-export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, APP_LOAD: 3 } as const;
+export { EXIT };
 
 const USAGE: Record<Command, string> = {
   front: `Usage: tsgi front --listen HOST:PORT|unix:PATH --backend unix:PATH|tcp:HOST:PORT [--backend …] [options]

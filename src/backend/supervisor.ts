@@ -7,14 +7,12 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
+import { EXIT } from '../common/exit-codes.js';
 import { closeListener, listenOn, reachable } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { ChildSnapshots, Replies } from '../common/worker-metrics.js';
 import type { ConnectionProtocol, SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
-
-/** Exit code of a worker that could not load the application (the supervisor gives up). */
-export const APP_LOAD_EXIT = 3;
 
 const HEARTBEAT_TIMEOUT_MS = 10_000;
 /** How long a connection may wait for a starting worker before going to any ready one. */
@@ -304,7 +302,7 @@ export class Supervisor {
     const how = signal ?? `code ${code}`;
     if (this.#stopping || worker.state === 'stopping') {
       this.#opts.log.debug(`worker ${worker.id} exited (${how})`);
-    } else if (code === APP_LOAD_EXIT && !worker.everReady) {
+    } else if (code === EXIT.APP_LOAD && !worker.everReady) {
       this.#loadFailed(worker);
     } else {
       this.#restarted('crash');
@@ -323,7 +321,7 @@ export class Supervisor {
     const serving = [...this.#workers.values()].filter((w) => w.state === 'ready' || w.state === 'retiring');
     if (serving.length === 0) {
       const fatal = new TsgiError('TSGI_ERR_APP_LOAD',
-        `worker ${worker.id} could not load the application (exit code ${APP_LOAD_EXIT}); not respawning`);
+        `worker ${worker.id} could not load the application (exit code ${EXIT.APP_LOAD}); not respawning`);
       this.#fatal = fatal;
       for (const w of this.#readyWaiters.splice(0)) w(fatal);
       void this.stop({ graceful: false }).catch(() => {});

@@ -2,6 +2,7 @@
 // uwsgi) connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
 // told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
 import type { Socket } from 'node:net';
+import { EXIT } from '../common/exit-codes.js';
 import { createLogger, setLogLevel, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
@@ -105,7 +106,7 @@ async function main(): Promise<void> {
     app = await loadApplication(config.app);
   } catch (err) {
     log.error((err as Error).message, (err as TsgiError).cause);
-    process.exit(3);
+    process.exit(EXIT.APP_LOAD);
   }
   let retiring = false;
   const onServed = () => {
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
       uwsgi!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
     ]);
     await sendMetrics().catch(() => {});
-    process.exit(0);
+    process.exit(EXIT.OK);
   };
   process.on('message', (msg: SupervisorMessage, handle?: Socket) => {
     if (msg.type === 'connection' && handle) {
@@ -172,5 +173,5 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   createLogger('worker').error('worker failed', err);
-  process.exit(1);
+  process.exit(EXIT.FAILURE);
 });

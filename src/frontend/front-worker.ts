@@ -3,6 +3,7 @@
 // lists and log reopens, answers its questions (metrics, status), and stops when told to.
 // Started by processes.ts with fork(); the primary handles the signals.
 import type { Socket } from 'node:net';
+import { EXIT } from '../common/exit-codes.js';
 import { createLogger, setLogLevel } from '../common/log.js';
 import { ConfigError } from '../protocol/errors.js';
 import { handleControl } from './control.js';
@@ -10,9 +11,6 @@ import { startWorker, type WorkerFront } from './index.js';
 import type { BackendEntry, FrontWorkerConfig, FrontWorkerMessage, PrimaryMessage } from './processes.js';
 
 const HEARTBEAT_MS = 1000;
-/** Exit codes, as the CLI's: a configuration error, anything else. */
-const EXIT_USAGE = 2;
-const EXIT_FAILURE = 1;
 
 const send = (msg: FrontWorkerMessage) => {
   if (process.connected) process.send!(msg, undefined, {}, () => {}); // EPIPE while exiting is fine
@@ -37,7 +35,7 @@ async function main(): Promise<void> {
   const stop = (graceful: boolean) => {
     stopping ??= (async () => {
       await front?.stop({ graceful });
-      process.exit(0);
+      process.exit(EXIT.OK);
     })();
   };
   // Installed before start(): a stop that arrives while starting is not lost.
@@ -85,7 +83,7 @@ async function main(): Promise<void> {
     front = await startWorker({ ...config.front, backends }, config.listen);
   } catch (err) {
     // The primary reports it (as a single front would) and stops: the message, then the exit.
-    const code = err instanceof ConfigError ? EXIT_USAGE : EXIT_FAILURE;
+    const code = err instanceof ConfigError ? EXIT.USAGE : EXIT.FAILURE;
     const msg: FrontWorkerMessage = { type: 'failed', message: (err as Error).message, config: err instanceof ConfigError };
     process.send!(msg, undefined, {}, () => process.exit(code));
     return;
@@ -98,5 +96,5 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   createLogger('front').error('front worker failed', err);
-  process.exit(EXIT_FAILURE);
+  process.exit(EXIT.FAILURE);
 });
