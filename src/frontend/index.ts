@@ -1,7 +1,6 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs;
 // startWorker(config) runs the same front in a worker of `--processes N` (see processes.ts).
-import { createServer, type RequestListener, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer, handleControl } from './control.js';
@@ -13,12 +12,12 @@ import type { StaticMount } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
 import { AccessLog } from './access-log.js';
-import { clientErrorHandler, limitConnections } from './client-limits.js';
 import { applyForwarded } from './forwarded.js';
+import { HttpServer, type HttpRequest, type HttpResponse } from './http-server.js';
 import { FrontMetrics } from './metrics.js';
 import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
-import { Exchange, expectsContinue, handleRequest, type ProxyOptions } from './proxy.js';
+import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
 import { StaticFiles } from './static.js';
 
 export interface FrontConfig {
@@ -68,7 +67,8 @@ export interface FrontConfig {
 export interface Front {
   readonly address: Address;
   readonly pool: Pool;
-  readonly server: Server;
+  /** The HTTP/1.1 server (its `listener` is the net.Server, which a worker of --processes N never opens). */
+  readonly server: HttpServer;
   /**
    * Makes the configured backends these (SIGHUP with --config): new ones are added, ones no
    * longer listed are drained. Registered backends are left alone.
@@ -153,41 +153,27 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
   const trust = new ProxyTrust(config.trustProxy ?? []);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
   const unixListener = config.listen.kind === 'unix';
-  const proxied: RequestListener = trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
+  type Handler = (req: HttpRequest, res: HttpResponse) => void;
+  const proxied: Handler = trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
     const exchange = new Exchange(req, res, proxy);
     applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
     exchange.start();
   };
-  const server = createServer({
-    noDelay: true,
-    requireHostHeader: false, // checked in requestHead, so that the 400 is logged like every refusal
-    insecureHTTPParser: false, // even under NODE_OPTIONS=--insecure-http-parser: lenient parsing lets requests be smuggled
-    keepAliveTimeout: (config.keepAliveTimeout ?? 5) * 1000,
-    headersTimeout,
-    requestTimeout: 0, // bodies may stream for as long as they need; heads are bounded above
+  const server = new HttpServer({
+    log,
+    onRequest: statics === null ? proxied : (req, res) => {
+      const mount = statics.match(req.url);
+      if (mount === null) proxied(req, res);
+      else statics.serve(req, res, mount);
+    },
+    keepAliveTimeoutMs: (config.keepAliveTimeout ?? 5) * 1000,
+    headersTimeoutMs: headersTimeout,
     maxHeaderSize: config.maxHeaderSize ?? 16384,
-    // How often Node looks for heads past headersTimeout (its default, 30 s, would let a 1 s limit run 30 s).
-    connectionsCheckingInterval: headersTimeout > 0 ? Math.min(1000, Math.max(100, headersTimeout / 4)) : 30_000,
-  }, statics === null ? proxied : (req, res) => {
-    const mount = statics.match(req.url!);
-    if (mount === null) proxied(req, res);
-    else statics.serve(req, res, mount);
+    maxConnections: config.maxConnections ?? 10000,
+    onRefused: metrics?.refused,
   });
-  // Expect: 100-continue is answered by the exchange once the request is admitted, not by Node at once.
-  server.on('checkContinue', (req, res) => {
-    expectsContinue(req);
-    server.emit('request', req, res);
-  });
-  // Node truncates rawHeaders at maxHeadersCount: one more than the limit shows a head over it.
-  server.maxHeadersCount = maxHeaders + 1;
-  if (config.maxConnections !== 0) limitConnections(server, config.maxConnections ?? 10000, log, metrics?.refused);
-  server.on('clientError', clientErrorHandler(log, metrics?.refused));
   // A worker of --processes N does not listen: the primary hands it the connections it accepts.
-  const bound = handedOver ?? await listenOn(server, config.listen, config.socketMode);
-  // Node's http server starts tracking its connections (the list closeIdleConnections walks, and
-  // the checks behind --headers-timeout) on 'listening'; a worker's server never listens.
-  if (handedOver !== null) server.emit('listening');
-  const handed = new Set<Socket>();
+  const bound = handedOver ?? await listenOn(server.listener, config.listen, config.socketMode);
   let admin: AdminServer | null = null;
   if (metrics !== null && handedOver === null) {
     try {
@@ -198,6 +184,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
       });
     } catch (err) {
       server.close();
+      await closeListener(server.listener);
       pool.stop();
       await control?.close();
       throw err;
@@ -216,16 +203,14 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     metrics,
     adminAddress: admin?.address ?? null,
     get connections() {
-      return handed.size;
+      return server.connections.size;
     },
     accept(socket) {
       if (stopping) {
         socket.destroy();
         return;
       }
-      handed.add(socket);
-      socket.once('close', () => handed.delete(socket));
-      server.emit('connection', socket);
+      server.accept(socket);
       socket.resume();
     },
     reopenLogs() {
@@ -241,10 +226,11 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     async stop({ graceful = true } = {}) {
       stopping = true;
       await control?.close();
-      // Not server.close() itself: it would delete a newer front's socket file at the same path.
+      // Not listener.close() itself: it would delete a newer front's socket file at the same path.
       // A worker's server never listened: its connections are the ones it was handed.
-      const closed = handedOver === null ? closeListener(server) : handedClosed(server, handed);
-      server.closeIdleConnections();
+      const listenerClosed = handedOver === null ? closeListener(server.listener) : Promise.resolve();
+      server.close(); // idle connections close now, busy ones once their response is done
+      const closed = listenerClosed.then(() => allClosed(server));
       if (!graceful) server.closeAllConnections();
       else {
         const timer = setTimeout(() => server.closeAllConnections(), gracefulMs);
@@ -260,17 +246,12 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
   };
 }
 
-/**
- * Resolves once every handed-over connection has closed (Node's server.close() counts only the
- * connections its own listener accepted): idle ones are closed now, busy ones once their
- * response is done.
- */
-function handedClosed(server: Server, sockets: Set<Socket>): Promise<void> {
-  server.close(() => {}); // stops its timers, as closing a listening server does
+/** Resolves once every client connection has closed (a closing server ends each after its response). */
+function allClosed(server: HttpServer): Promise<void> {
   return new Promise((resolve) => {
     const check = () => {
       server.closeIdleConnections();
-      if (sockets.size === 0) resolve();
+      if (server.connections.size === 0) resolve();
       else setTimeout(check, 50);
     };
     check();

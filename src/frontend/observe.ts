@@ -1,11 +1,11 @@
 // The one hook through which a finished response reaches the access log and the metrics. The
 // proxy's Exchange is itself an Observed (no object per request); any other responder (static
 // files) passes an object of the same shape to `observe` when its response closes.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpRequest, HttpResponse } from './http-server.js';
 
 export interface Observed {
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: HttpRequest;
+  readonly res: HttpResponse;
   /** performance.now() when the request arrived. */
   readonly started: number;
   /** What answered: a backend's name, 'static', or '-' when none did (503 while queued, a refusal). */
@@ -35,11 +35,3 @@ export function combineObservers(observers: (Observer | undefined)[]): Observer 
   return list.length === 2 ? (r) => { a(r); b(r); } : (r) => { for (const o of list) o(r); };
 }
 
-/**
- * For a responder other than the proxy (static files): reports `r` when its response closes.
- * `r` may be updated until then (bytesOut as the file streams). Costs nothing when `observe` is
- * undefined (neither --access-log nor --admin).
- */
-export function observeOnClose(observe: Observer | undefined, r: Observed): void {
-  if (observe !== undefined) r.res.once('close', () => observe(r));
-}

@@ -1,12 +1,12 @@
 // Translating heads between HTTP/1.1 and tsgi at the front: the request head the front sends
 // (end-to-end headers only, peer addresses, defaults left out) and the response headers it
 // writes back (hop-by-hop ones dropped).
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { RequestHead } from '../protocol/connection.js';
 import { TsgiError } from '../protocol/errors.js';
 import { STATIC_NAMES, staticIndex } from '../protocol/header-table.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
+import type { HttpRequest } from './http-server.js';
 
 const kPeer = Symbol('tsgi.peer');
 
@@ -61,12 +61,12 @@ export interface TranslatedHead {
 
 /**
  * Translates the HTTP request head: end-to-end headers only, plus whether a body follows.
- * Node's parser already refuses CL+TE, repeated or malformed Content-Length, obs-fold, bare LF
- * and NUL; what it lets through and is refused here: a Transfer-Encoding other than exactly
+ * The parser (protocol/http-request.ts) already refuses CL+TE, repeated or malformed
+ * Content-Length, obs-fold, bare LF and NUL; what it lets through and is refused here: a Transfer-Encoding other than exactly
  * `chunked` (`xchunked`, `gzip, chunked`: RFC 9112 6.1 leaves the body length unknowable), and
  * HTTP/1.1 without Host, with two, or with one that is not host[:port] (RFC 9112 3.2).
  */
-export function requestHead(req: IncomingMessage): TranslatedHead {
+export function requestHead(req: HttpRequest): TranslatedHead {
   const raw = req.rawHeaders;
   const names: number[] = [];
   const values: string[] = [];
@@ -133,7 +133,7 @@ export function requestHead(req: IncomingMessage): TranslatedHead {
   }
   const peer = peerOf(req.socket);
   const head: RequestHead = {
-    target: req.url ?? '/',
+    target: req.url,
     headers: literalNames === undefined ? { names, values } : { names, literalNames, values },
     remoteAddr: peer.remoteAddr,
     remotePort: peer.remotePort,

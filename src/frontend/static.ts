@@ -2,13 +2,14 @@
 // serve() checks the path (traversal, NUL, dotfiles, symlink escape), picks a precompressed
 // sibling, then hands the file to `send` (ETag, Last-Modified, 304, Range, HEAD, streaming).
 import { constants, realpath, realpathSync, stat, statSync, type ReadStream, type Stats } from 'node:fs';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type send from 'send';
 import type { Logger } from '../common/log.js';
 import type { StaticMount } from '../common/options.js';
 import { ConfigError, errorBody, httpStatusForCode, type TsgiErrorCode } from '../protocol/errors.js';
+import type { HttpRequest, HttpResponse } from './http-server.js';
+import { StaticResponse } from './static-response.js';
 import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from './static-path.js';
 
 export type Dotfiles = 'ignore' | 'deny' | 'allow';
@@ -36,7 +37,7 @@ export interface StaticOptions {
   log: Logger;
   dotfiles?: Dotfiles;
   /** Called once per static response when its connection is done with it (finished or cut). */
-  onDone?: (req: IncomingMessage, res: ServerResponse, outcome: StaticOutcome) => void;
+  onDone?: (req: HttpRequest, res: HttpResponse, outcome: StaticOutcome) => void;
 }
 
 /**
@@ -112,12 +113,13 @@ export class StaticFiles {
   }
 
   /** Answers the request from `mount`; never passes it on, a missing file is a 404. */
-  serve(req: IncomingMessage, res: ServerResponse, mount: Mount): void {
+  serve(req: HttpRequest, response: HttpResponse, mount: Mount): void {
     const state = { mount, file: null as string | null, stream: null as ReadStream | null };
+    const res = new StaticResponse(response);
     if (this.onDone !== undefined) {
       const onDone = this.onDone;
       const started = performance.now();
-      res.once('close', () => onDone(req, res, {
+      res.once('close', () => onDone(req, response, {
         mount, status: res.statusCode, bytes: bodyBytes(req, res, state.stream), file: state.file, started,
       }));
     }
@@ -127,9 +129,9 @@ export class StaticFiles {
     });
   }
 
-  async #serve(req: IncomingMessage, res: ServerResponse, state: { mount: Mount; file: string | null; stream: ReadStream | null }): Promise<void> {
+  async #serve(req: HttpRequest, res: StaticResponse, state: { mount: Mount; file: string | null; stream: ReadStream | null }): Promise<void> {
     const { mount } = state;
-    const url = req.url!;
+    const url = req.url;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return this.#refuse(req, res, 'TSGI_ERR_STATIC_METHOD', 'only GET and HEAD are served', false);
     }
@@ -187,7 +189,7 @@ export class StaticFiles {
     }
     state.file = file;
     if (res.destroyed) return; // the client left while the disk was asked
-    const stream = loadLibs().send(req, encodeFilePath(file), SEND_OPTIONS);
+    const stream = loadLibs().send(req as never, encodeFilePath(file), SEND_OPTIONS);
     stream.on('error', (err: { status?: number; headers?: Record<string, string>; message: string }) => {
       const status = err.status ?? 500;
       if (status === 500) this.#log.error(`static ${req.method} ${req.url}: ${err.message}`, err);
@@ -195,7 +197,7 @@ export class StaticFiles {
       this.#answer(res, status, err.headers);
     });
     if (this.onDone !== undefined) stream.on('stream', (s: ReadStream) => { state.stream = s; });
-    stream.pipe(res);
+    stream.pipe(res as never);
   }
 
   /** The real path of `path` if it is inside `root` ('outside' if a symlink leads out), with its stats. */
@@ -215,12 +217,12 @@ export class StaticFiles {
     return found !== null && found !== 'outside' && found.stats.isFile() ? found : null;
   }
 
-  #refuseDotfile(req: IncomingMessage, res: ServerResponse): void {
+  #refuseDotfile(req: HttpRequest, res: StaticResponse): void {
     const deny = this.#dotfiles === 'deny';
     this.#refuse(req, res, deny ? 'TSGI_ERR_STATIC_FORBIDDEN' : 'TSGI_ERR_STATIC_NOT_FOUND', `dotfile (--static-dotfiles ${this.#dotfiles})`, false);
   }
 
-  #refuse(req: IncomingMessage, res: ServerResponse, code: TsgiErrorCode, why: string, hostile: boolean): void {
+  #refuse(req: HttpRequest, res: StaticResponse, code: TsgiErrorCode, why: string, hostile: boolean): void {
     const status = httpStatusForCode(code);
     const line = `static ${status} ${req.method} ${req.url} from ${req.socket.remoteAddress ?? 'unix client'}: ${why}`;
     if (hostile) this.#log.warn(line);
@@ -229,7 +231,7 @@ export class StaticFiles {
   }
 
   /** A plain-text error answer, replacing any header set so far (a 416 keeps its Content-Range). */
-  #answer(res: ServerResponse, status: number, extra?: Record<string, string>): void {
+  #answer(res: StaticResponse, status: number, extra?: Record<string, string>): void {
     if (res.headersSent) {
       res.destroy();
       return;
@@ -240,7 +242,7 @@ export class StaticFiles {
     res.setHeader('content-type', 'text/plain; charset=utf-8');
     res.setHeader('content-length', Buffer.byteLength(body));
     res.writeHead(status);
-    res.end(body);
+    res.end(Buffer.from(body));
   }
 }
 
@@ -259,7 +261,7 @@ function encodeFilePath(file: string): string {
   return file.split('/').map(encodeURIComponent).join('/');
 }
 
-function bodyBytes(req: IncomingMessage, res: ServerResponse, stream: ReadStream | null): number {
+function bodyBytes(req: HttpRequest, res: StaticResponse, stream: ReadStream | null): number {
   if (!res.writableFinished) return stream?.bytesRead ?? 0;
   if (req.method === 'HEAD' || res.statusCode === 304) return 0;
   return Number(res.getHeader('content-length') ?? 0);

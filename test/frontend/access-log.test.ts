@@ -1,18 +1,18 @@
 // The access log's line formats, without processes: Apache escaping that no header value can
 // break out of, JSON lines that parse back to the values, and the CLF timestamp.
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { clfTime, escapeField, formatLine } from '../../src/frontend/access-log.js';
+import type { HttpRequest, HttpResponse } from '../../src/frontend/http-server.js';
 import type { Observed } from '../../src/frontend/observe.js';
 
 const test = suite('frontend/access-log');
 
 function observed(agent: string, target = '/x', headersSent = true): Observed {
   return {
-    req: { method: 'GET', url: target, httpVersion: '1.1', headers: { 'user-agent': agent, 'x-request-id': 'r1' } } as unknown as IncomingMessage,
-    res: { headersSent, statusCode: 201 } as unknown as ServerResponse,
+    req: { method: 'GET', url: target, httpVersion: '1.1', headers: { 'user-agent': agent, 'x-request-id': 'r1' } } as unknown as HttpRequest,
+    res: { headersSent, statusCode: 201 } as unknown as HttpResponse,
     started: 0, backendName: 'unix:/b.sock', bytesIn: 3, bytesOut: 0, remote: '10.0.0.1',
   };
 }

@@ -1,7 +1,7 @@
 // The front's limit checks without processes: request targets (absolute-form naming another
 // host), Transfer-Encoding and Host problems in a translated head, admission in the pool
 // (--max-in-flight), and the statuses the new error codes become.
-import type { IncomingMessage } from 'node:http';
+import type { HttpRequest } from '../../src/frontend/http-server.js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLogger } from '../../src/common/log.js';
@@ -11,12 +11,12 @@ import { TsgiError, httpStatusFor, rawErrorResponse } from '../../src/protocol/e
 
 const test = suite('frontend/limits');
 
-/** Just what requestHead reads of an IncomingMessage. */
-function fakeReq(rawHeaders: string[], httpVersion = '1.1'): IncomingMessage {
+/** Just what requestHead reads of an HttpRequest. */
+function fakeReq(rawHeaders: string[], httpVersion = '1.1'): HttpRequest {
   return {
     rawHeaders, httpVersion, method: 'POST', url: '/',
     socket: { remoteAddress: '127.0.0.1', remotePort: 1, localAddress: '127.0.0.1', localPort: 2 },
-  } as unknown as IncomingMessage;
+  } as unknown as HttpRequest;
 }
 
 test('targets: origin-form and * are fine; absolute-form only when it names the Host', () => {

@@ -1,7 +1,6 @@
 // Static files, the parts without a server: the path check (decode once, refuse NUL, double
 // encoding and '..'), dot segments, Accept-Encoding, and the mount match at segment boundaries.
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, posix } from 'node:path';
@@ -10,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLogger } from '../../src/common/log.js';
 import { ConfigError } from '../../src/protocol/errors.js';
+import { HttpServer } from '../../src/frontend/http-server.js';
 import { StaticFiles, type StaticOutcome } from '../../src/frontend/static.js';
 import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from '../../src/frontend/static-path.js';
 import { throwsCode } from '../helpers/assert.js';
@@ -110,9 +110,12 @@ test('onDone (the access-log hook): status, body bytes, mount and file of each s
   const outcomes: StaticOutcome[] = [];
   const files = StaticFiles.create([{ prefix: '/s', dir }], { log, onDone: (_req, _res, o) => outcomes.push(o) })!;
   writeFileSync(join(dir, 'f.txt'), 'x'.repeat(1000));
-  const server = createServer((req, res) => files.serve(req, res, files.match(req.url!)!));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const server = new HttpServer({
+    log, onRequest: (req, res) => files.serve(req, res, files.match(req.url)!),
+    keepAliveTimeoutMs: 5000, headersTimeoutMs: 0, maxHeaderSize: 16384, maxConnections: 0,
+  });
+  await new Promise<void>((resolve) => server.listener.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(server.listener.address() as AddressInfo).port}`;
   try {
     for (const [path, method] of [['/s/f.txt', 'GET'], ['/s/f.txt', 'HEAD'], ['/s/missing', 'GET']] as const) {
       const res = await request(`${base}${path}`, { method });
@@ -123,7 +126,9 @@ test('onDone (the access-log hook): status, body bytes, mount and file of each s
     assert.equal(outcomes.map((o) => [o.status, o.bytes, o.mount.prefix, o.file?.endsWith('/f.txt') ?? null]),
       [[200, 1000, '/s', true], [200, 0, '/s', true], [404, '404 Not Found\n'.length, '/s', null]]);
   } finally {
-    await new Promise((resolve) => server.close(resolve));
+    server.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.listener.close(resolve));
     rmSync(dir, { recursive: true, force: true });
   }
 });
