@@ -274,9 +274,11 @@ export class HttpResponse {
   /**
    * Sets the status and headers (flat: [name, value, …], checked by the caller for tokens and
    * control characters). Throws, writing nothing, on a Content-Length that is not one number.
+   * A head not sent yet (no body bytes written) may be replaced: an error found after the
+   * backend's head still becomes a clean 502 rather than a cut.
    */
   writeHead(status: number, reason: string | undefined, headers: readonly string[]): void {
-    if (this.headersSent || this.#head !== null) throw new Error('writeHead: the head was already written');
+    if (this.headersSent) throw new Error('writeHead: the head was already sent');
     if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_VALUE.test(reason))) {
       throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status} ${JSON.stringify((reason ?? '').slice(0, 40))}`);
     }
@@ -299,13 +301,13 @@ export class HttpResponse {
       }
       head += `${name}: ${value}\r\n`;
     }
-    if (length !== null) {
-      if (!/^\d{1,15}$/.test(length)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
-      this.#hasLength = true;
-      this.#remaining = Number(length);
+    if (length !== null && !/^\d{1,15}$/.test(length)) {
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
     }
+    this.#hasLength = length !== null;
+    this.#remaining = length !== null ? Number(length) : 0;
     if (!hasDate) head += dateHeader();
-    if (status === 204 || status === 304) this.#noBody = true;
+    this.#noBody = status === 204 || status === 304 || this.req.method === 'HEAD';
     this.statusCode = status;
     this.#head = head;
   }
@@ -495,10 +497,12 @@ class Connection implements RequestEvents {
     });
     socket.on('close', () => this.#onClose());
     socket.on('end', () => {
-      // The client is done sending. A request in progress still gets its response (a half-close
-      // after the request is allowed); one cut mid-head or mid-body is gone.
-      if (this.req === null || !this.req.complete) socket.destroy();
-      else this.keepAlive = false;
+      // The client is done sending: as with Node's http server, that is a client gone. The
+      // response in progress is abandoned (its app told, through the 'close' of the exchange);
+      // what was already written still goes out before the connection ends.
+      this.keepAlive = false;
+      this.#abandon();
+      this.#end();
     });
   }
 
@@ -511,7 +515,7 @@ class Connection implements RequestEvents {
     if (this.req !== null) return;
     if (this.#headSince > 0) {
       if (headersMs > 0 && now - this.#headSince > headersMs) {
-        this.#refuse(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT', `request head not complete within --headers-timeout ${headersMs / 1000} s`));
+        this.#refuse(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT', `request head not complete within --headers-timeout (${headersMs / 1000} s)`));
       }
     } else if (this.#requests > 0 ? keepAliveMs > 0 && now - this.#waitingSince > keepAliveMs
       : headersMs > 0 && now - this.#waitingSince > headersMs) {
@@ -693,7 +697,9 @@ class Connection implements RequestEvents {
   #refuse(err: TsgiError): void {
     const status = httpStatusFor(err);
     const who = this.socket.remoteAddress ?? 'unix client';
-    this.server.opts.log.warn(`${status} to ${who}: ${err.message}`);
+    const what = err.code === 'TSGI_ERR_HEADERS_TOO_LARGE' ? `request head over --max-header-size (${err.message})`
+      : err.code === 'TSGI_ERR_REQUEST_TIMEOUT' ? err.message : `malformed request (${err.message})`;
+    this.server.opts.log.warn(`${status} to ${who}: ${what}`);
     this.server.opts.onRefused?.(status);
     this.#headSince = 0;
     this.req = null;
@@ -705,6 +711,11 @@ class Connection implements RequestEvents {
 
   #onClose(): void {
     this.server.closed(this);
+    this.#abandon();
+  }
+
+  /** The client is gone: a response not ended yet is closed for its handler. */
+  #abandon(): void {
     const res = this.res;
     if (res !== null && !res.ended) {
       res.destroyed = true;

@@ -179,11 +179,9 @@ export class Exchange implements Waiter, Observed {
     }
     if (res.headersSent) {
       this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head ${peer}`);
-      // What was written this tick (the head, with the first chunk) goes out before the cut.
-      if (this.corked) {
-        this.corked = false;
-        res.uncork();
-      }
+      // What was written this tick is still corked: it is dropped with the connection, so the
+      // bytes of a failing backend's last read never reach the client (a body that reached its
+      // Content-Length just before the backend broke framing would look complete).
       res.destroy();
       return;
     }
@@ -196,8 +194,8 @@ export class Exchange implements Waiter, Observed {
     // smuggling attempt) or not read (a body over the limit or stalled).
     if (status < 500 || (this.hasBody && !req.complete)) headers.push('connection', 'close');
     res.writeHead(status, undefined, headers);
+    this.bytesOut += body.length; // before end(): the response's close (the access log) runs inside it
     res.end(body);
-    this.bytesOut += body.length;
   }
 
   finish(): void {

@@ -162,6 +162,8 @@ export class HttpRequestParser {
     const from = prev === null ? start : Math.max(0, prev.length - 3);
     const end = buf.indexOf(CRLF2, from);
     if (end === -1 || end - start > this.#maxHead) {
+      // A head with bare LF line endings would never show CRLF CRLF: refused now, not waited for.
+      if (bareLf(buf, Math.max(start, from))) throw bad('a bare LF in the request head');
       if (buf.length - start > this.#maxHead) {
         throw new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `request head over ${this.#maxHead} bytes`);
       }
@@ -295,6 +297,14 @@ export class HttpRequestParser {
     }
     return nl + 1;
   }
+}
+
+/** Whether bytes from `from` hold an LF not preceded by CR. */
+function bareLf(buf: Buffer, from: number): boolean {
+  for (let i = buf.indexOf(0x0a, from); i !== -1; i = buf.indexOf(0x0a, i + 1)) {
+    if (i === 0 || buf[i - 1] !== 0x0d) return true;
+  }
+  return false;
 }
 
 /** Whether a lowercased comma-separated list holds `token`. */

@@ -185,6 +185,7 @@ setUp(front, async (ctx) => {
   ctx.front = await startFront([fakePath, ctx.backend.socket], ['--response-timeout', '5']);
 });
 front.after(async (ctx) => {
+  if (process.env.TSGI_DEBUG_STDERR) console.error(ctx.front?.stderr());
   await new Promise<void>((resolve) => (ctx.fake ? ctx.fake.close(() => resolve()) : resolve()));
   if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
 });
