@@ -109,17 +109,25 @@ export class HttpServer {
     for (const c of this.connections) c.socket.destroy();
   }
 
-  /** Stops the timers and marks the server closing (the listener is closed by the caller). */
+  /**
+   * Marks the server closing (the listener is closed by the caller): idle connections close now,
+   * busy ones after their response; the timeouts keep applying until the last one is gone.
+   */
   close(): void {
     this.closing = true;
+    this.closeIdleConnections();
+    if (this.connections.size === 0) this.#stopSweeping();
+  }
+
+  #stopSweeping(): void {
     if (this.#sweeper !== null) clearInterval(this.#sweeper);
     this.#sweeper = null;
-    this.closeIdleConnections();
   }
 
   /** A connection closed: one fewer (and the end of a burst of refusals is logged). */
   closed(c: Connection): void {
     this.connections.delete(c);
+    if (this.closing && this.connections.size === 0) this.#stopSweeping();
     const max = this.opts.maxConnections;
     if (this.#refused > 0 && this.connections.size < max) {
       this.opts.log.warn(`accepting connections again; ${this.#refused} refused with 503 while at --max-connections ${max}`);
@@ -417,11 +425,19 @@ export class HttpResponse {
     this.#conn.responseEnded(this);
   }
 
-  /** Cuts the connection (a response that cannot be completed). */
+  /**
+   * Cuts the connection (a response that cannot be completed). What was written and is still
+   * corked goes out first (the head, say, so the client sees why), unless the body has reached
+   * its Content-Length: the client would take that for a whole response.
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.#conn.socket.destroy();
+    const socket = this.#conn.socket;
+    if (!(this.#hasLength && this.#remaining === 0 && !this.#noBody)) {
+      while (socket.writableCorked > 0) socket.uncork();
+    }
+    socket.destroy();
   }
 
   /**

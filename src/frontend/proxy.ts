@@ -179,9 +179,7 @@ export class Exchange implements Waiter, Observed {
     }
     if (res.headersSent) {
       this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head ${peer}`);
-      // What was written this tick is still corked: it is dropped with the connection, so the
-      // bytes of a failing backend's last read never reach the client (a body that reached its
-      // Content-Length just before the backend broke framing would look complete).
+      // What was written this tick goes out before the cut, unless it would look complete.
       res.destroy();
       return;
     }

@@ -151,17 +151,26 @@ export class HttpRequestParser {
     let buf = chunk;
     let start = pos;
     const prev = this.#pending;
+    if (prev !== null && prev.length === 1 && prev[0] === 0x0d && chunk[pos] === 0x0a) {
+      this.#pending = null; // an empty line split across two reads
+      return pos + 1;
+    }
     if (prev === null) {
       // Empty lines before a request line are ignored (RFC 9112 2.2), as Node's parser does.
       while (chunk[start] === 0x0d && chunk[start + 1] === 0x0a) start += 2;
       if (start === chunk.length) return start;
+      if (start === chunk.length - 1 && chunk[start] === 0x0d) {
+        this.#pending = Buffer.from([0x0d]);
+        return chunk.length;
+      }
     } else {
       buf = Buffer.concat([prev, chunk.subarray(pos)]);
       start = 0;
     }
     const from = prev === null ? start : Math.max(0, prev.length - 3);
     const end = buf.indexOf(CRLF2, from);
-    if (end === -1 || end - start > this.#maxHead) {
+    // The limit counts the whole head, its final CRLF CRLF included, however it was cut.
+    if (end === -1 || end + 4 - start > this.#maxHead) {
       // A head with bare LF line endings would never show CRLF CRLF: refused now, not waited for.
       if (bareLf(buf, Math.max(start, from))) throw bad('a bare LF in the request head');
       if (buf.length - start > this.#maxHead) {
@@ -241,6 +250,8 @@ export class HttpRequestParser {
       if (minor === 1) keepAlive = !hasToken(tokens, 'close');
       else keepAlive = hasToken(tokens, 'keep-alive') && !hasToken(tokens, 'close');
     }
+    // HTTP/1.0 with Transfer-Encoding: read as chunked, then the connection closes (RFC 9112 6.1).
+    if (minor === 0 && codings !== null) keepAlive = false;
     const expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === '100-continue';
     if (framing === 'length') {
       this.#remaining = contentLength;
