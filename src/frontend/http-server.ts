@@ -658,13 +658,7 @@ class Connection implements RequestEvents {
       this.#end();
       return;
     }
-    const held = this.#held;
-    if (held !== null) {
-      this.#held = null;
-      this.#feed(held, this.#heldAt);
-    } else {
-      this.#resumeSocket();
-    }
+    this.resumeHeld();
   }
 
   /**
