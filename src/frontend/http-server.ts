@@ -60,12 +60,13 @@ export class HttpServer {
   closing = false;
   #sweeper: NodeJS.Timeout | null = null;
   #refused = 0;
-  readonly #keepAliveHeader: string;
+  /** The Connection (and Keep-Alive) lines of a response that keeps its connection open. */
+  readonly keepAliveHeader: string;
 
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
     this.listener = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
-    this.#keepAliveHeader = opts.keepAliveTimeoutMs > 0
+    this.keepAliveHeader = opts.keepAliveTimeoutMs > 0
       ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(opts.keepAliveTimeoutMs / 1000)}\r\n`
       : 'Connection: keep-alive\r\n';
     const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs].filter((t) => t > 0);
@@ -75,11 +76,6 @@ export class HttpServer {
       this.#sweeper = setInterval(() => this.#sweep(), every);
       this.#sweeper.unref();
     }
-  }
-
-  /** The Connection (and Keep-Alive) lines of a response that keeps its connection open. */
-  get keepAliveHeader(): string {
-    return this.#keepAliveHeader;
   }
 
   /** Serves a client connection: the listener's, or one handed over by the primary of --processes N. */
@@ -232,10 +228,6 @@ export class HttpRequest {
     this.#conn.resumeBody();
   }
 
-  isPaused(): boolean {
-    return this.paused;
-  }
-
   /** Nobody will read the rest of the body: it is read and dropped (the connection stays usable). */
   discard(): void {
     this.discarding = true;
@@ -272,11 +264,6 @@ export class HttpResponse {
 
   get socket(): Socket {
     return this.#conn.socket;
-  }
-
-  /** Node's name for "everything was handed to the socket". */
-  get writableFinished(): boolean {
-    return this.ended;
   }
 
   /**

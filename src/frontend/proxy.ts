@@ -380,7 +380,7 @@ function onResponseTimeout(ex: Exchange): void {
 
 function onBodyTimeout(ex: Exchange): void {
   if (ex.done || ex.req.complete) return;
-  if (ex.req.isPaused()) {
+  if (ex.req.paused) {
     // Held back by the front (backend credit, or waiting for a backend): not the client's stall.
     ex.bodyTimer!.refresh();
     return;
