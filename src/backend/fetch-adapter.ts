@@ -3,9 +3,10 @@
 // tsgi.input, signal from tsgi.signal), the Response becomes startResponse + body chunks.
 import { STATUS_CODES } from 'node:http';
 import { HOP_BY_HOP } from './gateway.js';
-import type { Application, Chunk, Environ, FetchHandler } from './types.js';
+import type { Application, Chunk, Environ, FetchHandler, Write } from './types.js';
 
 const NO_BODY = new Set(['GET', 'HEAD']);
+const EMPTY = new Uint8Array(0);
 /** scheme://authority of an absolute-form request-target. */
 const ABSOLUTE_FORM = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?]*/;
 
@@ -51,9 +52,9 @@ export function fromFetch(handler: FetchHandler): Application {
       if (!HOP_BY_HOP.has(name) && name !== 'set-cookie') headers.push([name, value]);
     });
     for (const cookie of response.headers.getSetCookie()) headers.push(['set-cookie', cookie]);
-    startResponse(`${response.status} ${response.statusText || STATUS_CODES[response.status] || ''}`.trimEnd(), headers);
+    const write = startResponse(`${response.status} ${response.statusText || STATUS_CODES[response.status] || ''}`.trimEnd(), headers);
     if (response.body === null) return [];
-    return new BodyIterator(response.body.getReader(), environ['tsgi.signal']);
+    return new BodyIterator(response.body.getReader(), environ['tsgi.signal'], write);
   };
 }
 
@@ -61,15 +62,23 @@ export function fromFetch(handler: FetchHandler): Application {
  * A Response body as the gateway's async iterator. When the client goes away the body is
  * cancelled at once, even while a read is pending (a stream waiting for its next event): the
  * handler's cancel() runs (Hono's stream.onAbort), and the gateway's pending next() ends.
+ *
+ * The head goes out with the first chunk when that is at hand; when the first read is still
+ * pending a turn of the event loop later (a stream waiting for its first event), the head goes
+ * out alone, as Deno and Bun send it once the Response is returned: a client's EventSource
+ * opens without waiting for an event.
  */
 class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #signal: AbortSignal;
   #done = false;
 
-  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal) {
+  constructor(reader: ReadableStreamDefaultReader<Uint8Array>, signal: AbortSignal, write: Write) {
     this.#reader = reader;
     this.#signal = signal;
+    // The gateway reads the first chunk before this turn ends; one that was at hand has taken
+    // the head with it by then, and write('') does nothing.
+    setImmediate(sendHead, write);
     if (signal.aborted) this.#cancel(signal.reason);
     else signal.addEventListener('abort', this, { once: true });
   }
@@ -104,5 +113,14 @@ class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
     if (this.#done) return;
     this.#release();
     this.#reader.cancel(reason).catch(() => {});
+  }
+}
+
+/** write(''): the head, alone, unless it went out already (then it does nothing). */
+function sendHead(write: Write): void {
+  try {
+    write(EMPTY);
+  } catch {
+    // the exchange failed meanwhile: the gateway has answered it
   }
 }

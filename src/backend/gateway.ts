@@ -1,6 +1,7 @@
 // Runs one application call under the gateway rules (PEP 3333 where they apply): startResponse
 // once (again only with excInfo, before the head went out); the head goes out with the first
-// non-empty chunk; the result's close()/return() is always called; an error before the head
+// non-empty chunk or the first call of write() (write('') sends it alone: the start of a stream
+// of events); the result's close()/return() is always called; an error before the head
 // becomes a 500, an error after it resets the stream (never a second head).
 // Synchronous apps run to completion without a single promise; async work switches to the
 // slow path only when it is needed (a promise, an async iterable, or backpressure).
@@ -146,7 +147,14 @@ class Exchange {
     this.#out = out;
     this.#log = log;
     this.#done = done;
-    this.#write = (chunk) => this.#send(toBytes(chunk), false);
+    // PEP 3333: the head goes out upon the first call of write(), an empty chunk included (how
+    // an app sends the head of a stream before its first event).
+    this.#write = (chunk) => {
+      const bytes = toBytes(chunk);
+      if (bytes.length > 0) return this.#send(bytes, false);
+      if (!this.#headSent && !this.#finished && !this.#out.aborted) this.#sendHead(0, false);
+      return true;
+    };
     this.startResponse = (status, headers, excInfo) => {
       if (excInfo !== undefined && excInfo !== null) {
         if (this.#headSent) throw excInfo; // too late to change the head: re-raise, as PEP 3333 says
@@ -276,27 +284,31 @@ class Exchange {
     if (this.#finished || this.#ended || this.#out.aborted) return false;
     if (bytes.length === 0 && !end) return true;
     if (!this.#headSent) {
-      const head = this.#pending;
-      if (head === null) {
-        throw new GatewayError('TSGI_ERR_START_RESPONSE', 'the application produced body bytes before calling startResponse');
-      }
-      // A declared length is held to (no body for HEAD, 204, 304: nothing to count there).
-      if (head.length >= 0 && head.code !== 204 && head.code !== 304 && this.#environ.REQUEST_METHOD !== 'HEAD') {
-        this.#declared = head.length;
-        this.#count(bytes.length, end); // a mismatch known now is still a 500
-      }
-      this.#headSent = true;
+      this.#sendHead(bytes.length, end);
       if (end && bytes.length === 0) {
         this.#ended = true;
-        this.#out.head(head.code, head.reason, head.flat, true);
         return false;
       }
-      this.#out.head(head.code, head.reason, head.flat, false);
     } else if (this.#declared >= 0) {
       this.#count(bytes.length, end);
     }
     if (end) this.#ended = true;
     return this.#out.write(bytes, end);
+  }
+
+  /** Sends the pending head, `n` body bytes to follow (and no more when `end`). */
+  #sendHead(n: number, end: boolean): void {
+    const head = this.#pending;
+    if (head === null) {
+      throw new GatewayError('TSGI_ERR_START_RESPONSE', 'the application produced body bytes before calling startResponse');
+    }
+    // A declared length is held to (no body for HEAD, 204, 304: nothing to count there).
+    if (head.length >= 0 && head.code !== 204 && head.code !== 304 && this.#environ.REQUEST_METHOD !== 'HEAD') {
+      this.#declared = head.length;
+      this.#count(n, end); // a mismatch known now is still a 500
+    }
+    this.#headSent = true;
+    this.#out.head(head.code, head.reason, head.flat, end && n === 0);
   }
 
   #finish(): void {

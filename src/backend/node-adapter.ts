@@ -6,7 +6,7 @@
 import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
 import { HOP_BY_HOP } from './gateway.js';
 import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
-import type { Application, Environ, ErrorStream, StartResponse } from './types.js';
+import type { Application, Environ, ErrorStream, StartResponse, Write } from './types.js';
 import type { InputStream } from './input.js';
 
 /** A (req, res) handler, as node:http's createServer takes. */
@@ -14,6 +14,7 @@ export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown
 
 /** res.write() answers false once this many bytes wait for the gateway to take them. */
 const HIGH_WATER_MARK = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
 
 type Callback = (err?: Error | null) => void;
 type Res = ServerResponse & { [kState]: Exchange; _header: string | null; _implicitHeader(): void };
@@ -45,6 +46,8 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
   #error: unknown = null;
   #noBody = false;
   #reading = false;
+  /** startResponse's write(): write('') sends the head now (res.flushHeaders()). */
+  #write: Write | null = null;
   #waiter: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void } | null = null;
 
   constructor(environ: Environ, startResponse: StartResponse) {
@@ -107,7 +110,7 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
       else pairs.push([name, String(value)]);
     }
     const reason = res.statusMessage || STATUS_CODES[code] || '';
-    this.#startResponse(reason === '' ? String(code) : `${code} ${reason}`, pairs);
+    this.#write = this.#startResponse(reason === '' ? String(code) : `${code} ${reason}`, pairs);
     if (code === 204 || code === 304) this.#noBody = true;
     res._header = `HTTP/1.1 ${code} ${reason}\r\n`; // Node's own headersSent / setHeader checks read this
   }
@@ -154,6 +157,12 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     this.#ended = true;
     if (cb !== undefined) res.once('finish', cb);
     this.#wake();
+  }
+
+  /** res.flushHeaders(): the head goes out now, before any body (a stream of events starts). */
+  flushHead(): void {
+    if (!this.res._header) this.res._implicitHeader();
+    if (!this.#closed) this.#write?.(EMPTY);
   }
 
   #push(bytes: Buffer, cb: Callback | undefined): boolean {
@@ -361,7 +370,7 @@ function resEnd(this: Res, chunk?: unknown, encoding?: unknown, cb?: Callback): 
 }
 
 function resFlushHeaders(this: Res): void {
-  if (!this._header) this._implicitHeader();
+  this[kState].flushHead();
 }
 
 

@@ -5,6 +5,7 @@ import type { InputStream } from './input.js';
 export type Chunk = string | Uint8Array;
 
 /** The legacy write() callable returned by startResponse: sends a chunk at once. */
+/** The legacy write() callable; its first call sends the head, even with an empty chunk. */
 export type Write = (chunk: Chunk) => void;
 
 /**

@@ -35,6 +35,7 @@ export interface ProxyOptions {
 
 /** A refused request (never processed) is sent again, up to this many times in all. */
 const MAX_ATTEMPTS = 5;
+const EMPTY = Buffer.alloc(0);
 
 export class Exchange implements Waiter, Observed {
   readonly req: HttpRequest;
@@ -278,6 +279,18 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
     return;
   }
   if (end) endResponse(ex);
+  // Held for the body that the same backend read brings (one write, and a Content-Length when it
+  // ends there); when that read brought no body, the head goes out alone (a stream of events).
+  else if (heldHeads.push(ex) === 1) process.nextTick(sendHeldHeads);
+}
+
+/** Exchanges whose head arrived without its end in the backend reads of this turn. */
+let heldHeads: Exchange[] = [];
+
+function sendHeldHeads(): void {
+  const list = heldHeads;
+  heldHeads = [];
+  for (const ex of list) if (!ex.done && !ex.res.headersSent) ex.res.write(EMPTY);
 }
 
 /** Ends the response; one whose body fell short of its Content-Length is cut instead. */

@@ -196,6 +196,39 @@ test('a streaming Response body: chunks arrive in order, as they are produced', 
   assert.equal(out.header('content-type'), ['text/event-stream']);
 });
 
+test('a streamed body whose first chunk is not ready: the head goes out alone, before it', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const out = new RecordingResponder();
+  const x = run(fromFetch({
+    fetch: () => new Response(new ReadableStream<Uint8Array>({
+      async start(controller) {
+        await gate;
+        controller.enqueue(new TextEncoder().encode('data: 1\n\n'));
+        controller.close();
+      },
+    }), { headers: { 'Content-Type': 'text/event-stream' } }),
+  }), { out });
+  await eventually(() => out.heads.length === 1, 'the head, while the body waits for its first event');
+  assert.is(out.writes.length, 0);
+  assert.is(out.head0.status, 200);
+  release();
+  await x.done;
+  assertComplete(out);
+  assert.equal(out.chunks, ['data: 1\n\n']);
+});
+
+test('a body at hand: the head goes out with its first chunk, never alone', async () => {
+  const out = new RecordingResponder();
+  const x = run(fromFetch({ fetch: () => new Response('hello') }), { out });
+  await x.done;
+  await turns();
+  assertComplete(out);
+  assert.is(out.events[0]!.type, 'head');
+  assert.is(out.events[1]!.type, 'write', 'the first chunk right after the head');
+  assert.equal(out.chunks, ['hello']);
+});
+
 test('regression: a client that leaves while a streamed body waits cancels the body at once', async () => {
   // The body waits for an event that never comes; before the fix the gateway sat in next()
   // forever, so the stream's cancel() (Hono's stream.onAbort) never ran.

@@ -206,6 +206,44 @@ test('the legacy write() callable sends at once, before the returned body', asyn
   assert.equal(x.out.header('content-length'), [], 'no Content-Length once the head went out without one');
 });
 
+test("write('') sends the head alone at once (PEP 3333: upon the first write() call); the body follows", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const out = new RecordingResponder();
+  const x = run((_env, startResponse) => {
+    const write = startResponse('200 OK', [['Content-Type', 'text/event-stream']]);
+    write('');
+    return (async function* () {
+      await gate;
+      yield 'data: 1\n\n';
+    })();
+  }, { out });
+  await turns();
+  assert.is(out.heads.length, 1, 'the head went out before any body');
+  assert.not.ok(out.head0.end);
+  assert.is(out.writes.length, 0);
+  release();
+  await x.done;
+  assertComplete(out);
+  assert.equal(out.chunks, ['data: 1\n\n']);
+  assert.equal(out.header('content-length'), []);
+});
+
+test("write('') after the head went out, or a second time, sends nothing more", async () => {
+  const out = new RecordingResponder();
+  const x = run((_env, startResponse) => {
+    const write = startResponse('200 OK', [['Content-Type', 'text/plain']]);
+    write('');
+    write('a');
+    write('');
+    return ['b'];
+  }, { out });
+  await x.done;
+  assertComplete(out);
+  assert.is(out.heads.length, 1);
+  assert.equal(out.chunks, ['a', 'b']);
+});
+
 test('headers given as an object, with repeated values as arrays and numbers', async () => {
   const x = run((_env, startResponse) => {
     startResponse(200, { 'Content-Type': 'text/plain', 'Set-Cookie': ['a=1', 'b=2'], 'X-Count': 3 });

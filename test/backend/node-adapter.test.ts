@@ -177,7 +177,7 @@ test('res.writeHead: every form (headers object, message, flat array, pairs) and
   }
 });
 
-test('flushHeaders() commits the head: headersSent, later setHeader throws; the head leaves with the first byte', async () => {
+test('flushHeaders() sends the head now, before any body: headersSent, later setHeader throws', async () => {
   const out = new RecordingResponder();
   let res: ServerResponse | undefined;
   const x = run(fromNodeHandler((_req, rs) => {
@@ -188,6 +188,8 @@ test('flushHeaders() commits the head: headersSent, later setHeader throws; the 
   await eventually(() => res !== undefined, 'the handler');
   assert.ok(res!.headersSent);
   assert.throws(() => res!.setHeader('X-Late', '1'), /after they are sent/);
+  assert.is(out.heads.length, 1, 'the head went out with no body yet');
+  assert.is(out.writes.length, 0);
   res!.write('data: 1\n\n');
   await eventually(() => out.chunks.length === 1, 'the first event');
   assert.equal(out.header('content-type'), ['text/event-stream']);

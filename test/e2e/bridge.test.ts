@@ -569,6 +569,25 @@ fetchStyle('POST with a chunked body: the handler reads request.text()', async (
 fetchStyle.run();
 
 // ---------------------------------------------------------------------------------------------
+const events = suite<Ctx>('e2e/event-stream', newCtx());
+setUp(events, async (ctx) => startPair(ctx, fixture('events.js'), ['--workers', '1']));
+
+for (const kind of ['gateway', 'node', 'fetch']) {
+  events(`${kind}: the head of a stream reaches the client before its first event exists`, async ({ front, agent }) => {
+    // request() resolves on the head; the app sends the event only when /release is called.
+    const res = await request(`${front!.url}/${kind}`, { dispatcher: agent, headersTimeout: 10_000 });
+    assert.is(res.statusCode, 200);
+    assert.is(res.headers['content-type'], 'text/event-stream');
+    assert.is(res.headers['content-length'], undefined);
+    assert.is((await call(`${front!.url}/release`, { method: 'POST', dispatcher: agent })).text, '1',
+      'the stream was still waiting for its event');
+    assert.is(await res.body.text(), `data: ${kind}\n\n`);
+  });
+}
+
+events.run();
+
+// ---------------------------------------------------------------------------------------------
 const demo = suite<Ctx>('e2e/demo', newCtx());
 setUp(demo, async (ctx) => startPair(ctx, join(ROOT, 'examples/demo.js')));
 
