@@ -167,6 +167,8 @@ export class HttpRequest {
   readonly socket: Socket;
   readonly expectContinue: boolean;
   readonly hasBody: boolean;
+  /** The body's declared length (Content-Length framing, over 0), or -1: chunked, or no body. */
+  readonly contentLength: number;
   /** The whole request, body included, has been read. */
   complete: boolean;
   /** The handler's own state for this request. */
@@ -190,6 +192,7 @@ export class HttpRequest {
     this.rawHeaders = head.headers;
     this.expectContinue = head.expectContinue;
     this.hasBody = head.framing !== 'none';
+    this.contentLength = head.framing === 'length' ? head.contentLength : -1;
     this.complete = !this.hasBody;
     this.paused = this.hasBody;
   }

@@ -45,8 +45,6 @@ export class Exchange implements Waiter, Observed {
   readonly hasBody: boolean;
   /** performance.now() at arrival (the access log and the latency histogram). */
   readonly started = performance.now();
-  /** The Content-Length header, when the request has a non-empty one. */
-  readonly contentLength: string | null;
   /** Why the head is refused with 400 (see requestHead), or null. */
   readonly problem: string | null;
   /** Admitted by the pool (counted in its inFlight until finish()). */
@@ -79,12 +77,11 @@ export class Exchange implements Waiter, Observed {
     this.req = req;
     this.res = res;
     this.opts = opts;
-    const { head, hasBody, contentLength, problem } = requestHead(req);
+    const { head, problem } = requestHead(req);
     this.head = head;
-    this.hasBody = hasBody;
-    this.contentLength = contentLength;
+    this.hasBody = req.hasBody;
     this.problem = problem;
-    if (hasBody) this.replay = [];
+    if (req.hasBody) this.replay = [];
     req.context = this;
     res.context = this;
     res.onClose = onClientClose;
@@ -109,9 +106,9 @@ export class Exchange implements Waiter, Observed {
     } else if (req.url.charCodeAt(0) !== 0x2f /* / */) {
       const problem = targetProblem(req.url, req.headers.host);
       if (problem !== null) err = new TsgiError('TSGI_ERR_BAD_REQUEST', problem);
-    } else if (o.maxBodySize && this.contentLength !== null && Number(this.contentLength) > o.maxBodySize) {
+    } else if (o.maxBodySize && req.contentLength > o.maxBodySize) {
       err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE',
-        `Content-Length ${this.contentLength} is over --max-body-size ${o.maxBodySize}`);
+        `Content-Length ${req.contentLength} is over --max-body-size ${o.maxBodySize}`);
     }
     if (err === null) err = o.pool.admit();
     if (err !== null) {

@@ -12,7 +12,6 @@ const kPeer = Symbol('tsgi.peer');
 
 const idx = (name: string) => STATIC_NAMES.indexOf(name);
 const I_CONNECTION = idx('connection');
-const I_CONTENT_LENGTH = idx('content-length');
 const I_TRANSFER_ENCODING = idx('transfer-encoding');
 const I_HOST = idx('host');
 /** Hop-by-hop headers, by static index: never forwarded in either direction. */
@@ -52,15 +51,13 @@ function peerOf(socket: Socket): Peer {
 
 export interface TranslatedHead {
   head: RequestHead;
-  hasBody: boolean;
-  /** The Content-Length header, when there is a non-empty body of declared length. */
-  contentLength: string | null;
-  /** Why the request must be refused with 400 (what Node's parser lets through), or null. */
+  /** Why the request must be refused with 400 (what the parser lets through), or null. */
   problem: string | null;
 }
 
 /**
- * Translates the HTTP request head: end-to-end headers only, plus whether a body follows.
+ * Translates the HTTP request head: end-to-end headers only (whether a body follows, and its
+ * length, are the parser's: req.hasBody, req.contentLength).
  * The parser (protocol/http-request.ts) already refuses CL+TE, repeated or malformed
  * Content-Length, obs-fold, bare LF and NUL; what it lets through and is refused here: a Transfer-Encoding other than exactly
  * `chunked` (`xchunked`, `gzip, chunked`: RFC 9112 6.1 leaves the body length unknowable), and
@@ -71,8 +68,6 @@ export function requestHead(req: HttpRequest): TranslatedHead {
   const names: number[] = [];
   const values: string[] = [];
   let literalNames: string[] | undefined;
-  let hasBody = false;
-  let contentLength: string | null = null;
   let problem: string | null = null;
   let hasHost = false;
   let connectionTokens: string[] | null = null;
@@ -81,7 +76,6 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     const value = raw[i + 1]!;
     const index = staticIndex(name);
     if (index === I_TRANSFER_ENCODING) {
-      hasBody = true;
       if (value !== 'chunked' && value.trim().toLowerCase() !== 'chunked') {
         problem = `Transfer-Encoding ${JSON.stringify(value)} is not "chunked"`;
       }
@@ -92,12 +86,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
       else if (!HOST_VALUE.test(value)) problem = `Host ${JSON.stringify(value)} is not host[:port]`;
       hasHost = true;
     }
-    if (index === I_CONTENT_LENGTH) {
-      if (value !== '0') {
-        hasBody = true;
-        contentLength = value; // one, and digits only: the parser refuses anything else
-      }
-    } else if (index === I_CONNECTION) {
+    if (index === I_CONNECTION) {
       for (const t of value.split(',')) {
         const token = t.trim().toLowerCase();
         if (token !== '' && !CONNECTION_ORDINARY.has(token)) (connectionTokens ??= []).push(token);
@@ -143,7 +132,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
   if (req.method !== 'GET') head.method = req.method;
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
   else if (!hasHost) problem = 'HTTP/1.1 request without Host';
-  return { head, hasBody, contentLength, problem };
+  return { head, problem };
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

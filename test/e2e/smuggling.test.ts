@@ -128,6 +128,23 @@ s('a bad request pipelined behind a good one: the good one is answered, then 400
   assert.equal(after.map((e) => e.uri), ['/pipe-good']);
 });
 
+s('Content-Length with leading zeros is its number: 00 is no body, 005 is five bytes; what follows is the next request', async (ctx) => {
+  const before = (await seen(ctx.front!.url)).length;
+  const r = await rawExchange(ctx.front!.port, `POST /cl-zeros-none HTTP/1.1\r\n${H}Content-Length: 00\r\n\r\n`
+    + `POST /cl-zeros-five HTTP/1.1\r\n${H}Content-Length: 005\r\n\r\nhello`
+    + `GET /cl-zeros-after HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+  let rest = r.text;
+  for (let i = 0; i < 3; i++) {
+    const res = parseResponse(rest);
+    assert.is(res.status, 200, r.text);
+    rest = res.rest;
+  }
+  assert.is(rest, '');
+  const after = (await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen');
+  assert.equal(after.map((e) => [e.uri, e.body, e.complete]),
+    [['/cl-zeros-none', 0, true], ['/cl-zeros-five', 5, true], ['/cl-zeros-after', 0, true]]);
+});
+
 s('an absolute-form target naming the Host is served as its path', async (ctx) => {
   const r = await rawExchange(ctx.front!.port, `GET http://tsgi.test/abs-ok?q=1 HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
   assert.is(parseResponse(r.text).status, 200);

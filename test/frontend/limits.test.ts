@@ -46,10 +46,6 @@ test('a translated head names its problem: Transfer-Encoding other than chunked,
     assert.match(requestHead(fakeReq(['Host', host])).problem ?? '', /is not host\[:port\]/, host);
   }
   assert.is(requestHead(fakeReq(['X-A', 'b'], '1.0')).problem, null, 'HTTP/1.0 needs no Host');
-  const h = requestHead(fakeReq(['Host', 'a', 'Content-Length', '12']));
-  assert.is(h.contentLength, '12');
-  assert.is(h.hasBody, true);
-  assert.is(requestHead(fakeReq(['Host', 'a', 'Content-Length', '0'])).contentLength, null);
 });
 
 test('the pool admits up to maxInFlight, sheds beyond with TSGI_ERR_OVERLOADED (503), and admits again after leave()', () => {
