@@ -698,7 +698,7 @@ class Connection implements RequestEvents {
     const status = httpStatusFor(err);
     const who = this.socket.remoteAddress ?? 'unix client';
     const what = err.code === 'TSGI_ERR_HEADERS_TOO_LARGE' ? `request head over --max-header-size (${err.message})`
-      : err.code === 'TSGI_ERR_REQUEST_TIMEOUT' ? err.message : `malformed request (${err.message})`;
+      : err.code === 'TSGI_ERR_BAD_REQUEST' ? `malformed request (${err.message})` : err.message;
     this.server.opts.log.warn(`${status} to ${who}: ${what}`);
     this.server.opts.onRefused?.(status);
     this.#headSince = 0;

@@ -22,6 +22,7 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_BAD_REQUEST'
   | 'TSGI_ERR_REQUEST_TIMEOUT'
   | 'TSGI_ERR_HEADERS_TOO_LARGE'
+  | 'TSGI_ERR_EXPECTATION_FAILED'
   | 'TSGI_ERR_OVERLOADED'
   | 'TSGI_ERR_CONFIG'
   | 'TSGI_ERR_STATIC_BAD_PATH'
@@ -53,6 +54,8 @@ const STATUS: Record<TsgiErrorCode, number> = {
   TSGI_ERR_REQUEST_TIMEOUT: 408,
   /** A request head over --max-header-size or --max-headers. */
   TSGI_ERR_HEADERS_TOO_LARGE: 431,
+  /** An Expect other than 100-continue. */
+  TSGI_ERR_EXPECTATION_FAILED: 417,
   /** Over --max-in-flight or --max-connections: shed at once, with Retry-After. */
   TSGI_ERR_OVERLOADED: 503,
   TSGI_ERR_CONFIG: 500,
@@ -118,6 +121,7 @@ const REASONS: Record<number, string> = {
   408: 'Request Timeout',
   412: 'Precondition Failed',
   416: 'Range Not Satisfiable',
+  417: 'Expectation Failed',
   413: 'Content Too Large',
   431: 'Request Header Fields Too Large',
   499: 'Client Closed Request',

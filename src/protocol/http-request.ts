@@ -15,7 +15,7 @@ export interface ParsedRequestHead {
   headers: string[];
   /** The connection may carry another request after this one (HTTP/1.1 unless `close`; HTTP/1.0 with `keep-alive`). */
   keepAlive: boolean;
-  /** `Expect: 100-continue` (HTTP/1.1). */
+  /** `Expect: 100-continue` (HTTP/1.1); any other expectation is refused (417). */
   expectContinue: boolean;
   /** How the body is delimited: none, Content-Length, or chunked coding. */
   framing: 'none' | 'length' | 'chunked';
@@ -228,7 +228,7 @@ export class HttpRequestParser {
           if (name.toLowerCase() === 'connection') connection = connection === null ? value : `${connection}, ${value}`;
           break;
         case 6:
-          if (name.toLowerCase() === 'expect') expect = value;
+          if (name.toLowerCase() === 'expect') expect = expect === null ? value : `${expect}, ${value}`;
           break;
       }
     }
@@ -253,6 +253,10 @@ export class HttpRequestParser {
     // HTTP/1.0 with Transfer-Encoding: read as chunked, then the connection closes (RFC 9112 6.1).
     if (minor === 0 && codings !== null) keepAlive = false;
     const expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === '100-continue';
+    // Any other expectation cannot be met (RFC 9110 10.1.1: 417); HTTP/1.0 ones are ignored.
+    if (minor === 1 && expect !== null && !expectContinue) {
+      throw new TsgiError('TSGI_ERR_EXPECTATION_FAILED', `Expect ${quote(expect)} cannot be met (only 100-continue can)`);
+    }
     if (framing === 'length') {
       this.#remaining = contentLength;
       this.#state = LENGTH;

@@ -64,6 +64,7 @@ const CASES: [string, string, number][] = [
   ['a tab in a header name', `GET /smuggle-nametab HTTP/1.1\r\n${H}X\tA: b\r\n\r\n`, 400],
   ['a lowercase HTTP version', `GET /smuggle-ver http/1.1\r\n${H}\r\n`, 400],
   ['HTTP/1.1 padded with a space', `GET /smuggle-ver2 HTTP/1.1 \r\n${H}\r\n`, 400],
+  ['an Expect other than 100-continue', `POST /smuggle-expect HTTP/1.1\r\n${H}Expect: 200-ok\r\nContent-Length: 3\r\n\r\nabc`, 417],
 ];
 
 const s = suite<Ctx>('e2e/smuggling', newCtx());
