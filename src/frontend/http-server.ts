@@ -26,6 +26,11 @@ export interface HttpServerOptions {
   maxHeaderSize: number;
   /** Client connections at once (0: no limit); one over it gets 503 and is closed. */
   maxConnections: number;
+  /**
+   * A request body still coming after its response ended (read and dropped) that stalls this
+   * long, in ms, closes its connection (0: no limit); while a handler reads it, the handler's.
+   */
+  bodyTimeoutMs?: number;
   /** Counts refusals (the metrics): called with the status of each. */
   onRefused?: (status: number) => void;
 }
@@ -69,7 +74,7 @@ export class HttpServer {
     this.keepAliveHeader = opts.keepAliveTimeoutMs > 0
       ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(opts.keepAliveTimeoutMs / 1000)}\r\n`
       : 'Connection: keep-alive\r\n';
-    const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs].filter((t) => t > 0);
+    const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs, opts.bodyTimeoutMs ?? 0].filter((t) => t > 0);
     if (timeouts.length > 0) {
       // One timer looks at every connection (as Node's server does), not a timer per connection.
       const every = Math.min(1000, Math.max(100, Math.min(...timeouts) / 4));
@@ -148,8 +153,8 @@ export class HttpServer {
 
   #sweep(): void {
     const now = Date.now();
-    const { headersTimeoutMs, keepAliveTimeoutMs } = this.opts;
-    for (const c of this.connections) c.checkTimeouts(now, headersTimeoutMs, keepAliveTimeoutMs);
+    const { headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs = 0 } = this.opts;
+    for (const c of this.connections) c.checkTimeouts(now, headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs);
   }
 }
 
@@ -483,6 +488,10 @@ class Connection implements RequestEvents {
   #waitingSince = Date.now();
   /** When the first byte of the head being read arrived; 0 when none has. */
   #headSince = 0;
+  /** Body bytes read and dropped (answered requests), as the sweeper last saw them, and since when. */
+  #dropped = 0;
+  #droppedMark = 0;
+  #droppedSince = 0;
   #socketPaused = false;
   /** Nothing more is parsed: the connection closes once its last response is out. */
   #ending = false;
@@ -517,8 +526,12 @@ class Connection implements RequestEvents {
     return this.req === null && this.#held === null && this.#parser.idle;
   }
 
-  checkTimeouts(now: number, headersMs: number, keepAliveMs: number): void {
-    if (this.req !== null) return;
+  checkTimeouts(now: number, headersMs: number, keepAliveMs: number, bodyMs: number): void {
+    const req = this.req;
+    if (req !== null) {
+      if (req.discarding && bodyMs > 0) this.#checkDiscard(req, now, bodyMs);
+      return;
+    }
     if (this.#headSince > 0) {
       if (headersMs > 0 && now - this.#headSince > headersMs) {
         this.#refuse(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT', `request head not complete within --headers-timeout (${headersMs / 1000} s)`));
@@ -526,6 +539,18 @@ class Connection implements RequestEvents {
     } else if (this.#requests > 0 ? keepAliveMs > 0 && now - this.#waitingSince > keepAliveMs
       : headersMs > 0 && now - this.#waitingSince > headersMs) {
       this.socket.destroy(); // idle: closed without a word, as the Keep-Alive header announced
+    }
+  }
+
+  /** The rest of an answered request's body: the connection closes when it stops coming. */
+  #checkDiscard(req: HttpRequest, now: number, bodyMs: number): void {
+    if (this.#dropped !== this.#droppedMark || this.#droppedSince === 0) {
+      this.#droppedMark = this.#dropped;
+      this.#droppedSince = now;
+    } else if (now - this.#droppedSince > bodyMs) {
+      this.server.opts.log.warn(`closed the connection of ${this.socket.remoteAddress ?? 'a unix client'}: the body of `
+        + `${req.method} ${req.url}, answered already, stalled for --body-timeout (${bodyMs / 1000} s)`);
+      this.socket.destroy();
     }
   }
 
@@ -585,7 +610,8 @@ class Connection implements RequestEvents {
 
   onBody(chunk: Buffer): void {
     const req = this.req!;
-    if (req.onData !== null) req.onData(req, chunk);
+    if (req.discarding) this.#dropped += chunk.length;
+    else if (req.onData !== null) req.onData(req, chunk);
     if (req.paused && !req.discarding) this.#parser.stop();
   }
 
@@ -642,6 +668,7 @@ class Connection implements RequestEvents {
   #next(): void {
     this.req = null;
     this.res = null;
+    this.#droppedSince = 0;
     this.#parser.reset();
     this.#waitingSince = Date.now();
     if (this.server.closing) {

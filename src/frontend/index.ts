@@ -170,6 +170,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     headersTimeoutMs: headersTimeout,
     maxHeaderSize: config.maxHeaderSize ?? 16384,
     maxConnections: config.maxConnections ?? 10000,
+    bodyTimeoutMs: proxy.bodyTimeoutMs,
     onRefused: metrics?.refused,
   });
   // A worker of --processes N does not listen: the primary hands it the connections it accepts.

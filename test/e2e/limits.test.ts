@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fixture, startBackend, startFront } from '../helpers/procs.js';
 import { call, newAgent, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
-import { openSocket, parseResponse, rawExchange } from '../helpers/raw-http.js';
+import { openSocket, parseResponse, rawExchange, rawUntilClose } from '../helpers/raw-http.js';
 
 interface Seen {
   uri: string;
@@ -111,6 +111,16 @@ s('a body that stalls gets 408 after --body-timeout 1: stream reset, connection 
   const entry = (await seen(ctx.front!.url)).find((e) => e.uri === '/stall');
   assert.ok(entry !== undefined && !entry.complete, JSON.stringify(entry));
   await ctx.front!.waitForStderr(/408 POST \/stall: request body stalled for --body-timeout 1 s after 10 bytes/);
+});
+
+s('a body that stalls after the app answered without reading it: the connection closes after --body-timeout 1', async (ctx) => {
+  // /__held answers at once and never reads the body; the front reads the rest and drops it.
+  const r = await rawUntilClose(ctx.front!.port, `POST /__held HTTP/1.1\r\n${H}Content-Length: 100000\r\n\r\n${'d'.repeat(10)}`);
+  const res = parseResponse(r.text);
+  assert.is(res.status, 200, r.text);
+  assert.is(res.body, '0');
+  assert.is(res.rest, '');
+  await ctx.front!.waitForStderr(/the body of POST \/__held, answered already, stalled for --body-timeout \(1 s\)/);
 });
 
 s('a body that keeps trickling is not cut by --body-timeout', async (ctx) => {
