@@ -17,6 +17,7 @@ import { HttpServer, type HttpRequest, type HttpResponse } from './http-server.j
 import { FrontMetrics } from './metrics.js';
 import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
+import { admissionError, requestHead } from './request-head.js';
 import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
 import { StaticFiles } from './static.js';
 
@@ -164,7 +165,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     onRequest: statics === null ? proxied : (req, res) => {
       const mount = statics.match(req.url);
       if (mount === null) proxied(req, res);
-      else statics.serve(req, res, mount);
+      else statics.serve(req, res, mount, admissionError(req, requestHead(req).problem, proxy));
     },
     keepAliveTimeoutMs: (config.keepAliveTimeout ?? 5) * 1000,
     headersTimeoutMs: headersTimeout,

@@ -15,20 +15,16 @@ import type { Link } from './link.js';
 import type { Observed, Observer } from './observe.js';
 import type { Pool, Waiter } from './pool.js';
 import { retain } from './read-buffers.js';
-import { requestHead, responseHeaders, targetProblem } from './request-head.js';
+import { type HeadLimits, admissionError, requestHead, responseHeaders } from './request-head.js';
 
 export { requestHead };
 
-export interface ProxyOptions {
+export interface ProxyOptions extends HeadLimits {
   pool: Pool;
   log: Logger;
   responseTimeoutMs: number;
   /** The access log and/or metrics: called once per exchange when its response closed. */
   observe?: Observer;
-  /** Most header fields in a request head (431 beyond); 0 for no limit. */
-  maxHeaders?: number;
-  /** Largest request body in bytes (413 beyond); 0 for no limit. */
-  maxBodySize?: number;
   /** A request body that sends nothing for this long gets 408; 0 for no limit. */
   bodyTimeoutMs?: number;
 }
@@ -98,19 +94,7 @@ export class Exchange implements Waiter, Observed {
   start(): void {
     const o = this.opts;
     const req = this.req;
-    let err: TsgiError | null = null;
-    if (this.problem !== null) {
-      err = new TsgiError('TSGI_ERR_BAD_REQUEST', this.problem);
-    } else if (o.maxHeaders && req.rawHeaders.length > o.maxHeaders * 2) {
-      err = new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `more than --max-headers ${o.maxHeaders} header fields`);
-    } else if (req.url.charCodeAt(0) !== 0x2f /* / */) {
-      const problem = targetProblem(req.url, req.headers.host);
-      if (problem !== null) err = new TsgiError('TSGI_ERR_BAD_REQUEST', problem);
-    } else if (o.maxBodySize && req.contentLength > o.maxBodySize) {
-      err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE',
-        `Content-Length ${req.contentLength} is over --max-body-size ${o.maxBodySize}`);
-    }
-    if (err === null) err = o.pool.admit();
+    const err = admissionError(req, this.problem, o) ?? o.pool.admit();
     if (err !== null) {
       this.fail(err);
       return;

@@ -170,6 +170,34 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): str
 
 const ABSOLUTE_FORM = /^https?:\/\/([^/?#]*)/i;
 
+/** The limits a request head is held to before anything serves it. */
+export interface HeadLimits {
+  /** Most header fields in a request head (431 beyond); 0 for no limit. */
+  maxHeaders?: number;
+  /** Largest request body in bytes (413 beyond); 0 for no limit. */
+  maxBodySize?: number;
+}
+
+/**
+ * Why a request is refused before anything serves it (proxied or static): a problem of its
+ * translated head or of its target (400), too many fields (431), a declared body over the limit
+ * (413); null when it may go on.
+ */
+export function admissionError(req: HttpRequest, problem: string | null, limits: HeadLimits): TsgiError | null {
+  if (problem !== null) return new TsgiError('TSGI_ERR_BAD_REQUEST', problem);
+  if (limits.maxHeaders && req.rawHeaders.length > limits.maxHeaders * 2) {
+    return new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `more than --max-headers ${limits.maxHeaders} header fields`);
+  }
+  if (req.url.charCodeAt(0) !== 0x2f /* / */) {
+    const target = targetProblem(req.url, req.headers.host);
+    if (target !== null) return new TsgiError('TSGI_ERR_BAD_REQUEST', target);
+  }
+  if (limits.maxBodySize && req.contentLength > limits.maxBodySize) {
+    return new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `Content-Length ${req.contentLength} is over --max-body-size ${limits.maxBodySize}`);
+  }
+  return null;
+}
+
 /**
  * Why a request target that is not origin-form ('/…') is refused, or null when it is fine:
  * '*' (OPTIONS), or absolute-form naming the same authority as Host. An absolute-form target

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import type send from 'send';
 import type { Logger } from '../common/log.js';
 import type { StaticMount } from '../common/options.js';
-import { ConfigError, errorBody, httpStatusForCode, type TsgiErrorCode } from '../protocol/errors.js';
+import { ConfigError, errorBody, httpStatusForCode, type TsgiError, type TsgiErrorCode } from '../protocol/errors.js';
 import type { HttpRequest, HttpResponse } from './http-server.js';
 import { StaticResponse } from './static-response.js';
 import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from './static-path.js';
@@ -112,8 +112,11 @@ export class StaticFiles {
     return null;
   }
 
-  /** Answers the request from `mount`; never passes it on, a missing file is a 404. */
-  serve(req: HttpRequest, response: HttpResponse, mount: Mount): void {
+  /**
+   * Answers the request from `mount`; never passes it on, a missing file is a 404. A request
+   * refused before it is served (`refusal`: a bad head, a limit) gets its status and a close.
+   */
+  serve(req: HttpRequest, response: HttpResponse, mount: Mount, refusal: TsgiError | null = null): void {
     const state = { mount, file: null as string | null, stream: null as ReadStream | null };
     const res = new StaticResponse(response);
     if (this.onDone !== undefined) {
@@ -122,6 +125,10 @@ export class StaticFiles {
       res.once('close', () => onDone(req, response, {
         mount, status: res.statusCode, bytes: bodyBytes(req, res, state.stream), file: state.file, started,
       }));
+    }
+    if (refusal !== null) {
+      this.#refuse(req, res, refusal.code, refusal.message, true);
+      return;
     }
     this.#serve(req, res, state).catch((err: unknown) => {
       this.#log.error(`static ${req.method} ${req.url}: ${(err as Error).message}`, err);
@@ -227,7 +234,10 @@ export class StaticFiles {
     const line = `static ${status} ${req.method} ${req.url} from ${req.socket.remoteAddress ?? 'unix client'}: ${why}`;
     if (hostile) this.#log.warn(line);
     else this.#log.debug(line);
-    this.#answer(res, status, status === 405 ? { allow: 'GET, HEAD' } : undefined);
+    // A request refused for its head or its size (400, 413, 431): the connection closes, as for
+    // a proxied one (the rest of it is not read, or not trusted).
+    this.#answer(res, status, status === 405 ? { allow: 'GET, HEAD' }
+      : status === 400 || status === 413 || status === 431 ? { connection: 'close' } : undefined);
   }
 
   /** A plain-text error answer, replacing any header set so far (a 416 keeps its Content-Range). */

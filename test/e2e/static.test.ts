@@ -227,6 +227,22 @@ test('methods other than GET and HEAD: 405 with Allow', async ({ front }) => {
   }
 });
 
+test('a static request is held to the same head checks as a proxied one: 400, 431, 413, each with a close', async ({ front }) => {
+  const fields = Array.from({ length: 101 }, (_, i) => `X-F${i}: ${i}\r\n`).join('');
+  const cases: [string, number][] = [
+    ['GET /static/hello.txt HTTP/1.1\r\n\r\n', 400], // HTTP/1.1 without Host
+    ['GET /static/hello.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 400],
+    [`GET /static/hello.txt HTTP/1.1\r\nHost: a\r\n${fields}\r\n`, 431], // over --max-headers 100
+    ['GET /static/hello.txt HTTP/1.1\r\nHost: a\r\nContent-Length: 200000000\r\n\r\n', 413], // over --max-body-size
+  ];
+  for (const [text, status] of cases) {
+    const r = await rawUntilClose(front!.port, text);
+    assert.is(statusOf(r.text), status, r.text);
+    assert.match(r.text, /\r\nconnection: close\r\n/i, 'the front closes the connection');
+    assert.not.ok(r.text.includes(HELLO), 'no file');
+  }
+});
+
 test('a missing file under a prefix is a 404 from the front; other URLs reach the backend', async ({ front }) => {
   const missing = await call(`${front!.url}/static/nope.txt`);
   assert.is(missing.status, 404);
