@@ -4,8 +4,10 @@ import type { InputStream } from './input.js';
 
 export type Chunk = string | Uint8Array;
 
-/** The legacy write() callable returned by startResponse: sends a chunk at once. */
-/** The legacy write() callable; its first call sends the head, even with an empty chunk. */
+/**
+ * The legacy write() callable returned by startResponse: sends a chunk at once. Its first call
+ * sends the head, even with an empty chunk (PEP 3333).
+ */
 export type Write = (chunk: Chunk) => void;
 
 /**
