@@ -587,6 +587,23 @@ for (const kind of ['gateway', 'node', 'fetch']) {
 
 events.run();
 
+const sse = suite<Ctx>('e2e/examples-events', newCtx());
+setUp(sse, async (ctx) => startPair(ctx, join(ROOT, 'examples/events.js')));
+
+sse('examples/events.js: the head at once, then the events it was asked for', async ({ front, agent }) => {
+  const ac = new AbortController();
+  // The first event is a minute away: request() resolving shows the head came first.
+  const waiting = await request(`${front!.url}/?every=60000`, { dispatcher: agent, signal: ac.signal, headersTimeout: 10_000 });
+  assert.is(waiting.statusCode, 200);
+  assert.is(waiting.headers['content-type'], 'text/event-stream');
+  ac.abort();
+  await waiting.body.text().catch(() => {});
+  const res = await call(`${front!.url}/?every=10&count=2`, { dispatcher: agent });
+  assert.match(res.text, /^id: 1\ndata: \d{4}-\d\d-\d\dT[\d:.]+Z\n\nid: 2\ndata: \d{4}-\d\d-\d\dT[\d:.]+Z\n\n$/);
+});
+
+sse.run();
+
 // ---------------------------------------------------------------------------------------------
 const demo = suite<Ctx>('e2e/demo', newCtx());
 setUp(demo, async (ctx) => startPair(ctx, join(ROOT, 'examples/demo.js')));
