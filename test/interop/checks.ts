@@ -52,3 +52,17 @@ export async function checkStreaming(url: string, agent: Agent, dir: string): Pr
   }
   assert.is(text, 'line 1\nline 2\nline 3\n');
 }
+
+/**
+ * The app sends its head alone (write('')) and its event only once a gate file exists: the
+ * client has the head while the app still waits, so nothing on the way held the head back.
+ */
+export async function checkHeadFirst(url: string, agent: Agent, dir: string): Promise<void> {
+  const gate = join(dir, `gate-${Math.random().toString(36).slice(2)}`);
+  const res = await request(`${url}/events?gate=${encodeURIComponent(gate)}`, { dispatcher: agent, headersTimeout: 8000 });
+  assert.is(res.statusCode, 200);
+  assert.is(res.headers['content-type'], 'text/event-stream');
+  assert.not.ok(existsSync(gate), 'the head came while the app was still waiting');
+  writeFileSync(gate, '');
+  assert.is(await res.body.text(), 'data: 1\n\n');
+}

@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import { curl, seedCurlArgs, startNginx, type Nginx } from '../helpers/interop.js';
 import { fixture, spawnCli, startBackend, tempDir } from '../helpers/procs.js';
-import { checkDownload, checkStreaming, checkUpload } from './checks.js';
+import { checkDownload, checkHeadFirst, checkStreaming, checkUpload } from './checks.js';
 
 interface NginxCtx extends Ctx {
   nginx?: Nginx;
@@ -63,6 +63,10 @@ export function nginxToFront(): void {
 
   test('a streaming response is not buffered on the way', async ({ nginx, agent, dir }) => {
     await checkStreaming(nginx!.url, agent!, dir!);
+  });
+
+  test('the head of a stream sent alone (write(\'\')) reaches the client before its first event', async ({ nginx, agent, dir }) => {
+    await checkHeadFirst(nginx!.url, agent!, dir!);
   });
 
   test('an app error is a 500, and the next request is served', async ({ nginx, agent }) => {

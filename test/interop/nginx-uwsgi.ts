@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import { curl, seedCurlArgs, startNginx, type Nginx } from '../helpers/interop.js';
 import { fixture, startUwsgiBackend, tempDir } from '../helpers/procs.js';
-import { checkDownload, checkStreaming, checkUpload } from './checks.js';
+import { checkDownload, checkHeadFirst, checkStreaming, checkUpload } from './checks.js';
 
 interface NginxCtx extends Ctx {
   nginx?: Nginx;
@@ -71,6 +71,10 @@ export function nginxToBackend(): void {
 
   test('a streaming response is not buffered on the way (uwsgi_buffering off)', async ({ nginx, agent, dir }) => {
     await checkStreaming(nginx!.url, agent!, dir!);
+  });
+
+  test('the head of a stream sent alone (write(\'\')) reaches the client before its first event', async ({ nginx, agent, dir }) => {
+    await checkHeadFirst(nginx!.url, agent!, dir!);
   });
 
   test('an app error is a 500 from the app, and the backend keeps serving', async ({ nginx, agent, backend }) => {
