@@ -244,7 +244,10 @@ export class HttpRequest {
   }
 }
 
-/** A response: the head is held until the first body bytes (or the end), then written with them. */
+/**
+ * A response: the head is held until the first body bytes (or the end), then written with
+ * them; write() of no bytes sends it alone.
+ */
 export class HttpResponse {
   statusCode = 200;
   headersSent = false;
