@@ -1,9 +1,12 @@
 // Binding servers to addresses: TCP, or a Unix socket whose stale file is replaced only when
-// nothing answers on it (a live socket is never stolen), created with a restrictive mode.
+// nothing answers on it (a live socket is never stolen, nor one bound at the same moment),
+// created with a restrictive mode.
 // Closing one never removes a socket file that another process has put on the path since.
 import { existsSync, lstatSync } from 'node:fs';
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { connect, type Server } from 'node:net';
+import { createHash } from 'node:crypto';
+import { connect, createServer, type Server } from 'node:net';
+import { resolve as absolute } from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
 import { type Address, formatAddress } from './address.js';
 
@@ -33,8 +36,35 @@ async function clearStaleSocket(path: string): Promise<void> {
  */
 const LISTEN_BACKLOG = 4096;
 
+/**
+ * Holds a lock named after a socket path while a stale file on it is cleared and the new socket
+ * bound: a Linux abstract socket, which the kernel frees when its process dies (null elsewhere).
+ * Without it, two processes starting on one path could both find the old file stale, and the
+ * second could unlink the socket the first had just bound, leaving it listening unreachable.
+ */
+async function lockPath(path: string): Promise<Server | null> {
+  if (process.platform !== 'linux') return null;
+  const name = `\0tsgi-bind-${createHash('sha256').update(absolute(path)).digest('hex').slice(0, 32)}`;
+  const lock = createServer();
+  await new Promise<void>((ok, fail) => {
+    lock.once('error', (err: NodeJS.ErrnoException) => fail(err.code === 'EADDRINUSE'
+      ? new ConfigError(`${path} is being bound by another process right now`) : err));
+    lock.listen(name, ok);
+  });
+  return lock;
+}
+
 /** Listens on the address; resolves with the address actually bound (port 0 resolved). */
 export async function listenOn(server: Server, address: Address, socketMode = 0o660): Promise<Address> {
+  const lock = address.kind === 'unix' ? await lockPath(address.path) : null;
+  try {
+    return await bind(server, address, socketMode);
+  } finally {
+    lock?.close();
+  }
+}
+
+async function bind(server: Server, address: Address, socketMode: number): Promise<Address> {
   if (address.kind === 'unix') await clearStaleSocket(address.path);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);

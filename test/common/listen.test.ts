@@ -1,7 +1,9 @@
 // listenOn / closeListener on Unix sockets: closing a server removes its own socket file, and
-// never the file of another server that took the path after ours was deleted.
+// never the file of another server that took the path after ours was deleted; two binding one
+// path at once over a stale file: one wins, the other gets a clear error.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -64,6 +66,32 @@ test('a server whose file was deleted (nothing new on the path) closes normally'
   rmSync(path);
   await closeListener(server);
   assert.not.ok(server.listening);
+});
+
+test('two servers binding one path with a stale socket file on it: one listens where clients reach it, the other is refused', async (ctx) => {
+  const path = join(ctx.dir, 'race.sock');
+  // A stale socket file: a process that listened on the path and was killed.
+  spawnSync(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+  assert.ok(existsSync(path), 'a stale socket file is there');
+  const a = createServer((s) => s.end('a'));
+  const b = createServer((s) => s.end('b'));
+  const results = await Promise.allSettled([listenOn(a, { kind: 'unix', path }), listenOn(b, { kind: 'unix', path })]);
+  for (const server of [a, b]) if (server.listening) ctx.servers.push(server);
+  const won = results.filter((r) => r.status === 'fulfilled').length;
+  assert.is(won, 1, `exactly one binds: ${results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'bound')).join('; ')}`);
+  const refused = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+  // On Linux the second waits for nothing: the first holds the path's bind lock (an abstract socket).
+  assert.match(String(refused.reason), /race\.sock (is being bound by another process right now|is in use)/);
+  const winner = results[0]!.status === 'fulfilled' ? a : b;
+  assert.ok(reachable(winner), 'the socket file on the path is the winner\'s');
+  const answer = await new Promise<string>((resolve, reject) => {
+    const c = connect(path);
+    let text = '';
+    c.on('data', (d) => { text += d; });
+    c.on('end', () => resolve(text));
+    c.on('error', reject);
+  });
+  assert.is(answer, winner === a ? 'a' : 'b');
 });
 
 test.run();
