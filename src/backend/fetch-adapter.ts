@@ -78,7 +78,7 @@ class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
     this.#signal = signal;
     // The gateway reads the first chunk before this turn ends; one that was at hand has taken
     // the head with it by then, and write('') does nothing.
-    setImmediate(sendHead, write);
+    if (pendingHeads.push(write) === 1) setImmediate(sendHeads);
     if (signal.aborted) this.#cancel(signal.reason);
     else signal.addEventListener('abort', this, { once: true });
   }
@@ -116,11 +116,18 @@ class BodyIterator implements AsyncIterator<Chunk>, AsyncIterable<Chunk> {
   }
 }
 
-/** write(''): the head, alone, unless it went out already (then it does nothing). */
-function sendHead(write: Write): void {
-  try {
-    write(EMPTY);
-  } catch {
-    // the exchange failed meanwhile: the gateway has answered it
+/** The write() of each streamed body begun this turn: one setImmediate for all of them. */
+let pendingHeads: Write[] = [];
+
+/** write(''): each head, alone, unless it went out already (then it does nothing). */
+function sendHeads(): void {
+  const list = pendingHeads;
+  pendingHeads = [];
+  for (const write of list) {
+    try {
+      write(EMPTY);
+    } catch {
+      // the exchange failed meanwhile: the gateway has answered it
+    }
   }
 }

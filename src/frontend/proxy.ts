@@ -38,7 +38,6 @@ export class Exchange implements Waiter, Observed {
   readonly res: HttpResponse;
   readonly opts: ProxyOptions;
   readonly head: RequestHead;
-  readonly hasBody: boolean;
   /** performance.now() at arrival (the access log and the latency histogram). */
   readonly started = performance.now();
   /** Why the head is refused with 400 (see requestHead), or null. */
@@ -75,7 +74,6 @@ export class Exchange implements Waiter, Observed {
     this.opts = opts;
     const { head, problem } = requestHead(req);
     this.head = head;
-    this.hasBody = req.hasBody;
     this.problem = problem;
     if (req.hasBody) this.replay = [];
     req.context = this;
@@ -114,7 +112,7 @@ export class Exchange implements Waiter, Observed {
     this.attempts++;
     let stream: Stream;
     try {
-      stream = link.conn.open(this.head, !this.hasBody);
+      stream = link.conn.open(this.head, !this.req.hasBody);
     } catch (e) {
       this.fail(e instanceof TsgiError && e.code === 'TSGI_ERR_FRAME_TOO_LARGE'
         ? new TsgiError('TSGI_ERR_PROTOCOL', `request head too large for backend ${link.name}: ${e.message}`)
@@ -133,12 +131,12 @@ export class Exchange implements Waiter, Observed {
     if (this.timer === null && this.opts.responseTimeoutMs > 0) {
       this.timer = setTimeout(onResponseTimeout, this.opts.responseTimeoutMs, this);
     }
-    if (this.hasBody && this.attempts === 1) {
+    if (this.req.hasBody && this.attempts === 1) {
       this.req.onError = onRequestError;
       this.req.readBody(onClientData, onClientEnd);
       const ms = this.opts.bodyTimeoutMs;
       if (ms && !this.req.complete) this.bodyTimer = setTimeout(onBodyTimeout, ms, this);
-    } else if (this.hasBody) {
+    } else if (this.req.hasBody) {
       // A retry: what the refused stream carried goes again, then the rest as it comes.
       let more = true;
       for (const chunk of this.replay!) more = stream.write(chunk);
@@ -172,7 +170,7 @@ export class Exchange implements Waiter, Observed {
     if (status === 503) headers.push('retry-after', '1');
     // A refused client request (4xx) closes its connection: the rest of it is not trusted (a
     // smuggling attempt) or not read (a body over the limit or stalled).
-    if (status < 500 || (this.hasBody && !req.complete)) headers.push('connection', 'close');
+    if (status < 500 || (req.hasBody && !req.complete)) headers.push('connection', 'close');
     res.writeHead(status, undefined, headers);
     this.bytesOut += body.length; // before end(): the response's close (the access log) runs inside it
     res.end(body);
@@ -190,7 +188,7 @@ export class Exchange implements Waiter, Observed {
     if (stream !== null && !stream.closed) {
       stream.reset(this.cancelled ? ResetCode.CANCEL : ResetCode.NO_ERROR, this.cancelled ? 'client went away' : '');
     }
-    if (this.hasBody && !this.req.complete) this.req.discard(); // the rest of a body nobody will read
+    if (this.req.hasBody && !this.req.complete) this.req.discard(); // the rest of a body nobody will read
     if (this.link !== null) this.opts.pool.release(this.link);
   }
 }
@@ -345,7 +343,7 @@ function onBackendReset(this: Stream, code: number, message: string): void {
   const ex = this.context as Exchange;
   if (ex.done) return;
   const backend = ex.link?.name ?? 'backend';
-  if (code === ResetCode.REFUSED_STREAM && !ex.headReceived && (!ex.hasBody || ex.replay !== null)
+  if (code === ResetCode.REFUSED_STREAM && !ex.headReceived && (!ex.req.hasBody || ex.replay !== null)
       && ex.attempts < MAX_ATTEMPTS) {
     // Never processed: safe to send to another (or the reconnected) backend.
     ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: refused by ${backend} (${message}); retrying`);
