@@ -31,12 +31,34 @@ export interface HttpServerOptions {
    * long, in ms, closes its connection (0: no limit); while a handler reads it, the handler's.
    */
   bodyTimeoutMs?: number;
+  /**
+   * Once the front is done with a connection (a close after its response, or a refusal), what
+   * the client still sends is read and dropped for at most this long, in ms, from the moment the
+   * last response byte was handed to the kernel; then it is destroyed whatever comes (nginx's
+   * lingering_time). Also the most an unread request body is read and dropped for.
+   */
+  lingerTimeoutMs?: number;
+  /** A response that cannot hand the kernel a byte for this long, in ms, is abandoned and its connection closed (0: no limit). */
+  sendTimeoutMs?: number;
+  /**
+   * The most bytes a connection reads and drops once nothing will use them (the rest of an
+   * unread request body, what comes after a close): beyond it the front stops reading and closes.
+   */
+  maxDropBytes?: number;
   /** Counts refusals (the metrics): called with the status of each. */
   onRefused?: (status: number) => void;
 }
 
-/** How long a refused connection is kept to read what its client still sends (no RST under the 503). */
-const REFUSED_LINGER_MS = 2000;
+/** Default of lingerTimeoutMs. */
+export const LINGER_TIMEOUT_MS = 5000;
+/** Default of maxDropBytes. */
+export const MAX_DROP_BYTES = 1024 * 1024;
+/**
+ * Connections refused at --max-connections that may linger at once (reading what their client
+ * sends, so that the close does not reset the 503 away); beyond it, the 503 is written and the
+ * socket destroyed at once. Bounds the descriptors a flood of refused connections holds.
+ */
+const MAX_REFUSED_LINGERING = 64;
 /** Bodies up to this size are written together with the head, as one string. */
 const SMALL_BODY = 2048;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
@@ -65,6 +87,11 @@ export class HttpServer {
   closing = false;
   #sweeper: NodeJS.Timeout | null = null;
   #refused = 0;
+  /** Sockets refused at --max-connections, lingering: when each was refused. */
+  readonly #lingering = new Map<Socket, number>();
+  readonly lingerTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly maxDropBytes: number;
   /** The Connection (and Keep-Alive) lines of a response that keeps its connection open. */
   readonly keepAliveHeader: string;
 
@@ -74,7 +101,11 @@ export class HttpServer {
     this.keepAliveHeader = opts.keepAliveTimeoutMs > 0
       ? `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(opts.keepAliveTimeoutMs / 1000)}\r\n`
       : 'Connection: keep-alive\r\n';
-    const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs, opts.bodyTimeoutMs ?? 0].filter((t) => t > 0);
+    this.lingerTimeoutMs = opts.lingerTimeoutMs ?? LINGER_TIMEOUT_MS;
+    this.sendTimeoutMs = opts.sendTimeoutMs ?? 0;
+    this.maxDropBytes = opts.maxDropBytes ?? MAX_DROP_BYTES;
+    const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs, opts.bodyTimeoutMs ?? 0, this.lingerTimeoutMs,
+      this.sendTimeoutMs].filter((t) => t > 0);
     if (timeouts.length > 0) {
       // One timer looks at every connection (as Node's server does), not a timer per connection.
       const every = Math.min(1000, Math.max(100, Math.min(...timeouts) / 4));
@@ -108,6 +139,12 @@ export class HttpServer {
 
   closeAllConnections(): void {
     for (const c of this.connections) c.socket.destroy();
+    for (const socket of this.#lingering.keys()) socket.destroy();
+  }
+
+  /** Sockets open: connections served, and refused ones still lingering. */
+  get sockets(): number {
+    return this.connections.size + this.#lingering.size;
   }
 
   /**
@@ -147,14 +184,25 @@ export class HttpServer {
     this.opts.onRefused?.(503);
     socket.on('error', ignore);
     socket.end(rawErrorResponse(503));
-    socket.resume(); // read and drop the request, so closing does not reset the 503 away
-    socket.setTimeout(REFUSED_LINGER_MS, () => socket.destroy());
+    if (this.#lingering.size >= MAX_REFUSED_LINGERING) {
+      socket.destroySoon(); // too many lingering already: the descriptor goes once the 503 is out
+      return;
+    }
+    // Read and drop the request, so that closing does not reset the 503 away; at the linger
+    // deadline the socket goes whatever the client still sends.
+    this.#lingering.set(socket, Date.now());
+    socket.on('close', () => this.#lingering.delete(socket));
+    socket.resume();
   }
 
   #sweep(): void {
     const now = Date.now();
     const { headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs = 0 } = this.opts;
     for (const c of this.connections) c.checkTimeouts(now, headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs);
+    const linger = this.lingerTimeoutMs;
+    if (linger > 0) {
+      for (const [socket, since] of this.#lingering) if (now - since > linger) socket.destroy();
+    }
   }
 }
 
@@ -236,8 +284,13 @@ export class HttpRequest {
     this.#conn.resumeBody();
   }
 
-  /** Nobody will read the rest of the body: it is read and dropped (the connection stays usable). */
+  /**
+   * Nobody will read the rest of the body: it is read and dropped, within bounds (the
+   * connection's maxDropBytes and linger timeout), and the connection stays usable if it ends
+   * within them.
+   */
   discard(): void {
+    if (!this.discarding) this.#conn.discardStarted();
     this.discarding = true;
     this.onData = null;
     this.resume();
@@ -495,9 +548,27 @@ class Connection implements RequestEvents {
   #dropped = 0;
   #droppedMark = 0;
   #droppedSince = 0;
+  /** When the rest of an answered request's body began to be read and dropped; 0: not dropping. */
+  #discardSince = 0;
   #socketPaused = false;
   /** Nothing more is parsed: the connection closes once its last response is out. */
   #ending = false;
+  /** The front stopped reading for good (too much dropped): the socket stays paused until it goes. */
+  #readStopped = false;
+  /** When the last response byte was handed to the kernel after the end; 0: not yet. */
+  #lingerSince = 0;
+  /** Bytes handed to the kernel, as the sweeper last saw them while some waited, and since when. */
+  #sentMark = 0;
+  #sendSince = 0;
+  /**
+   * The next pipelined request waits until the client reads what was written (the socket's
+   * buffer drains): a client that pipelines and never reads cannot make the front buffer more.
+   */
+  #awaitingDrain = false;
+  /** The client half-closed: the requests received are answered, then the connection ends. */
+  #clientEnded = false;
+  /** 100 Continue lines written to a half-closed client to learn whether it is still there. */
+  #probes = 0;
 
   constructor(server: HttpServer, socket: Socket) {
     this.server = server;
@@ -509,19 +580,51 @@ class Connection implements RequestEvents {
       const res = this.drainWaiter;
       this.drainWaiter = null;
       res?.drained();
+      if (this.#awaitingDrain) {
+        this.#awaitingDrain = false;
+        this.#continue();
+      }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       server.opts.log.debug(`client ${socket.remoteAddress ?? 'on unix socket'}: ${err.code ?? err.message}`);
     });
     socket.on('close', () => this.#onClose());
-    socket.on('end', () => {
-      // The client is done sending: as with Node's http server, that is a client gone. The
-      // response in progress is abandoned (its app told, through the 'close' of the exchange);
-      // what was already written still goes out before the connection ends.
+    socket.on('end', () => this.#onClientEnd());
+  }
+
+  /**
+   * The client is done sending (a FIN): every request it sent whole is still answered, in
+   * order, then the connection ends (as node:http and nginx do for `nc -N`). A request whose
+   * body was cut short cannot be: its response is abandoned (the app told through the
+   * exchange's close) and the connection ends once what was written is out.
+   */
+  #onClientEnd(): void {
+    this.#clientEnded = true;
+    if (this.#ending) return;
+    const req = this.req;
+    const res = this.res;
+    if (req !== null && (!req.complete || res!.headersSent && !res!.ended)) {
+      // A body cut short, or a FIN while reading a streamed response: the way clients leave.
       this.keepAlive = false;
-      this.#abandon();
+      if (!req.discarding) this.#abandon();
       this.#end();
-    });
+    } else if (req === null && this.#held === null && !this.#awaitingDrain) {
+      this.#end(); // between requests, or in a head that will never be completed
+    } else if (res !== null && !res.headersSent) {
+      // Waiting for its answer: a client that closed for good (not half) resets a write, which
+      // tells the app. An HTTP/1.1 client must accept an unexpected 1xx (RFC 9110 15.2), so a
+      // 100 Continue probes now and once more at the next sweep (the reset fails the second).
+      this.#probe(res);
+    }
+    // Otherwise pipelined requests wait: they are answered, then #continue() ends the connection.
+  }
+
+  /** Probes a half-closed client waiting for the head of `res` (at most twice). */
+  #probe(res: HttpResponse): void {
+    if (this.#probes < 2 && res.req.httpVersion === '1.1') {
+      this.#probes++;
+      res.writeContinue();
+    }
   }
 
   /** No request in progress and nothing of the next one read. */
@@ -530,9 +633,37 @@ class Connection implements RequestEvents {
   }
 
   checkTimeouts(now: number, headersMs: number, keepAliveMs: number, bodyMs: number): void {
+    const socket = this.socket;
+    const server = this.server;
+    if (socket.writableLength > 0) {
+      // Bytes wait for the client to read: only the send timeout applies (not idle, not lingering).
+      const sendMs = server.sendTimeoutMs;
+      if (sendMs > 0) {
+        const sent = socket.bytesWritten - socket.writableLength;
+        if (this.#sendSince === 0 || sent !== this.#sentMark) {
+          this.#sentMark = sent;
+          this.#sendSince = now;
+        } else if (now - this.#sendSince > sendMs) {
+          this.#sendStalled(sendMs);
+          return;
+        }
+      }
+      if (this.req === null) this.#waitingSince = now; // idle counts from the last byte out
+      if (this.req === null || !this.req.discarding) return;
+    } else {
+      this.#sendSince = 0;
+    }
+    if (this.#ending) {
+      // Done with it: what the client still sends is dropped until the linger deadline.
+      if (socket.writableLength > 0) return;
+      if (this.#lingerSince === 0) this.#lingerSince = now;
+      else if (now - this.#lingerSince > server.lingerTimeoutMs) socket.destroy();
+      return;
+    }
     const req = this.req;
     if (req !== null) {
-      if (req.discarding && bodyMs > 0) this.#checkDiscard(req, now, bodyMs);
+      if (req.discarding) this.#checkDiscard(req, now, bodyMs);
+      else if (this.#clientEnded && this.res !== null && !this.res.headersSent) this.#probe(this.res);
       return;
     }
     if (this.#headSince > 0) {
@@ -545,21 +676,73 @@ class Connection implements RequestEvents {
     }
   }
 
-  /** The rest of an answered request's body: the connection closes when it stops coming. */
+  /**
+   * The rest of an answered request's body: the connection closes when it stops coming
+   * (--body-timeout), or is still coming at the linger deadline (--linger-timeout).
+   */
   #checkDiscard(req: HttpRequest, now: number, bodyMs: number): void {
+    const lingerMs = this.server.lingerTimeoutMs;
+    if (lingerMs > 0 && now - this.#discardSince > lingerMs) {
+      this.#stopDropping(`the unread body of ${req.method} ${req.url} still coming after --linger-timeout (${lingerMs / 1000} s)`);
+      return;
+    }
+    if (bodyMs === 0) return;
     if (this.#dropped !== this.#droppedMark || this.#droppedSince === 0) {
       this.#droppedMark = this.#dropped;
       this.#droppedSince = now;
     } else if (now - this.#droppedSince > bodyMs) {
-      this.server.opts.log.warn(`closed the connection of ${this.socket.remoteAddress ?? 'a unix client'}: the body of `
+      this.server.opts.log.warn(`closed the connection of ${this.#who}: the body of `
         + `${req.method} ${req.url}, answered already, stalled for --body-timeout (${bodyMs / 1000} s)`);
       this.socket.destroy();
     }
   }
 
+  get #who(): string {
+    return this.socket.remoteAddress ?? 'a unix client';
+  }
+
+  /** The client has not read a byte for --send-timeout: the response is abandoned and the connection cut. */
+  #sendStalled(ms: number): void {
+    const res = this.res;
+    const what = res !== null && !res.ended ? `the response to ${res.req.method} ${res.req.url}` : 'the last response';
+    this.server.opts.log.warn(`closed the connection of ${this.#who}: ${what} could not be written for `
+      + `--send-timeout (${ms / 1000} s), ${this.socket.writableLength} bytes unsent`);
+    this.socket.destroy();
+  }
+
+  /** Bytes read and dropped (an unread body, or what comes after the end): bounded. */
+  #drop(n: number, what: string): void {
+    this.#dropped += n;
+    const max = this.server.maxDropBytes;
+    if (this.#dropped > max && !this.#readStopped) {
+      this.#stopDropping(`dropped ${this.#dropped} bytes of ${what}, over ${max} (the smaller of --max-body-size and 1 MiB)`);
+    }
+  }
+
+  /**
+   * Stops reading for good: what is written still goes out (the end follows the response in
+   * progress), and the socket goes at the linger deadline, whatever the client sends.
+   */
+  #stopDropping(why: string): void {
+    this.server.opts.log.warn(`closing the connection of ${this.#who}: ${why}`);
+    this.keepAlive = false;
+    this.#readStopped = true;
+    this.#pauseSocket();
+    if (this.#parsing) this.#parser.stop();
+    if (!this.#ending && (this.res === null || this.res.ended)) this.#end();
+  }
+
+  /** The rest of an answered body starts being read and dropped now. */
+  discardStarted(): void {
+    this.#discardSince = Date.now();
+  }
+
   #onData(chunk: Buffer): void {
-    if (this.#ending) return; // after a refusal or Connection: close, what still comes is dropped
-    if (this.#held !== null || this.#parsing) {
+    if (this.#ending) {
+      this.#drop(chunk.length, 'what came after the end'); // after a refusal or Connection: close
+      return;
+    }
+    if (this.#held !== null || this.#parsing || this.#awaitingDrain) {
       // Bytes read before the pause took effect: kept behind the ones already waiting.
       this.#held = this.#held === null ? chunk : Buffer.concat([this.#held.subarray(this.#heldAt), chunk]);
       this.#heldAt = 0;
@@ -613,7 +796,7 @@ class Connection implements RequestEvents {
 
   onBody(chunk: Buffer): void {
     const req = this.req!;
-    if (req.discarding) this.#dropped += chunk.length;
+    if (req.discarding) this.#drop(chunk.length, `the unread body of ${req.method} ${req.url}`);
     else if (req.onData !== null) req.onData(req, chunk);
     if (req.paused && !req.discarding) this.#parser.stop();
   }
@@ -638,7 +821,7 @@ class Connection implements RequestEvents {
 
   /** Continues with the bytes held back, then with the socket. */
   resumeHeld(): void {
-    if (this.socket.destroyed || this.#parsing) return;
+    if (this.socket.destroyed || this.#parsing || this.#awaitingDrain || this.#readStopped) return;
     const held = this.#held;
     if (held !== null) {
       this.#held = null;
@@ -672,26 +855,41 @@ class Connection implements RequestEvents {
     this.req = null;
     this.res = null;
     this.#droppedSince = 0;
+    this.#dropped = 0;
+    this.#droppedMark = 0;
+    this.#discardSince = 0;
     this.#parser.reset();
     this.#waitingSince = Date.now();
     if (this.server.closing) {
       this.#end();
       return;
     }
+    if (this.socket.writableNeedDrain) {
+      // The client has not read the last response yet: the next one waits for it (the drain).
+      this.#awaitingDrain = true;
+      this.#pauseSocket();
+      return;
+    }
+    this.#continue();
+  }
+
+  /** Parses what is held (pipelined requests), then reads on; after the client's FIN, ends instead. */
+  #continue(): void {
     this.resumeHeld();
+    if (this.#clientEnded && !this.#ending && this.req === null && this.#held === null && !this.#awaitingDrain) this.#end();
   }
 
   /**
    * Ends the connection once what was written is out. What the client still sends is read and
    * dropped (unread bytes would make the close a reset, which can destroy the response in
-   * flight); after a refusal, a client that does not close is cut after a while.
+   * flight), within bounds: maxDropBytes, and the linger deadline the sweeper keeps.
    */
-  #end(linger = false): void {
+  #end(): void {
     this.#ending = true;
     this.#held = null;
+    this.#awaitingDrain = false;
     this.socket.end();
     this.#resumeSocket();
-    if (linger) this.socket.setTimeout(REFUSED_LINGER_MS, () => this.socket.destroy());
   }
 
   #pauseSocket(): void {
@@ -702,7 +900,7 @@ class Connection implements RequestEvents {
   }
 
   #resumeSocket(): void {
-    if (this.#socketPaused) {
+    if (this.#socketPaused && !this.#readStopped) {
       this.#socketPaused = false;
       this.socket.resume();
     }
@@ -736,7 +934,7 @@ class Connection implements RequestEvents {
     this.keepAlive = false;
     this.#waitingSince = Number.POSITIVE_INFINITY;
     this.socket.write(rawErrorResponse(status), 'latin1');
-    this.#end(true);
+    this.#end();
   }
 
   #onClose(): void {

@@ -13,7 +13,7 @@ import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
 import { AccessLog } from './access-log.js';
 import { applyForwarded } from './forwarded.js';
-import { HttpServer, type HttpRequest, type HttpResponse } from './http-server.js';
+import { HttpServer, LINGER_TIMEOUT_MS, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http-server.js';
 import { FrontMetrics } from './metrics.js';
 import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
@@ -46,6 +46,10 @@ export interface FrontConfig {
   maxBodySize?: number;
   /** Seconds a request body may stall (408 beyond), 0 for none. */
   bodyTimeout?: number;
+  /** Seconds a response may wait for the client to read a byte, 0 for none. */
+  sendTimeout?: number;
+  /** Seconds a connection the front is done with is read and dropped at most before it is closed. */
+  lingerTimeout?: number;
   /** Client connections at once, 0 for no limit. */
   maxConnections?: number;
   /** Requests in flight to backends at once, 0 for no limit (503 beyond). */
@@ -172,6 +176,9 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     maxHeaderSize: config.maxHeaderSize ?? 16384,
     maxConnections: config.maxConnections ?? 10000,
     bodyTimeoutMs: proxy.bodyTimeoutMs,
+    sendTimeoutMs: (config.sendTimeout ?? 60) * 1000,
+    lingerTimeoutMs: (config.lingerTimeout ?? LINGER_TIMEOUT_MS / 1000) * 1000,
+    maxDropBytes: Math.min(proxy.maxBodySize || MAX_DROP_BYTES, MAX_DROP_BYTES),
     onRefused: metrics?.refused,
   });
   // A worker of --processes N does not listen: the primary hands it the connections it accepts.

@@ -22,6 +22,7 @@ export { requestHead };
 export interface ProxyOptions extends HeadLimits {
   pool: Pool;
   log: Logger;
+  /** How long the backend has to send a response head, from the end of the request body (or dispatch, with none). */
   responseTimeoutMs: number;
   /** The access log and/or metrics: called once per exchange when its response closed. */
   observe?: Observer;
@@ -128,9 +129,9 @@ export class Exchange implements Waiter, Observed {
     stream.onData = onBackendData;
     stream.onReset = onBackendReset;
     stream.onDrain = onBackendDrain;
-    if (this.timer === null && this.opts.responseTimeoutMs > 0) {
-      this.timer = setTimeout(onResponseTimeout, this.opts.responseTimeoutMs, this);
-    }
+    // The response timeout counts from the end of the request body: an upload slower than it is
+    // bounded by --body-timeout (a stall) and --max-body-size, not taken for a silent backend.
+    if (!this.req.hasBody || this.req.complete) this.armResponseTimer();
     if (this.req.hasBody && this.attempts === 1) {
       this.req.onError = onRequestError;
       this.req.readBody(onClientData, onClientEnd);
@@ -142,6 +143,12 @@ export class Exchange implements Waiter, Observed {
       for (const chunk of this.replay!) more = stream.write(chunk);
       if (this.req.complete) stream.end();
       else if (more) this.req.resume();
+    }
+  }
+
+  armResponseTimer(): void {
+    if (this.timer === null && !this.headReceived && this.opts.responseTimeoutMs > 0) {
+      this.timer = setTimeout(onResponseTimeout, this.opts.responseTimeoutMs, this);
     }
   }
 
@@ -222,7 +229,10 @@ function onClientData(req: HttpRequest, chunk: Buffer): void {
     return;
   }
   if (stream.closed || stream.localEnded) return;
-  if (!stream.write(chunk)) req.pause();
+  if (!stream.write(chunk)) {
+    req.pause();
+    ex.armResponseTimer(); // the backend must take the body within --response-timeout
+  }
 }
 
 function onClientEnd(req: HttpRequest): void {
@@ -232,12 +242,19 @@ function onClientEnd(req: HttpRequest): void {
     ex.bodyTimer = null;
   }
   const stream = ex.stream;
-  if (stream !== null && !stream.closed) stream.end();
+  if (stream !== null && !stream.closed) {
+    stream.end();
+    ex.armResponseTimer();
+  }
 }
 
 function onBackendDrain(this: Stream): void {
   const ex = this.context as Exchange;
   ex.replay = null; // credit came back: the backend took the stream, it will not be refused
+  if (!ex.req.complete && ex.timer !== null) {
+    clearTimeout(ex.timer); // the backend reads the upload again: its response timeout waits for the end
+    ex.timer = null;
+  }
   if (!ex.done) ex.req.resume();
 }
 
@@ -366,8 +383,11 @@ function onResponseTimeout(ex: Exchange): void {
   ex.timer = null;
   if (ex.done || ex.headReceived) return;
   const s = ex.opts.responseTimeoutMs / 1000;
+  const backend = ex.link?.name ?? 'backend';
   ex.stream?.reset(ResetCode.TIMEOUT, `no response within ${s} s`);
-  ex.fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `no response from ${ex.link?.name ?? 'backend'} within ${s} s`));
+  ex.fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', ex.req.complete
+    ? `no response from ${backend} within --response-timeout ${s} s`
+    : `${backend} took no more of the request body (${ex.bytesIn} bytes in) within --response-timeout ${s} s`));
 }
 
 function onBodyTimeout(ex: Exchange): void {

@@ -15,7 +15,7 @@ import {
 } from '../helpers/procs.js';
 import { call, newAgent, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
 import { digestOf } from '../helpers/bodies.js';
-import { parseResponse, rawUntilClose } from '../helpers/raw-http.js';
+import { getRequest, openSocket, parseResponse, rawUntilClose } from '../helpers/raw-http.js';
 
 /** Writes a raw HTTP request and collects everything the front sends until it closes the socket. */
 async function rawText(port: number, text: string): Promise<string> {
@@ -360,6 +360,16 @@ abort('a client that goes away before the head fires tsgi.signal in the app', as
   assert.match(seen.reason ?? '', /cancel/i);
 });
 
+abort('a client that half-closes after its request still gets the answer, the app not aborted', async ({ front, agent }) => {
+  const socket = await openSocket(Number(new URL(front!.url).port));
+  socket.end(getRequest('/wait?id=half-closed&head=1', { close: false }));
+  await poll(async () => (socket.received().includes('waiting\n') ? true : undefined), 'the half-closed client to get the head and first chunk');
+  assert.match(socket.received(), /^HTTP\/1\.1 (100 Continue\r\n\r\nHTTP\/1\.1 )?200 /);
+  const seen = await status(front!.url, 'half-closed', agent!);
+  assert.ok(seen.started && !seen.aborted, 'a FIN is not a client gone');
+  socket.destroy();
+});
+
 abort.run();
 
 // ---------------------------------------------------------------------------------------------
@@ -484,7 +494,7 @@ timeout('no response head within --response-timeout answers 504', async ({ front
   const res = await call(`${front!.url}/slow?ms=4000`, { dispatcher: agent });
   assert.is(res.status, 504);
   assert.is(res.text, '504 Gateway Timeout\n');
-  await front!.waitForStderr(/504 GET \/slow\?ms=4000: no response from unix:\S+ within 1 s/);
+  await front!.waitForStderr(/504 GET \/slow\?ms=4000: no response from unix:\S+ within --response-timeout 1 s/);
 });
 
 timeout('the backend cancels the timed-out request: the app sees tsgi.signal abort', async ({ front, agent }) => {

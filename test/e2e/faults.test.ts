@@ -161,7 +161,7 @@ hang('a stopped backend: its requests get 504 or 502, the other keeps serving, S
   for (const f of result.failures) {
     if (f.status === 504) assert.is(f.body, '504 Gateway Timeout\n');
   }
-  if (result.failures.some((f) => f.status === 504)) assert.match(log, /504 \w+ \/load\?\S+: no response from unix:\S+ within 3 s/);
+  if (result.failures.some((f) => f.status === 504)) assert.match(log, /504 \w+ \/load\?\S+: no response from unix:\S+ within --response-timeout 3 s/);
   if (result.failures.some((f) => f.status === 502)) assert.match(log, /502 \w+ \/load\?\S+: connection to backend unix:\S+ lost \(ping timeout\)/);
 });
 
