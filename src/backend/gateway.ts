@@ -6,7 +6,7 @@
 // Synchronous apps run to completion without a single promise; async work switches to the
 // slow path only when it is needed (a promise, an async iterable, or backpressure).
 import { STATUS_CODES } from 'node:http';
-import { GatewayError, errorBody, httpStatusFor } from '../protocol/errors.js';
+import { GatewayError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AppResult, Application, Chunk, Environ, StartResponse, Write } from './types.js';
 
@@ -73,7 +73,7 @@ export function checkHead(
   if (!Number.isInteger(code) || code < 200 || code > 999) {
     throw new GatewayError('TSGI_ERR_START_RESPONSE', `status code ${code} is not a final status (200-999)`);
   }
-  if (reason === STATUS_CODES[code]) reason = ''; // the front supplies the standard phrase
+  if (reason === STATUS_CODES[code] || reason === reasonPhrase(code)) reason = ''; // the front supplies the standard phrase
   const flat: string[] = [];
   let length = -1;
   const add = (name: string, value: unknown) => {
@@ -333,12 +333,11 @@ class Exchange {
     if (this.#out.aborted) {
       this.#log.debug(`${what}: stopped after the client went away (${(err as Error)?.message ?? err})`);
     } else if (!this.#headSent) {
-      const status = httpStatusFor(err);
-      this.#log.error(`${what}: application error before the response head; answered ${status}`, err);
+      const answer = statusResponse(httpStatusFor(err)); // the front decides about its connection
+      this.#log.error(`${what}: application error before the response head; answered ${answer.status}`, err);
       this.#headSent = true;
-      const body = Buffer.from(errorBody(status));
-      this.#out.head(status, '', ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)], false);
-      this.#out.write(body, true);
+      this.#out.head(answer.status, '', answer.headers, false);
+      this.#out.write(Buffer.from(answer.body), true);
     } else {
       this.#log.error(`${what}: application error after the response head was sent; stream reset`, err);
       this.#out.abort('application error after the response head');

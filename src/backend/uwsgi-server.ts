@@ -1,11 +1,10 @@
 // The backend's uwsgi listener (`tsgi serve --uwsgi-socket PATH`): takes the genuine uwsgi
 // packets that nginx's uwsgi_pass sends, runs the application for each request, and writes the
 // response back as raw HTTP/1.1. One request per connection; the connection closes at the end.
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
-import { TsgiError } from '../protocol/errors.js';
+import { TsgiError, rawErrorResponse, reasonPhrase } from '../protocol/errors.js';
 import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../protocol/uwsgi.js';
 import { LazySignal, buildEnvironFromVars } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
@@ -36,7 +35,7 @@ export interface UwsgiServerOptions {
 const PACKET_TIMEOUT_MS = 30_000;
 /** After the response, unread request bytes are drained for at most this long before closing. */
 const LINGER_MS = 2000;
-const BAD_REQUEST = Buffer.from('HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 16\r\n\r\n400 Bad Request\n');
+const BAD_REQUEST = Buffer.from(rawErrorResponse(new TsgiError('TSGI_ERR_BAD_REQUEST', 'malformed uwsgi packet')), 'latin1');
 
 /** Writes the response to the socket as raw HTTP/1.1, honouring the socket's backpressure. */
 class SocketResponder implements Responder {
@@ -55,7 +54,7 @@ class SocketResponder implements Responder {
 
   head(status: number, reason: string, headers: string[], end: boolean): void {
     this.status = status;
-    let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'Unknown'}\r\n`;
+    let text = `HTTP/1.1 ${status} ${reason || reasonPhrase(status) || 'Unknown'}\r\n`;
     for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
     this.#bodyless = end || this.#headRequest || status === 204 || status === 304;
     const socket = this.#socket;

@@ -8,11 +8,10 @@
 // until its response is complete, so responses can only go out in order. Limits: --max-header-size
 // (431), --headers-timeout (408), --keep-alive-timeout, --max-connections (503 + Retry-After);
 // malformed heads get 400; every refusal is a log line and closes the connection.
-import { STATUS_CODES } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '../protocol/http-request.js';
-import { TsgiError, httpStatusFor, rawErrorResponse } from '../protocol/errors.js';
+import { TsgiError, httpStatusFor, rawErrorResponse, reasonPhrase } from '../protocol/errors.js';
 
 export interface HttpServerOptions {
   log: Logger;
@@ -59,6 +58,7 @@ export const MAX_DROP_BYTES = 1024 * 1024;
  * socket destroyed at once. Bounds the descriptors a flood of refused connections holds.
  */
 const MAX_REFUSED_LINGERING = 64;
+const OVER_MAX_CONNECTIONS = rawErrorResponse(new TsgiError('TSGI_ERR_OVERLOADED', 'over --max-connections'));
 /** Bodies up to this size are written together with the head, as one string. */
 const SMALL_BODY = 2048;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
@@ -183,7 +183,7 @@ export class HttpServer {
     }
     this.opts.onRefused?.(503);
     socket.on('error', ignore);
-    socket.end(rawErrorResponse(503));
+    socket.end(OVER_MAX_CONNECTIONS);
     if (this.#lingering.size >= MAX_REFUSED_LINGERING) {
       socket.destroySoon(); // too many lingering already: the descriptor goes once the 503 is out
       return;
@@ -341,7 +341,7 @@ export class HttpResponse {
     if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_VALUE.test(reason))) {
       throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status} ${JSON.stringify((reason ?? '').slice(0, 40))}`);
     }
-    let head = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'Unknown'}\r\n`;
+    let head = `HTTP/1.1 ${status} ${reason || reasonPhrase(status) || 'Unknown'}\r\n`;
     let length: string | null = null;
     let hasDate = false;
     for (let i = 0; i < headers.length; i += 2) {
@@ -933,7 +933,7 @@ class Connection implements RequestEvents {
     this.req = null;
     this.keepAlive = false;
     this.#waitingSince = Number.POSITIVE_INFINITY;
-    this.socket.write(rawErrorResponse(status), 'latin1');
+    this.socket.write(rawErrorResponse(err), 'latin1');
     this.#end();
   }
 

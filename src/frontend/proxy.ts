@@ -8,7 +8,7 @@
 import type { Logger } from '../common/log.js';
 import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
 import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
-import { TsgiError, errorBody, httpStatusFor } from '../protocol/errors.js';
+import { TsgiError, blamesBackend, errorResponse } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { HttpRequest, HttpResponse } from './http-server.js';
 import type { Link } from './link.js';
@@ -157,7 +157,6 @@ export class Exchange implements Waiter, Observed {
     if (this.done) return;
     this.finish();
     const { req, res } = this;
-    const status = httpStatusFor(err);
     const message = err instanceof Error ? err.message : String(err);
     const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'})`;
     if (this.cancelled) {
@@ -170,17 +169,13 @@ export class Exchange implements Waiter, Observed {
       res.destroy();
       return;
     }
-    if ((status === 502 || status === 504) && this.link !== null) this.link.owner.failures++;
-    this.opts.log.warn(`${status} ${req.method} ${req.url}: ${message} ${peer}`);
-    const body = Buffer.from(errorBody(status));
-    const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)];
-    if (status === 503) headers.push('retry-after', '1');
-    // A refused client request (4xx) closes its connection: the rest of it is not trusted (a
-    // smuggling attempt) or not read (a body over the limit or stalled).
-    if (status < 500 || (req.hasBody && !req.complete)) headers.push('connection', 'close');
-    res.writeHead(status, undefined, headers);
-    this.bytesOut += body.length; // before end(): the response's close (the access log) runs inside it
-    res.end(body);
+    if (this.link !== null && blamesBackend(err)) this.link.owner.failures++;
+    // A refused request closes its connection (the rest of it is not trusted, or not read).
+    const answer = errorResponse(err, { bodyUnread: req.hasBody && !req.complete });
+    this.opts.log.warn(`${answer.status} ${req.method} ${req.url}: ${message} ${peer}`);
+    res.writeHead(answer.status, answer.reason, answer.headers);
+    this.bytesOut += answer.body.length; // before end(): the response's close (the access log) runs inside it
+    res.end(Buffer.from(answer.body));
   }
 
   finish(): void {
@@ -375,6 +370,7 @@ function onBackendReset(this: Stream, code: number, message: string): void {
   let err: TsgiError;
   if (code === LOCAL_CONNECTION_LOST) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
   else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);
+  else if (code === ResetCode.TOO_LARGE && !ex.headReceived) err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `${backend} refused the request body as too large${message ? ` (${message})` : ''}`);
   else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
   ex.fail(err);
 }

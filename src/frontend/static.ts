@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import type send from 'send';
 import type { Logger } from '../common/log.js';
 import type { StaticMount } from '../common/options.js';
-import { ConfigError, errorBody, httpStatusForCode, type TsgiError, type TsgiErrorCode } from '../protocol/errors.js';
+import { ConfigError, TsgiError, errorResponse, httpStatusForCode, statusResponse, type ErrorResponse, type TsgiErrorCode } from '../protocol/errors.js';
 import type { HttpRequest, HttpResponse } from './http-server.js';
 import { StaticResponse } from './static-response.js';
 import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from './static-path.js';
@@ -132,7 +132,7 @@ export class StaticFiles {
     }
     this.#serve(req, res, state).catch((err: unknown) => {
       this.#log.error(`static ${req.method} ${req.url}: ${(err as Error).message}`, err);
-      this.#answer(res, 500);
+      this.#answer(res, statusResponse(500));
     });
   }
 
@@ -201,7 +201,7 @@ export class StaticFiles {
       const status = err.status ?? 500;
       if (status === 500) this.#log.error(`static ${req.method} ${req.url}: ${err.message}`, err);
       else this.#log.debug(`${status} ${req.method} ${req.url}: ${err.message}`);
-      this.#answer(res, status, err.headers);
+      this.#answer(res, statusResponse(status), err.headers);
     });
     if (this.onDone !== undefined) stream.on('stream', (s: ReadStream) => { state.stream = s; });
     stream.pipe(res as never);
@@ -234,25 +234,21 @@ export class StaticFiles {
     const line = `static ${status} ${req.method} ${req.url} from ${req.socket.remoteAddress ?? 'unix client'}: ${why}`;
     if (hostile) this.#log.warn(line);
     else this.#log.debug(line);
-    // A request refused for its head or its size (400, 413, 431): the connection closes, as for
-    // a proxied one (the rest of it is not read, or not trusted).
-    this.#answer(res, status, status === 405 ? { allow: 'GET, HEAD' }
-      : status === 400 || status === 413 || status === 431 ? { connection: 'close' } : undefined);
+    this.#answer(res, errorResponse(new TsgiError(code, why)));
   }
 
-  /** A plain-text error answer, replacing any header set so far (a 416 keeps its Content-Range). */
-  #answer(res: StaticResponse, status: number, extra?: Record<string, string>): void {
+  /** An error answer, replacing any header set so far (a 416 keeps the Content-Range of `extra`). */
+  #answer(res: StaticResponse, answer: ErrorResponse, extra?: Record<string, string>): void {
     if (res.headersSent) {
       res.destroy();
       return;
     }
     for (const name of res.getHeaderNames()) res.removeHeader(name);
-    const body = errorBody(status);
     if (extra !== undefined) for (const name in extra) res.setHeader(name, extra[name]!);
-    res.setHeader('content-type', 'text/plain; charset=utf-8');
-    res.setHeader('content-length', Buffer.byteLength(body));
-    res.writeHead(status);
-    res.end(Buffer.from(body));
+    const h = answer.headers;
+    for (let i = 0; i < h.length; i += 2) res.setHeader(h[i]!, h[i + 1]!);
+    res.writeHead(answer.status);
+    res.end(Buffer.from(answer.body));
   }
 }
 

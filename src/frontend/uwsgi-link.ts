@@ -245,16 +245,14 @@ class UwsgiStream implements StreamSurface {
     this.#lost(`connection to backend ${this.#link.name} lost${this.#error ? ` (${this.#error})` : ''}`);
   }
 
-  /** A chunked body over the limit: answered here, as the uwsgi backend could not take it. */
+  /**
+   * A chunked body over the limit: refused like a tsgi backend refuses one (a TOO_LARGE reset),
+   * so the exchange answers it as every other refusal (413, and the connection closes).
+   */
   #tooLarge(): void {
     if (this.closed) return;
     this.#close();
-    const body = Buffer.from(`413 Content Too Large: a request body without Content-Length is limited to ${CHUNKED_BODY_LIMIT} bytes for a uwsgi backend\n`);
-    this.onHead?.(responseHead({
-      status: 413, reason: '', framing: 'length',
-      headers: ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)],
-    }), false);
-    this.onData?.(body, true);
+    this.onReset?.(ResetCode.TOO_LARGE, `a request body without Content-Length is limited to ${CHUNKED_BODY_LIMIT} bytes for a uwsgi backend`);
   }
 }
 

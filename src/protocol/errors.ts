@@ -1,10 +1,10 @@
 // The one errors module: every error tsgi raises on purpose is a TsgiError with a stable
-// TSGI_ERR_* code, and this file alone decides which HTTP status each one becomes.
+// TSGI_ERR_* code, and this file alone decides which HTTP response each one becomes: status,
+// reason, headers, body and whether the connection closes (errorResponse).
 
 export type TsgiErrorCode =
   | 'TSGI_ERR_PROTOCOL'
   | 'TSGI_ERR_FRAME_TOO_LARGE'
-  | 'TSGI_ERR_FLOW_CONTROL'
   | 'TSGI_ERR_VERSION'
   | 'TSGI_ERR_BACKEND_UNAVAILABLE'
   | 'TSGI_ERR_BACKEND_LOST'
@@ -30,10 +30,9 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_STATIC_NOT_FOUND'
   | 'TSGI_ERR_STATIC_METHOD';
 
-const STATUS: Record<TsgiErrorCode, number> = {
+export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_PROTOCOL: 502,
   TSGI_ERR_FRAME_TOO_LARGE: 502,
-  TSGI_ERR_FLOW_CONTROL: 502,
   TSGI_ERR_VERSION: 502,
   TSGI_ERR_BACKEND_UNAVAILABLE: 502,
   TSGI_ERR_BACKEND_LOST: 502,
@@ -113,23 +112,30 @@ export function httpStatusForCode(code: TsgiErrorCode): number {
   return STATUS[code];
 }
 
-const REASONS: Record<number, string> = {
-  400: 'Bad Request',
-  403: 'Forbidden',
-  404: 'Not Found',
-  405: 'Method Not Allowed',
-  408: 'Request Timeout',
-  412: 'Precondition Failed',
-  416: 'Range Not Satisfiable',
-  417: 'Expectation Failed',
-  413: 'Content Too Large',
-  431: 'Request Header Fields Too Large',
+/** Reason phrases (RFC 9110 section 15), the one table for every status line tsgi writes. */
+const REASONS: Readonly<Record<number, string>> = {
+  100: 'Continue', 101: 'Switching Protocols', 102: 'Processing', 103: 'Early Hints',
+  200: 'OK', 201: 'Created', 202: 'Accepted', 203: 'Non-Authoritative Information', 204: 'No Content',
+  205: 'Reset Content', 206: 'Partial Content', 207: 'Multi-Status', 208: 'Already Reported', 226: 'IM Used',
+  300: 'Multiple Choices', 301: 'Moved Permanently', 302: 'Found', 303: 'See Other', 304: 'Not Modified',
+  305: 'Use Proxy', 307: 'Temporary Redirect', 308: 'Permanent Redirect',
+  400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found',
+  405: 'Method Not Allowed', 406: 'Not Acceptable', 407: 'Proxy Authentication Required', 408: 'Request Timeout',
+  409: 'Conflict', 410: 'Gone', 411: 'Length Required', 412: 'Precondition Failed', 413: 'Content Too Large',
+  414: 'URI Too Long', 415: 'Unsupported Media Type', 416: 'Range Not Satisfiable', 417: 'Expectation Failed',
+  418: "I'm a Teapot", 421: 'Misdirected Request', 422: 'Unprocessable Content', 423: 'Locked', 424: 'Failed Dependency',
+  425: 'Too Early', 426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large', 451: 'Unavailable For Legal Reasons',
   499: 'Client Closed Request',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
-  503: 'Service Unavailable',
-  504: 'Gateway Timeout',
+  500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
+  504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 506: 'Variant Also Negotiates', 507: 'Insufficient Storage',
+  508: 'Loop Detected', 510: 'Not Extended', 511: 'Network Authentication Required',
 };
+
+/** The standard reason phrase of a status, or '' for one that has none. */
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? '';
+}
 
 /** A short plain-text body for an error response; never includes internals of the app. */
 export function errorBody(status: number): string {
@@ -137,13 +143,69 @@ export function errorBody(status: number): string {
 }
 
 /**
- * A whole error response as raw HTTP/1.1 text, for a socket that has no ServerResponse (a
- * client error before a request was parsed, a connection over the limit). The connection is
- * always closed after it; a 503 carries Retry-After.
+ * Refusals of the client's request itself (malformed, too large, too slow, an unmet Expect):
+ * the rest of that connection is not read, or not trusted, so it closes after the answer.
  */
-export function rawErrorResponse(status: number): string {
+const CLOSES: ReadonlySet<TsgiErrorCode> = new Set<TsgiErrorCode>([
+  'TSGI_ERR_BAD_REQUEST', 'TSGI_ERR_REQUEST_TIMEOUT', 'TSGI_ERR_BODY_TOO_LARGE', 'TSGI_ERR_HEADERS_TOO_LARGE',
+  'TSGI_ERR_EXPECTATION_FAILED', 'TSGI_ERR_STATIC_BAD_PATH',
+]);
+
+/** Failures of a backend (lost, reset, timed out, broke the protocol): counted against it. */
+const BACKEND_FAULTS: ReadonlySet<TsgiErrorCode> = new Set<TsgiErrorCode>([
+  'TSGI_ERR_PROTOCOL', 'TSGI_ERR_FRAME_TOO_LARGE', 'TSGI_ERR_VERSION', 'TSGI_ERR_BACKEND_UNAVAILABLE',
+  'TSGI_ERR_BACKEND_LOST', 'TSGI_ERR_BACKEND_RESET', 'TSGI_ERR_BACKEND_TIMEOUT',
+]);
+
+/** Whether an error that ended a request is the backend's fault (its failure count). */
+export function blamesBackend(err: unknown): boolean {
+  return err instanceof TsgiError && BACKEND_FAULTS.has(err.code);
+}
+
+/** An error as the response a client gets: the whole policy in one place. */
+export interface ErrorResponse {
+  status: number;
+  reason: string;
+  /** Flat [name, value, …], lowercase names: content-type, content-length, and as the error needs retry-after, allow, connection. */
+  headers: string[];
+  body: string;
+  /** The connection closes after it (the headers then say `connection: close`). */
+  close: boolean;
+}
+
+/**
+ * The response for an error that ends a request: its status and reason, a short text body,
+ * `retry-after: 1` on a 503, `allow` on a 405, and a close for a refusal of the request itself
+ * or when `bodyUnread` (the rest of the request body will not be read).
+ */
+export function errorResponse(err: unknown, opts: { bodyUnread?: boolean } = {}): ErrorResponse {
+  const code = err instanceof TsgiError ? err.code : null;
+  const r = statusResponse(code === null ? 500 : STATUS[code]);
+  if (code === 'TSGI_ERR_STATIC_METHOD') r.headers.push('allow', 'GET, HEAD');
+  if ((code !== null && CLOSES.has(code)) || opts.bodyUnread === true) {
+    r.close = true;
+    r.headers.push('connection', 'close');
+  }
+  return r;
+}
+
+/** The plain error response for a status alone (a file server's 412 or 416, say): no close. */
+export function statusResponse(status: number): ErrorResponse {
   const body = errorBody(status);
-  return `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nconnection: close\r\n`
-    + `${status === 503 ? 'retry-after: 1\r\n' : ''}content-type: text/plain; charset=utf-8\r\n`
-    + `content-length: ${body.length}\r\n\r\n${body}`;
+  const headers = ['content-type', 'text/plain; charset=utf-8', 'content-length', String(body.length)];
+  if (status === 503) headers.push('retry-after', '1');
+  return { status, reason: REASONS[status] ?? 'Error', headers, body, close: false };
+}
+
+/**
+ * A whole error response as raw HTTP/1.1 text, for a socket that has no response object (a
+ * client error before a request was parsed, a connection over the limit). The connection is
+ * always closed after it.
+ */
+export function rawErrorResponse(err: unknown): string {
+  const r = errorResponse(err);
+  let text = `HTTP/1.1 ${r.status} ${r.reason}\r\n`;
+  if (!r.close) text += 'connection: close\r\n';
+  for (let i = 0; i < r.headers.length; i += 2) text += `${r.headers[i]}: ${r.headers[i + 1]}\r\n`;
+  return `${text}\r\n${r.body}`;
 }

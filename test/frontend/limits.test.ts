@@ -72,13 +72,15 @@ test('client refusals map to 400, 408, 413, 431; a raw 503 carries Retry-After a
   assert.is(status('TSGI_ERR_REQUEST_TIMEOUT'), 408);
   assert.is(status('TSGI_ERR_BODY_TOO_LARGE'), 413);
   assert.is(status('TSGI_ERR_HEADERS_TOO_LARGE'), 431);
-  const raw = rawErrorResponse(503);
+  const raw = rawErrorResponse(new TsgiError('TSGI_ERR_OVERLOADED', 'over --max-connections'));
   assert.match(raw, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
   assert.match(raw, /\r\nretry-after: 1\r\n/);
   assert.match(raw, /\r\nconnection: close\r\n/);
-  assert.match(raw, /content-length: 24\r\n\r\n503 Service Unavailable\n$/);
-  assert.not.match(rawErrorResponse(431), /retry-after/);
-  assert.match(rawErrorResponse(431), /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  assert.match(raw, /\r\ncontent-length: 24\r\n/);
+  assert.match(raw, /\r\n\r\n503 Service Unavailable\n$/);
+  const tooLarge = rawErrorResponse(new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', ''));
+  assert.not.match(tooLarge, /retry-after/);
+  assert.match(tooLarge, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
 });
 
 test.run();
