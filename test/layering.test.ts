@@ -1,7 +1,8 @@
-// The module boundaries of ARCHITECTURE.md, enforced: src/protocol does no I/O, and the front
-// and the backend never import each other.
+// The module boundaries of ARCHITECTURE.md, enforced: src/protocol does no I/O, the front and
+// the backend never import each other, common/ imports neither, and no module imports itself
+// through a circle of value imports.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -54,6 +55,42 @@ test('the protocol core imports nothing from the front, the backend or common', 
       assert.not.ok(/\.\.\/(frontend|backend|common)\//.test(spec), `${relative(root, file)} imports ${spec}`);
     }
   }
+});
+
+test('common imports neither the front nor the backend', () => {
+  const files = sources(join(root, 'common'));
+  assert.ok(files.length > 3, 'found the common sources');
+  for (const file of files) {
+    for (const spec of importsOf(file)) {
+      assert.not.ok(/\.\.\/(frontend|backend)\//.test(spec), `${relative(root, file)} imports ${spec}`);
+    }
+  }
+});
+
+/** The relative modules `file` imports for their values (`import type` is erased, so it is left out). */
+function valueImportsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/(?:^|\n)\s*(?:import|export)\s+(type\s+)?[^'"]*?from\s+['"](\.[^'"]+)['"]/g)]
+    .filter((m) => m[1] === undefined)
+    .map((m) => join(dirname(file), m[2]!.replace(/\.js$/, '.ts')));
+}
+
+test('no circle of value imports', () => {
+  const files = sources(root);
+  const graph = new Map(files.map((f) => [f, valueImportsOf(f)]));
+  assert.ok(graph.size > 50, 'found the sources');
+  const done = new Set<string>();
+  const path: string[] = [];
+  const visit = (file: string): void => {
+    const at = path.indexOf(file);
+    if (at !== -1) assert.unreachable(`import circle: ${[...path.slice(at), file].map((f) => relative(root, f)).join(' -> ')}`);
+    if (done.has(file)) return;
+    path.push(file);
+    for (const next of graph.get(file) ?? []) visit(next);
+    path.pop();
+    done.add(file);
+  };
+  for (const file of files) visit(file);
 });
 
 test.run();
