@@ -423,8 +423,14 @@ export interface CorpusCase {
   /** For client cases: how many GET streams the client opens before the bytes (default 0). */
   streams?: number;
   /** For front cases (frames a backend sends for stream 1): what the HTTP client must see. */
+  /** For front cases: what the HTTP client must see; for uwsgi cases: parsed (vars, rest) or refused (message). */
   expect?: {
-    outcome: 'cut' | '502' | 'complete';
+    outcome: 'cut' | '502' | 'complete' | 'parsed' | 'refused';
+    /** uwsgi: how many vars the packet holds, and the hex of the bytes after it. */
+    vars?: number;
+    rest?: string;
+    /** uwsgi: a regex the refusal's message must match. */
+    message?: string;
     status?: number;
     /** The body (complete), or what a cut body may be a prefix of. */
     body?: string;

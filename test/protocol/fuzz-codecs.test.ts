@@ -196,11 +196,23 @@ http.run();
 
 const replay = suite('protocol/fuzz-corpus-uwsgi');
 
-replay('every uwsgi case of test/fixtures/fuzz-corpus parses or is refused with ProtocolError', () => {
-  for (const c of corpus('uwsgi')) {
+replay('every uwsgi case of test/fixtures/fuzz-corpus is parsed or refused as it says, whole and byte by byte', () => {
+  const cases = corpus('uwsgi');
+  assert.ok(cases.length >= 5, 'the corpus has uwsgi cases');
+  for (const c of cases) {
     const bytes = Buffer.from(c.hex, 'hex');
-    parse([bytes]);
-    parse([...bytes].map((b) => Buffer.of(b)));
+    for (const chunks of [[bytes], [...bytes].map((b) => Buffer.of(b))]) {
+      const r = parse(chunks);
+      if (c.expect!.outcome === 'refused') {
+        assert.instance(r, ProtocolError, `${c.file}: refused`);
+        assert.match((r as ProtocolError).message, new RegExp(c.expect!.message!), c.file);
+      } else {
+        assert.ok(r !== null && !(r instanceof ProtocolError), `${c.file}: parsed`);
+        const packet = r as { vars: [string, string][]; rest: Buffer };
+        assert.is(packet.vars.length, c.expect!.vars, `${c.file}: vars`);
+        assert.is(packet.rest.toString('hex'), c.expect!.rest ?? '', `${c.file}: the bytes after the packet`);
+      }
+    }
   }
 });
 
