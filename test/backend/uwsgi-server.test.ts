@@ -13,7 +13,7 @@ import { InputStream } from '../../src/backend/input.js';
 import type { Application } from '../../src/backend/types.js';
 import { UwsgiServer } from '../../src/backend/uwsgi-server.js';
 import type { Logger } from '../../src/common/log.js';
-import { eventually } from '../helpers/assert.js';
+import { eventually, quiescent } from '../helpers/assert.js';
 import { dial, exchange, packet, parseRaw, request } from '../helpers/uwsgi.js';
 
 const WINDOW = 64 * 1024;
@@ -196,8 +196,8 @@ test('the request body streams in with backpressure: an app that does not read i
   for (let i = 0; i < body.length; i += 4096) body.writeUInt32LE(i, i);
   const pending = exchange(path, packet([['REQUEST_METHOD', 'POST'], ['PATH_INFO', '/hold-body'], ['CONTENT_LENGTH', String(body.length)]], body));
   await eventually(() => state.input !== null && state.input.received >= WINDOW, 'the app to get the first window of the body');
-  await sleep(200); // room for a server without backpressure to read far more
-  const received = state.input!.received;
+  // A server without backpressure would read on: wait until the reading settles.
+  const received = await quiescent(() => state.input!.received, 'the bytes read');
   assert.ok(received < 4 * WINDOW, `read ${received} bytes ahead of an app that reads nothing (window ${WINDOW})`);
   state.open();
   const r = parseRaw(await pending);
@@ -210,8 +210,7 @@ test('the response streams out with backpressure: a client that does not read st
   socket.pause();
   socket.write(packet(GET('/big')));
   await eventually(() => state.produced > 0, 'the app to start');
-  await sleep(200);
-  const produced = state.produced;
+  const produced = await quiescent(() => state.produced, 'the chunks produced');
   assert.ok(produced < 128, `produced ${produced} of 256 chunks of 64 KiB for a client that reads nothing`);
   let total = 0;
   socket.on('data', (c: Buffer) => { total += c.length; });

@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request as undiciRequest } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { quiescent } from '../helpers/assert.js';
 import { digestOf } from '../helpers/bodies.js';
 import { call, newAgent, newCtx, poll, setUp, type Ctx } from '../helpers/e2e.js';
 import { interopDigest } from '../helpers/interop.js';
@@ -133,8 +133,8 @@ front('a client that does not read stops the uwsgi backend: the front pauses the
   const slow = newAgent(); // its own connection, left unread
   const res = await undiciRequest(`${front!.url}/download?mb=64`, { dispatcher: slow });
   assert.is(res.statusCode, 200);
-  await sleep(300); // room for a front without flow control to read on
-  const made = (await produced()) - before;
+  // A front without flow control would read on: wait until the count settles.
+  const made = (await quiescent(produced, 'the chunks made')) - before;
   assert.ok(made < 64 * 16 / 2, `the app made ${made} of ${64 * 16} chunks of 64 KiB for a client that reads nothing`);
   await slow.destroy();
 });

@@ -51,3 +51,20 @@ export async function eventually(condition: () => boolean, what: string, deadlin
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
 }
+
+/**
+ * A reading once it has stopped moving: sampled every `gapMs` until two samples in a row are
+ * equal (at most `maxSamples`). For bounds on what a side buffers: a fixed sleep followed by a
+ * check passes vacuously when a broken implementation was merely slow; this waits until the
+ * thing measured has settled (a broken one settles only once it has read everything).
+ */
+export async function quiescent(read: () => number | Promise<number>, what: string, gapMs = 100, maxSamples = 100): Promise<number> {
+  let last = await read();
+  for (let i = 0; i < maxSamples; i++) {
+    await new Promise<void>((resolve) => setTimeout(resolve, gapMs));
+    const now = await read();
+    if (now === last) return now;
+    last = now;
+  }
+  throw failure(`${what} never settled (last reading ${last})`);
+}
