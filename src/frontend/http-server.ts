@@ -46,6 +46,8 @@ export interface HttpServerOptions {
   maxDropBytes?: number;
   /** Counts refusals (the metrics): called with the status of each. */
   onRefused?: (status: number) => void;
+  /** False: no timer sweeps the connections; the owner calls sweep() (tests, with a clock of their own). */
+  sweeper?: boolean;
 }
 
 /** Default of lingerTimeoutMs. */
@@ -106,10 +108,10 @@ export class HttpServer {
     this.maxDropBytes = opts.maxDropBytes ?? MAX_DROP_BYTES;
     const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs, opts.bodyTimeoutMs ?? 0, this.lingerTimeoutMs,
       this.sendTimeoutMs].filter((t) => t > 0);
-    if (timeouts.length > 0) {
+    if (timeouts.length > 0 && opts.sweeper !== false) {
       // One timer looks at every connection (as Node's server does), not a timer per connection.
       const every = Math.min(1000, Math.max(100, Math.min(...timeouts) / 4));
-      this.#sweeper = setInterval(() => this.#sweep(), every);
+      this.#sweeper = setInterval(() => this.sweep(), every);
       this.#sweeper.unref();
     }
   }
@@ -195,8 +197,8 @@ export class HttpServer {
     socket.resume();
   }
 
-  #sweep(): void {
-    const now = Date.now();
+  /** Applies every timeout as of `now` (the sweeper calls it; a test may, with a time of its own). */
+  sweep(now = Date.now()): void {
     const { headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs = 0 } = this.opts;
     for (const c of this.connections) c.checkTimeouts(now, headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs);
     const linger = this.lingerTimeoutMs;

@@ -197,3 +197,105 @@ test('a refusal is a raw error response and the end', async () => {
 });
 
 test.run();
+
+// ---- the timeouts, driven by sweep(now) with a time of the test's own (no waiting) -------------
+
+/** A client that reads nothing: the server's writes never complete. */
+class StalledSocket extends FakeSocket {
+  override _write(_chunk: Buffer, _enc: BufferEncoding, _done: (err?: Error | null) => void): void {}
+  override _writev(_chunks: { chunk: Buffer }[], _done: (err?: Error | null) => void): void {}
+}
+
+function timed(opts: Partial<ConstructorParameters<typeof HttpServer>[0]>, handler: Handler = (_req, res) => {
+  res.writeHead(200, undefined, []);
+  res.end(Buffer.from('ok'));
+}) {
+  const server = new HttpServer({
+    log, onRequest: handler, keepAliveTimeoutMs: 5000, headersTimeoutMs: 30_000, maxHeaderSize: 16384, maxConnections: 0,
+    lingerTimeoutMs: 5000, sendTimeoutMs: 60_000, bodyTimeoutMs: 30_000, sweeper: false, ...opts,
+  });
+  return server;
+}
+
+const timers = suite('frontend/http-server-timeouts');
+
+timers('a head not complete within --headers-timeout gets 408', async () => {
+  const server = timed({});
+  const c = new FakeSocket();
+  server.accept(c as unknown as Socket);
+  c.send('GET / HTTP/1.1\r\nHost');
+  await settle();
+  server.sweep(Date.now() + 29_000);
+  assert.is(c.text, '');
+  server.sweep(Date.now() + 31_000);
+  await settle();
+  assert.match(c.text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+  assert.ok(c.serverEnded);
+});
+
+timers('an idle keep-alive connection closes after --keep-alive-timeout', async () => {
+  const server = timed({});
+  const c = new FakeSocket();
+  server.accept(c as unknown as Socket);
+  c.send('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  await settle();
+  server.sweep(Date.now() + 4000);
+  assert.not.ok(c.destroyed);
+  server.sweep(Date.now() + 6000);
+  assert.ok(c.destroyed);
+});
+
+timers('after Connection: close, the socket goes at --linger-timeout whatever the client sends', async () => {
+  const server = timed({});
+  const c = new FakeSocket();
+  server.accept(c as unknown as Socket);
+  c.send('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  await settle();
+  assert.ok(c.serverEnded);
+  const t = Date.now();
+  server.sweep(t); // the last byte is out: the linger deadline starts
+  c.send('more bytes');
+  server.sweep(t + 4000);
+  assert.not.ok(c.destroyed);
+  c.send('and more');
+  server.sweep(t + 5001);
+  assert.ok(c.destroyed);
+});
+
+timers('a response the client does not read is abandoned at --send-timeout, with a log line', async () => {
+  let closed = false;
+  const server = timed({}, (_req, res) => {
+    res.onClose = () => { closed = true; };
+    res.writeHead(200, undefined, []);
+    res.write(Buffer.alloc(100_000, 0x61));
+  });
+  const c = new StalledSocket();
+  server.accept(c as unknown as Socket);
+  c.send('GET /big HTTP/1.1\r\nHost: a\r\n\r\n');
+  await settle();
+  const t = Date.now();
+  server.sweep(t);
+  server.sweep(t + 59_000);
+  assert.not.ok(c.destroyed);
+  server.sweep(t + 60_001);
+  assert.ok(c.destroyed);
+  await settle();
+  assert.ok(closed, 'the handler is told (the exchange resets its stream)');
+  assert.ok(lines.some((l) => /the response to GET \/big could not be written for --send-timeout \(60 s\)/.test(l)));
+});
+
+timers('an unread body is dropped up to the limit, then the front stops reading and ends', async () => {
+  const server = timed({ maxDropBytes: 1000 });
+  const c = new FakeSocket();
+  server.accept(c as unknown as Socket);
+  c.send(`POST /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(500)}`);
+  await settle();
+  assert.match(c.text, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.not.ok(c.serverEnded, 'the rest of the body may still come within the limit');
+  c.send('y'.repeat(600));
+  await settle();
+  assert.ok(c.serverEnded, 'over the limit: the connection ends');
+  assert.ok(lines.some((l) => /dropped \d+ bytes of the unread body of POST \/ignore, over 1000/.test(l)));
+});
+
+timers.run();
