@@ -11,7 +11,7 @@ import { CLIENT_ATTACKS } from './abuse-clients.js';
 import { KILL_MIB, LineCounter, Probe, Sampler, figures, type AttackSpec, type Figures, type World } from './abuse-measure.js';
 import { PEER_ATTACKS } from './abuse-peers.js';
 import { machineLines } from './machine.js';
-import { APPS, CLI, installCleanup, start, stopAll, tempDir } from './proc.js';
+import { APPS, CLI, installCleanup, start, stopAll, tempDir, type Proc } from './proc.js';
 
 const APP = join(APPS, 'abuse-app.js');
 /** The attacker stops early if its own RSS passes this (MiB). */
@@ -25,6 +25,7 @@ function flag(name: string): string | undefined {
 const SECONDS = Number(flag('--seconds') ?? 4);
 const SETTLE = Number(flag('--settle') ?? 2);
 const ONLY = (flag('--only') ?? '').split(',').filter((s) => s !== '');
+if (!(SECONDS > 0 && SETTLE >= 0)) throw new Error('--seconds wants a number above 0 and --settle one of 0 or more');
 
 let base: string | null = null;
 installCleanup(() => base);
@@ -44,12 +45,18 @@ async function world(spec: AttackSpec): Promise<World> {
   const peers = spec.peers ? await spec.peers(dir) : [];
   const backendSocket = join(dir, 'b.sock');
   const backend = start('tsgi serve', process.execPath, [CLI, 'serve', APP, '--socket', backendSocket, '--graceful-timeout', '1']);
-  await backend.waitFor(/serving on unix:/);
-  const backends = [...(spec.realBackend === false ? [] : [`unix:${backendSocket}`]), ...peers];
-  const front = start('tsgi front', process.execPath, [CLI, 'front', '--listen', '127.0.0.1:0',
-    ...backends.flatMap((b) => ['--backend', b]), '--graceful-timeout', '1', ...(spec.frontArgs ?? [])]);
-  const m = await front.waitFor(/listening on http \S*:(\d+)/);
-  return { dir, port: Number(m[1]), front, backend, backendSocket };
+  let front: Proc | null = null;
+  try {
+    await backend.waitFor(/serving on unix:/);
+    const backends = [...(spec.realBackend === false ? [] : [`unix:${backendSocket}`]), ...peers];
+    front = start('tsgi front', process.execPath, [CLI, 'front', '--listen', '127.0.0.1:0',
+      ...backends.flatMap((b) => ['--backend', b]), '--graceful-timeout', '1', ...(spec.frontArgs ?? [])]);
+    const m = await front.waitFor(/listening on http \S*:(\d+)/);
+    return { dir, port: Number(m[1]), front, backend, backendSocket };
+  } catch (err) {
+    await Promise.all([backend.stop(), front?.stop()]);
+    throw err;
+  }
 }
 
 /** A few requests first, so the baseline includes the code paths' own memory. */
@@ -79,6 +86,7 @@ async function run(spec: AttackSpec): Promise<Row> {
         break;
       }
     }
+    const end = { front: figures(w.front.pid), backend: figures(w.backend.pid) };
     // Log lines of the window itself (what the clean-up causes comes after).
     lines.front.stop();
     lines.backend.stop();
@@ -96,7 +104,9 @@ async function run(spec: AttackSpec): Promise<Row> {
       front: side(w.front.pid, before.front),
       backend: backendUsed ? side(w.backend.pid, before.backend) : null,
       probe: probe.summary(),
-      notes: `${notes}${selfNote}; log lines in the window: front ${lines.front.lines}, backend ${lines.backend.lines}`
+      notes: `${notes}${selfNote}; at the window's end: front ${num(end.front.rss)} MiB, ${num(end.front.fds)} fds`
+        + `${backendUsed ? `, backend ${num(end.backend.rss)} MiB, ${num(end.backend.fds)} fds` : ''}`
+        + `; log lines in the window: front ${lines.front.lines}, backend ${lines.backend.lines}`
         + `${lines.front.first === '' ? '' : `; front's first: "${lines.front.first}"`}`
         + `${lines.backend.first === '' ? '' : `; backend's first: "${lines.backend.first}"`}`,
     };
