@@ -4,8 +4,9 @@
 import { rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  Flags, FrameDecoder, FrameType, GoAway, Hello, Ping, Request, Response, STATIC_NAMES, encodeFrame,
+  FRAME_TYPE_NAMES, Flags, FrameDecoder, FrameType, GoAway, Hello, Ping, Request, Response, STATIC_NAMES, encodeFrame,
 } from '../src/protocol/index.js';
 import type { AttackSpec } from './abuse-measure.js';
 import { SEND_CAP, mib, tally } from './abuse-clients.js';
@@ -82,6 +83,32 @@ function fakeFront(path: string): Socket {
   return socket;
 }
 
+/**
+ * After the window, what a fake front's peer had queued for it: the socket is read for a moment
+ * and the frames counted by type ("1 HELLO, 8 RESPONSE, 3.9 MiB DATA").
+ */
+async function peek(socket: Socket, ms = 300): Promise<string> {
+  if (socket.destroyed) return 'closed by the backend';
+  const counts = new Map<string, number>();
+  let data = 0;
+  const decoder = new FrameDecoder(64 * MIB, { fragmentData: true });
+  socket.on('data', (chunk: Buffer) => {
+    try {
+      decoder.push(chunk, (type, _flags, _stream, payload) => {
+        if (type === FrameType.DATA) data += payload.length;
+        else counts.set(FRAME_TYPE_NAMES[type] ?? `type ${type}`, (counts.get(FRAME_TYPE_NAMES[type] ?? `type ${type}`) ?? 0) + 1);
+      });
+    } catch {
+      socket.destroy();
+    }
+  });
+  socket.resume();
+  await sleep(ms);
+  const frames = [...counts].map(([k, n]) => `${n} ${k}`);
+  if (data > 0) frames.push(`${mib(data)} DATA`);
+  return `read for ${ms} ms after the window: ${frames.length === 0 ? 'nothing' : frames.join(', ')}`;
+}
+
 export const pingFloodServe: AttackSpec = {
   name: 'ping-flood-serve',
   what: 'a fake front says HELLO to tsgi serve, floods PINGs and never reads',
@@ -148,7 +175,7 @@ export const absurdWindow: AttackSpec = {
       }
     });
     return async () => {
-      const note = `asked 8 x 128 MiB${socket.destroyed ? '; closed by the backend' : ''}`;
+      const note = `asked 8 x 128 MiB; ${await peek(socket)}`;
       socket.destroy();
       return note;
     };
@@ -168,8 +195,9 @@ export const absurdSoftware: AttackSpec = {
     }
     return async () => {
       const open = sockets.filter((s) => !s.destroyed).length;
+      const first = `the first connection, ${await peek(sockets[0]!)}`;
       for (const s of sockets) s.destroy();
-      return `sent ${mib(100 * frame.length)}; ${open} of 100 still open`;
+      return `sent ${mib(100 * frame.length)}; ${open} of 100 still open; ${first}`;
     };
   },
 };
