@@ -75,25 +75,33 @@ async function run(spec: AttackSpec): Promise<Row> {
     const sampler = new Sampler([w.front.pid, w.backend.pid]);
     const lines = { front: new LineCounter(w.front), backend: new LineCounter(w.backend) };
     const probe = new Probe(w.port, spec.probeFresh === true);
-    const stop = await spec.start(w);
-    const until = Date.now() + SECONDS * 1000;
+    let notes: string;
     let selfNote = '';
-    while (Date.now() < until) {
-      await sleep(100);
-      const self = process.memoryUsage().rss / 2 ** 20;
-      if (self > SELF_LIMIT_MIB) {
-        selfNote = `; stopped early: the attacker reached ${self.toFixed(0)} MiB`;
-        break;
+    let end: { front: Figures; backend: Figures };
+    try {
+      const stop = await spec.start(w);
+      const until = Date.now() + SECONDS * 1000;
+      while (Date.now() < until) {
+        await sleep(100);
+        const self = process.memoryUsage().rss / 2 ** 20;
+        if (self > SELF_LIMIT_MIB) {
+          selfNote = `; stopped early: the attacker reached ${self.toFixed(0)} MiB`;
+          break;
+        }
       }
+      end = { front: figures(w.front.pid), backend: figures(w.backend.pid) };
+      // Log lines of the window itself (what the clean-up causes comes after).
+      lines.front.stop();
+      lines.backend.stop();
+      [notes] = await Promise.all([stop(), probe.stop()]);
+      await sleep(SETTLE * 1000);
+      sampler.sample();
+    } finally {
+      sampler.stop();
+      lines.front.stop();
+      lines.backend.stop();
+      await probe.stop();
     }
-    const end = { front: figures(w.front.pid), backend: figures(w.backend.pid) };
-    // Log lines of the window itself (what the clean-up causes comes after).
-    lines.front.stop();
-    lines.backend.stop();
-    const [notes] = await Promise.all([stop(), probe.stop()]);
-    await sleep(SETTLE * 1000);
-    sampler.sample();
-    sampler.stop();
     const side = (pid: number, b: Figures): Side => ({
       before: b, peak: sampler.peak.get(pid)!, after: figures(pid), killed: sampler.killed.get(pid) ?? null,
       exited: figures(pid).rss === null,
