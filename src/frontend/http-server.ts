@@ -89,6 +89,8 @@ export class HttpServer {
   closing = false;
   #sweeper: NodeJS.Timeout | null = null;
   #refused = 0;
+  /** Connections the front is done with, lingering until their client closes or the deadline: oldest first. */
+  readonly #ended = new Set<Connection>();
   /** Sockets refused at --max-connections, lingering: when each was refused. */
   readonly #lingering = new Map<Socket, number>();
   readonly lingerTimeoutMs: number;
@@ -123,7 +125,7 @@ export class HttpServer {
       socket.destroy();
       return;
     }
-    if (max > 0 && this.connections.size >= max) {
+    if (max > 0 && this.connections.size >= max && !this.#evictLingering()) {
       this.#refuse(socket, max);
       return;
     }
@@ -164,9 +166,32 @@ export class HttpServer {
     this.#sweeper = null;
   }
 
+  /** The front is done with `c`: it lingers, and gives way to a new connection at --max-connections. */
+  ended(c: Connection): void {
+    this.#ended.add(c);
+  }
+
+  /**
+   * At --max-connections, a connection the front is done with (its response all out, only
+   * lingering to read what the client still sends) is closed to make room: lingering sockets
+   * cannot lock honest clients out. False when none can go.
+   */
+  #evictLingering(): boolean {
+    let looked = 0;
+    for (const c of this.#ended) {
+      if (++looked > 16) break;
+      if (c.socket.writableLength > 0) continue; // its response is still going out
+      this.#ended.delete(c);
+      c.socket.destroy();
+      return true;
+    }
+    return false;
+  }
+
   /** A connection closed: one fewer (and the end of a burst of refusals is logged). */
   closed(c: Connection): void {
     this.connections.delete(c);
+    this.#ended.delete(c);
     if (this.closing && this.connections.size === 0) this.#stopSweeping();
     const max = this.opts.maxConnections;
     if (this.#refused > 0 && this.connections.size < max) {
@@ -887,6 +912,7 @@ class Connection implements RequestEvents {
    * flight), within bounds: maxDropBytes, and the linger deadline the sweeper keeps.
    */
   #end(): void {
+    if (!this.#ending) this.server.ended(this);
     this.#ending = true;
     this.#held = null;
     this.#awaitingDrain = false;

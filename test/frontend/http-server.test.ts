@@ -299,3 +299,36 @@ timers('an unread body is dropped up to the limit, then the front stops reading 
 });
 
 timers.run();
+
+const limits = suite('frontend/http-server-max-connections');
+
+limits('at --max-connections a lingering connection gives way; with none, a new one gets 503', async () => {
+  const server = new HttpServer({
+    log, keepAliveTimeoutMs: 5000, headersTimeoutMs: 30_000, maxHeaderSize: 16384, maxConnections: 2, sweeper: false,
+    onRequest: (_req, res) => {
+      res.writeHead(200, undefined, []);
+      res.end(Buffer.from('ok'));
+    },
+  });
+  const lingering = new FakeSocket();
+  server.accept(lingering as unknown as Socket);
+  lingering.send('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  const busy = new FakeSocket();
+  server.accept(busy as unknown as Socket);
+  busy.send('GET / HTTP/1.1\r\nHost'); // a head on its way
+  await settle();
+  assert.ok(lingering.serverEnded, 'answered and ended; its client has not closed');
+  const honest = new FakeSocket();
+  server.accept(honest as unknown as Socket);
+  assert.ok(lingering.destroyed, 'the lingering one made room');
+  honest.send('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  await settle();
+  assert.match(honest.text, /^HTTP\/1\.1 200 OK\r\n/);
+  const refused = new FakeSocket();
+  server.accept(refused as unknown as Socket);
+  await settle();
+  assert.match(refused.text, /^HTTP\/1\.1 503 Service Unavailable\r\n/, 'nobody lingers now: refused');
+  assert.not.ok(busy.destroyed);
+});
+
+limits.run();
