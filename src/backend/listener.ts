@@ -4,6 +4,7 @@
 // stop tells its peers first (beforeDrain).
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Address } from '../common/address.js';
+import { guardAccept } from '../common/accept-guard.js';
 import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { RequestTracker, type Tracked } from './tracker.js';
@@ -31,6 +32,7 @@ export abstract class SocketListener<T extends Tracked> {
     this.log = opts.log;
     this.requests = new RequestTracker(opts.onServed);
     this.#server = createServer(serverOptions, (socket) => this.#accept(socket));
+    guardAccept(this.#server, { log: this.log, name: () => (this.words.request === 'request' ? 'backend' : 'uwsgi') });
   }
 
   /** Serves one accepted connection. */

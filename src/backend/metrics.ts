@@ -3,7 +3,7 @@
 // supervisor adds its own (workers, generation, restarts) and sums the workers' series, which it
 // asks for over IPC (common/worker-metrics.ts).
 import type { Registry } from 'prom-client';
-import { defineMetric, Histogram, promClient, type Sample, StatusCounts } from '../common/metrics.js';
+import { defineMetric, defineProcessMetrics, Histogram, promClient, type Sample, StatusCounts } from '../common/metrics.js';
 
 /** What a server reports for the gauges. */
 export interface Gauged {
@@ -26,6 +26,7 @@ export class ServeMetrics {
       'histogram', () => this.latency.samples('tsgi_serve_request_duration_seconds'));
     defineMetric(reg, 'tsgi_serve_in_flight', 'requests the application is running', 'gauge', () => [{ value: this.inFlight }]);
     defineMetric(reg, 'tsgi_serve_connections', 'open front connections', 'gauge', () => [{ value: this.connections }]);
+    defineProcessMetrics(reg);
     if (processMetrics) promClient().collectDefaultMetrics({ register: reg });
   }
 
@@ -72,6 +73,7 @@ export function supervisorRegistry(view: SupervisorView): Registry {
     () => [{ value: view.generation }]);
   defineMetric(reg, 'tsgi_serve_worker_restarts_total', 'workers replaced other than by a reload or scaling, by reason',
     'counter', () => [...view.restartsByReason].map(([reason, value]) => ({ labels: { reason }, value })));
+  defineProcessMetrics(reg);
   promClient().collectDefaultMetrics({ register: reg });
   return reg;
 }

@@ -8,6 +8,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
 import { EXIT } from '../common/exit-codes.js';
+import { guardAccept } from '../common/accept-guard.js';
 import { closeListener, listenOn, reachable } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
@@ -109,6 +110,8 @@ export class Supervisor {
       (socket as TaggedSocket)[kProtocol] = 'uwsgi';
       this.#route(socket);
     });
+    guardAccept(this.#server, { log: opts.log, name: 'backend' });
+    guardAccept(this.#uwsgiServer, { log: opts.log, name: 'uwsgi' });
   }
 
   get target(): number {

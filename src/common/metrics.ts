@@ -3,6 +3,8 @@
 // metric objects a prom-client Registry (and AggregatorRegistry.aggregate) accepts as its own.
 import { createRequire } from 'node:module';
 import type { Metric, Registry } from 'prom-client';
+import { acceptErrors } from './accept-guard.js';
+import { logWriteErrors } from './log.js';
 
 let prom: typeof import('prom-client') | null = null;
 
@@ -41,6 +43,15 @@ export function defineMetric(registry: Registry, name: string, help: string, typ
     reset() {},
   };
   registry.registerMetric(metric as unknown as Metric);
+}
+
+/** Series every tsgi process has: its failed log writes and its refused or failed accepts. */
+export function defineProcessMetrics(registry: Registry): void {
+  defineMetric(registry, 'tsgi_log_write_errors_total', 'log lines dropped because writing them to stderr failed (EPIPE, ENOSPC)',
+    'counter', () => [{ value: logWriteErrors() }]);
+  defineMetric(registry, 'tsgi_accept_errors_total',
+    'connections refused at accept for want of file descriptors (EMFILE), or accept() failures, by code', 'counter',
+    () => [...acceptErrors].map(([code, value]) => ({ labels: { code }, value })));
 }
 
 /** Latency buckets in seconds: 0.5 ms to 30 s. */

@@ -5,6 +5,7 @@ import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer, handleControl } from './control.js';
 import { closeListener, listenOn } from '../common/listen.js';
+import { guardAccept, refuse503 } from '../common/accept-guard.js';
 import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
 import { createLogger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
@@ -182,6 +183,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     onRefused: metrics?.refused,
   });
   // A worker of --processes N does not listen: the primary hands it the connections it accepts.
+  if (handedOver === null) guardAccept(server.listener, { log, name: 'HTTP', refuse: refuse503 });
   const bound = handedOver ?? await listenOn(server.listener, config.listen, config.socketMode);
   let admin: AdminServer | null = null;
   if (metrics !== null && handedOver === null) {

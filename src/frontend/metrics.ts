@@ -4,7 +4,7 @@
 // the processes' /status documents (sumStatuses) as it sums their series.
 import type { Registry } from 'prom-client';
 import { packageVersion } from '../common/admin-server.js';
-import { defineMetric, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
+import { defineMetric, defineProcessMetrics, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
 import { mergeBackendRows } from './merge.js';
 import type { Observed } from './observe.js';
 import { statusOf } from './observe.js';
@@ -128,6 +128,7 @@ export class FrontMetrics {
     defineMetric(reg, 'tsgi_backend_requests_total', 'requests sent to the backend', 'counter', perBackend((b) => b.requests));
     defineMetric(reg, 'tsgi_backend_failures_total', 'requests failed by the backend (lost, reset, timed out)', 'counter',
       perBackend((b) => b.failures));
+    defineProcessMetrics(reg);
     promClient().collectDefaultMetrics({ register: reg });
   }
 

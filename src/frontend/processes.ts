@@ -25,7 +25,8 @@ import { Backoff } from '../common/backoff.js';
 import type { ControlRequest, ControlResponse } from '../common/control.js';
 import { closeListener, listenOn } from '../common/listen.js';
 import { createLogger, type Logger, type LogLevel } from '../common/log.js';
-import { defineMetric, promClient, RecentErrors } from '../common/metrics.js';
+import { guardAccept, refuse503 } from '../common/accept-guard.js';
+import { defineMetric, defineProcessMetrics, promClient, RecentErrors } from '../common/metrics.js';
 import { aggregate, ChildSnapshots, Replies } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { ControlServer, mergeAnswers } from './control.js';
@@ -130,6 +131,7 @@ export class FrontPrimary implements FrontProcess {
     this.#backoff = Array.from({ length: this.#n }, () => new Backoff());
     for (const address of config.backends) this.#backends.set(formatAddress(address), { address, source: 'config' });
     this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket));
+    guardAccept(this.#server, { log: this.#log, name: 'HTTP', refuse: refuse503 });
   }
 
   get address(): Address {
@@ -358,6 +360,7 @@ export class FrontPrimary implements FrontProcess {
     });
     defineMetric(reg, 'tsgi_front_process_restarts_total', 'front worker processes replaced after dying', 'counter',
       () => [{ value: this.#restarts }]);
+    defineProcessMetrics(reg);
     promClient().collectDefaultMetrics({ register: reg });
     return reg;
   }

@@ -79,10 +79,14 @@ export function tempDir(prefix = 'tsgi-e2e-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Spawns `node dist/src/cli.js ...args` and wraps it. */
-export function spawnCli(args: string[], onStopped?: () => void): Proc & { child: ChildProcess } {
+/**
+ * Spawns `node dist/src/cli.js ...args` and wraps it; `prefix` runs it under a command that execs
+ * it in place (e.g. `prlimit --nofile=N:N`), so the PID is still the process's.
+ */
+export function spawnCli(args: string[], onStopped?: () => void, prefix: string[] = []): Proc & { child: ChildProcess } {
   installExitHook();
-  const child = spawn(process.execPath, [CLI, ...args], {
+  const argv = [...prefix, process.execPath, CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: cleanEnv(),
