@@ -2,7 +2,8 @@
 // response. common/combined follow Apache's `%h %l %u %t "%r" %>s %b` (+ `"%{Referer}i"
 // "%{User-agent}i"`), then the request time in seconds (ms precision) and the backend's name.
 // Lines are batched and written asynchronously (one write per event-loop turn); SIGUSR1 reopens
-// the file for logrotate.
+// the file for logrotate. A failed write (a full disk, EIO) does not stop the log for good: the
+// lines are counted as lost and the path is reopened from the next line on, with backoff.
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import type { Logger } from '../common/log.js';
 import { ConfigError } from '../protocol/errors.js';
@@ -92,14 +93,32 @@ export function formatLine(format: LogFormat, r: Observed, now: number, ms: numb
   return `${line} ${(ms / 1000).toFixed(3)} ${escapeField(r.backendName)}\n`;
 }
 
+/** After a failed write the log is reopened on the next line at most this soon, then twice as late each time. */
+const RETRY_FIRST_MS = 100;
+const RETRY_MAX_MS = 10_000;
+
 export class AccessLog {
   readonly #path: string;
   readonly #format: LogFormat;
   readonly #log: Logger;
-  #stream: WriteStream;
+  #stream: WriteStream | null;
   #pending = '';
+  #pendingLines = 0;
   #scheduled = false;
+  /** The line count of each batch written and not yet reported. */
+  readonly #batches: number[] = [];
+  /** Bound once: the callback of every batch's write. */
+  readonly #afterWrite: (err?: Error | null) => void;
+  /** Lines dropped while the log was behind (past MAX_BUFFERED). */
   #dropped = 0;
+  /** Lines lost since the last failed write (its batch, and every line until a write succeeds again). */
+  #lost = 0;
+  /** The error code of the failed write; '' while writes succeed. */
+  #failure = '';
+  #retryAt = 0;
+  #retryMs = RETRY_FIRST_MS;
+  /** Lines dropped or lost since start, for tsgi_access_log_dropped_total. */
+  droppedTotal = 0;
   /** The observer to hand the proxy: `write` bound once. */
   readonly observe: (r: Observed) => void;
 
@@ -113,27 +132,88 @@ export class AccessLog {
       throw new ConfigError(`--access-log: cannot open ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     this.observe = (r) => this.write(r);
+    this.#afterWrite = (err) => this.#written(err);
   }
 
   /** Opens the file now (a bad path fails here, at start-up or on reopen, not later). */
   #open(): WriteStream {
     const stream = this.#path === '-' ? createWriteStream('', { fd: 1, autoClose: false })
       : createWriteStream('', { fd: openSync(this.#path, 'a', 0o640) });
-    stream.on('error', (err) => this.#log.error(`access log ${this.#path}: ${err.message}`));
+    stream.on('error', (err: NodeJS.ErrnoException) => this.#failed(stream, err.code ?? err.message));
     return stream;
+  }
+
+  /**
+   * A write failed (ENOSPC, EIO, EPIPE…): the stream is dropped, and lines are counted as lost
+   * until the next line at or after the retry time reopens the path.
+   */
+  #failed(stream: WriteStream, code: string): void {
+    if (stream !== this.#stream) return;
+    stream.destroy();
+    this.#stream = null;
+    this.#retryAt = Date.now() + this.#retryMs;
+    if (this.#failure === '') {
+      this.#log.error(`access log ${this.#path}: write failed (${code}); dropping lines, reopening it from the next line in `
+        + `${this.#retryMs} ms on (then less often)`);
+    }
+    this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
+    this.#failure = code;
+  }
+
+  /**
+   * A batch was written or failed (callbacks come in the order of the writes; a failed one's
+   * before its 'error' event): its lines are lost, or, if it is the first since a failure, the
+   * log is healed.
+   */
+  #written(err: Error | null | undefined): void {
+    const lines = this.#batches.shift() ?? 0;
+    if (err) {
+      this.#lose(lines);
+      return;
+    }
+    if (this.#failure === '') return;
+    this.#log.warn(`access log ${this.#path}: writing again after ${this.#failure}; ${this.#lost} line(s) lost`);
+    this.#failure = '';
+    this.#lost = 0;
+    this.#retryMs = RETRY_FIRST_MS;
+  }
+
+  #lose(lines: number): void {
+    this.#lost += lines;
+    this.droppedTotal += lines;
   }
 
   write(r: Observed): void {
     const now = Date.now();
     const line = formatLine(this.#format, r, now, performance.now() - r.started);
-    if (this.#stream.writableLength + this.#pending.length > MAX_BUFFERED) {
+    if (this.#stream === null) {
+      if (now < this.#retryAt || !this.#reopenAfterFailure()) {
+        this.#lose(1);
+        return;
+      }
+    }
+    if (this.#stream!.writableLength + this.#pending.length > MAX_BUFFERED) {
       if (this.#dropped++ === 0) this.#log.warn(`access log ${this.#path} is not keeping up; dropping lines`);
+      this.droppedTotal++;
       return;
     }
     this.#pending += line;
+    this.#pendingLines++;
     if (!this.#scheduled) {
       this.#scheduled = true;
       setImmediate(flush, this);
+    }
+  }
+
+  /** Opens the path again after a failed write; false (and a later retry) if it cannot be opened. */
+  #reopenAfterFailure(): boolean {
+    try {
+      this.#stream = this.#open();
+      return true;
+    } catch {
+      this.#retryAt = Date.now() + this.#retryMs;
+      this.#retryMs = Math.min(RETRY_MAX_MS, this.#retryMs * 2);
+      return false;
     }
   }
 
@@ -141,9 +221,17 @@ export class AccessLog {
   flush(): void {
     this.#scheduled = false;
     if (this.#pending === '') return;
-    this.#stream.write(this.#pending);
+    const lines = this.#pendingLines;
+    const stream = this.#stream;
+    this.#pendingLines = 0;
+    if (stream === null) {
+      this.#lose(lines);
+    } else {
+      this.#batches.push(lines);
+      stream.write(this.#pending, this.#afterWrite);
+    }
     this.#pending = '';
-    if (this.#dropped > 0 && this.#stream.writableLength < MAX_BUFFERED / 2) {
+    if (this.#dropped > 0 && stream !== null && stream.writableLength < MAX_BUFFERED / 2) {
       this.#log.warn(`access log ${this.#path}: ${this.#dropped} line(s) dropped`);
       this.#dropped = 0;
     }
@@ -160,7 +248,7 @@ export class AccessLog {
       this.#log.error(`access log ${this.#path}: cannot reopen (${(err as Error).message}); still writing to the old file`);
       return;
     }
-    this.#stream.end();
+    this.#stream?.end();
     this.#stream = next;
     this.#log.info(`access log ${this.#path} reopened`);
   }
@@ -168,6 +256,7 @@ export class AccessLog {
   async close(): Promise<void> {
     this.flush();
     const stream = this.#stream;
+    if (stream === null) return;
     await new Promise<void>((resolve) => {
       if (this.#path === '-') stream.write('', () => resolve());
       else stream.end(() => resolve());

@@ -140,7 +140,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
   const control = config.control !== undefined
     ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log) : null;
   await control?.listen(config.socketMode);
-  const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen)) : null;
+  const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog) : null;
   const maxHeaders = config.maxHeaders ?? 100;
   const proxy: ProxyOptions = {
     pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,

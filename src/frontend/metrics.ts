@@ -92,7 +92,8 @@ export class FrontMetrics {
   /** Counts a client refused before any request was parsed: bound once. */
   readonly refused: (status: number) => void;
 
-  constructor(pool: Pool, recent: RecentErrors, listen: string) {
+  /** `accessLog`: the --access-log whose dropped lines are counted, if any. */
+  constructor(pool: Pool, recent: RecentErrors, listen: string, accessLog: { readonly droppedTotal: number } | null = null) {
     this.#pool = pool;
     this.#recent = recent;
     this.#listen = listen;
@@ -128,6 +129,8 @@ export class FrontMetrics {
     defineMetric(reg, 'tsgi_backend_requests_total', 'requests sent to the backend', 'counter', perBackend((b) => b.requests));
     defineMetric(reg, 'tsgi_backend_failures_total', 'requests failed by the backend (lost, reset, timed out)', 'counter',
       perBackend((b) => b.failures));
+    defineMetric(reg, 'tsgi_access_log_dropped_total', 'access log lines dropped: the log was behind, or its writes failed',
+      'counter', () => [{ value: accessLog?.droppedTotal ?? 0 }]);
     defineProcessMetrics(reg);
     promClient().collectDefaultMetrics({ register: reg });
   }

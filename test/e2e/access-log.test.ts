@@ -1,7 +1,7 @@
 // End to end: the front's access log (--access-log FILE --log-format combined|common|json). A
 // line per request with the right status, bytes, backend and time; 502 and 503 are logged too;
 // a header value with quotes, backslashes and odd bytes cannot break or forge a line.
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -238,3 +238,55 @@ statics.after(async (ctx) => {
 });
 
 statics.run();
+
+// A failed write (a full disk) does not stop the log for good: the lines are counted as lost, the
+// path is reopened from a later line on, and the log says how many were lost once it writes again.
+const heal = suite<Ctx & { dir: string }>('e2e/access-log-heal', { ...newCtx(), dir: '' });
+
+setUp(heal, async (ctx) => {
+  ctx.dir = tempDir('tsgi-e2e-log-');
+  symlinkSync('/dev/full', join(ctx.dir, 'access.log'));
+  ctx.backend = await startBackend(fixture('echo.js'));
+  ctx.front = await startFront([ctx.backend.socket], [
+    '--access-log', join(ctx.dir, 'access.log'), '--log-format', 'json', '--admin', `unix:${join(ctx.dir, 'admin.sock')}`,
+  ]);
+  ctx.agent = newAgent();
+});
+
+heal('after ENOSPC the access log reopens by itself, counts the lost lines and says how many', async (ctx) => {
+  const front = ctx.front!;
+  let sent = 0;
+  const get = async (target: string) => {
+    sent++;
+    assert.is((await call(`${front.url}${target}`, { dispatcher: ctx.agent })).status, 200);
+  };
+  for (let i = 0; i < 3; i++) await get(`/lost-${i}`);
+  await front.waitForStderr(/access log \S+access\.log: write failed \(ENOSPC\); dropping lines/);
+  // The disk has room again: the path now leads to a real file.
+  const real = join(ctx.dir, 'real.log');
+  writeFileSync(real, '');
+  symlinkSync(real, join(ctx.dir, 'next.log'));
+  renameSync(join(ctx.dir, 'next.log'), join(ctx.dir, 'access.log'));
+  const m = await poll(async () => {
+    await get('/after');
+    return /access log \S+access\.log: writing again after ENOSPC; (\d+) line\(s\) lost/.exec(front.stderr()) ?? undefined;
+  }, 'the log to heal');
+  const lost = Number(m[1]);
+  assert.ok(lost >= 3, `the 3 lines written to a full disk were lost: ${lost}`);
+  await get('/healed');
+  const lines = await poll(async () => {
+    const all = (await linesOf(real, 1)).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return all.some((l) => l.target === '/healed') ? all : undefined;
+  }, 'the line of /healed');
+  assert.is(lines.length + lost, sent, `every line is either in the file (${lines.length}) or counted as lost (${lost})`);
+  assert.not.ok(lines.some((l) => String(l.target).startsWith('/lost-')));
+  const metrics = await rawUntilClose(join(ctx.dir, 'admin.sock'), 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.match(metrics.text, new RegExp(`\ntsgi_access_log_dropped_total ${lost}\n`));
+  assert.is(front.stderr().match(/write failed \(ENOSPC\)/g)?.length, 1, 'one line for the failure, not one per retry');
+});
+
+heal.after(async (ctx) => {
+  if (ctx.dir) rmSync(ctx.dir, { recursive: true, force: true });
+});
+
+heal.run();

@@ -59,4 +59,14 @@ test('clfTime: day/Mon/year:hh:mm:ss +0000, in UTC', () => {
   assert.is(clfTime(Date.UTC(2027, 1, 3, 23, 59, 0)), '[03/Feb/2027:23:59:00 +0000]');
 });
 
+test('a target or header with LF, CR or ESC cannot start a line of its own (\\xNN, as nginx writes it)', () => {
+  const forged = '/x HTTP/1.1" 200 5\n10.6.6.6 - - [01/Jan/2026:00:00:00 +0000] "GET /forged\r\x1b[2K';
+  for (const format of ['combined', 'common', 'json'] as const) {
+    const line = formatLine(format, observed(`agent\n${forged}`, forged), 0, 1);
+    assert.is(line.indexOf('\n'), line.length - 1, `one line (${format}): ${line}`);
+    assert.not.match(line, /[\r\x1b]/);
+  }
+  assert.match(formatLine('common', observed('a', forged), 0, 1), /"GET \/x HTTP\/1\.1\\" 200 5\\x0a10\.6\.6\.6 .*\\x0d\\x1b\[2K HTTP\/1\.1"/);
+});
+
 test.run();
