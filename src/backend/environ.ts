@@ -1,7 +1,7 @@
 // Derives the environ (CGI keys, HTTP_* keys and tsgi.* keys) from the raw request head that
 // the front sends: the front ships method, target, headers and addresses; the CGI view is
 // computed here, once, in the process that needs it.
-import { createLogger } from '../common/log.js';
+import { createLogger, writeStderr } from '../common/log.js';
 import { bytesToText, cgiKey, decodePath, splitHost, splitTarget } from '../protocol/cgi.js';
 import { STATIC_NAMES } from '../protocol/header-table.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -18,7 +18,7 @@ const log = createLogger('environ');
 const STATIC_CGI: readonly string[] = STATIC_NAMES.map((n) => cgiKey(n));
 
 export const errorStream: ErrorStream = {
-  write: (message: string) => { process.stderr.write(message); },
+  write: (message: string) => { writeStderr(message); },
   flush: () => {},
 };
 
