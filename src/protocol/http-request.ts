@@ -1,7 +1,8 @@
 // Reads HTTP/1.1 requests from a client's byte stream, chunk by chunk: the front's own parser.
 // Strict where leniency lets requests be smuggled past it (RFC 9112): CRLF line endings only,
 // no obs-fold, no whitespace before a colon, no control characters, one Content-Length of
-// digits only, never both Content-Length and Transfer-Encoding, chunked last or refused.
+// digits only, never both Content-Length and Transfer-Encoding, chunked last (once) or refused;
+// whitespace is SP and HTAB only, never what String.prototype.trim() strips (U+00A0).
 // Body chunks are views of the bytes pushed (no copy). No I/O.
 import { TsgiError } from './errors.js';
 
@@ -31,7 +32,10 @@ export interface RequestEvents {
 }
 
 export interface RequestParserOptions {
-  /** Largest head accepted, in bytes (431 beyond). */
+  /**
+   * Largest head accepted, in bytes (431 beyond); also the most bytes of trailer fields (431) and
+   * of chunk extensions (400) one request may carry, as they are no part of its body's size.
+   */
   maxHeadSize?: number;
 }
 
@@ -45,12 +49,30 @@ const TRAILERS = 5;
 const DONE = 6;
 
 const CRLF2 = Buffer.from('\r\n\r\n');
-const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([^\0- \x7f]+) HTTP\/1\.([01])$/;
+/**
+ * method SP request-target SP HTTP-version (RFC 9112 3). The target: the characters of RFC 3986
+ * (unreserved, reserved but '#', '%') and the ones browsers send unescaped in a query and llhttp
+ * and nginx accept: { } | ^ \ ` (WHATWG URL's query percent-encode set leaves them). Refused:
+ * controls, SP, DEL, '"', '#', '<', '>' and every byte over 0x7e (a raw UTF-8 or latin1 byte
+ * means different paths to different decoders).
+ */
+const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([!$-;=?-~]+) HTTP\/1\.([01])$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Controls other than tab, and a CR or LF that is not part of a CRLF. */
 const BAD_HEAD = /[\0-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
 const DIGITS = /^\d{1,15}$/;
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})(?:[ \t]*;[^\0-\x08\x0a-\x1f\x7f]*)?$/;
+/** Hex digits: their value, or -1 (the bytes of a chunk size). */
+const HEX = new Int8Array(256).fill(-1);
+for (let i = 0; i < 10; i++) HEX[0x30 + i] = i;
+for (let i = 0; i < 6; i++) HEX[0x41 + i] = HEX[0x61 + i] = 10 + i;
+/** Most hex digits in a chunk size (leading zeros included): 2^48 - 1 bytes at most. */
+const MAX_SIZE_DIGITS = 12;
+/**
+ * What may follow a chunk size on its line (RFC 9112 7.1.1): chunk-ext = *( BWS ";" BWS
+ * chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), a name a token, a value a token or a
+ * quoted-string. `2;`, `2; =x`, `2;a=` are refused.
+ */
+const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"))?)+$/;
 /** A chunk-size line or a trailer line longer than this is refused. */
 const MAX_LINE = 4096;
 
@@ -68,6 +90,8 @@ export class HttpRequestParser {
   #pending: Buffer | null = null;
   #remaining = 0;
   #trailerBytes = 0;
+  /** Bytes of chunk extensions in this request so far. */
+  #extensionBytes = 0;
   #stopped = false;
 
   constructor(events: RequestEvents, opts: RequestParserOptions = {}) {
@@ -91,6 +115,7 @@ export class HttpRequestParser {
     this.#pending = null;
     this.#remaining = 0;
     this.#trailerBytes = 0;
+    this.#extensionBytes = 0;
   }
 
   /** From inside onBody: push() returns right after this chunk (the reader paused). */
@@ -191,6 +216,10 @@ export class HttpRequestParser {
     const line = eol === -1 ? text : text.slice(0, eol);
     const m = REQUEST_LINE.exec(line);
     if (m === null) throw bad(`malformed request line ${quote(line)}`);
+    const method = m[1]!;
+    const target = m[2]!;
+    const why = targetProblem(method, target);
+    if (why !== null) throw bad(why);
     const minor = m[3] === '1' ? 1 : 0;
     const headers: string[] = [];
     let length: string | null = null;
@@ -216,19 +245,19 @@ export class HttpRequestParser {
       // The few names that frame the message or the connection, compared without allocating.
       switch (name.length) {
         case 14:
-          if (name.toLowerCase() === 'content-length') {
+          if (isName(name, 'content-length')) {
             if (length !== null) throw bad('more than one Content-Length');
             length = value;
           }
           break;
         case 17:
-          if (name.toLowerCase() === 'transfer-encoding') codings = codings === null ? value : `${codings}, ${value}`;
+          if (isName(name, 'transfer-encoding')) codings = codings === null ? value : `${codings}, ${value}`;
           break;
         case 10:
-          if (name.toLowerCase() === 'connection') connection = connection === null ? value : `${connection}, ${value}`;
+          if (isName(name, 'connection')) connection = connection === null ? value : `${connection}, ${value}`;
           break;
         case 6:
-          if (name.toLowerCase() === 'expect') expect = expect === null ? value : `${expect}, ${value}`;
+          if (isName(name, 'expect')) expect = expect === null ? value : `${expect}, ${value}`;
           break;
       }
     }
@@ -236,8 +265,7 @@ export class HttpRequestParser {
     let contentLength = 0;
     if (codings !== null) {
       if (length !== null) throw bad('both Content-Length and Transfer-Encoding');
-      const last = codings.slice(codings.lastIndexOf(',') + 1).trim().toLowerCase();
-      if (last !== 'chunked') throw bad(`Transfer-Encoding ${quote(codings)} does not end with chunked`);
+      if (codings !== 'chunked') checkCodings(codings);
       framing = 'chunked';
     } else if (length !== null) {
       if (!DIGITS.test(length)) throw bad(`invalid Content-Length ${quote(length)}`);
@@ -265,7 +293,7 @@ export class HttpRequestParser {
     } else {
       this.#state = DONE;
     }
-    this.#events.onHead({ method: m[1]!, target: m[2]!, minor, headers, keepAlive, expectContinue, framing, contentLength });
+    this.#events.onHead({ method, target, minor, headers, keepAlive, expectContinue, framing, contentLength });
     if (this.#state === DONE) {
       this.#stopped = true;
       this.#events.onEnd();
@@ -286,32 +314,125 @@ export class HttpRequestParser {
     this.#pending = null;
     const n = line.length;
     if (n < 2 || line[n - 2] !== 0x0d) throw bad('a line of the chunked request body does not end with CRLF');
-    const text = line.toString('latin1', 0, n - 2);
     if (this.#state === DATA_END) {
-      if (text !== '') throw bad('chunk data is not followed by CRLF');
+      if (n !== 2) throw bad('chunk data is not followed by CRLF');
       this.#state = SIZE;
     } else if (this.#state === SIZE) {
-      const m = CHUNK_SIZE.exec(text);
-      if (m === null) throw bad(`malformed chunk size ${quote(text)}`);
-      const size = parseInt(m[1]!, 16);
-      if (size === 0) {
-        this.#state = TRAILERS;
-      } else {
-        this.#remaining = size;
-        this.#state = DATA;
-      }
-    } else if (text === '') {
+      this.#chunkSize(line, n - 2);
+    } else if (n === 2) {
       this.#state = DONE;
       this.#events.onEnd();
     } else {
       // Trailer fields are read and dropped (the front forwards none), within the head's limit.
       this.#trailerBytes += n;
-      if (this.#trailerBytes > this.#maxHead) throw new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', 'request trailers too large');
+      if (this.#trailerBytes > this.#maxHead) {
+        throw new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `request trailers over ${this.#maxHead} bytes (--max-header-size)`);
+      }
+      const text = line.toString('latin1', 0, n - 2);
       const colon = text.indexOf(':');
       if (colon <= 0 || !TOKEN.test(text.slice(0, colon)) || BAD_HEAD.test(text)) throw bad(`malformed trailer ${quote(text)}`);
     }
     return nl + 1;
   }
+
+  /**
+   * A chunk-size line without its CRLF, `end` bytes: the size read from the bytes (no string for
+   * the common line without extensions); extensions checked, counted and dropped.
+   */
+  #chunkSize(line: Buffer, end: number): void {
+    let size = 0;
+    let i = 0;
+    for (; i < end && i <= MAX_SIZE_DIGITS; i++) {
+      const d = HEX[line[i]!]!;
+      if (d < 0) break;
+      size = size * 16 + d;
+    }
+    if (i === 0 || i > MAX_SIZE_DIGITS) throw bad(`malformed chunk size ${quote(line.toString('latin1', 0, end))}`);
+    if (i < end) {
+      // The extensions of a request's chunks count together (CVE-2024-22019: megabytes of them
+      // around a few bytes of data were read without limit, none of it counted as body).
+      this.#extensionBytes += end - i;
+      if (this.#extensionBytes > this.#maxHead) throw bad(`chunk extensions over ${this.#maxHead} bytes (--max-header-size)`);
+      const c = line[i];
+      const what = c === 0x3b || c === 0x20 || c === 0x09 ? 'chunk extension' : 'chunk size';
+      if (!CHUNK_EXT.test(line.toString('latin1', i, end))) throw bad(`malformed ${what} ${quote(line.toString('latin1', 0, end))}`);
+    }
+    if (size === 0) {
+      this.#state = TRAILERS;
+    } else {
+      this.#remaining = size;
+      this.#state = DATA;
+    }
+  }
+}
+
+/**
+ * Why a request-target whose characters passed REQUEST_LINE is refused, or null. '*' is for
+ * OPTIONS alone (RFC 9112 3.2.4). In the path (before '?'), a '%' starts two hex digits
+ * (RFC 3986 2.1) and '\' is refused: decoders disagree on '%zz' and on '\' as a separator, so
+ * the front and the app would see two paths. A query is left as sent ('100%' as browsers send it),
+ * as nginx does.
+ */
+function targetProblem(method: string, target: string): string | null {
+  if (target === '*') {
+    return method === 'OPTIONS' ? null : `request target * with ${method} (only OPTIONS may have it)`;
+  }
+  const q = target.indexOf('?');
+  const pathEnd = q === -1 ? target.length : q;
+  for (let i = target.indexOf('%'); i !== -1 && i < pathEnd; i = target.indexOf('%', i + 1)) {
+    if (HEX[target.charCodeAt(i + 1) & 0xff]! < 0 || HEX[target.charCodeAt(i + 2) & 0xff]! < 0 || i + 2 >= pathEnd) {
+      return `a '%' not followed by two hex digits in the path of ${quote(target)}`;
+    }
+  }
+  const bs = target.indexOf('\\');
+  if (bs !== -1 && bs < pathEnd) return `a backslash in the path of ${quote(target)}`;
+  return null;
+}
+
+/** Whether `name` (a token) is `lower` (lowercase letters and '-') in any case, without allocating. */
+function isName(name: string, lower: string): boolean {
+  // For a token, c | 0x20 is a lowercase letter only for that letter in either case, '-' only for '-'.
+  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** transfer-coding = token *( OWS ";" OWS token BWS "=" BWS ( token / quoted-string ) ) (RFC 9112 7, RFC 9110 10.1.4). */
+const TRANSFER_CODING = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+)(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"))*$/;
+
+/**
+ * Refuses a Transfer-Encoding (all its lines, joined with ', ') that is not a list of transfer
+ * codings ending with chunked, or that names chunked twice (RFC 9112 6.1, 6.3). Elements are
+ * separated by commas with SP or HTAB around them; empty elements are ignored (RFC 9110 5.6.1).
+ * Nothing else counts as whitespace: `\xa0chunked\xa0` is not chunked.
+ */
+function checkCodings(codings: string): void {
+  let last = '';
+  let chunked = 0;
+  let i = 0;
+  while (i <= codings.length) {
+    // One element: up to a comma outside a quoted-string.
+    let end = i;
+    let quoted = false;
+    for (; end < codings.length; end++) {
+      const c = codings.charCodeAt(end);
+      if (quoted && c === 0x5c) end++;
+      else if (c === 0x22) quoted = !quoted;
+      else if (c === 0x2c && !quoted) break;
+    }
+    let s = i;
+    let e = end;
+    while (s < e && (codings.charCodeAt(s) === 0x20 || codings.charCodeAt(s) === 0x09)) s++;
+    while (e > s && (codings.charCodeAt(e - 1) === 0x20 || codings.charCodeAt(e - 1) === 0x09)) e--;
+    if (s < e) {
+      const m = TRANSFER_CODING.exec(codings.slice(s, e));
+      if (m === null) throw bad(`Transfer-Encoding ${quote(codings)} is not a list of transfer codings`);
+      last = m[1]!;
+      if (last.length === 7 && isName(last, 'chunked')) chunked++;
+    }
+    i = end + 1;
+  }
+  if (last.length !== 7 || !isName(last, 'chunked')) throw bad(`Transfer-Encoding ${quote(codings)} does not end with chunked`);
+  if (chunked > 1) throw bad(`Transfer-Encoding ${quote(codings)} applies chunked more than once`);
 }
 
 /** Whether bytes from `from` hold an LF not preceded by CR. */
