@@ -76,7 +76,10 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     const value = raw[i + 1]!;
     const index = staticIndex(name);
     if (index === I_TRANSFER_ENCODING) {
-      if (value !== 'chunked' && value.trim().toLowerCase() !== 'chunked') {
+      // The parser took off SP and HTAB around the value (and nothing else: not U+00A0, which
+      // trim() would); a name in any case is lowercased exactly, as latin1 has no letter that
+      // lowercases to ASCII.
+      if (value !== 'chunked' && (value.length !== 7 || value.toLowerCase() !== 'chunked')) {
         problem = `Transfer-Encoding ${JSON.stringify(value)} is not "chunked"`;
       }
       continue;
@@ -88,7 +91,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     }
     if (index === I_CONNECTION) {
       for (const t of value.split(',')) {
-        const token = t.trim().toLowerCase();
+        const token = trimOws(t).toLowerCase();
         if (token !== '' && !CONNECTION_ORDINARY.has(token)) (connectionTokens ??= []).push(token);
       }
       continue;
@@ -133,6 +136,15 @@ export function requestHead(req: HttpRequest): TranslatedHead {
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
   else if (!hasHost) problem = 'HTTP/1.1 request without Host';
   return { head, problem };
+}
+
+/** A list element without the SP and HTAB around it (RFC 9110 5.6.3), and nothing else. */
+function trimOws(s: string): string {
+  let i = 0;
+  let j = s.length;
+  while (i < j && (s.charCodeAt(i) === 0x20 || s.charCodeAt(i) === 0x09)) i++;
+  while (j > i && (s.charCodeAt(j - 1) === 0x20 || s.charCodeAt(j - 1) === 0x09)) j--;
+  return i === 0 && j === s.length ? s : s.slice(i, j);
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
