@@ -26,7 +26,7 @@ async function seen(url: string): Promise<Seen[]> {
 const H = 'Host: tsgi.test\r\n';
 
 /** Each case: the raw bytes, and the status the front must answer. All carry "/smuggle" paths. */
-const CASES: [string, string, number][] = [
+const CASES: [string, string | Buffer, number][] = [
   ['Content-Length with Transfer-Encoding',
     `POST /smuggle-cl-te HTTP/1.1\r\n${H}Content-Length: 44\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggle-cl-te-inner HTTP/1.1\r\n${H}\r\n`, 400],
   ['Transfer-Encoding with Content-Length',
@@ -65,6 +65,18 @@ const CASES: [string, string, number][] = [
   ['a lowercase HTTP version', `GET /smuggle-ver http/1.1\r\n${H}\r\n`, 400],
   ['HTTP/1.1 padded with a space', `GET /smuggle-ver2 HTTP/1.1 \r\n${H}\r\n`, 400],
   ['an Expect other than 100-continue', `POST /smuggle-expect HTTP/1.1\r\n${H}Expect: 200-ok\r\nContent-Length: 3\r\n\r\nabc`, 417],
+  // trim() strips U+00A0: read as chunked, this body would hide the request after it.
+  ['Transfer-Encoding: \\xa0chunked\\xa0', Buffer.from(`POST /smuggle-te-nbsp HTTP/1.1\r\n${H}Transfer-Encoding: \xa0chunked\xa0\r\n\r\n`
+    + `0\r\n\r\nGET /smuggle-te-nbsp-inner HTTP/1.1\r\n${H}\r\n`, 'latin1'), 400],
+  ['Transfer-Encoding: \\xa0chunked\\xa0 with a Content-Length', Buffer.from(`POST /smuggle-te-nbsp-cl HTTP/1.1\r\n${H}`
+    + `Content-Length: 44\r\nTransfer-Encoding: \xa0chunked\xa0\r\n\r\n0\r\n\r\nGET /smuggle-te-nbsp-cl-inner HTTP/1.1\r\n${H}\r\n`, 'latin1'), 400],
+  ['Transfer-Encoding: chunked on two lines',
+    `POST /smuggle-te-twice HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400],
+  ['an asterisk-form target with GET', `GET * HTTP/1.1\r\n${H}\r\n`, 400],
+  ['a raw UTF-8 byte in the target', Buffer.from(`GET /smuggle-caf\xc3\xa9 HTTP/1.1\r\n${H}\r\n`, 'latin1'), 400],
+  ['a fragment in the target', `GET /smuggle-frag#x HTTP/1.1\r\n${H}\r\n`, 400],
+  ['a malformed percent escape in the path', `GET /smuggle-pct%zz HTTP/1.1\r\n${H}\r\n`, 400],
+  ['a backslash in the path', `GET /smuggle-bs\\..\\x HTTP/1.1\r\n${H}\r\n`, 400],
 ];
 
 const s = suite<Ctx>('e2e/smuggling', newCtx());
@@ -82,7 +94,8 @@ for (const [name, bytes, status] of CASES) {
     const r = await rawExchange(ctx.front!.port, bytes);
     assert.ok(r.closedByServer, `the front closes the connection; got ${JSON.stringify(r.text)}`);
     const res = parseResponse(r.text);
-    assert.is(res.status, status, `status for ${JSON.stringify(bytes)}: ${JSON.stringify(r.text)}`);
+    const sent = typeof bytes === 'string' ? bytes : bytes.toString('latin1');
+    assert.is(res.status, status, `status for ${JSON.stringify(sent)}: ${JSON.stringify(r.text)}`);
     assert.is(res.headers.get('connection'), 'close');
     assert.is(res.rest, '', 'exactly one response: nothing smuggled was answered');
     const leaked = (await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen');
@@ -97,6 +110,8 @@ const BODY_CASES: [string, string][] = [
   ['a chunk size in 0x hex', '0x3\r\nabc\r\n0\r\n\r\n'],
   ['a chunk without its CRLF', '3\r\nabcX\r\n0\r\n\r\n'],
   ['a chunk size line ending in a bare LF', '3\nabc\r\n0\r\n\r\n'],
+  ['an empty chunk extension', '3;\r\nabc\r\n0\r\n\r\n'],
+  ['a chunk extension without a name', '3; =x\r\nabc\r\n0\r\n\r\n'],
 ];
 
 for (const [name, chunks] of BODY_CASES) {
@@ -113,6 +128,30 @@ for (const [name, chunks] of BODY_CASES) {
     assert.ok(after.every((e) => e.uri === '/smuggle-chunk' && !e.complete && e.body <= 3), JSON.stringify(after));
   });
 }
+
+// CVE-2024-22019 (Node): chunk extensions were read without limit, none of them counted as body.
+s('chunk extensions over --max-header-size in one request: 400, closed, a warn line naming the flag', async (ctx) => {
+  const before = (await seen(ctx.front!.url)).length;
+  const line = `1;a=${'e'.repeat(1000)}\r\nx\r\n`; // 1004 bytes of extension a line: 17 of them pass 16384
+  const r = await rawExchange(ctx.front!.port, [`POST /smuggle-ext HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`,
+    `${line.repeat(40)}0\r\n\r\nGET /smuggle-ext-inner HTTP/1.1\r\n${H}\r\n`], { gapMs: 100 });
+  assert.ok(r.closedByServer);
+  const res = parseResponse(r.text);
+  assert.is(res.status, 400, r.text);
+  assert.is(res.headers.get('connection'), 'close');
+  assert.is(res.rest, '');
+  await ctx.front!.waitForStderr(/warn: 400 POST \/smuggle-ext: chunk extensions over 16384 bytes \(--max-header-size\)/);
+  const after = (await seen(ctx.front!.url)).slice(before).filter((e) => e.uri !== '/__seen');
+  assert.ok(after.every((e) => e.uri === '/smuggle-ext' && !e.complete && e.body <= 16), JSON.stringify(after));
+});
+
+s('trailers over --max-header-size: 431, closed, a warn line naming the flag', async (ctx) => {
+  const r = await rawExchange(ctx.front!.port, [`POST /trailers-big HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`,
+    `2\r\nok\r\n0\r\n${`X-T: ${'t'.repeat(1000)}\r\n`.repeat(20)}\r\n`], { gapMs: 100 });
+  assert.ok(r.closedByServer);
+  assert.is(parseResponse(r.text).status, 431, r.text);
+  await ctx.front!.waitForStderr(/warn: 431 POST \/trailers-big: request trailers over 16384 bytes \(--max-header-size\)/);
+});
 
 s('a bad request pipelined behind a good one: the good one is answered, then 400, then close', async (ctx) => {
   const before = (await seen(ctx.front!.url)).length;
