@@ -265,6 +265,8 @@ export class HttpRequestParser {
     let contentLength = 0;
     if (codings !== null) {
       if (length !== null) throw bad('both Content-Length and Transfer-Encoding');
+      // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing (6.3: 400, close).
+      if (minor === 0) throw bad('Transfer-Encoding in an HTTP/1.0 request');
       if (codings !== 'chunked') checkCodings(codings);
       framing = 'chunked';
     } else if (length !== null) {
@@ -278,8 +280,6 @@ export class HttpRequestParser {
       if (minor === 1) keepAlive = !hasToken(tokens, 'close');
       else keepAlive = hasToken(tokens, 'keep-alive') && !hasToken(tokens, 'close');
     }
-    // HTTP/1.0 with Transfer-Encoding: read as chunked, then the connection closes (RFC 9112 6.1).
-    if (minor === 0 && codings !== null) keepAlive = false;
     const expectContinue = minor === 1 && expect !== null && expect.toLowerCase() === '100-continue';
     // Any other expectation cannot be met (RFC 9110 10.1.1: 417); HTTP/1.0 ones are ignored.
     if (minor === 1 && expect !== null && !expectContinue) {
@@ -366,16 +366,25 @@ export class HttpRequestParser {
   }
 }
 
+/** absolute-form (RFC 9112 3.2.2) as HTTP URIs have it: scheme "://" [ userinfo "@" ] host [ ":" port ], then '/', '?' or the end. */
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/(?:[A-Za-z0-9\-._~!$&'()*+,;=%:]*@)?(?:\[[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?(?:[/?]|$)/;
+/** authority-form (RFC 9112 3.2.3), for CONNECT alone: host ":" port. */
+const AUTHORITY_FORM = /^(?:\[[A-Za-z0-9\-._~!$&'()*+,;=:]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+):[0-9]+$/;
+
 /**
- * Why a request-target whose characters passed REQUEST_LINE is refused, or null. '*' is for
- * OPTIONS alone (RFC 9112 3.2.4). In the path (before '?'), a '%' starts two hex digits
- * (RFC 3986 2.1) and '\' is refused: decoders disagree on '%zz' and on '\' as a separator, so
- * the front and the app would see two paths. A query is left as sent ('100%' as browsers send it),
- * as nginx does.
+ * Why a request-target whose characters passed REQUEST_LINE is refused, or null. Its form must
+ * fit the method (RFC 9112 3.2): origin-form ('/…') or absolute-form, '*' for OPTIONS alone,
+ * authority-form for CONNECT alone (and CONNECT nothing else). Before any '?', a '%' starts two
+ * hex digits (RFC 3986 2.1) and '\' is refused: decoders disagree on '%zz' and on '\' as a
+ * separator, so the front and the app would see two paths. A query is left as sent ('100%' as
+ * browsers send it), as nginx does.
  */
 function targetProblem(method: string, target: string): string | null {
-  if (target === '*') {
-    return method === 'OPTIONS' ? null : `request target * with ${method} (only OPTIONS may have it)`;
+  const connect = method.length === 7 && method === 'CONNECT';
+  if (target.charCodeAt(0) !== 0x2f /* / */ || connect) {
+    if (connect) return AUTHORITY_FORM.test(target) ? null : `CONNECT request target ${quote(target)} is not host:port`;
+    if (target === '*') return method === 'OPTIONS' ? null : `request target * with ${method} (only OPTIONS may have it)`;
+    if (!ABSOLUTE_FORM.test(target)) return `request target ${quote(target)} is neither origin-form, absolute-form nor *`;
   }
   const q = target.indexOf('?');
   const pathEnd = q === -1 ? target.length : q;
