@@ -76,10 +76,9 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     const value = raw[i + 1]!;
     const index = staticIndex(name);
     if (index === I_TRANSFER_ENCODING) {
-      // The parser took off SP and HTAB around the value (and nothing else: not U+00A0, which
-      // trim() would); a name in any case is lowercased exactly, as latin1 has no letter that
-      // lowercases to ASCII.
-      if (value !== 'chunked' && (value.length !== 7 || value.toLowerCase() !== 'chunked')) {
+      // Only SP and HTAB around it are whitespace (not U+00A0, which trim() takes too); any case
+      // is lowercased exactly, as latin1 has no other letter that lowercases to ASCII.
+      if (value !== 'chunked' && trimOws(value).toLowerCase() !== 'chunked') {
         problem = `Transfer-Encoding ${JSON.stringify(value)} is not "chunked"`;
       }
       continue;

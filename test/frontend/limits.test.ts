@@ -34,6 +34,10 @@ test('targets: origin-form and * are fine; absolute-form only when it names the 
 test('a translated head names its problem: Transfer-Encoding other than chunked, HTTP/1.1 without Host', () => {
   assert.is(requestHead(fakeReq(['Host', 'a', 'Transfer-Encoding', 'chunked'])).problem, null);
   assert.is(requestHead(fakeReq(['Host', 'a', 'Transfer-Encoding', 'Chunked '])).problem, null);
+  // trim() also strips U+00A0: '\xa0chunked\xa0' was taken for chunked. Only SP and HTAB are whitespace.
+  for (const te of ['\xa0chunked\xa0', '\xa0chunked', 'chunked\xa0', '\ufeffchunked']) {
+    assert.match(requestHead(fakeReq(['Host', 'a', 'Transfer-Encoding', te])).problem ?? '', /is not "chunked"/, JSON.stringify(te));
+  }
   for (const te of ['xchunked', 'chunked, identity', 'gzip, chunked', 'identity', '']) {
     assert.match(requestHead(fakeReq(['Host', 'a', 'Transfer-Encoding', te])).problem ?? '', /is not "chunked"/, te);
   }
