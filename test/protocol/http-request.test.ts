@@ -787,8 +787,7 @@ function serialize(p: Plan): { bytes: Buffer; head: ParsedRequestHead; body: Buf
     lines.push(['Transfer-Encoding: chunked', 'Transfer-Encoding', 'chunked']);
   }
   const text = `${p.method} ${p.target} HTTP/1.${p.minor}\r\n${lines.map((l) => `${l[0]}\r\n`).join('')}\r\n`;
-  // HTTP/1.0 with Transfer-Encoding never keeps its connection (RFC 9112 6.1).
-  const keepAlive = p.minor === 1 ? p.connection !== 'close' : p.connection === 'keep-alive' && framing !== 'chunked';
+  const keepAlive = p.minor === 1 ? p.connection !== 'close' : p.connection === 'keep-alive';
   return {
     bytes: Buffer.concat([Buffer.from(text, 'latin1'), wire]),
     head: {
