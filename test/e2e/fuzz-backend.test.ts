@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Connection, ProtocolError, Reset, ResetCode, Window, type Stream } from '../../src/protocol/index.js';
 import { UwsgiPacketParser } from '../../src/protocol/uwsgi.js';
+import { escapeControls } from '../../src/common/log.js';
 import { newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import {
   byteMutationArb, clientScript, corpus, decodeAll, encodeAll, frameMutationArb, FUZZ_SEED, fuzzRuns, helloFrame, mutateBytes,
@@ -326,7 +327,7 @@ packets('mutated uwsgi packets on many connections: each is answered or refused 
       assert.ok((reply.match(/HTTP\/1\.1 \d{3} /g)?.length ?? 0) <= 1, `${what}: one response at most:\n${reply}`);
       if (c.refused !== null) {
         assert.ok(reply.startsWith('HTTP/1.1 400 Bad Request\r\n'), `${what}: refused with a 400:\n${reply}`);
-        await backend!.waitForStderr(new RegExp(`refusing a malformed packet from a unix-socket client: ${escape(c.refused)}`), CASE_TIMEOUT_MS);
+        await backend!.waitForStderr(new RegExp(`refusing a malformed packet from a unix-socket client: ${escape(escapeControls(c.refused))}`), CASE_TIMEOUT_MS);
       }
     });
   } finally {
