@@ -2,7 +2,7 @@
 // supervisor, `tsgi front --processes N`'s primary): asking each child over IPC with a timeout,
 // keeping each one's last snapshot, and summing them with prom-client's AggregatorRegistry so
 // that the counters of children that exited stay in the sums (a counter never goes down).
-import type { ChildProcess } from 'node:child_process';
+import type { ChildHandle } from './children.js';
 import type { Registry } from 'prom-client';
 import { promClient } from './metrics.js';
 
@@ -15,7 +15,7 @@ export class Replies {
   #nextId = 0;
   readonly #waiting = new Map<number, (value: unknown) => void>();
 
-  ask<T>(child: ChildProcess, make: (id: number) => object, timeoutMs: number, fallback: () => T): Promise<T> {
+  ask<T>(child: Pick<ChildHandle, 'send'>, make: (id: number) => object, timeoutMs: number, fallback: () => T): Promise<T> {
     const id = ++this.#nextId;
     return new Promise<T>((resolve) => {
       const timer = setTimeout(() => settle(fallback()), timeoutMs);
@@ -25,7 +25,7 @@ export class Replies {
         resolve(value);
       };
       this.#waiting.set(id, (value) => settle(value as T));
-      child.send(make(id), (err) => {
+      child.send(make(id), undefined, (err) => {
         if (err) this.#waiting.get(id)?.(fallback());
       });
     });
