@@ -8,7 +8,37 @@ import { fork } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import type { Logger } from './log.js';
-import { Replies } from './worker-metrics.js';
+
+/**
+ * Questions to child processes and their answers, matched by id: `ask` sends `make(id)` and
+ * resolves with the value the child sends back for that id (handed to `answer`), or with
+ * `fallback()` if the child does not answer within `timeoutMs` or the message cannot be sent.
+ */
+class Replies {
+  #nextId = 0;
+  readonly #waiting = new Map<number, (value: unknown) => void>();
+
+  ask<T>(child: ChildHandle, make: (id: number) => object, timeoutMs: number, fallback: () => T): Promise<T> {
+    const id = ++this.#nextId;
+    return new Promise<T>((resolve) => {
+      const timer = setTimeout(() => settle(fallback()), timeoutMs);
+      const settle = (value: T) => {
+        clearTimeout(timer);
+        this.#waiting.delete(id);
+        resolve(value);
+      };
+      this.#waiting.set(id, (value) => settle(value as T));
+      child.send(make(id), undefined, (err) => {
+        if (err) this.#waiting.get(id)?.(fallback());
+      });
+    });
+  }
+
+  /** A child answered question `id` (an id nobody waits for any more is ignored). */
+  answer(id: number, value: unknown): void {
+    this.#waiting.get(id)?.(value);
+  }
+}
 
 /**
  * What a manager needs of a child process (a node:child_process ChildProcess is one). It emits

@@ -1,41 +1,9 @@
 // What a parent process needs to serve /metrics for its children (`tsgi serve --workers N`'s
-// supervisor, `tsgi front --processes N`'s primary): asking each child over IPC with a timeout,
-// keeping each one's last snapshot, and summing them with prom-client's AggregatorRegistry so
-// that the counters of children that exited stay in the sums (a counter never goes down).
-import type { ChildHandle } from './children.js';
+// supervisor, `tsgi front --processes N`'s primary): keeping each child's last snapshot, and
+// summing them with prom-client's AggregatorRegistry so that the counters of children that
+// exited stay in the sums (a counter never goes down). Asking them is children.ts's ask().
 import type { Registry } from 'prom-client';
 import { promClient } from './metrics.js';
-
-/**
- * Questions to child processes and their answers, matched by id: `ask` sends `make(id)` and
- * resolves with the value the child sends back for that id (handed to `answer`), or with
- * `fallback()` if the child does not answer within `timeoutMs` or the message cannot be sent.
- */
-export class Replies {
-  #nextId = 0;
-  readonly #waiting = new Map<number, (value: unknown) => void>();
-
-  ask<T>(child: Pick<ChildHandle, 'send'>, make: (id: number) => object, timeoutMs: number, fallback: () => T): Promise<T> {
-    const id = ++this.#nextId;
-    return new Promise<T>((resolve) => {
-      const timer = setTimeout(() => settle(fallback()), timeoutMs);
-      const settle = (value: T) => {
-        clearTimeout(timer);
-        this.#waiting.delete(id);
-        resolve(value);
-      };
-      this.#waiting.set(id, (value) => settle(value as T));
-      child.send(make(id), undefined, (err) => {
-        if (err) this.#waiting.get(id)?.(fallback());
-      });
-    });
-  }
-
-  /** A child answered question `id` (an id nobody waits for any more is ignored). */
-  answer(id: number, value: unknown): void {
-    this.#waiting.get(id)?.(value);
-  }
-}
 
 /** The counters and histograms of a child's snapshot: what still counts after it exited. */
 export function cumulativeOnly(snapshot: object[]): object[] {

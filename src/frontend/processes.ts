@@ -16,18 +16,18 @@
 // The hand-off costs one sendmsg per client connection, none per request. Sharing the listening
 // fd itself (SCHED_NONE: each worker accepts) saves that, but Linux then spreads connections
 // unevenly (Node's cluster docs), and no reusePort in Node 20.
-import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress, parseAddress } from '../common/address.js';
 import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
 import { Backoff } from '../common/backoff.js';
+import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../common/children.js';
 import type { ControlRequest, ControlResponse } from '../common/control.js';
 import { closeListener, listenOn } from '../common/listen.js';
 import { createLogger, type Logger, type LogLevel } from '../common/log.js';
 import { guardAccept, refuse503 } from '../common/accept-guard.js';
 import { defineMetric, defineProcessMetrics, promClient, RecentErrors } from '../common/metrics.js';
-import { aggregate, ChildSnapshots, Replies } from '../common/worker-metrics.js';
+import { aggregate, ChildSnapshots } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { ControlServer, mergeAnswers } from './control.js';
 import type { FrontConfig } from './index.js';
@@ -77,24 +77,34 @@ export interface FrontProcess {
 
 export type PrimaryConfig = FrontConfig & { processes: number; logLevel?: LogLevel };
 
-type WorkerState = 'starting' | 'ready' | 'stopping';
-
-interface Worker {
-  slot: number;
-  child: ChildProcess;
-  state: WorkerState;
+/** A front worker, keyed by its slot (0 to N-1): a replacement takes the slot of the one it replaces. */
+interface Worker extends Child {
   /** Client connections open, by its last heartbeat plus those handed to it since. */
   connections: number;
-  started: number;
-  /** A connection could not be handed to it: it is dying; route nothing more there. */
-  unreachable: boolean;
   /** Its last /status: what it served stays in the totals after it exits. */
   lastStatus: FrontStatus | null;
 }
 
+/** What the primary runs on besides its config: how a worker starts, the clock, the log. */
+export interface PrimaryDeps {
+  /** Default: fork front-worker.js; a test passes fake children. */
+  spawn?: SpawnChild<FrontWorkerConfig>;
+  now?: () => number;
+  log?: Logger;
+}
+
 const ASK_TIMEOUT_MS = 2000;
-/** Connections held while no worker is ready (all restarting); more are closed. */
-const MAX_PENDING = 1024;
+
+const spawnFrontWorker = forkWithConfig<FrontWorkerConfig>(fileURLToPath(new URL('./front-worker.js', import.meta.url)),
+  // The single front's V8 flag (see runFront in cli.ts) for each worker.
+  'TSGI_FRONT_WORKER', { execArgv: [...process.execArgv, '--no-incremental-marking'] });
+
+/** Each accepted connection goes to the ready worker with the fewest. */
+const CONNECTION: Delivery<Worker> = {
+  message: { type: 'connection' } satisfies PrimaryMessage,
+  load: (w) => w.connections,
+  charge: (w, n) => { w.connections += n; },
+};
 
 export class FrontPrimary implements FrontProcess {
   readonly #config: PrimaryConfig;
@@ -102,9 +112,11 @@ export class FrontPrimary implements FrontProcess {
   readonly #log: Logger;
   readonly #recent: RecentErrors | null;
   readonly #server: Server;
-  readonly #workers = new Map<number, Worker>();
+  readonly #workers: ChildSet<FrontWorkerConfig, Worker>;
+  readonly #now: () => number;
   readonly #backoff: Backoff[];
-  readonly #replies = new Replies();
+  /** When each empty slot may be filled again (a worker that died waits out its backoff). */
+  readonly #spawnAfter: number[];
   readonly #snapshots = new ChildSnapshots();
   readonly #gone: FrontTotals = noTotals();
   /** The backends every worker should have: new workers start with them. */
@@ -113,22 +125,27 @@ export class FrontPrimary implements FrontProcess {
   #address: Address | null = null;
   #control: ControlServer | null = null;
   #admin: AdminServer | null = null;
-  #pending: Socket[] = [];
-  #nextPick = 0;
   #restarts = 0;
   #stopping = false;
   #stopped: Promise<void> | null = null;
-  #exitWaiters: (() => void)[] = [];
   /** Until start() resolves: a worker of the first set failing to start fails start(). */
   #starting: { resolve(): void; reject(err: Error): void } | null = null;
 
-  constructor(config: PrimaryConfig) {
+  constructor(config: PrimaryConfig, deps: PrimaryDeps = {}) {
     this.#config = config;
     this.#n = config.processes;
     this.#recent = config.admin !== undefined ? new RecentErrors() : null;
-    const log = createLogger('front');
+    const log = deps.log ?? createLogger('front');
     this.#log = this.#recent !== null ? recordErrors(log, this.#recent) : log;
+    this.#now = deps.now ?? Date.now;
     this.#backoff = Array.from({ length: this.#n }, () => new Backoff());
+    this.#spawnAfter = Array.from({ length: this.#n }, () => 0);
+    this.#workers = new ChildSet<FrontWorkerConfig, Worker>({
+      spawn: deps.spawn ?? spawnFrontWorker, log: this.#log, name: 'front worker', now: this.#now,
+      onMessage: (w, msg) => this.#onMessage(w, msg as FrontWorkerMessage),
+      onExit: (w, code, signal) => this.#onExit(w, code, signal),
+      onClose: (w) => this.#snapshots.closed(w.handle.pid!),
+    });
     for (const address of config.backends) this.#backends.set(formatAddress(address), { address, source: 'config' });
     this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket));
     guardAccept(this.#server, { log: this.#log, name: 'HTTP', refuse: refuse503 });
@@ -140,7 +157,7 @@ export class FrontPrimary implements FrontProcess {
 
   /** The workers' process ids. */
   pids(): number[] {
-    return [...this.#workers.values()].flatMap((w) => (w.child.pid === undefined ? [] : [w.child.pid]));
+    return [...this.#workers.values()].flatMap((w) => (w.handle.pid === undefined ? [] : [w.handle.pid]));
   }
 
   /** Listens, opens the control socket, starts the workers; resolves when all are ready. */
@@ -154,7 +171,7 @@ export class FrontPrimary implements FrontProcess {
       }
       await new Promise<void>((resolve, reject) => {
         this.#starting = { resolve, reject };
-        for (let slot = 0; slot < this.#n; slot++) this.#spawn(slot);
+        this.reconcile();
       });
       this.#starting = null;
       if (c.admin !== undefined) {
@@ -169,9 +186,21 @@ export class FrontPrimary implements FrontProcess {
       await this.stop({ graceful: false });
       throw err;
     }
-    const pids = [...this.#workers.values()].map((w) => w.child.pid).join(', ');
+    const pids = this.pids().join(', ');
     this.#log.info(`listening on http ${formatAddress(this.#address)} with ${this.#n} processes (primary pid ${process.pid}, `
       + `workers ${pids}); backends: ${c.backends.map(formatAddress).join(', ') || 'none yet'}`);
+  }
+
+  /**
+   * Fills every empty slot whose backoff is over. Idempotent: a worker's exit records when its
+   * slot may be filled again and calls it then.
+   */
+  reconcile(): void {
+    if (this.#stopping) return;
+    const now = this.#now();
+    for (let slot = 0; slot < this.#n; slot++) {
+      if (this.#workers.get(slot) === undefined && now >= this.#spawnAfter[slot]!) this.#spawn(slot);
+    }
   }
 
   #spawn(slot: number): void {
@@ -179,21 +208,7 @@ export class FrontPrimary implements FrontProcess {
       front: this.#config, listen: this.#address!, backends: [...this.#backends.values()],
       logLevel: this.#config.logLevel ?? 'info',
     };
-    const child = fork(fileURLToPath(new URL('./front-worker.js', import.meta.url)), [], {
-      env: { ...process.env, TSGI_FRONT_WORKER: JSON.stringify(config) },
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      // The single front's V8 flag (see runFront in cli.ts) for each worker.
-      execArgv: [...process.execArgv, '--no-incremental-marking'],
-    });
-    const worker: Worker = {
-      slot, child, state: 'starting', connections: 0, started: Date.now(), unreachable: false, lastStatus: null,
-    };
-    this.#workers.set(slot, worker);
-    child.on('message', (msg: FrontWorkerMessage) => this.#onMessage(worker, msg));
-    child.on('exit', (code, signal) => this.#onExit(worker, code, signal));
-    child.once('close', () => this.#snapshots.closed(child.pid!));
-    // A message to a worker that is exiting fails with EPIPE: the exit handler deals with it.
-    child.on('error', (err) => this.#log.debug(`front worker ${slot}: ${err.message}`));
+    this.#workers.spawn(slot, config, { connections: 0, lastStatus: null });
   }
 
   #onMessage(worker: Worker, msg: FrontWorkerMessage): void {
@@ -202,97 +217,62 @@ export class FrontPrimary implements FrontProcess {
         if (worker.state !== 'starting') return;
         worker.state = 'ready';
         // Ops that reached the other workers while this one started: it catches up here.
-        this.#send(worker, { type: 'backends', backends: [...this.#backends.values()] });
-        this.#log.debug(`front worker ${worker.slot} (pid ${worker.child.pid}) ready`);
+        this.#workers.send(worker, { type: 'backends', backends: [...this.#backends.values()] } satisfies PrimaryMessage);
+        this.#log.debug(`front worker ${worker.id} (pid ${worker.handle.pid}) ready`);
         if (this.#starting !== null && [...this.#workers.values()].every((w) => w.state === 'ready')) this.#starting.resolve();
-        this.#flushPending();
+        this.#workers.flush();
         return;
       case 'failed':
         if (this.#starting !== null) {
           this.#starting.reject(msg.config ? new ConfigError(msg.message) : new Error(msg.message));
         } else {
-          this.#log.error(`front worker ${worker.slot} (pid ${worker.child.pid}) could not start: ${msg.message}`);
+          this.#log.error(`front worker ${worker.id} (pid ${worker.handle.pid}) could not start: ${msg.message}`);
         }
         return;
       case 'load':
         worker.connections = msg.connections;
         return;
       case 'answer':
-        this.#replies.answer(msg.id, msg.value);
+        this.#workers.answer(msg.id, msg.value);
         return;
     }
   }
 
   #onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
-    if (this.#workers.get(worker.slot) === worker) this.#workers.delete(worker.slot);
     if (worker.lastStatus !== null) addTotals(this.#gone, worker.lastStatus);
     const how = signal ?? `code ${code}`;
     if (this.#stopping || worker.state === 'stopping') {
-      this.#log.debug(`front worker ${worker.slot} (pid ${worker.child.pid}) exited (${how})`);
-      this.#checkStopped();
+      this.#log.debug(`front worker ${worker.id} (pid ${worker.handle.pid}) exited (${how})`);
       return;
     }
     if (this.#starting !== null) {
-      this.#starting.reject(new Error(`front worker ${worker.slot} (pid ${worker.child.pid}) exited (${how}) while starting`));
+      this.#starting.reject(new Error(`front worker ${worker.id} (pid ${worker.handle.pid}) exited (${how}) while starting`));
       return;
     }
     this.#restarts++;
-    const delay = this.#backoff[worker.slot]!.delay(Date.now() - worker.started);
-    this.#log.warn(`front worker ${worker.slot} (pid ${worker.child.pid}) died (${how}); respawning in ${delay} ms`);
-    setTimeout(() => {
-      if (!this.#stopping) this.#spawn(worker.slot);
-    }, delay).unref();
-  }
-
-  #send(worker: Worker, msg: PrimaryMessage): void {
-    if (worker.child.connected) worker.child.send(msg, () => {});
-  }
-
-  #ready(): Worker[] {
-    return [...this.#workers.values()].filter((w) => w.state === 'ready' && w.child.connected && !w.unreachable);
+    const delay = this.#backoff[worker.id]!.delay(this.#now() - worker.started);
+    this.#spawnAfter[worker.id] = this.#now() + delay;
+    this.#log.warn(`front worker ${worker.id} (pid ${worker.handle.pid}) died (${how}); respawning in ${delay} ms`);
+    setTimeout(() => this.reconcile(), delay).unref();
   }
 
   /** Hands an accepted connection to the ready worker with the fewest; ties go round in turn. */
-  #route(socket: Socket, rerouted = false): void {
-    if (this.#stopping) {
-      socket.destroy();
-      return;
-    }
-    const ready = this.#ready();
-    if (ready.length === 0) {
-      if (this.#pending.length >= MAX_PENDING) socket.destroy();
-      else this.#pending.push(socket);
-      return;
-    }
-    let best = ready[this.#nextPick++ % ready.length]!;
-    for (const w of ready) if (w.connections < best.connections) best = w;
-    best.connections++;
-    best.child.send({ type: 'connection' } satisfies PrimaryMessage, socket, (err) => {
-      if (!err) return;
-      // The worker died before the primary heard of it: route elsewhere, once.
-      best.connections--;
-      best.unreachable = true;
-      this.#log.debug(`front worker ${best.slot} could not take a connection (${err.message}); routing it elsewhere`);
-      if (rerouted || socket.destroyed) socket.destroy();
-      else this.#route(socket, true);
-    });
-  }
-
-  #flushPending(): void {
-    for (const socket of this.#pending.splice(0)) if (!socket.destroyed) this.#route(socket);
+  #route(socket: Socket): void {
+    if (this.#stopping) socket.destroy();
+    else this.#workers.route(socket, CONNECTION);
   }
 
   /** Asks every ready worker; a worker that does not answer in time gives `fallback`'s answer. */
   #askAll<T>(make: (id: number) => PrimaryMessage, fallback: (w: Worker) => T): Promise<{ worker: Worker; value: T }[]> {
-    return Promise.all(this.#ready().map(async (worker) => ({
-      worker, value: await this.#replies.ask<T>(worker.child, make, ASK_TIMEOUT_MS, () => fallback(worker)),
+    return Promise.all(this.#workers.ready().map(async (worker) => ({
+      worker, value: await this.#workers.ask<T>(worker, make, ASK_TIMEOUT_MS, () => fallback(worker)),
     })));
   }
 
   /** A control request, applied in every worker; `list` and the answers merged. */
   async #controlOp(req: ControlRequest): Promise<ControlResponse> {
     const answers = await this.#askAll<ControlResponse>((id) => ({ type: 'control', id, request: req }),
-      (w) => ({ ok: false, error: `front process ${w.child.pid} did not answer within ${ASK_TIMEOUT_MS} ms` }));
+      (w) => ({ ok: false, error: `front process ${w.handle.pid} did not answer within ${ASK_TIMEOUT_MS} ms` }));
     const merged = mergeAnswers(answers.map((a) => a.value));
     if (merged.ok && req.op !== 'list' && typeof req.address === 'string') {
       // Remember it, so that a worker started later has the same backends.
@@ -315,21 +295,21 @@ export class FrontPrimary implements FrontProcess {
       const name = formatAddress(address);
       if (!this.#backends.has(name)) this.#backends.set(name, { address, source: 'config' });
     }
-    for (const w of this.#workers.values()) this.#send(w, { type: 'backends', backends: [...this.#backends.values()] });
+    this.#workers.broadcast({ type: 'backends', backends: [...this.#backends.values()] } satisfies PrimaryMessage);
   }
 
   /** SIGUSR1: every worker reopens its access log. */
   reopenLogs(): void {
-    for (const w of this.#workers.values()) this.#send(w, { type: 'reopen' });
+    this.#workers.broadcast({ type: 'reopen' } satisfies PrimaryMessage);
     if (this.#config.accessLog !== undefined) this.#log.info(`access log: asked ${this.#workers.size} front processes to reopen it`);
   }
 
   /** --admin: each worker's series (keyed by pid: a replacement is a new series source). */
   async #workerMetrics(): Promise<object[][]> {
     const answers = await this.#askAll<object[] | null>((id) => ({ type: 'metrics', id }), () => null);
-    for (const { worker, value } of answers) if (value !== null) this.#snapshots.update(worker.child.pid!, value);
-    const live = new Map(answers.map(({ worker, value }) => [worker.child.pid!, value]));
-    const alive = new Set([...this.#workers.values()].map((w) => w.child.pid!));
+    for (const { worker, value } of answers) if (value !== null) this.#snapshots.update(worker.handle.pid!, value);
+    const live = new Map(answers.map(({ worker, value }) => [worker.handle.pid!, value]));
+    const alive = new Set(this.pids());
     return this.#snapshots.all(live, (pid) => !alive.has(pid));
   }
 
@@ -344,7 +324,7 @@ export class FrontPrimary implements FrontProcess {
       }),
       restarts: this.#restarts,
       processes: [...this.#workers.values()].map((w) => ({
-        slot: w.slot, pid: w.child.pid, state: w.state, connections: w.connections,
+        slot: w.id, pid: w.handle.pid, state: w.state, connections: w.connections,
         requests: answers.find((a) => a.worker === w)?.value?.requests ?? 0,
       })),
     };
@@ -365,30 +345,16 @@ export class FrontPrimary implements FrontProcess {
     return reg;
   }
 
-  #checkStopped(): void {
-    if (this.#workers.size === 0) for (const w of this.#exitWaiters.splice(0)) w();
-  }
-
   /** Stops accepting, tells every worker to stop (graceful: finish in-flight requests), waits for all. */
   stop({ graceful = true }: { graceful?: boolean } = {}): Promise<void> {
     this.#stopped ??= (async () => {
       this.#stopping = true;
       await this.#control?.close();
       const closed = closeListener(this.#server);
-      for (const s of this.#pending.splice(0)) s.destroy();
+      this.#workers.close();
       const killAfter = graceful ? (this.#config.gracefulTimeout ?? 30) * 1000 + 2000 : 2000;
-      for (const w of this.#workers.values()) {
-        w.state = 'stopping';
-        if (w.child.connected) w.child.send({ type: 'stop', graceful } satisfies PrimaryMessage, () => {});
-        else w.child.kill('SIGTERM');
-        setTimeout(() => {
-          if (w.child.exitCode === null && w.child.signalCode === null) {
-            this.#log.warn(`front worker ${w.slot} (pid ${w.child.pid}) did not stop in time; killing it`);
-            w.child.kill('SIGKILL');
-          }
-        }, killAfter).unref();
-      }
-      if (this.#workers.size > 0) await new Promise<void>((resolve) => this.#exitWaiters.push(resolve));
+      for (const w of this.#workers.values()) this.#workers.stop(w, { type: 'stop', graceful } satisfies PrimaryMessage, killAfter);
+      await this.#workers.whenEmpty();
       await closed;
       await this.#admin?.close();
     })();

@@ -2,7 +2,7 @@
 // test plays each worker's part ('ready', heartbeats, 'retire', exits) and checks what the
 // supervisor spawns, stops and hands over: scaling, a rolling reload, crashes, an application
 // that cannot load, --max-requests recycling, and connections to the least busy worker.
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Address } from '../../src/common/address.js';
@@ -11,7 +11,9 @@ import { Supervisor, type SupervisorOptions } from '../../src/backend/supervisor
 import type { WorkerConfig } from '../../src/backend/worker.js';
 import { TsgiError } from '../../src/protocol/errors.js';
 import { rejects } from '../helpers/assert.js';
-import { type FakeChild, type FakeSpawn, fakeClock, fakeSpawn, firstTo, recordingLogger } from '../helpers/fake-children.js';
+import {
+  connectTo, type FakeChild, type FakeSpawn, fakeClock, fakeSpawn, firstTo, recordingLogger, teardown, turn,
+} from '../helpers/fake-children.js';
 
 interface Harness extends FakeSpawn<WorkerConfig> {
   sup: Supervisor;
@@ -54,24 +56,12 @@ async function started(h: Harness, n: number): Promise<{ address: Address | null
 
 const generations = (h: Harness) => h.sup.workers.map((w) => `${w.id}:${w.generation}:${w.state}`).sort();
 const stopped = (c: FakeChild) => c.got('stop').length > 0;
-const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
-
-function client(ctx: Ctx, address: Address): Socket {
-  if (address.kind !== 'tcp') throw new Error('a tcp address was bound');
-  const socket = connect(address.port, address.host);
-  socket.on('error', () => {});
-  ctx.clients.push(socket);
-  return socket;
-}
+const client = (ctx: Ctx, address: Address): Socket => connectTo(address, ctx.clients);
 
 test.after.each(async (ctx) => {
-  for (const s of ctx.clients.splice(0)) s.destroy();
   const h = ctx.h;
   ctx.h = null;
-  if (h === null) return;
-  for (const c of h.children) c.obey();
-  await h.sup.stop({ graceful: false }).catch(() => {});
-  for (const c of h.children) c.closeSockets();
+  if (h !== null) await teardown(ctx.clients, h.children, () => h.sup.stop({ graceful: false }));
 });
 
 test('start spawns the target and resolves once every worker is ready', async (ctx) => {

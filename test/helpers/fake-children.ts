@@ -2,7 +2,8 @@
 // drives ('message', 'exit', 'close'), records what its manager sent it (and the sockets handed
 // with it), and can be made to refuse a hand-off the way a dying child's IPC channel does.
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import type { Address } from '../../src/common/address.js';
 import type { ChildHandle } from '../../src/common/children.js';
 import type { Logger, LogLevel } from '../../src/common/log.js';
 
@@ -143,4 +144,28 @@ export function recordingLogger(): Logger & { lines: string[] } {
 export function fakeClock(start = 1_000_000): { now: () => number; advance(ms: number): void } {
   let t = start;
   return { now: () => t, advance: (ms) => { t += ms; } };
+}
+
+/** One turn of the event loop: what the manager does on a callback has happened. */
+export const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** A client connection to the TCP address a manager bound, kept in `clients` for closing. */
+export function connectTo(address: Address, clients: Socket[]): Socket {
+  if (address.kind !== 'tcp') throw new Error('a tcp address was bound');
+  const socket = connect(address.port, address.host);
+  socket.on('error', () => {});
+  clients.push(socket);
+  return socket;
+}
+
+/**
+ * Ends a test: closes the clients and the sockets handed to the children (a real child holds
+ * them, and its manager's server closes only once they are closed), then stops the manager,
+ * its children exiting as told.
+ */
+export async function teardown(clients: Socket[], children: FakeChild[], stop: () => Promise<void>): Promise<void> {
+  for (const s of clients.splice(0)) s.destroy();
+  for (const c of children) c.closeSockets();
+  for (const c of children) c.obey();
+  await stop().catch(() => {});
 }
