@@ -204,7 +204,7 @@ export class ChildSet<C, W extends Child> {
     if (!w.handle.connected) w.handle.kill('SIGTERM');
     else w.handle.send(msg, undefined, (err) => { if (err) w.handle.kill('SIGTERM'); });
     w.killTimer = setTimeout(() => {
-      this.#opts.log.warn(`${this.#opts.name} ${w.id} (pid ${w.handle.pid}) did not stop within the graceful timeout; killing it`);
+      this.#opts.log.warn(`${this.#opts.name} ${w.id} (pid ${w.handle.pid}) did not stop within ${killAfterMs / 1000} s; killing it`);
       w.handle.kill('SIGKILL');
     }, killAfterMs);
     w.killTimer.unref();
