@@ -61,6 +61,23 @@ export interface SupervisorOptions {
   now?: () => number;
 }
 
+/** A front connection goes to the worker with the fewest. */
+const FRONT_CONNECTION: Delivery<Worker> = {
+  message: { type: 'connection', protocol: 'tsgi' } satisfies SupervisorMessage,
+  load: (w) => w.connections,
+  charge: (w, n) => { w.connections += n; },
+};
+
+/**
+ * A uwsgi connection (one request) goes to the worker with the fewest requests in flight by its
+ * last heartbeat plus those handed to it since.
+ */
+const UWSGI_CONNECTION: Delivery<Worker> = {
+  message: { type: 'connection', protocol: 'uwsgi' } satisfies SupervisorMessage,
+  load: (w) => w.inFlight + w.handed,
+  charge: (w, n) => { w.handed += n; },
+};
+
 const spawnWorker = forkWithConfig<WorkerConfig>(fileURLToPath(new URL('./worker.js', import.meta.url)),
   'TSGI_WORKER_CONFIG', { serialization: 'advanced' });
 
@@ -70,8 +87,6 @@ export class Supervisor {
   readonly #uwsgiServer: Server;
   readonly #workers: ChildSet<WorkerConfig, Worker>;
   readonly #now: () => number;
-  readonly #tsgi: Delivery<Worker>;
-  readonly #uwsgi: Delivery<Worker>;
   #target: number;
   #generation = 1;
   #nextId = 1;
@@ -109,21 +124,9 @@ export class Supervisor {
       accepts: (w) => w.generation === this.#generation,
       holdForStartingMs: HOLD_FOR_STARTING_MS,
     });
-    // A front connection goes to the worker with the fewest; a uwsgi connection (one request)
-    // to the one with the fewest requests in flight by its last heartbeat plus those handed since.
-    this.#tsgi = {
-      message: { type: 'connection', protocol: 'tsgi' } satisfies SupervisorMessage,
-      load: (w) => w.connections,
-      charge: (w, n) => { w.connections += n; },
-    };
-    this.#uwsgi = {
-      message: { type: 'connection', protocol: 'uwsgi' } satisfies SupervisorMessage,
-      load: (w) => w.inFlight + w.handed,
-      charge: (w, n) => { w.handed += n; },
-    };
-    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket, this.#tsgi));
+    this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket, FRONT_CONNECTION));
     this.#uwsgiServer = createServer({ pauseOnConnect: true, allowHalfOpen: true },
-      (socket) => this.#route(socket, this.#uwsgi));
+      (socket) => this.#route(socket, UWSGI_CONNECTION));
     guardAccept(this.#server, { log: opts.log, name: 'backend' });
     guardAccept(this.#uwsgiServer, { log: opts.log, name: 'uwsgi' });
   }
