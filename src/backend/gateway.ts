@@ -2,11 +2,12 @@
 // once (again only with excInfo, before the head went out); the head goes out with the first
 // non-empty chunk or the first call of write() (write('') sends it alone: the start of a stream
 // of events); the result's close()/return() is always called; an error before the head
-// becomes a 500, an error after it resets the stream (never a second head).
+// becomes a 500, an error after it resets the stream (never a second head); an application
+// that cuts its connection gets its stream reset, with no response if no head went out.
 // Synchronous apps run to completion without a single promise; async work switches to the
 // slow path only when it is needed (a promise, an async iterable, or backpressure).
 import { STATUS_CODES } from 'node:http';
-import { GatewayError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
+import { GatewayError, TsgiError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AppResult, Application, Chunk, Environ, StartResponse, Write } from './types.js';
 
@@ -18,7 +19,10 @@ export interface Responder {
   write(chunk: Uint8Array, end: boolean): boolean;
   /** Resolves when more may be written, or when the exchange was aborted. */
   drain(): Promise<void>;
-  /** Ends the exchange abnormally after the head went out (reset / cut the connection). */
+  /**
+   * Ends the exchange abnormally (reset / cut the connection): after the head, the response is
+   * cut; before it, no response goes out at all (the application cut its connection).
+   */
   abort(reason: string): void;
   /** True once the peer is gone: stop producing. */
   readonly aborted: boolean;
@@ -332,6 +336,10 @@ class Exchange {
     const what = `${env.REQUEST_METHOD} ${env.REQUEST_URI}`;
     if (this.#out.aborted) {
       this.#log.debug(`${what}: stopped after the client went away (${(err as Error)?.message ?? err})`);
+    } else if (err instanceof TsgiError && err.code === 'TSGI_ERR_CONNECTION_CUT') {
+      // The app's own choice (node:http's socket.destroy()): not an application error.
+      this.#log.info(`${what}: the application cut the connection${this.#headSent ? ' after the response head' : ', no response'}; stream reset`);
+      this.#out.abort(err.message);
     } else if (!this.#headSent) {
       const answer = statusResponse(httpStatusFor(err)); // the front decides about its connection
       this.#log.error(`${what}: application error before the response head; answered ${answer.status}`, err);

@@ -4,6 +4,7 @@
 // survive Express swapping the prototype), feed the gateway an async iterator: no HTTP bytes
 // are written or parsed, the head goes to startResponse, and write() reports backpressure.
 import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
+import { TsgiError } from '../protocol/errors.js';
 import { HOP_BY_HOP } from './gateway.js';
 import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
 import type { Application, Environ, ErrorStream, StartResponse, Write } from './types.js';
@@ -187,7 +188,7 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
   }
 
   /** The response can never complete: the gateway answers 500 or resets the stream. */
-  reset(err: unknown): void {
+  #reset(err: unknown): void {
     if (this.#closed || this.#error !== null) return;
     this.#error = err;
     const w = this.#waiter;
@@ -197,9 +198,20 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     }
   }
 
+  /**
+   * The app destroyed the connection (req.socket.destroy(), res.destroy(), req.destroy() before
+   * the end of the body): the gateway resets the stream, with no response if no head went out,
+   * and req and res close as when the client goes away.
+   */
+  cut(): void {
+    const req = this.req;
+    this.#reset(new TsgiError('TSGI_ERR_CONNECTION_CUT', `the application destroyed the connection of ${req.method} ${req.url}`));
+    process.nextTick(() => this.#close(false)); // a cut is rare: a closure is fine here
+  }
+
   /** The handler's promise rejected: a failed response, unless it was already complete. */
   rejected(err: unknown): void {
-    if (!this.#ended) return this.reset(err);
+    if (!this.#ended) return this.#reset(err);
     const req = this.req;
     this.#errors.write(`tsgi: the (req, res) handler for ${req.method} ${req.url} failed after it ended the response: `
       + `${(err as Error)?.stack ?? String(err)}\n`);

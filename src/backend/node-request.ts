@@ -15,15 +15,16 @@ export interface RequestOwner {
   readonly socket: PeerSocket;
   /** req._read: take the next chunk of tsgi.input and push it. */
   read(): void;
-  /** The app destroyed the connection: the response can never complete. */
-  reset(err: unknown): void;
+  /** The app destroyed the connection: no response (or no more of it) goes out, the stream resets. */
+  cut(): void;
 }
 
 export type Req = IncomingMessage & { [kState]: RequestOwner; _consuming: boolean; _addHeaderLines(h: string[], n: number): void };
 
 /**
  * The connection as the handler sees it (req.socket, res.socket): the peer's addresses, and
- * `encrypted` over https. destroy() resets this request's stream, as closing a socket would.
+ * `encrypted` over https. destroy() cuts it as on node:http: the stream resets with no response
+ * (or no more of it), the client's connection is cut, and 'error' (given one) then 'close' follow.
  */
 export class PeerSocket extends EventEmitter {
   remoteAddress: string;
@@ -37,9 +38,9 @@ export class PeerSocket extends EventEmitter {
   destroyed = false;
   readonly writableLength = 0;
   readonly bytesWritten = 0;
-  readonly #exchange: Pick<RequestOwner, 'reset'>;
+  readonly #exchange: Pick<RequestOwner, 'cut'>;
 
-  constructor(environ: Environ, exchange: Pick<RequestOwner, 'reset'>) {
+  constructor(environ: Environ, exchange: Pick<RequestOwner, 'cut'>) {
     super();
     this.#exchange = exchange;
     this.remoteAddress = environ.REMOTE_ADDR;
@@ -62,8 +63,11 @@ export class PeerSocket extends EventEmitter {
   cork(): void {}
   uncork(): void {}
 
-  destroy(err?: Error): this {
-    if (!this.destroyed) this.#exchange.reset(err ?? new Error('the application destroyed the socket'));
+  destroy(err?: Error | null): this {
+    if (this.destroyed) return this;
+    this.#down();
+    this.#exchange.cut();
+    process.nextTick(emitDestroyed, this, err ?? null);
     return this;
   }
 
@@ -74,11 +78,25 @@ export class PeerSocket extends EventEmitter {
   /** The exchange is over (done or gone): the connection closes, as far as the handler knows. */
   close(hadError: boolean): void {
     if (this.destroyed) return;
+    this.#down();
+    this.emit('close', hadError);
+  }
+
+  #down(): void {
     this.destroyed = true;
     this.readable = false;
     this.writable = false;
-    this.emit('close', hadError);
   }
+}
+
+/**
+ * After destroy(err): 'error', then 'close', as a net.Socket emits them (Koa's on-finished hears
+ * the error this way). node:http always listens for a socket's errors, so one nobody else listens
+ * for is dropped, never thrown.
+ */
+function emitDestroyed(socket: PeerSocket, err: Error | null): void {
+  if (err !== null && socket.listenerCount('error') > 0) socket.emit('error', err);
+  socket.emit('close', err !== null);
 }
 
 function reqRead(this: Req): void {
@@ -91,12 +109,17 @@ function reqRead(this: Req): void {
   this[kState].read();
 }
 
-/** req.destroy(): no socket to tear down; the body stops, listeners hear the error if they listen. */
+/**
+ * req.destroy(), as node:http's: a request destroyed before its body was read to the end takes
+ * its connection with it (the stream resets); listeners hear the error if they listen.
+ */
 function reqDestroy(this: Req, err: Error | null, cb: (err?: Error | null) => void): void {
   if (!this.readableEnded || !this.complete) {
     this.aborted = true;
     this.emit('aborted');
   }
+  const socket = this[kState].socket;
+  if (this.aborted && !socket.destroyed) socket.destroy(err);
   process.nextTick(destroyed, this, err, cb);
 }
 

@@ -65,7 +65,8 @@ class StreamResponder implements Responder {
   abort(reason: string): void {
     if (this.aborted) return;
     this.aborted = true;
-    this.stream.reset(ResetCode.INTERNAL_ERROR, reason);
+    // Before the head, CANCEL: the front answers nothing and cuts its client's connection too.
+    this.stream.reset(this.status === 0 ? ResetCode.CANCEL : ResetCode.INTERNAL_ERROR, reason);
     this._wake();
   }
 

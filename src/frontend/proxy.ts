@@ -152,7 +152,10 @@ export class Exchange implements Waiter, Observed {
     }
   }
 
-  /** Ends the exchange with an error: a status if the head has not gone out, else a cut. */
+  /**
+   * Ends the exchange with an error: a status if the head has not gone out, else a cut (and a
+   * cut without a response when the application cut its own connection).
+   */
   fail(err: unknown): void {
     if (this.done) return;
     this.finish();
@@ -161,6 +164,11 @@ export class Exchange implements Waiter, Observed {
     const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'})`;
     if (this.cancelled) {
       this.opts.log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
+      return;
+    }
+    if (err instanceof TsgiError && err.code === 'TSGI_ERR_CONNECTION_CUT') {
+      this.opts.log.warn(`${req.method} ${req.url}: ${message}; client connection cut, no response ${peer}`);
+      res.destroy();
       return;
     }
     if (res.headersSent) {
@@ -371,6 +379,8 @@ function onBackendReset(this: Stream, code: number, message: string): void {
   if (code === LOCAL_CONNECTION_LOST) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
   else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);
   else if (code === ResetCode.TOO_LARGE && !ex.headReceived) err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `${backend} refused the request body as too large${message ? ` (${message})` : ''}`);
+  // CANCEL before the head: the application cut its connection (node:http's socket.destroy()).
+  else if (code === ResetCode.CANCEL && !ex.headReceived) err = new TsgiError('TSGI_ERR_CONNECTION_CUT', `${backend} cancelled the request: ${message}`);
   else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
   ex.fail(err);
 }

@@ -39,7 +39,10 @@ export const ResetCode = {
   FLOW_CONTROL_ERROR: 3,
   /** The stream was never processed; the request may safely be sent elsewhere. */
   REFUSED_STREAM: 4,
-  /** The client went away or no longer wants the response. */
+  /**
+   * The client went away or no longer wants the response. From a backend before the response
+   * head: the application cut its connection; the front cuts its client's, with no response.
+   */
   CANCEL: 5,
   /** The request's deadline passed. */
   TIMEOUT: 6,

@@ -18,6 +18,7 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_HEADER'
   | 'TSGI_ERR_BODY_LENGTH'
   | 'TSGI_ERR_CLIENT_GONE'
+  | 'TSGI_ERR_CONNECTION_CUT'
   | 'TSGI_ERR_BODY_TOO_LARGE'
   | 'TSGI_ERR_BAD_REQUEST'
   | 'TSGI_ERR_REQUEST_TIMEOUT'
@@ -46,6 +47,11 @@ export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_HEADER: 500,
   TSGI_ERR_BODY_LENGTH: 500,
   TSGI_ERR_CLIENT_GONE: 499,
+  /**
+   * The application cut its connection (a Node app's req.socket.destroy()): no response at all,
+   * the client's connection is cut (nginx's 444, "closed without a response").
+   */
+  TSGI_ERR_CONNECTION_CUT: 444,
   TSGI_ERR_BODY_TOO_LARGE: 413,
   /** Malformed or ambiguous HTTP from a client (smuggling attempts included). */
   TSGI_ERR_BAD_REQUEST: 400,
@@ -126,7 +132,7 @@ const REASONS: Readonly<Record<number, string>> = {
   418: "I'm a Teapot", 421: 'Misdirected Request', 422: 'Unprocessable Content', 423: 'Locked', 424: 'Failed Dependency',
   425: 'Too Early', 426: 'Upgrade Required', 428: 'Precondition Required', 429: 'Too Many Requests',
   431: 'Request Header Fields Too Large', 451: 'Unavailable For Legal Reasons',
-  499: 'Client Closed Request',
+  444: 'Connection Closed Without Response', 499: 'Client Closed Request',
   500: 'Internal Server Error', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable',
   504: 'Gateway Timeout', 505: 'HTTP Version Not Supported', 506: 'Variant Also Negotiates', 507: 'Insufficient Storage',
   508: 'Loop Detected', 510: 'Not Extended', 511: 'Network Authentication Required',
@@ -149,6 +155,7 @@ export function errorBody(status: number): string {
 const CLOSES: ReadonlySet<TsgiErrorCode> = new Set<TsgiErrorCode>([
   'TSGI_ERR_BAD_REQUEST', 'TSGI_ERR_REQUEST_TIMEOUT', 'TSGI_ERR_BODY_TOO_LARGE', 'TSGI_ERR_HEADERS_TOO_LARGE',
   'TSGI_ERR_EXPECTATION_FAILED', 'TSGI_ERR_STATIC_BAD_PATH',
+  'TSGI_ERR_CONNECTION_CUT', // never answered: the front cuts the connection instead
 ]);
 
 /** Failures of a backend (lost, reset, timed out, broke the protocol): counted against it. */

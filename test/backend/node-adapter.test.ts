@@ -1,6 +1,7 @@
 // fromNodeHandler: a Node (req, res) handler run as a gateway application, through runApplication:
 // req a real IncomingMessage fed from tsgi.input, res a real ServerResponse feeding the gateway.
-import { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, type Server, ServerResponse, createServer } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -382,6 +383,142 @@ test('socket.destroy() from the app resets its stream (no normal end)', async ()
     setImmediate(() => req.socket.destroy());
   });
   assertAborted(x.out);
+});
+
+// --- the app cuts its connection: req.socket.destroy(), res.destroy(), req.destroy() ----------
+// Each case runs the same handler on a real node:http server (a raw client on 127.0.0.1) and
+// through the adapter, and compares what req, res and req.socket emit, each in its own order.
+
+const WATCHED = ['aborted', 'error', 'finish', 'end', 'close'] as const;
+type Emitted = Record<'req' | 'res' | 'socket', string[]>;
+interface Seen { emitted: Emitted; destroyed: boolean; writable: boolean }
+type Action = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Records every WATCHED event of req, res and req.socket, then runs `action`. */
+function watched(action: Action, seen: Seen[]): NodeHandler {
+  return (req, res) => {
+    const emitted: Emitted = { req: [], res: [], socket: [] };
+    const targets = { req, res, socket: req.socket };
+    for (const name of ['req', 'res', 'socket'] as const) {
+      for (const ev of WATCHED) {
+        targets[name].on(ev, (x?: unknown) => {
+          emitted[name].push(x instanceof Error ? `${ev}:${x.message}` : x === undefined ? ev : `${ev}:${String(x)}`);
+        });
+      }
+    }
+    action(req, res);
+    // Right after the call, as node:http's socket is: destroyed, and no longer writable.
+    seen.push({ emitted, destroyed: req.socket.destroyed, writable: req.socket.writable });
+  };
+}
+
+const allClosed = (e: Emitted) => e.socket.some((x) => x.startsWith('close')) && e.req.includes('close') && e.res.includes('close');
+
+let nodeServer: Server | undefined;
+let nodeHandler: NodeHandler = () => {};
+
+test.before(async () => {
+  nodeServer = createServer((req, res) => nodeHandler(req, res));
+  await new Promise<void>((resolve) => nodeServer!.listen(0, '127.0.0.1', resolve));
+});
+
+test.after(async () => {
+  nodeServer?.closeAllConnections();
+  await new Promise<void>((resolve) => nodeServer?.close(() => resolve()) ?? resolve());
+});
+
+/** `action` on node:http: what the objects emitted, and every byte the client received. */
+async function onNodeHttp(action: Action, request = 'GET / HTTP/1.1\r\nHost: h\r\n\r\n'): Promise<Seen & { received: string }> {
+  const seen: Seen[] = [];
+  nodeHandler = watched(action, seen);
+  const { port } = nodeServer!.address() as AddressInfo;
+  const client = connect(port, '127.0.0.1');
+  let received = '';
+  client.on('data', (d: Buffer) => { received += d.toString('latin1'); });
+  client.on('error', () => {});
+  client.write(request);
+  await eventually(() => seen.length === 1 && allClosed(seen[0]!.emitted), 'req, res and socket to close on node:http');
+  client.destroy();
+  return { ...seen[0]!, received };
+}
+
+/** `action` through the adapter: what the objects emitted, and what the gateway sent. */
+async function onAdapter(action: Action, opts: EnvironOptions = {}): Promise<Seen & { out: RecordingResponder }> {
+  const seen: Seen[] = [];
+  const x = await serve(watched(action, seen), opts);
+  await eventually(() => seen.length === 1 && allClosed(seen[0]!.emitted), 'req, res and socket to close in the adapter');
+  return { ...seen[0]!, out: x.out };
+}
+
+/** The connection was cut as node:http cuts it: no byte / no head, the stream reset, the same events. */
+async function assertCutLikeNode(action: Action): Promise<Emitted> {
+  const node = await onNodeHttp(action);
+  const ours = await onAdapter(action);
+  assert.is(node.received, '', 'node:http sends nothing: the connection is just closed');
+  assert.is(ours.out.heads.length, 0, 'no head: not a 500, not anything');
+  assert.equal(ours.out.aborts.length, 1, 'the stream is reset');
+  assert.is(ours.destroyed, node.destroyed, 'socket.destroyed at once');
+  assert.is(ours.writable, node.writable, 'socket.writable at once');
+  assert.ok(ours.destroyed);
+  assert.equal(ours.emitted, node.emitted);
+  return ours.emitted;
+}
+
+test('regression: req.socket.destroy(err) cuts the connection as on node:http: no 500, \'error\' then \'close\' on the socket', async () => {
+  const emitted = await assertCutLikeNode((req) => { req.socket.destroy(new Error('x')); });
+  assert.equal(emitted.socket, ['error:x', 'close:true']);
+  assert.equal(emitted.res, ['close'], 'res: \'close\' without \'finish\'');
+});
+
+test('regression: req.socket.destroy() without an error: the stream resets too, \'close\' without \'error\'', async () => {
+  const emitted = await assertCutLikeNode((req) => { req.socket.destroy(); });
+  assert.equal(emitted.socket, ['close:false']);
+});
+
+test('res.destroy(err) and res.destroy(): the connection is cut, as node:http cuts it', async () => {
+  const withError = await assertCutLikeNode((_req, res) => { res.destroy(new Error('y')); });
+  assert.equal(withError.socket, ['error:y', 'close:true']);
+  const without = await assertCutLikeNode((_req, res) => { res.destroy(); });
+  assert.equal(without.socket, ['close:false']);
+});
+
+test('req.destroy(err) before the body was read takes the connection with it, as on node:http', async () => {
+  const withError = await assertCutLikeNode((req) => { req.destroy(new Error('z')); });
+  assert.equal(withError.req, ['aborted', 'error:z', 'close']);
+  assert.equal(withError.socket, ['error:z', 'close:true']);
+  const without = await assertCutLikeNode((req) => { req.destroy(); });
+  assert.equal(without.socket, ['close:false']);
+});
+
+test('req.destroy(err) after the body was read: the connection stays, the response goes out', async () => {
+  const action: Action = (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      req.destroy(new Error('late'));
+      setImmediate(() => res.end('ok'));
+    });
+  };
+  const node = await onNodeHttp(action, 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody');
+  const input = new InputStream();
+  input.push(Buffer.from('body'));
+  input.end();
+  const ours = await onAdapter(action, { input, head: { method: 'POST' }, headers: ['Host', 'h', 'Content-Length', '4'] });
+  assert.match(node.received, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nok$/);
+  assertComplete(ours.out);
+  assert.is(ours.out.body, 'ok');
+  assert.is(ours.destroyed, false);
+  assert.is(node.destroyed, false);
+  assert.equal(ours.emitted.req, node.emitted.req);
+  assert.equal(ours.emitted.req, ['end', 'error:late', 'close']);
+  assert.equal(ours.emitted.res, node.emitted.res);
+  assert.equal(ours.emitted.res, ['finish', 'close']);
+});
+
+test('socket.destroy(err) with no \'error\' listener on the socket: no crash, the stream resets', async () => {
+  const x = await serve((req) => { req.socket.destroy(new Error('nobody listens')); });
+  assert.is(x.out.heads.length, 0);
+  assert.is(x.out.aborts.length, 1);
+  assert.equal(x.log.errors, [], 'the application chose the cut: not an application error');
 });
 
 test('isNodeApp: Express/Connect-like apps only, never by arity', () => {

@@ -43,6 +43,7 @@ const EXPECTED: Record<TsgiErrorCode, [number, boolean, string?]> = {
   TSGI_ERR_HEADER: [500, false],
   TSGI_ERR_BODY_LENGTH: [500, false],
   TSGI_ERR_CLIENT_GONE: [499, false],
+  TSGI_ERR_CONNECTION_CUT: [444, true],
   TSGI_ERR_BODY_TOO_LARGE: [413, true],
   TSGI_ERR_BAD_REQUEST: [400, true],
   TSGI_ERR_REQUEST_TIMEOUT: [408, true],
