@@ -3,9 +3,9 @@
 // created with a restrictive mode.
 // Closing one never removes a socket file that another process has put on the path since.
 import { existsSync, lstatSync } from 'node:fs';
-import { chmod, lstat, unlink } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
-import { connect, createServer, type Server } from 'node:net';
+import { chmod, link, lstat, open, unlink, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { connect, type Server } from 'node:net';
 import { resolve as absolute } from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
 import { type Address, formatAddress } from './address.js';
@@ -37,30 +37,111 @@ async function clearStaleSocket(path: string): Promise<void> {
 const LISTEN_BACKLOG = 4096;
 
 /**
- * Holds a lock named after a socket path while a stale file on it is cleared and the new socket
- * bound: a Linux abstract socket, which the kernel frees when its process dies (null elsewhere).
- * Without it, two processes starting on one path could both find the old file stale, and the
- * second could unlink the socket the first had just bound, leaving it listening unreachable.
+ * While a stale file on a Unix socket path is cleared and the new socket bound, the process holds
+ * PATH.lock, a file beside the socket that only those who may write the socket's directory can
+ * create (they can replace the socket anyway). Without it, two processes starting on one path
+ * could both find the old file stale, and the second could unlink the socket the first had just
+ * bound, leaving it listening unreachable.
+ *
+ * Node has no flock(), so the lock is a file holding its owner's pid, made whole in a temporary
+ * file and put in place with link() (which, like O_EXCL, fails when the name exists: the lock
+ * never exists empty). A lock whose pid is dead (kill(pid, 0): ESRCH) is stale, left by a process
+ * killed while binding; it is removed by whoever first creates PATH.lock.INODE (named after that
+ * stale file's inode, by the same link() rule): that file's holder alone may unlink the stale one,
+ * and does so only after reading it again and finding the same inode and the same dead pid.
  */
-async function lockPath(path: string): Promise<Server | null> {
-  if (process.platform !== 'linux') return null;
-  const name = `\0tsgi-bind-${createHash('sha256').update(absolute(path)).digest('hex').slice(0, 32)}`;
-  const lock = createServer();
-  await new Promise<void>((ok, fail) => {
-    lock.once('error', (err: NodeJS.ErrnoException) => fail(err.code === 'EADDRINUSE'
-      ? new ConfigError(`${path} is being bound by another process right now`) : err));
-    lock.listen(name, ok);
-  });
-  return lock;
+async function lockPath(path: string): Promise<() => Promise<void>> {
+  return takeLock(`${absolute(path)}.lock`, path, 0);
+}
+
+/**
+ * The lock files (dev:inode) this process made and has not removed: a lock holding our own pid
+ * that is not one of them was left by an earlier process with our pid (pid 1 in a container).
+ * Entered before link(), so a lock of ours is never taken for stale, even by ourselves.
+ */
+const ownLocks = new Set<string>();
+
+/** Reads a lock file: its dev:inode and the pid it holds (NaN if unreadable); null if it is gone. */
+async function readLock(lock: string): Promise<{ id: string; pid: number } | null> {
+  let fh;
+  try {
+    fh = await open(lock, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+  try {
+    const { dev, ino } = await fh.stat();
+    const pid = Number((await fh.readFile('utf8')).trim());
+    return { id: `${dev}:${ino}`, pid: Number.isInteger(pid) && pid > 0 ? pid : NaN };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Whether a lock's owner may still be running (an unreadable pid counts as alive: never removed). */
+function alive(held: { id: string; pid: number }): boolean {
+  if (Number.isNaN(held.pid)) return true;
+  if (held.pid === process.pid) return ownLocks.has(held.id);
+  try {
+    process.kill(held.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH'; // EPERM: alive, someone else's
+  }
+}
+
+/** Creates `lock` holding our pid, clearing a stale one first, or throws; resolves with its release. */
+async function takeLock(lock: string, path: string, depth: number): Promise<() => Promise<void>> {
+  const temp = `${lock}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  await writeFile(temp, `${process.pid}\n`, { flag: 'wx', mode: 0o644 });
+  let id = '';
+  let taken = false;
+  try {
+    const st = await lstat(temp);
+    id = `${st.dev}:${st.ino}`;
+    ownLocks.add(id);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await link(temp, lock);
+        taken = true;
+        return async () => {
+          // Ours until we unlink it: nobody else removes a lock whose owner is alive.
+          const now = await lstat(lock).catch(() => null);
+          if (now !== null && `${now.dev}:${now.ino}` === id) await unlink(lock).catch(() => {});
+          ownLocks.delete(id);
+        };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const held = await readLock(lock);
+      if (held === null) continue; // released meanwhile: try again
+      if (attempt > 0 || depth > 8 || alive(held)) {
+        throw new ConfigError(`${path} is being bound by another process right now (pid ${held.pid} holds ${lock}; `
+          + 'if no such process is starting there, remove that file)');
+      }
+      // Stale: whoever creates LOCK.INODE first removes it; the others are refused.
+      const release = await takeLock(`${lock}.${held.id.split(':')[1]}`, path, depth + 1);
+      try {
+        const again = await readLock(lock);
+        if (again !== null && again.id === held.id && again.pid === held.pid) await unlink(lock);
+      } finally {
+        await release();
+      }
+    }
+  } finally {
+    if (!taken) ownLocks.delete(id);
+    await unlink(temp).catch(() => {});
+  }
 }
 
 /** Listens on the address; resolves with the address actually bound (port 0 resolved). */
 export async function listenOn(server: Server, address: Address, socketMode = 0o660): Promise<Address> {
-  const lock = address.kind === 'unix' ? await lockPath(address.path) : null;
+  const unlock = address.kind === 'unix' ? await lockPath(address.path) : null;
   try {
     return await bind(server, address, socketMode);
   } finally {
-    lock?.close();
+    await unlock?.();
   }
 }
 
