@@ -203,7 +203,15 @@ async function runCtl(values: Record<string, unknown>, positionals: string[]): P
   if (op === undefined || !ops.includes(op as ControlOp)) throw new ConfigError(`tsgi ctl: expected one of ${ops.join(', ')}`);
   if (op !== 'list' && address === undefined) throw new ConfigError(`tsgi ctl ${op} needs a backend address (unix:PATH or tcp:HOST:PORT)`);
   if (extra.length > 0 || (op === 'list' && address !== undefined)) throw new ConfigError(`unexpected arguments: ${positionals.slice(op === 'list' ? 1 : 2).join(' ')}`);
-  const answer = await controlRequest(path, { op: op as ControlOp, address });
+  let answer;
+  try {
+    answer = await controlRequest(path, { op: op as ControlOp, address });
+  } catch (err) {
+    // One line: what failed, why, and which path (no stack: the front, not ctl, is what is wrong).
+    process.stderr.write(`tsgi ctl: ${(err as Error).message}\n`);
+    process.exitCode = EXIT.FAILURE;
+    return;
+  }
   if (!answer.ok) {
     process.stderr.write(`tsgi ctl: ${answer.error}\n`);
     process.exitCode = EXIT.FAILURE;

@@ -28,6 +28,16 @@ export interface ControlResponse {
   queued?: number;
 }
 
+/** What the errors of connect() on a Unix socket path mean, in a few words. */
+const ERRNO_TEXT: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied: the socket file\'s mode (--socket-mode) and owner decide who may connect',
+  ECONNREFUSED: 'nothing is listening on it',
+  ENOTSOCK: 'not a socket',
+  ENOTDIR: 'a part of the path is not a directory',
+  EPERM: 'not permitted',
+};
+
 /** Sends one request to a control socket and resolves with the answer. */
 export function controlRequest(path: string, request: ControlRequest, timeoutMs = 5000): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
@@ -35,7 +45,7 @@ export function controlRequest(path: string, request: ControlRequest, timeoutMs 
     let buffer = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `control socket ${path} did not answer within ${timeoutMs} ms`));
+      reject(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `the front's control socket ${path} did not answer within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.setEncoding('utf8');
     socket.on('connect', () => socket.write(JSON.stringify(request) + '\n'));
@@ -48,12 +58,13 @@ export function controlRequest(path: string, request: ControlRequest, timeoutMs 
       try {
         resolve(JSON.parse(buffer.slice(0, nl)) as ControlResponse);
       } catch {
-        reject(new TsgiError('TSGI_ERR_PROTOCOL', `control socket ${path} sent a malformed answer`));
+        reject(new TsgiError('TSGI_ERR_PROTOCOL', `the front's control socket ${path} sent a malformed answer`));
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new TsgiError('TSGI_ERR_BACKEND_UNAVAILABLE', `cannot reach control socket ${path}: ${err.code ?? err.message}`));
+      const why = err.code === undefined ? err.message : `${err.code}${ERRNO_TEXT[err.code] === undefined ? '' : ` (${ERRNO_TEXT[err.code]})`}`;
+      reject(new TsgiError('TSGI_ERR_BACKEND_UNAVAILABLE', `cannot connect to the front's control socket ${path}: ${why}`, { cause: err }));
     });
   });
 }
