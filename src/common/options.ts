@@ -82,6 +82,8 @@ export const OPTIONS: readonly OptionSpec[] = [
     default: 'combined', commands: ['front'], help: 'access log format: combined, common or json (lines)' },
   { key: 'control', flag: '--control', env: 'TSGI_CONTROL', kind: 'string', commands: ['front', 'ctl'],
     help: 'front: Unix socket for backend registration and tsgi ctl; ctl: the front\'s control socket' },
+  { key: 'controlAllow', flag: '--control-allow', env: 'TSGI_CONTROL_ALLOW', kind: 'proxies', default: ['unix', 'loopback'],
+    commands: ['front'], help: 'backend addresses the control socket may add: unix, loopback, IP addresses or CIDRs (comma-separated or repeated; replaces the default)' },
   { key: 'pingInterval', flag: '--ping-interval', kind: 'seconds', default: 5, commands: ['front'],
     help: 'seconds between health pings on each backend connection (0: none)' },
   { key: 'pingTimeout', flag: '--ping-timeout', kind: 'seconds', default: 10, commands: ['front'],

@@ -1,11 +1,14 @@
 // The front's control socket (`--control PATH`): backends register and withdraw themselves,
 // and `tsgi ctl` lists, adds, drains and removes them, all while the front keeps serving.
 // With --processes N the primary owns the socket, asks every process, and merges the answers.
-import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, formatAddress } from '../common/address.js';
+// Whoever can open the socket chooses where requests go: an `add` is admitted only for a backend
+// address that --control-allow lists (Unix sockets and loopback by default).
+import { createServer, isIP, type Server, type Socket } from 'node:net';
+import { type Address, parseAddress, formatAddress } from '../common/address.js';
 import type { BackendInfo, ControlRequest, ControlResponse } from '../common/control.js';
 import { closeListener, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
+import { ProxyTrust } from '../common/trust-proxy.js';
 import { mergeBackendRows } from './merge.js';
 import type { Pool } from './pool.js';
 
@@ -70,6 +73,24 @@ export function mergeAnswers(answers: ControlResponse[]): ControlResponse {
   return merged;
 }
 
+/** --control-allow's default: backends on Unix sockets and on loopback addresses. */
+export const CONTROL_ALLOW_DEFAULT: readonly string[] = ['unix', 'loopback'];
+
+/**
+ * Why --control-allow refuses to add a backend at this address, or null if it admits it. A host
+ * name is refused (it could resolve elsewhere by the time the front connects), except
+ * `localhost` where loopback is allowed.
+ */
+export function controlRefusal(address: Address, allow: ProxyTrust): string | null {
+  const name = formatAddress(address);
+  const admitted = `--control-allow admits ${allow.entries.join(', ') || 'nothing'}`;
+  if (address.kind === 'unix') return allow.trusts(undefined, true) ? null : `${name} is not allowed: ${admitted}`;
+  const host = address.host.toLowerCase();
+  if (isIP(host) !== 0) return allow.trusts(host, false) ? null : `${name} is not allowed: ${admitted}`;
+  if (host === 'localhost' && allow.trusts('127.0.0.1', false) && allow.trusts('::1', false)) return null;
+  return `${name} is not allowed: ${admitted}, checked against IP addresses; give ${host}'s address instead of its name`;
+}
+
 /** Answers one control request: in this process (its pool), or from all of them (the primary). */
 export type ControlHandler = (req: ControlRequest) => ControlResponse | Promise<ControlResponse>;
 
@@ -77,11 +98,28 @@ export class ControlServer {
   readonly #server: Server;
   readonly #path: string;
   readonly #log: Logger;
+  readonly #allow: ProxyTrust;
 
-  constructor(path: string, handle: ControlHandler, log: Logger) {
+  constructor(path: string, handle: ControlHandler, log: Logger, allow: readonly string[] = CONTROL_ALLOW_DEFAULT) {
     this.#path = path;
     this.#log = log;
+    this.#allow = new ProxyTrust(allow);
     this.#server = createServer((socket) => this.#serve(socket, handle));
+  }
+
+  /** The answer to an `add` that --control-allow refuses (logged), or null. */
+  #refuse(req: ControlRequest): ControlResponse | null {
+    if (req === null || typeof req !== 'object' || req.op !== 'add' || typeof req.address !== 'string') return null;
+    let address;
+    try {
+      address = parseAddress(req.address, 'address', true);
+    } catch {
+      return null; // the handler says what is wrong with it
+    }
+    const why = controlRefusal(address, this.#allow);
+    if (why === null) return null;
+    this.#log.warn(`control: refused add: ${why}`);
+    return { ok: false, error: why };
   }
 
   async listen(socketMode?: number): Promise<void> {
@@ -108,7 +146,8 @@ export class ControlServer {
         let answer: Promise<ControlResponse>;
         try {
           const req = JSON.parse(line) as ControlRequest;
-          answer = Promise.resolve(handle(req)).catch((err: Error) => ({ ok: false, error: err.message }));
+          const refused = this.#refuse(req);
+          answer = refused !== null ? Promise.resolve(refused) : Promise.resolve(handle(req)).catch((err: Error) => ({ ok: false, error: err.message }));
         } catch {
           answer = Promise.resolve({ ok: false, error: 'malformed request: send one JSON object per line, e.g. {"op":"list"}' });
         }

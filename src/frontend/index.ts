@@ -37,6 +37,8 @@ export interface FrontConfig {
   gracefulTimeout?: number;
   /** Unix socket for registration and `tsgi ctl`. */
   control?: string;
+  /** Backend addresses the control socket may add: 'unix', 'loopback', CIDRs. */
+  controlAllow?: string[];
   pingInterval?: number;
   pingTimeout?: number;
   /** Peers whose X-Forwarded-* / X-Real-IP headers are believed: 'loopback', 'unix', CIDRs. */
@@ -138,7 +140,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
   });
   for (const address of config.backends) pool.add(address, 'config');
   const control = config.control !== undefined
-    ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log) : null;
+    ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log, config.controlAllow) : null;
   await control?.listen(config.socketMode);
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog) : null;
   const maxHeaders = config.maxHeaders ?? 100;

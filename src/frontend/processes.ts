@@ -166,7 +166,7 @@ export class FrontPrimary implements FrontProcess {
     this.#address = await listenOn(this.#server, c.listen, c.socketMode);
     try {
       if (c.control !== undefined) {
-        this.#control = new ControlServer(c.control, (req) => this.#controlOp(req), this.#log);
+        this.#control = new ControlServer(c.control, (req) => this.#controlOp(req), this.#log, c.controlAllow);
         await this.#control.listen(c.socketMode);
       }
       await new Promise<void>((resolve, reject) => {
