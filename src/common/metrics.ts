@@ -123,7 +123,16 @@ export class StatusCounts {
   }
 }
 
-/** The last `size` warnings and errors, for /status and the status page. */
+/**
+ * A log message with the query string of every request target in it cut to `?…`: /status and the
+ * status page show the recent errors to whoever can reach the admin server, and queries carry
+ * tokens. (The log itself keeps them.)
+ */
+export function withoutQueries(message: string): string {
+  return message.replace(/(?<=\S)\?\S+?(?=[:;,]?(?:\s|$))/g, '?…');
+}
+
+/** The last `size` warnings and errors (their queries cut), for /status and the status page. */
 export class RecentErrors {
   readonly #items: { time: string; level: string; message: string }[] = [];
   readonly #size: number;
@@ -134,7 +143,7 @@ export class RecentErrors {
 
   push(level: string, message: string): void {
     if (this.#items.length >= this.#size) this.#items.shift();
-    this.#items.push({ time: new Date().toISOString(), level, message });
+    this.#items.push({ time: new Date().toISOString(), level, message: withoutQueries(message) });
   }
 
   /** Newest first. */

@@ -1,14 +1,16 @@
 // End to end: what a local user reaching the front's sockets can do. The control socket adds only
 // backends --control-allow admits (Unix sockets and loopback by default), and says why it refuses;
-// `tsgi ctl` on a socket it cannot open prints one line and exits 1.
+// `tsgi ctl` on a socket it cannot open prints one line and exits 1; /status keeps no query
+// string of a request target; an admin server on a Unix socket answers any Host.
 import { spawn } from 'node:child_process';
 import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newCtx, setUp, type Ctx } from '../helpers/e2e.js';
+import { call, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import { CLI, ROOT, runCli, spawnCli, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { rawUntilClose } from '../helpers/raw-http.js';
 
 interface TrustCtx extends Ctx {
   dir: string;
@@ -140,6 +142,18 @@ test('the control socket is born with --socket-mode 660: another user (nobody) c
   assert.is(r.code, 1);
   assert.match(r.stderr, new RegExp(`^tsgi ctl: cannot connect to the front's control socket ${ctx.control}: EACCES \\(permission denied`));
   assert.not.match((await ctl(ctx.control, 'list')).stdout, /evil/);
+});
+
+test('/status keeps no query string of a request target; an admin server on a Unix socket answers any Host', async (ctx) => {
+  // No backend and --queue-size 0: a 503 at once, and a warn line naming the request.
+  assert.is((await call(`${ctx.front!.url}/private/report?token=s3cret-42&user=ann`)).status, 503);
+  const r = await rawUntilClose(ctx.admin, 'GET /status HTTP/1.1\r\nHost: rebind.example\r\nConnection: close\r\n\r\n');
+  const text = r.bytes.toString('utf8');
+  assert.match(text, /^HTTP\/1\.1 200 /);
+  const status = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as { recentErrors: { message: string }[] };
+  const messages = status.recentErrors.map((e) => e.message);
+  assert.ok(messages.some((m) => m.startsWith('503 GET /private/report?…: ')), messages.join('\n'));
+  assert.not.match(text, /s3cret|user=ann/);
 });
 
 test.run();
