@@ -1,6 +1,7 @@
 // End to end: --admin on the front and on `tsgi serve --workers 2`. /metrics parses as the
 // Prometheus text format and its counters move by exactly the requests made; /status has its
-// documented shape; a worker killed with SIGKILL is counted as a restart.
+// documented shape; a worker killed with SIGKILL is counted as a restart. A Host other than the
+// admin server's own address or localhost gets 421 (DNS rebinding), with one warn line.
 import { request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -144,6 +145,27 @@ test('front /status: its JSON shape', async (ctx) => {
   assert.match(page.text, /<script>/);
   assert.not.match(page.text, /<script src|<link /, 'no external assets');
   assert.is((await call(`${ctx.frontAdmin}/nope`)).status, 404);
+});
+
+test('front admin: a Host other than its own address or localhost gets 421, with one warn line (DNS rebinding)', async (ctx) => {
+  const port = Number(new URL(ctx.frontAdmin).port);
+  const status = async (host: string) => {
+    const r = await rawUntilClose(port, `GET /status HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+    return Number(/^HTTP\/1\.1 (\d{3}) /.exec(r.text)?.[1]);
+  };
+  const before = ctx.front!.stderr().split('\n').filter((l) => l.includes('admin: 421')).length;
+  assert.is(before, 0);
+  for (const host of ['evil.example', `evil.example:${port}`, `localhost:${port + 1}`, `[::1]:${port}`, `127.0.0.2:${port}`]) {
+    assert.is(await status(host), 421, host);
+  }
+  for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'localhost', `LOCALHOST:${port}`]) assert.is(await status(host), 200, host);
+  const misdirected = await rawUntilClose(port, `GET /metrics HTTP/1.1\r\nHost: rebind.test:${port}\r\nConnection: close\r\n\r\n`);
+  assert.match(misdirected.text, /^HTTP\/1\.1 421 /);
+  assert.not.match(misdirected.text, /tsgi_/, 'no metrics in it');
+  await ctx.front!.waitForStderr(/admin: 421/); // stderr comes through a pipe, maybe after the answer
+  const warned = ctx.front!.stderr().split('\n').filter((l) => l.includes('admin: 421'));
+  assert.is(warned.length, 1, warned.join('\n'));
+  assert.match(warned[0]!, /warn.*admin: 421 for Host "evil\.example" \(client 127\.0\.0\.1\): the admin server \(--admin 127\.0\.0\.1:\d+\) answers only its own address or localhost.*further ones are logged at debug level/);
 });
 
 test('serve --workers 2 /metrics: the workers\' requests summed by the supervisor', async (ctx) => {
