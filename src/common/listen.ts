@@ -117,7 +117,8 @@ async function takeLock(lock: string, path: string, depth: number): Promise<() =
       const held = await readLock(lock);
       if (held === null) continue; // released meanwhile: try again
       if (attempt > 0 || depth > 8 || alive(held)) {
-        throw new ConfigError(`${path} is being bound by another process right now (pid ${held.pid} holds ${lock}; `
+        const who = Number.isNaN(held.pid) ? `${lock} holds no pid` : `pid ${held.pid} holds ${lock}`;
+        throw new ConfigError(`${path} is being bound by another process right now (${who}; `
           + 'if no such process is starting there, remove that file)');
       }
       // Stale: whoever creates LOCK.INODE first removes it; the others are refused.
