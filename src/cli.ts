@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import type { Address } from './common/address.js';
-import { createLogger, setLogLevel, type LogLevel } from './common/log.js';
-import { type Command, configValues, optionsHelp, parseOptions, readConfigFile } from './common/options.js';
+import { createLogger, setLogLevel } from './common/log.js';
+import { type Command, configValues, type Options, optionsHelp, parseOptions, readConfigFile } from './common/options.js';
 import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
 import { EXIT } from './common/exit-codes.js';
-import type { FrontProcess, PrimaryConfig } from './frontend/processes.js';
+import type { FrontProcess } from './frontend/processes.js';
 
 export { EXIT };
 
@@ -95,7 +95,7 @@ function onSignals(stop: (graceful: boolean) => Promise<void>, log = createLogge
   process.on('SIGINT', () => graceful('SIGINT'));
 }
 
-async function runFront(values: Record<string, unknown>, backendsFromFile: boolean): Promise<void> {
+async function runFront(values: Options<'front'>, listen: Address, backendsFromFile: boolean): Promise<void> {
   // The front's heap is small and its objects die young, but V8's incremental marking, once
   // its first small old-space limit is reached, kept promoting each scavenge's survivors:
   // ~2.6 KB of old-space garbage per request and a mark-compact every ~300 ms. Without it the
@@ -104,20 +104,20 @@ async function runFront(values: Record<string, unknown>, backendsFromFile: boole
   // V8's default.
   setFlagsFromString('--no-incremental-marking');
   let front: FrontProcess;
-  if ((values.processes as number) > 1) {
+  if (values.processes > 1) {
     // A primary (listener, control socket, admin server, signals) and N front worker processes.
     const { startProcesses } = await import('./frontend/processes.js');
-    front = await startProcesses(values as unknown as PrimaryConfig);
+    front = await startProcesses({ ...values, listen });
   } else {
     const { start } = await import('./frontend/index.js');
-    front = await start(values as unknown as Parameters<typeof start>[0]);
+    front = await start({ ...values, listen });
   }
   onSignals((graceful) => front.stop({ graceful }));
   // logrotate: `postrotate kill -USR1 <pid>` (as for nginx).
   process.on('SIGUSR1', () => front.reopenLogs());
   const log = createLogger('front');
   process.on('SIGHUP', () => {
-    const path = values.config as string | undefined;
+    const path = values.config;
     if (path === undefined || !backendsFromFile) {
       log.warn(`SIGHUP: the backends come from ${path === undefined ? 'the command line (no --config file)' : '--backend or TSGI_BACKENDS, which win over the file'}; nothing to reload`);
       return;
@@ -133,13 +133,13 @@ async function runFront(values: Record<string, unknown>, backendsFromFile: boole
   });
 }
 
-async function runServe(values: Record<string, unknown>, positionals: string[]): Promise<void> {
+async function runServe(values: Options<'serve'>, positionals: string[]): Promise<void> {
   const [app, ...extra] = positionals;
   if (app === undefined) throw new ConfigError('tsgi serve needs APP_MODULE, e.g. tsgi serve examples/hello.js --socket /tmp/app.sock');
   if (extra.length > 0) throw new ConfigError(`unexpected arguments: ${extra.join(' ')}`);
   const { start } = await import('./backend/index.js');
   const backend = await start({
-    ...(values as object), app,
+    ...values, app,
     onFatal: (err) => {
       createLogger('serve').error(err.message);
       process.exit(EXIT.APP_LOAD);
@@ -151,13 +151,13 @@ async function runServe(values: Record<string, unknown>, positionals: string[]):
   process.on('SIGTTOU', () => backend.scale(-1));
 }
 
-async function runDemo(values: Record<string, unknown>): Promise<void> {
+async function runDemo(values: Options<'demo'>): Promise<void> {
   const log = createLogger('demo');
   const dir = mkdtempSync(join(tmpdir(), 'tsgi-demo-'));
   const socket = join(dir, 'backend.sock');
   const cli = fileURLToPath(import.meta.url);
   const app = fileURLToPath(new URL('../../examples/demo.js', import.meta.url));
-  const level = String(values.logLevel);
+  const level = values.logLevel;
   const children: ChildProcess[] = [];
   const run = (args: string[]) => {
     const child = spawn(process.execPath, [cli, ...args, '--log-level', level], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -195,8 +195,8 @@ async function runDemo(values: Record<string, unknown>): Promise<void> {
   process.on('SIGTERM', () => shutdown(EXIT.OK));
 }
 
-async function runCtl(values: Record<string, unknown>, positionals: string[]): Promise<void> {
-  const path = values.control as string | undefined;
+async function runCtl(values: Options<'ctl'>, positionals: string[]): Promise<void> {
+  const path = values.control;
   if (path === undefined) throw new ConfigError('tsgi ctl needs --control PATH (the front\'s --control socket)');
   const [op, address, ...extra] = positionals;
   const ops: ControlOp[] = ['list', 'add', 'drain', 'remove'];
@@ -239,21 +239,31 @@ export async function main(argv: string[]): Promise<void> {
     throw new ConfigError(`unknown command '${command}'. ${TOP}`);
   }
   const cmd = command as Command;
-  const { values, origin, positionals, help } = parseOptions(cmd, rest);
+  const { help } = parseOptions(cmd, rest);
   if (help) {
     process.stdout.write(`${USAGE[cmd]}\n\nOptions:\n${optionsHelp(cmd)}\n`);
     return;
   }
-  setLogLevel(values.logLevel as LogLevel);
   if (cmd === 'front') {
+    const { values, origin } = parseOptions('front', rest);
+    setLogLevel(values.logLevel);
     if (values.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
-    if ((values.backends as Address[]).length === 0 && values.control === undefined) {
+    if (values.backends.length === 0 && values.control === undefined) {
       throw new ConfigError('tsgi front needs at least one --backend (or a --control socket for backends to register on)');
     }
-    return runFront(values, origin.backends === 'file');
+    return runFront(values, values.listen, origin.backends === 'file');
   }
-  if (cmd === 'serve') return runServe(values, positionals);
-  if (cmd === 'ctl') return runCtl(values, positionals);
+  if (cmd === 'serve') {
+    const { values, positionals } = parseOptions('serve', rest);
+    setLogLevel(values.logLevel);
+    return runServe(values, positionals);
+  }
+  if (cmd === 'ctl') {
+    const { values, positionals } = parseOptions('ctl', rest);
+    return runCtl(values, positionals);
+  }
+  const { values } = parseOptions('demo', rest);
+  setLogLevel(values.logLevel);
   return runDemo(values);
 }
 

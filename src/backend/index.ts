@@ -5,8 +5,9 @@ import { resolve } from 'node:path';
 import { type Address, formatAddress } from '../common/address.js';
 import { type AdminServer, packageVersion, recordErrors, startAdmin } from '../common/admin-server.js';
 import { controlRequest } from '../common/control.js';
-import { createLogger, type Logger, type LogLevel } from '../common/log.js';
+import { createLogger, type Logger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
+import { type Options, resolveOptions } from '../common/options.js';
 import { aggregate } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
@@ -16,34 +17,16 @@ import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';
 import { UwsgiServer } from './uwsgi-server.js';
 
-export interface BackendConfig {
+/**
+ * A backend's configuration: the options of `tsgi serve` (the table in common/options.ts, by key),
+ * all optional; what is left out takes the table's default. Plus the app, and a callback.
+ */
+export type BackendConfig = Partial<Options<'serve'>> & {
   /** Path to the application module, or (single process only) the application itself. */
   app: string | Application;
-  listen?: Address;
-  socket?: string;
-  /** Also serve the uwsgi protocol (nginx's uwsgi_pass) on this Unix socket path… */
-  uwsgiSocket?: string;
-  /** …or address. */
-  uwsgiListen?: Address;
-  scriptName?: string;
-  maxStreams?: number;
-  window?: number;
-  maxFrameSize?: number;
-  socketMode?: number;
-  gracefulTimeout?: number;
-  /** Supervisor mode with this many workers. */
-  workers?: number;
-  timeout?: number;
-  maxRequests?: number;
-  maxRequestsJitter?: number;
-  /** A front's control socket to register with. */
-  register?: string;
-  logLevel?: LogLevel;
-  /** Admin server address: /metrics, /status, /. */
-  admin?: Address;
   /** Supervisor mode: the app can no longer be loaded and nothing serves; the backend stopped. */
   onFatal?: (err: Error) => void;
-}
+};
 
 export interface Backend {
   /** The tsgi address; for a uwsgi-only backend, its uwsgi address (protocol 'uwsgi'). */
@@ -98,7 +81,8 @@ interface ServeStatus {
     inFlight: number; requests: number }[];
 }
 
-export async function start(config: BackendConfig): Promise<Backend> {
+export async function start(given: BackendConfig): Promise<Backend> {
+  const config = resolveOptions('serve', given); // each option checked, each default from the table
   const started = Date.now();
   // With --admin, warnings and errors are also kept for /status and the status page.
   const recent = config.admin !== undefined ? new RecentErrors() : null;
@@ -110,7 +94,7 @@ export async function start(config: BackendConfig): Promise<Backend> {
   if (address === null && uwsgiAddress === null) {
     throw new ConfigError('tsgi serve needs --socket PATH or --listen HOST:PORT|unix:PATH (tsgi), or --uwsgi-socket PATH or --uwsgi-listen HOST:PORT (uwsgi), or both');
   }
-  const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
+  const gracefulMs = config.gracefulTimeout * 1000;
   let stopServing: (graceful: boolean) => Promise<void>;
   let reload = () => log.warn('SIGHUP: reload needs --workers (a supervisor); ignored');
   let scale = (_delta: number) => log.warn('SIGTTIN/SIGTTOU: scaling needs --workers (a supervisor); ignored');
@@ -123,18 +107,18 @@ export async function start(config: BackendConfig): Promise<Backend> {
       address, uwsgiAddress, log, socketMode: config.socketMode, workers: config.workers,
       gracefulTimeoutMs: gracefulMs,
       onFatal: config.onFatal,
-      requestTimeoutMs: (config.timeout ?? 0) * 1000,
-      maxRequests: config.maxRequests ?? 0,
-      maxRequestsJitter: config.maxRequestsJitter ?? 0,
+      requestTimeoutMs: config.timeout * 1000,
+      maxRequests: config.maxRequests,
+      maxRequestsJitter: config.maxRequestsJitter,
       onWorkerLog: recent !== null ? (level, message) => recent.push(level, message) : undefined,
       worker: {
         app: resolve(config.app),
-        scriptName: config.scriptName ?? '',
-        maxStreams: config.maxStreams ?? 1024,
-        window: config.window ?? 256 * 1024,
-        maxFrameSize: config.maxFrameSize ?? 1024 * 1024,
+        scriptName: config.scriptName,
+        maxStreams: config.maxStreams,
+        window: config.window,
+        maxFrameSize: config.maxFrameSize,
         gracefulTimeoutMs: gracefulMs,
-        logLevel: config.logLevel ?? 'info',
+        logLevel: config.logLevel,
         metrics: config.admin !== undefined,
       },
     });

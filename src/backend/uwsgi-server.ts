@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
+import { DEFAULTS } from '../protocol/constants.js';
 import { TsgiError, rawErrorResponse, reasonPhrase } from '../protocol/errors.js';
 import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../protocol/uwsgi.js';
 import { LazySignal, buildEnvironFromVars } from './environ.js';
@@ -172,7 +173,7 @@ class UwsgiExchange {
     this.#buffered += n;
     this.#input!.push(n === chunk.length ? chunk : chunk.subarray(0, n));
     if (this.#remaining === 0) this.#input!.end();
-    else if (this.#buffered >= (this.#opts.window ?? 256 * 1024) && !this.#paused) {
+    else if (this.#buffered >= (this.#opts.window ?? DEFAULTS.initialWindow) && !this.#paused) {
       this.#paused = true;
       this.socket.pause();
     }
@@ -181,7 +182,7 @@ class UwsgiExchange {
   /** The application took `n` body bytes: read more once under the window again. */
   #consumed(n: number): void {
     this.#buffered -= n;
-    if (this.#paused && this.#buffered < (this.#opts.window ?? 256 * 1024)) {
+    if (this.#paused && this.#buffered < (this.#opts.window ?? DEFAULTS.initialWindow)) {
       this.#paused = false;
       this.socket.resume();
     }

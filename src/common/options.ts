@@ -2,8 +2,9 @@
 // default, a check and a line of help; the CLI parser, the environment and `--help` are all
 // driven from it, and a bad value stops start-up with a message that says what to use.
 import { readFileSync } from 'node:fs';
+import { DEFAULTS } from '../protocol/constants.js';
 import { ConfigError } from '../protocol/errors.js';
-import { parseAddress } from './address.js';
+import { type Address, parseAddress } from './address.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { parseTrustProxy } from './trust-proxy.js';
 
@@ -38,7 +39,8 @@ interface OptionSpec {
   choices?: readonly string[];
 }
 
-export const OPTIONS: readonly OptionSpec[] = [
+/** The rows, as written (their literal types give the Options types below). */
+const TABLE = [
   // front
   { key: 'listen', flag: '--listen', env: 'TSGI_LISTEN', kind: 'address', commands: ['front', 'serve'],
     help: 'front: HTTP address (HOST:PORT or unix:PATH); serve: tsgi address (same forms)' },
@@ -111,12 +113,12 @@ export const OPTIONS: readonly OptionSpec[] = [
     commands: ['serve', 'front'], help: 'seconds in-flight requests get to finish on SIGTERM' },
   { key: 'scriptName', flag: '--script-name', env: 'SCRIPT_NAME', kind: 'string', default: '', commands: ['serve'],
     help: 'URL prefix the app is mounted at: becomes SCRIPT_NAME and is cut from PATH_INFO' },
-  { key: 'maxStreams', flag: '--max-streams', kind: 'int', default: 1024, min: 1, commands: ['serve'],
+  { key: 'maxStreams', flag: '--max-streams', kind: 'int', default: DEFAULTS.maxStreams, min: 1, commands: ['serve'],
     help: 'concurrent requests per front connection' },
   // both
-  { key: 'window', flag: '--window', kind: 'bytes', default: 256 * 1024, min: 1024, max: 0x7fffffff,
+  { key: 'window', flag: '--window', kind: 'bytes', default: DEFAULTS.initialWindow, min: 1024, max: 0x7fffffff,
     commands: ['front', 'serve'], help: 'flow-control window per stream (bytes buffered per request body direction)' },
-  { key: 'maxFrameSize', flag: '--max-frame-size', kind: 'bytes', default: 1024 * 1024, min: 16384, max: 64 * 1024 * 1024,
+  { key: 'maxFrameSize', flag: '--max-frame-size', kind: 'bytes', default: DEFAULTS.maxFrameSize, min: 16384, max: 64 * 1024 * 1024,
     commands: ['front', 'serve'], help: 'largest frame accepted from the peer (bytes)' },
   { key: 'admin', flag: '--admin', env: 'TSGI_ADMIN', kind: 'address', commands: ['front', 'serve'],
     help: 'HOST:PORT (or unix:PATH) for the admin server: /metrics (Prometheus), /status (JSON), / (live status page)' },
@@ -129,12 +131,101 @@ export const OPTIONS: readonly OptionSpec[] = [
   // demo
   { key: 'port', flag: '--port', env: 'PORT', kind: 'int', default: 8080, min: 0, max: 65535, commands: ['demo'],
     help: 'port for the demo front on 127.0.0.1' },
-];
+] as const satisfies readonly OptionSpec[];
+
+export const OPTIONS: readonly OptionSpec[] = TABLE;
+
+type Spec = (typeof TABLE)[number];
+
+/** What each kind of option holds once parsed. */
+interface KindValues {
+  string: string;
+  int: number;
+  seconds: number;
+  bytes: number;
+  mode: number;
+  address: Address;
+  addresses: Address[];
+  level: LogLevel;
+  proxies: string[];
+  choice: string;
+  mounts: StaticMount[];
+}
+
+type ValueOf<S extends Spec> = S extends { readonly choices: readonly (infer C)[] } ? C : KindValues[S['kind']];
+
+/**
+ * The options of a command, typed from the table: one field per option, by its key; those with a
+ * default are always set once resolved, the others may be undefined.
+ */
+export type Options<C extends Command> = {
+  -readonly [S in Spec as C extends S['commands'][number] ? S['key'] : never]:
+    S extends { readonly default: unknown } ? ValueOf<S> : ValueOf<S> | undefined;
+};
+
+/** The default of an option, from the table (the one place each default is written). */
+export function defaultOf<K extends Spec['key']>(key: K): Extract<Spec, { key: K }> extends { default: infer D } ? D : undefined {
+  return OPTIONS.find((o) => o.key === key)?.default as never;
+}
+
+/** Checks a value given in code (an embedder's config) as the command line would: a ConfigError says what to use. */
+function checkValue(spec: OptionSpec, value: unknown): void {
+  const bad = (expected: string) => {
+    throw new ConfigError(`${spec.flag}: expected ${expected}, got ${JSON.stringify(value)}`);
+  };
+  switch (spec.kind) {
+    case 'int':
+    case 'seconds':
+    case 'bytes':
+    case 'mode':
+      if (typeof value !== 'number' || !Number.isFinite(value)) bad('a number');
+      if (spec.kind === 'int' && !Number.isInteger(value)) bad('a whole number');
+      if ((value as number) < (spec.min ?? 0)) bad(`at least ${spec.min ?? 0}`);
+      if (spec.max !== undefined && (value as number) > spec.max) bad(`at most ${spec.max}`);
+      return;
+    case 'choice':
+      if (!spec.choices!.includes(value as string)) bad(`one of ${spec.choices!.join(', ')}`);
+      return;
+    case 'level':
+      if (!LOG_LEVELS.includes(value as LogLevel)) bad(`one of ${LOG_LEVELS.join(', ')}`);
+      return;
+    case 'string':
+      if (typeof value !== 'string') bad('a string');
+      return;
+    case 'addresses':
+    case 'proxies':
+    case 'mounts':
+      if (!Array.isArray(value)) bad('a list');
+      return;
+    case 'address':
+      if (value === null || typeof value !== 'object') bad('an address');
+  }
+}
+
+/**
+ * The options of `command` from what an embedder (or the CLI) gave: each value checked as a
+ * flag's would be, each missing one set to the table's default. Keys the table does not know
+ * (callbacks, the app) pass through.
+ */
+export function resolveOptions<C extends Command, G extends Partial<Options<C>>>(command: C, given: G): Options<C> & G {
+  const out: Record<string, unknown> = { ...given };
+  for (const spec of OPTIONS) {
+    if (!spec.commands.includes(command)) continue;
+    const value = out[spec.key];
+    if (value === undefined) {
+      if (spec.default !== undefined) out[spec.key] = Array.isArray(spec.default) ? [...spec.default] : spec.default;
+    } else {
+      checkValue(spec, value);
+    }
+  }
+  return out as Options<C> & G;
+}
 
 export type Origin = 'flag' | 'env' | 'file' | 'default';
 
-export interface ParsedOptions {
-  values: Record<string, unknown>;
+export interface ParsedOptions<C extends Command = Command> {
+  /** Every option of the command: given, or its default (undefined when it has none). */
+  values: Options<C>;
   /** Where each value came from. */
   origin: Record<string, Origin>;
   positionals: string[];
@@ -229,7 +320,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
  * file (--config), then the default. `--flag value` and `--flag=value` both work; `--backend`
  * (a list) may repeat.
  */
-export function parseOptions(command: Command, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions {
+export function parseOptions<C extends Command>(command: C, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions<C> {
   const specs = OPTIONS.filter((o) => o.commands.includes(command));
   const byFlag = new Map(specs.map((s) => [s.flag, s]));
   const values: Record<string, unknown> = {};
@@ -276,7 +367,7 @@ export function parseOptions(command: Command, argv: readonly string[], env: Nod
       origin[spec.key] = 'default';
     }
   }
-  return { values, origin, positionals, help };
+  return { values: values as Options<C>, origin, positionals, help };
 }
 
 /** Converts a config file's entries with the same checks as flags; unknown keys are errors. */

@@ -9,12 +9,12 @@ import { guardAccept, refuse503 } from '../common/accept-guard.js';
 import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
 import { createLogger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
-import type { StaticMount } from '../common/options.js';
+import { type Options, resolveOptions } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
 import { AccessLog } from './access-log.js';
 import { applyForwarded } from './forwarded.js';
-import { HttpServer, LINGER_TIMEOUT_MS, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http-server.js';
+import { HttpServer, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http-server.js';
 import { FrontMetrics } from './metrics.js';
 import { combineObservers } from './observe.js';
 import { Pool } from './pool.js';
@@ -22,55 +22,18 @@ import { admissionError, requestHead } from './request-head.js';
 import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
 import { StaticFiles } from './static.js';
 
-export interface FrontConfig {
+/**
+ * A front's configuration: the options of `tsgi front` (the table in common/options.ts, by key),
+ * all optional but `listen`; what is left out takes the table's default.
+ */
+export type FrontConfig = Partial<Options<'front'>> & {
   listen: Address;
-  backends: Address[];
-  responseTimeout?: number;
-  queueTimeout?: number;
-  queueSize?: number;
-  keepAliveTimeout?: number;
-  headersTimeout?: number;
-  maxHeaderSize?: number;
-  window?: number;
-  maxFrameSize?: number;
-  socketMode?: number;
-  gracefulTimeout?: number;
-  /** Unix socket for registration and `tsgi ctl`. */
-  control?: string;
-  /** Backend addresses the control socket may add: 'unix', 'loopback', CIDRs. */
-  controlAllow?: string[];
-  pingInterval?: number;
-  pingTimeout?: number;
-  /** Peers whose X-Forwarded-* / X-Real-IP headers are believed: 'loopback', 'unix', CIDRs. */
-  trustProxy?: string[];
-  /** Most header fields in a request head (431 beyond). */
-  maxHeaders?: number;
-  /** Largest request body in bytes, 0 for none (413 beyond). */
-  maxBodySize?: number;
-  /** Seconds a request body may stall (408 beyond), 0 for none. */
-  bodyTimeout?: number;
-  /** Seconds a response may wait for the client to read a byte, 0 for none. */
-  sendTimeout?: number;
-  /** Seconds a connection the front is done with is read and dropped at most before it is closed. */
-  lingerTimeout?: number;
-  /** Client connections at once, 0 for no limit. */
-  maxConnections?: number;
-  /** Requests in flight to backends at once, 0 for no limit (503 beyond). */
-  maxInFlight?: number;
-  /** `--static /PREFIX=DIR` mounts. */
-  static?: StaticMount[];
-  staticDotfiles?: 'ignore' | 'deny' | 'allow';
-  /** Access log: a file path, or '-' for stdout. */
-  accessLog?: string;
-  logFormat?: 'combined' | 'common' | 'json';
-  /** Admin server address: /metrics, /status, /. */
-  admin?: Address;
   /**
    * Only 1 here: start() runs the front in this process. `tsgi front --processes N` runs N of
    * them under a primary process (src/frontend/processes.ts), which embedding does not offer.
    */
   processes?: number;
-}
+};
 
 export interface Front {
   readonly address: Address;
@@ -115,7 +78,8 @@ export function startWorker(config: FrontConfig, listen: Address): Promise<Worke
   return launch({ ...config, listen, control: undefined, processes: undefined }, listen);
 }
 
-async function launch(config: FrontConfig, handedOver: Address | null): Promise<WorkerFront> {
+async function launch(given: FrontConfig, handedOver: Address | null): Promise<WorkerFront> {
+  const config = resolveOptions('front', given); // each option checked, each default from the table
   // With --admin, warnings and errors are also kept for /status and the status page.
   const recent = config.admin !== undefined ? new RecentErrors() : null;
   const log = recent !== null ? recordErrors(createLogger('front'), recent) : createLogger('front');
@@ -125,28 +89,28 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
   }
   // Opened before anything starts: a path that cannot be opened stops start-up.
   const accessLog = config.accessLog !== undefined && config.accessLog !== ''
-    ? new AccessLog(config.accessLog, config.logFormat ?? 'combined', log) : null;
+    ? new AccessLog(config.accessLog, config.logFormat, log) : null;
   // Static mounts are checked before the proxy; with none, the proxy is the handler itself.
   const statics = StaticFiles.create(config.static, { log, dotfiles: config.staticDotfiles });
   const pool = new Pool({
     log,
-    queueSize: config.queueSize ?? 1024,
-    queueTimeoutMs: (config.queueTimeout ?? 5) * 1000,
-    maxInFlight: config.maxInFlight ?? 0,
+    queueSize: config.queueSize,
+    queueTimeoutMs: config.queueTimeout * 1000,
+    maxInFlight: config.maxInFlight,
     window: config.window,
     maxFrameSize: config.maxFrameSize,
-    pingIntervalMs: (config.pingInterval ?? 5) * 1000,
-    pingTimeoutMs: (config.pingTimeout ?? 10) * 1000,
+    pingIntervalMs: config.pingInterval * 1000,
+    pingTimeoutMs: config.pingTimeout * 1000,
   });
   for (const address of config.backends) pool.add(address, 'config');
   const control = config.control !== undefined
     ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log, config.controlAllow) : null;
   await control?.listen(config.socketMode);
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog) : null;
-  const maxHeaders = config.maxHeaders ?? 100;
+  const maxHeaders = config.maxHeaders;
   const proxy: ProxyOptions = {
-    pool, log, responseTimeoutMs: (config.responseTimeout ?? 60) * 1000,
-    maxHeaders, maxBodySize: config.maxBodySize ?? 100 * 1024 * 1024, bodyTimeoutMs: (config.bodyTimeout ?? 30) * 1000,
+    pool, log, responseTimeoutMs: config.responseTimeout * 1000,
+    maxHeaders, maxBodySize: config.maxBodySize, bodyTimeoutMs: config.bodyTimeout * 1000,
     observe: combineObservers([accessLog?.observe, metrics?.observe]),
   };
   if (statics !== null && proxy.observe !== undefined) {
@@ -157,8 +121,8 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
       remote: req.socket.remoteAddress ?? '',
     });
   }
-  const headersTimeout = (config.headersTimeout ?? 30) * 1000;
-  const trust = new ProxyTrust(config.trustProxy ?? []);
+  const headersTimeout = config.headersTimeout * 1000;
+  const trust = new ProxyTrust(config.trustProxy);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
   const unixListener = config.listen.kind === 'unix';
   type Handler = (req: HttpRequest, res: HttpResponse) => void;
@@ -174,13 +138,13 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
       if (mount === null) proxied(req, res);
       else statics.serve(req, res, mount, admissionError(req, requestHead(req).problem, proxy));
     },
-    keepAliveTimeoutMs: (config.keepAliveTimeout ?? 5) * 1000,
+    keepAliveTimeoutMs: config.keepAliveTimeout * 1000,
     headersTimeoutMs: headersTimeout,
-    maxHeaderSize: config.maxHeaderSize ?? 16384,
-    maxConnections: config.maxConnections ?? 10000,
+    maxHeaderSize: config.maxHeaderSize,
+    maxConnections: config.maxConnections,
     bodyTimeoutMs: proxy.bodyTimeoutMs,
-    sendTimeoutMs: (config.sendTimeout ?? 60) * 1000,
-    lingerTimeoutMs: (config.lingerTimeout ?? LINGER_TIMEOUT_MS / 1000) * 1000,
+    sendTimeoutMs: config.sendTimeout * 1000,
+    lingerTimeoutMs: config.lingerTimeout * 1000,
     maxDropBytes: Math.min(proxy.maxBodySize || MAX_DROP_BYTES, MAX_DROP_BYTES),
     onRefused: metrics?.refused,
   });
@@ -207,7 +171,7 @@ async function launch(config: FrontConfig, handedOver: Address | null): Promise<
     + `backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
     + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`)
     + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`));
-  const gracefulMs = (config.gracefulTimeout ?? 30) * 1000;
+  const gracefulMs = config.gracefulTimeout * 1000;
   let stopping = false;
   return {
     address: bound,

@@ -5,6 +5,7 @@
 // Backends join and leave at run time (control socket, config reload) without a restart.
 import { type Address, formatAddress } from '../common/address.js';
 import type { Logger } from '../common/log.js';
+import { defaultOf } from '../common/options.js';
 import { TsgiError } from '../protocol/errors.js';
 import { Backend } from './backend.js';
 import type { Link } from './link.js';
@@ -85,7 +86,7 @@ export class Pool {
     const o = this.#opts;
     const backend = new Backend({
       address, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
-      pingIntervalMs: o.pingIntervalMs ?? 5000, pingTimeoutMs: o.pingTimeoutMs ?? 10_000,
+      pingIntervalMs: o.pingIntervalMs ?? defaultOf('pingInterval') * 1000, pingTimeoutMs: o.pingTimeoutMs ?? defaultOf('pingTimeout') * 1000,
       onReady: () => this.#drainQueue(),
       onGone: (b) => {
         const i = this.backends.indexOf(b);

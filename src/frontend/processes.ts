@@ -27,6 +27,7 @@ import { closeListener, listenOn } from '../common/listen.js';
 import { createLogger, type Logger, type LogLevel } from '../common/log.js';
 import { guardAccept, refuse503 } from '../common/accept-guard.js';
 import { defineMetric, defineProcessMetrics, promClient, RecentErrors } from '../common/metrics.js';
+import { resolveOptions } from '../common/options.js';
 import { aggregate, ChildSnapshots } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { ControlServer, mergeAnswers } from './control.js';
@@ -107,7 +108,7 @@ const CONNECTION: Delivery<Worker> = {
 };
 
 export class FrontPrimary implements FrontProcess {
-  readonly #config: PrimaryConfig;
+  readonly #config: ReturnType<typeof resolveOptions<'front', PrimaryConfig>>;
   readonly #n: number;
   readonly #log: Logger;
   readonly #recent: RecentErrors | null;
@@ -132,7 +133,7 @@ export class FrontPrimary implements FrontProcess {
   #starting: { resolve(): void; reject(err: Error): void } | null = null;
 
   constructor(config: PrimaryConfig, deps: PrimaryDeps = {}) {
-    this.#config = config;
+    this.#config = resolveOptions('front', config);
     this.#n = config.processes;
     this.#recent = config.admin !== undefined ? new RecentErrors() : null;
     const log = deps.log ?? createLogger('front');
@@ -146,7 +147,7 @@ export class FrontPrimary implements FrontProcess {
       onExit: (w, code, signal) => this.#onExit(w, code, signal),
       onClose: (w) => this.#snapshots.closed(w.handle.pid!),
     });
-    for (const address of config.backends) this.#backends.set(formatAddress(address), { address, source: 'config' });
+    for (const address of this.#config.backends) this.#backends.set(formatAddress(address), { address, source: 'config' });
     this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket));
     guardAccept(this.#server, { log: this.#log, name: 'HTTP', refuse: refuse503 });
   }
@@ -206,7 +207,7 @@ export class FrontPrimary implements FrontProcess {
   #spawn(slot: number): void {
     const config: FrontWorkerConfig = {
       front: this.#config, listen: this.#address!, backends: [...this.#backends.values()],
-      logLevel: this.#config.logLevel ?? 'info',
+      logLevel: this.#config.logLevel,
     };
     this.#workers.spawn(slot, config, { connections: 0, lastStatus: null });
   }
@@ -352,7 +353,7 @@ export class FrontPrimary implements FrontProcess {
       await this.#control?.close();
       const closed = closeListener(this.#server);
       this.#workers.close();
-      const killAfter = graceful ? (this.#config.gracefulTimeout ?? 30) * 1000 + 2000 : 2000;
+      const killAfter = graceful ? this.#config.gracefulTimeout * 1000 + 2000 : 2000;
       for (const w of this.#workers.values()) this.#workers.stop(w, { type: 'stop', graceful } satisfies PrimaryMessage, killAfter);
       await this.#workers.whenEmpty();
       await closed;

@@ -6,7 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
-import { ResetCode } from '../protocol/constants.js';
+import { DEFAULTS, ResetCode } from '../protocol/constants.js';
 import { TsgiError } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import { packHeaders } from '../protocol/header-table.js';
@@ -274,7 +274,7 @@ export class UwsgiLink implements Link {
     this.name = opts.name;
     this.owner = opts.owner;
     this.address = opts.address;
-    this.window = opts.window ?? 256 * 1024;
+    this.window = opts.window ?? DEFAULTS.initialWindow;
     this.#events = events;
     this.conn = { open: (head, end) => this.#open(head, end), peerSoftware: 'uwsgi', peerConnections: 1 };
     this.#startProbe();

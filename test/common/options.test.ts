@@ -4,7 +4,9 @@ import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatAddress, parseAddress } from '../../src/common/address.js';
-import { configValues, optionsHelp, parseOptions, readConfigFile } from '../../src/common/options.js';
+import { OPTIONS, configValues, defaultOf, optionsHelp, parseOptions, readConfigFile, resolveOptions } from '../../src/common/options.js';
+import { front } from '../../src/index.js';
+import { DEFAULTS } from '../../src/protocol/constants.js';
 import { ConfigError } from '../../src/protocol/errors.js';
 import { throwsCode } from '../helpers/assert.js';
 
@@ -79,6 +81,33 @@ test('--help lists the new options from the table', () => {
   assert.match(optionsHelp('serve'), /--uwsgi-listen/);
   assert.match(optionsHelp('front'), /--trust-proxy/);
   assert.not.match(optionsHelp('front'), /--uwsgi-socket/);
+});
+
+test('an embedder\'s config is resolved like the command line: defaults from the table, values checked', () => {
+  const listen = parseAddress('127.0.0.1:0');
+  const c = resolveOptions('front', { listen });
+  for (const spec of OPTIONS) {
+    if (!spec.commands.includes('front') || spec.key === 'listen') continue;
+    assert.equal((c as Record<string, unknown>)[spec.key], spec.default, `${spec.flag} takes the table's default`);
+  }
+  assert.is(c.window, DEFAULTS.initialWindow, 'the window\'s default is the protocol\'s, written once');
+  assert.is(defaultOf('sendTimeout'), 60);
+  assert.is(resolveOptions('front', { listen, maxConnections: 7 }).maxConnections, 7);
+  throwsCode(() => resolveOptions('front', { listen, maxConnections: -1 }), ConfigError, 'TSGI_ERR_CONFIG', 'a negative count');
+  throwsCode(() => resolveOptions('front', { listen, maxHeaderSize: 10 }), ConfigError, 'TSGI_ERR_CONFIG', 'under the minimum');
+  throwsCode(() => resolveOptions('front', { listen, logFormat: 'xml' as 'json' }), ConfigError, 'TSGI_ERR_CONFIG', 'not a choice');
+  throwsCode(() => resolveOptions('serve', { window: 1.5e12 }), ConfigError, 'TSGI_ERR_CONFIG', 'over the maximum');
+});
+
+test('front() refuses a bad option with the flag\'s message before it binds anything', async () => {
+  let err: unknown = null;
+  try {
+    await front({ listen: parseAddress('127.0.0.1:0'), backends: [], control: undefined, queueSize: -5 });
+  } catch (e) {
+    err = e;
+  }
+  assert.instance(err, ConfigError);
+  assert.match((err as Error).message, /^--queue-size: expected at least 0, got -5$/);
 });
 
 test.run();
