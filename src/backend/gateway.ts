@@ -10,6 +10,7 @@ import { STATUS_CODES } from 'node:http';
 import { GatewayError, TsgiError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AppResult, Application, Chunk, Environ, StartResponse, Write } from './types.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP, TOKEN } from '../protocol/http-grammar.js';
 
 /** Where a response goes: a tsgi stream, a uwsgi socket, a test double. */
 export interface Responder {
@@ -29,14 +30,9 @@ export interface Responder {
 }
 
 /** Hop-by-hop response headers: refused from an application (the fetch adapter drops them). */
-export const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
-]);
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+export { HOP_BY_HOP };
+
 const STATUS_LINE = /^([1-9]\d\d)(?: ([^\r\n\0]*))?$/;
-const CONTENT_LENGTH = /^\d{1,15}$/;
 const EMPTY = new Uint8Array(0);
 
 function toBytes(chunk: Chunk): Uint8Array {
@@ -70,7 +66,7 @@ export function checkHead(
     code = Number(m[1]);
     reason = m[2] ?? '';
     // Node (the front) refuses these in a reason phrase: the app hears of it, not the client.
-    if (BAD_VALUE.test(reason)) {
+    if (BAD_FIELD_VALUE.test(reason)) {
       throw new GatewayError('TSGI_ERR_START_RESPONSE', `status ${JSON.stringify(status)} has a control character or a character above U+00FF in its reason`);
     }
   }
@@ -85,7 +81,7 @@ export function checkHead(
       throw new GatewayError('TSGI_ERR_HEADER', `invalid header name ${JSON.stringify(name)}`);
     }
     const v = typeof value === 'string' ? value : String(value);
-    if (BAD_VALUE.test(v)) {
+    if (BAD_FIELD_VALUE.test(v)) {
       throw new GatewayError('TSGI_ERR_HEADER', `header ${name} has a value with CR, LF or another control character`);
     }
     if (HOP_BY_HOP.has(name.toLowerCase())) {

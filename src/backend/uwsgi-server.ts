@@ -13,6 +13,7 @@ import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
 import { SocketListener } from './listener.js';
 import type { Application } from './types.js';
+import { CONTENT_LENGTH } from '../protocol/http-grammar.js';
 
 export interface UwsgiServerOptions {
   /** Where to listen; null for a worker, whose connections come from its supervisor. */
@@ -213,7 +214,7 @@ class UwsgiExchange {
     let length = 0;
     for (const [key, value] of packet.vars) {
       if (key !== 'CONTENT_LENGTH' || value === '') continue;
-      if (!/^\d{1,15}$/.test(value)) {
+      if (!CONTENT_LENGTH.test(value)) {
         this.#refuse(`CONTENT_LENGTH ${JSON.stringify(value.slice(0, 40))} is not a number of bytes`);
         return;
       }

@@ -12,6 +12,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../common/log.js';
 import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '../protocol/http-request.js';
 import { TsgiError, httpStatusFor, rawErrorResponse, reasonPhrase } from '../protocol/errors.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../protocol/http-grammar.js';
 
 export interface HttpServerOptions {
   log: Logger;
@@ -64,8 +65,6 @@ const OVER_MAX_CONNECTIONS = rawErrorResponse(new TsgiError('TSGI_ERR_OVERLOADED
 /** Bodies up to this size are written together with the head, as one string. */
 const SMALL_BODY = 2048;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
-/** Controls other than tab (a reason phrase goes on the status line as it is). */
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const ignore = (): void => {};
 
 let dateMs = 0;
@@ -365,7 +364,7 @@ export class HttpResponse {
    */
   writeHead(status: number, reason: string | undefined, headers: readonly string[]): void {
     if (this.headersSent) throw new Error('writeHead: the head was already sent');
-    if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_VALUE.test(reason))) {
+    if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_FIELD_VALUE.test(reason))) {
       throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status} ${JSON.stringify((reason ?? '').slice(0, 40))}`);
     }
     let head = `HTTP/1.1 ${status} ${reason || reasonPhrase(status) || 'Unknown'}\r\n`;
@@ -387,7 +386,7 @@ export class HttpResponse {
       }
       head += `${name}: ${value}\r\n`;
     }
-    if (length !== null && !/^\d{1,15}$/.test(length)) {
+    if (length !== null && !CONTENT_LENGTH.test(length)) {
       throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
     }
     this.#hasLength = length !== null;

@@ -7,6 +7,7 @@ import { TsgiError } from '../protocol/errors.js';
 import { STATIC_NAMES, staticIndex } from '../protocol/header-table.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { HttpRequest } from './http-server.js';
+import { BAD_FIELD_VALUE, HOP_BY_HOP, TOKEN } from '../protocol/http-grammar.js';
 
 const kPeer = Symbol('tsgi.peer');
 
@@ -14,16 +15,11 @@ const idx = (name: string) => STATIC_NAMES.indexOf(name);
 const I_CONNECTION = idx('connection');
 const I_TRANSFER_ENCODING = idx('transfer-encoding');
 const I_HOST = idx('host');
-/** Hop-by-hop headers, by static index: never forwarded in either direction. */
-const HOP_BY_HOP = new Set([
-  I_CONNECTION, idx('keep-alive'), idx('te'), idx('trailer'), I_TRANSFER_ENCODING, idx('upgrade'),
-  idx('proxy-authorization'), idx('proxy-authenticate'),
-]);
-// Spelled out (index 0) by a backend that does not use the table, a hop-by-hop name must still go.
-const HOP_BY_HOP_LITERAL = new Set([
-  'proxy-connection', 'connection', 'keep-alive', 'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
-  'proxy-authorization', 'proxy-authenticate',
-]);
+/**
+ * Hop-by-hop headers (http-grammar.ts), by static index: never forwarded in either direction;
+ * spelled out (index 0) by a backend that does not use the table, the name is looked up instead.
+ */
+const HOP_BY_HOP_INDEX = new Set([...HOP_BY_HOP].map(idx).filter((i) => i !== 0));
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
 /** host[:port] (RFC 9110 7.2): a reg-name or IPv4 address, or an [IPv6] literal; no userinfo, path or spaces. */
 const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?$/;
@@ -94,7 +90,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
         if (token !== '' && !CONNECTION_ORDINARY.has(token)) (connectionTokens ??= []).push(token);
       }
       continue;
-    } else if (HOP_BY_HOP.has(index) || (index === 0 && HOP_BY_HOP_LITERAL.has(name.toLowerCase()))) {
+    } else if (HOP_BY_HOP_INDEX.has(index) || (index === 0 && HOP_BY_HOP.has(name.toLowerCase()))) {
       continue;
     }
     names.push(index);
@@ -146,9 +142,6 @@ function trimOws(s: string): string {
   return i === 0 && j === s.length ? s : s.slice(i, j);
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-
 /**
  * The response head's headers for Node's writeHead, hop-by-hop ones dropped. Names and values
  * Node would refuse are refused here first: a writeHead that throws has already taken the
@@ -166,13 +159,13 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): str
       const name = literalNames[lit++];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', 'response head is missing a literal header name');
       if (!TOKEN.test(name)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response header name ${JSON.stringify(name.slice(0, 40))}`);
-      if (HOP_BY_HOP_LITERAL.has(name.toLowerCase())) continue;
-      if (BAD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
+      if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+      if (BAD_FIELD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
       out.push(name, value);
-    } else if (!HOP_BY_HOP.has(index)) {
+    } else if (!HOP_BY_HOP_INDEX.has(index)) {
       const name = STATIC_NAMES[index];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header index ${index} is not in the table`);
-      if (BAD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
+      if (BAD_FIELD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
       out.push(name, value);
     }
   }

@@ -15,6 +15,7 @@ import { encodePacket } from '../protocol/uwsgi.js';
 import type { Backend } from './backend.js';
 import type { Link, LinkConnection, LinkEvents, LinkOptions, LinkState, StreamSurface } from './link.js';
 import { contentLengthOf, requestVars } from './uwsgi-vars.js';
+import { HOP_BY_HOP } from '../protocol/http-grammar.js';
 
 /**
  * uwsgi needs CONTENT_LENGTH before the body, so a request body sent without one (chunked) is
@@ -26,8 +27,6 @@ const PROBE_TIMEOUT_MS = 5000;
 const EMPTY = Buffer.alloc(0);
 /** Connect errors that mean nothing serves at the address: the backend is down. */
 const DOWN = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT']);
-/** Response headers that belong to the uwsgi connection, not to the response. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
 function dial(address: Address): Socket {
   return address.kind === 'unix' ? connect(address.path) : connect({ host: address.host, port: address.port, noDelay: true });

@@ -5,6 +5,7 @@
 // whitespace is SP and HTAB only, never what String.prototype.trim() strips (U+00A0).
 // Body chunks are views of the bytes pushed (no copy). No I/O.
 import { TsgiError } from './errors.js';
+import { CONTENT_LENGTH, TOKEN } from './http-grammar.js';
 
 export interface ParsedRequestHead {
   method: string;
@@ -57,10 +58,8 @@ const CRLF2 = Buffer.from('\r\n\r\n');
  * means different paths to different decoders).
  */
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([!$-;=?-~]+) HTTP\/1\.([01])$/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Controls other than tab, and a CR or LF that is not part of a CRLF. */
 const BAD_HEAD = /[\0-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
-const DIGITS = /^\d{1,15}$/;
 /** Hex digits: their value, or -1 (the bytes of a chunk size). */
 const HEX = new Int8Array(256).fill(-1);
 for (let i = 0; i < 10; i++) HEX[0x30 + i] = i;
@@ -270,7 +269,7 @@ export class HttpRequestParser {
       if (codings !== 'chunked') checkCodings(codings);
       framing = 'chunked';
     } else if (length !== null) {
-      if (!DIGITS.test(length)) throw bad(`invalid Content-Length ${quote(length)}`);
+      if (!CONTENT_LENGTH.test(length)) throw bad(`invalid Content-Length ${quote(length)}`);
       contentLength = Number(length);
       if (contentLength > 0) framing = 'length';
     }

@@ -2,6 +2,7 @@
 // (uWSGI, or tsgi serve --uwsgi-socket) writes back. Status line and headers, then a body
 // framed by Content-Length, chunked coding, or the end of the connection. No I/O.
 import { ProtocolError } from './errors.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH, TOKEN } from './http-grammar.js';
 
 export interface ParsedResponseHead {
   status: number;
@@ -32,8 +33,6 @@ type State = 'head' | 'length' | 'size' | 'data' | 'data-end' | 'trailers' | 'cl
 
 /** The reason phrase may not hold controls other than tab (the front could not write them on). */
 const STATUS_LINE = /^HTTP\/1\.[01] ([1-9]\d\d)(?: ([^\0-\x08\x0a-\x1f\x7f]*))?$/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const MAX_LINE = 4096;
 
 export class HttpResponseParser {
@@ -163,7 +162,7 @@ export class HttpResponseParser {
       const name = colon === -1 ? '' : line.slice(0, colon);
       if (!TOKEN.test(name)) throw new ProtocolError(`malformed response header line ${JSON.stringify(line.slice(0, 80))}`);
       const value = line.slice(colon + 1).trim();
-      if (BAD_VALUE.test(value)) throw new ProtocolError(`response header ${name} has a control character in its value`);
+      if (BAD_FIELD_VALUE.test(value)) throw new ProtocolError(`response header ${name} has a control character in its value`);
       const lower = name.toLowerCase();
       if (lower === 'content-length') (lengths ??= []).push(value);
       else if (lower === 'transfer-encoding') codings = codings === null ? value : `${codings}, ${value}`;
@@ -182,7 +181,7 @@ export class HttpResponseParser {
     } else if (lengths !== null) {
       const values = new Set(lengths.flatMap((v) => v.split(',')).map((v) => v.trim()));
       const [only] = values;
-      if (values.size !== 1 || !/^\d{1,15}$/.test(only!)) {
+      if (values.size !== 1 || !CONTENT_LENGTH.test(only!)) {
         throw new ProtocolError(`invalid Content-Length ${JSON.stringify(lengths.join(', ').slice(0, 80))}`);
       }
       this.#remaining = Number(only);
