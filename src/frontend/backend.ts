@@ -1,7 +1,9 @@
 // One backend address as the front sees it: the set of links to it (as many as the backend
 // asks for in HELLO, one per worker; one uwsgi link for a uwsgi: address), its state in the
 // pool, and its counters.
-// reconcile() keeps the links at the target, with backoff while the address keeps failing.
+// reconcile() keeps the links at the target, with backoff while the address keeps failing (a
+// link that goes away soon after its handshake counts as a failure); grow() opens a few more
+// when every stream of the wanted ones is taken, and idle ones beyond the target close again.
 import { type Address, formatAddress } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { BackendLink } from './backend-link.js';
@@ -14,6 +16,12 @@ export type BackendState = 'active' | 'draining' | 'removed';
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 2000;
 const MAX_LINKS = 64;
+/** Links opened beyond what the backend asks for, when every stream of its links is taken. */
+export const MAX_EXTRA_LINKS = 8;
+/** A link up this long proved the address healthy: the backoff starts over. */
+const STABLE_MS = 1000;
+/** A link beyond the wanted count that carried no request for this long is closed. */
+const EXTRA_IDLE_MS = 30_000;
 
 export interface BackendOptions {
   address: Address;
@@ -42,7 +50,22 @@ export class Backend {
   #want = 1;
   #connectFailures = 0;
   #retryTimer: NodeJS.Timeout | null = null;
+  /** The last error that ended a connection attempt (for the log line of a refused request). */
+  #lastError: string | null = null;
+  /** The first failed connection attempt of a run of failures was logged. */
+  #unreachableLogged = false;
+  /** A link became ready again during this run of failures (logged once). */
+  #backLogged = false;
   #everReady = false;
+  /** When each link became ready. */
+  #readyAt = new WeakMap<Link, number>();
+  /** Links whose end (GOAWAY or close) was already counted for the backoff. */
+  #ended = new WeakSet<Link>();
+  #stableTimer: NodeJS.Timeout | null = null;
+  /** Closes idle links beyond the wanted count; runs only while there are some. */
+  #idleTimer: NodeJS.Timeout | null = null;
+  /** Each link's request count at the last idle sweep. */
+  #seen = new WeakMap<Link, number>();
 
   constructor(opts: BackendOptions, source: string) {
     this.#opts = opts;
@@ -69,10 +92,17 @@ export class Backend {
     return this.#connectFailures > 0 ? 'down' : 'connecting';
   }
 
+  /** Links connecting or ready (not draining, not closed). */
+  get #live(): number {
+    let n = 0;
+    for (const l of this.links) if (l.state === 'connecting' || l.state === 'ready') n++;
+    return n;
+  }
+
   /** Opens links until there are as many live ones as the backend wants. */
   reconcile(): void {
     if (this.state !== 'active' || this.#retryTimer !== null) return;
-    const live = this.links.filter((l) => l.state === 'connecting' || l.state === 'ready').length;
+    const live = this.#live;
     if (this.#connectFailures > 0) {
       // While the address fails, probe with one connection at a time; the rest follow when
       // a probe gets through (its onReady reconciles again).
@@ -80,6 +110,127 @@ export class Backend {
       return;
     }
     for (let i = live; i < this.#want; i++) this.#open();
+  }
+
+  /**
+   * Every stream of this backend's links is taken: opens one more link, up to MAX_EXTRA_LINKS
+   * beyond what the backend asked for, so that slow clients holding streams do not starve the
+   * others (the backend's --max-streams applies per connection). True if one was opened.
+   */
+  grow(): boolean {
+    if (this.state !== 'active' || this.#retryTimer !== null || this.#connectFailures > 0) return false;
+    let live = 0;
+    for (const l of this.links) {
+      if (l.state === 'connecting' || l.canOpen) return false; // one is coming, or has room
+      if (l.state === 'ready') live++;
+    }
+    if (live === 0 || live >= this.#want + MAX_EXTRA_LINKS) return false;
+    this.#opts.log.info(`backend ${this.name}: every stream of its ${live} connection${live === 1 ? '' : 's'} in use; opening one more`);
+    this.#open();
+    if (this.#idleTimer === null) {
+      this.#idleTimer = setInterval(() => this.#closeIdle(), EXTRA_IDLE_MS);
+      this.#idleTimer.unref();
+    }
+    return true;
+  }
+
+  /** Drains links beyond the wanted count that carried no request since the last sweep. */
+  #closeIdle(): void {
+    let surplus = this.#live - this.#want;
+    for (const link of this.links) {
+      const before = this.#seen.get(link);
+      this.#seen.set(link, link.requests);
+      if (surplus > 0 && link.state === 'ready' && link.load === 0 && before === link.requests) {
+        this.#opts.log.info(`backend ${this.name}: closing a connection idle for ${EXTRA_IDLE_MS / 1000} s beyond the ${this.#want} it asks for`);
+        link.drain();
+        surplus--;
+      }
+    }
+    if (this.#live <= this.#want && this.#idleTimer !== null) {
+      clearInterval(this.#idleTimer);
+      this.#idleTimer = null;
+    }
+  }
+
+  /** Why no stream can be opened on this backend now (for a refused or waiting request). */
+  shortage(): string {
+    if (this.state !== 'active') return `${this.name} is ${this.state}`;
+    let ready = 0;
+    for (const l of this.links) {
+      if (l.canOpen) return `${this.name} has room`;
+      if (l.state === 'ready') ready++;
+    }
+    if (ready > 0) {
+      return `streams of ${this.name} exhausted: ${this.inFlight} in use on ${ready} connection${ready === 1 ? '' : 's'}`;
+    }
+    return `no connection to ${this.name} is ready (${this.status}${this.#lastError ? `: ${this.#lastError}` : ''})`;
+  }
+
+  /**
+   * A link went away (GOAWAY or close; counted once per link). One that stayed up STABLE_MS
+   * resets the backoff and is replaced at once; one that ends sooner (or never got ready) is a
+   * failure: the next connection waits for the backoff, which doubles with each failure.
+   */
+  #linkEnded(link: Link, established: boolean, error: string | null): void {
+    if (this.#ended.has(link)) return;
+    this.#ended.add(link);
+    if (this.state !== 'active') return;
+    const o = this.#opts;
+    const readyAt = this.#readyAt.get(link);
+    if (established && readyAt !== undefined && Date.now() - readyAt >= STABLE_MS) {
+      this.#connectFailures = 0;
+      this.#lastError = null;
+      this.#unreachableLogged = false;
+      this.#backLogged = false;
+      if (error !== null) o.log.warn(`connection to backend ${this.name} lost (${error})`);
+      this.reconcile();
+      return;
+    }
+    if (error !== null) this.#lastError = error;
+    const failures = ++this.#connectFailures;
+    const delay = Math.min(MIN_BACKOFF_MS * 2 ** (failures - 1), MAX_BACKOFF_MS);
+    if (established) {
+      // Logged while the delay grows, then quiet: an address that flaps must not flood the log.
+      const previous = failures === 1 ? 0 : Math.min(MIN_BACKOFF_MS * 2 ** (failures - 2), MAX_BACKOFF_MS);
+      if (delay !== previous) {
+        o.log.warn(`backend ${this.name}: a connection ended ${error ?? 'by GOAWAY'} less than ${STABLE_MS / 1000} s `
+          + `after its handshake (failure ${failures}); next connection in ${delay / 1000} s (backoff)`);
+      }
+    } else if (!this.#unreachableLogged) {
+      this.#unreachableLogged = true;
+      if (this.#everReady) o.log.warn(`backend ${this.name} unreachable (${error ?? 'closed'}); retrying`);
+      else o.log.info(`waiting for backend ${this.name} (${error ?? 'closed'})`);
+    }
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.reconcile(); }, delay);
+    this.#retryTimer.unref();
+  }
+
+  /** After a failure, the address counts as healthy again once a link stayed up STABLE_MS. */
+  #checkStable(): void {
+    this.#stableTimer = null;
+    if (this.#connectFailures === 0 || this.state !== 'active') return;
+    const now = Date.now();
+    let pending = false;
+    for (const link of this.links) {
+      if (link.state !== 'ready') continue;
+      if (now - (this.#readyAt.get(link) ?? now) >= STABLE_MS) {
+        this.#connectFailures = 0;
+        this.#lastError = null;
+        this.#unreachableLogged = false;
+        this.#backLogged = false;
+        this.reconcile();
+        return;
+      }
+      pending = true;
+    }
+    if (pending) this.#armStable();
+  }
+
+  #armStable(): void {
+    if (this.#stableTimer !== null) return;
+    this.#stableTimer = setTimeout(() => this.#checkStable(), STABLE_MS);
+    this.#stableTimer.unref();
   }
 
   #open(): void {
@@ -91,10 +242,15 @@ export class Backend {
     const Kind = this.address.protocol === 'uwsgi' ? UwsgiLink : BackendLink;
     const link = new Kind(linkOptions, {
       onReady: (l) => {
-        if (this.#connectFailures > 0 && this.#everReady) o.log.info(`backend ${this.name} is back`);
-        else if (!this.#everReady) o.log.info(`backend ${this.name} is ready (${l.conn.peerSoftware})`);
+        if (!this.#everReady) o.log.info(`backend ${this.name} is ready (${l.conn.peerSoftware})`);
+        else if (this.#connectFailures > 0 && !this.#backLogged) {
+          this.#backLogged = true;
+          o.log.info(`backend ${this.name} is back`);
+        }
         this.#everReady = true;
-        this.#connectFailures = 0;
+        this.#readyAt.set(l, Date.now());
+        // The backoff starts over only once a link has stayed up (#checkStable).
+        if (this.#connectFailures > 0) this.#armStable();
         this.#want = Math.max(1, Math.min(MAX_LINKS, l.conn.peerConnections || 1));
         if (this.state !== 'active') l.drain();
         this.reconcile();
@@ -102,9 +258,9 @@ export class Backend {
       },
       onGoAway: (l, message) => {
         o.log.info(`backend ${this.name}: a connection is going away${message ? ` (${message})` : ''}; draining it`);
-        // Replace it at once: the backend's supervisor routes the new one to a live worker.
-        this.reconcile();
-        void l;
+        // Replaced at once if it had stayed up (the backend's supervisor routes the new one to a
+        // live worker); after the backoff if it went away right after its handshake.
+        this.#linkEnded(l, this.#readyAt.has(l), null);
       },
       onClose: (l, established, error) => {
         const i = this.links.indexOf(l);
@@ -113,18 +269,8 @@ export class Backend {
           if (this.links.length === 0) this.#gone();
           return;
         }
-        if (!established) {
-          if (this.#connectFailures++ === 0) {
-            if (this.#everReady) o.log.warn(`backend ${this.name} unreachable (${error ?? 'closed'}); retrying`);
-            else o.log.info(`waiting for backend ${this.name} (${error ?? 'closed'})`);
-          }
-          const delay = Math.min(MIN_BACKOFF_MS * 2 ** (this.#connectFailures - 1), MAX_BACKOFF_MS);
-          this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.reconcile(); }, delay);
-          this.#retryTimer.unref();
-        } else {
-          if (error !== null) o.log.warn(`connection to backend ${this.name} lost (${error})`);
-          this.reconcile();
-        }
+        if (this.#ended.has(l)) this.reconcile(); // counted at its GOAWAY
+        else this.#linkEnded(l, established, error);
       },
     });
     this.links.push(link);
@@ -145,6 +291,10 @@ export class Backend {
     this.state = 'draining';
     if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
     this.#retryTimer = null;
+    if (this.#stableTimer !== null) clearTimeout(this.#stableTimer);
+    this.#stableTimer = null;
+    if (this.#idleTimer !== null) clearInterval(this.#idleTimer);
+    this.#idleTimer = null;
     if (this.links.length === 0) this.#gone();
     for (const link of [...this.links]) {
       if (link.state === 'connecting') link.close();

@@ -1,6 +1,7 @@
 // The backends a front routes to. Each request goes to the least-loaded ready link (power of
 // two choices over the backends, then the least-loaded link within); while no backend is
-// ready, requests wait in a bounded queue for a bounded time, then get 503. Above
+// ready, requests wait in a bounded queue for a bounded time, then get 503. When every stream
+// of a backend's links is taken, the backend first opens a few more links (Backend.grow). Above
 // maxInFlight, new requests are shed at once (503 + Retry-After) instead of queued.
 // Backends join and leave at run time (control socket, config reload) without a restart.
 import { type Address, formatAddress } from '../common/address.js';
@@ -144,13 +145,22 @@ export class Pool {
       waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND', 'front is shutting down'));
       return;
     }
+    // Backends whose every stream is taken open another link; the request waits for it.
+    for (const backend of this.backends) backend.grow();
     if (this.queued >= this.#opts.queueSize) {
       waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND',
-        `no backend ready and the wait queue is full (${this.#opts.queueSize})`));
+        `${this.shortage()}; the wait queue is full (--queue-size ${this.#opts.queueSize})`));
       return;
     }
     this.#queue.push({ waiter, deadline: Date.now() + this.#opts.queueTimeoutMs });
     this.#armTimer();
+  }
+
+  /** What ran out, for the log line of a request that waits or is refused. */
+  shortage(): string {
+    const active = this.backends.filter((b) => b.state === 'active');
+    if (active.length === 0) return 'no backend configured';
+    return active.map((b) => b.shortage()).join('; ');
   }
 
   /** A stream finished on the link: a draining link may close, and a waiter may go. */
@@ -183,7 +193,10 @@ export class Pool {
         continue;
       }
       const link = this.pick();
-      if (link === null) break;
+      if (link === null) {
+        for (const backend of this.backends) backend.grow();
+        break;
+      }
       this.#shift();
       head.waiter.dispatch(link);
     }
@@ -202,7 +215,7 @@ export class Pool {
         this.#shift();
         if (!head.waiter.cancelled) {
           head.waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND',
-            `no backend became ready within ${this.#opts.queueTimeoutMs / 1000} s`));
+            `${this.shortage()}; waited --queue-timeout ${this.#opts.queueTimeoutMs / 1000} s`));
         }
       }
       this.#drainQueue();

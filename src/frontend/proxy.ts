@@ -363,10 +363,22 @@ function onBackendReset(this: Stream, code: number, message: string): void {
   const ex = this.context as Exchange;
   if (ex.done) return;
   const backend = ex.link?.name ?? 'backend';
-  if (code === ResetCode.REFUSED_STREAM && !ex.headReceived && (!ex.req.hasBody || ex.replay !== null)
-      && ex.attempts < MAX_ATTEMPTS) {
-    // Never processed: safe to send to another (or the reconnected) backend.
-    ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: refused by ${backend} (${message}); retrying`);
+  // Sent again to another (or the reconnected) backend only when it cannot have been processed:
+  // - REFUSED_STREAM: the backend says it never handed the stream to the app;
+  // - the tsgi connection died (LOCAL_CONNECTION_LOST) before the backend acknowledged the
+  //   stream in any way: no response head, and no flow-control credit (a WINDOW means it read
+  //   the body, so the app had the request). A request the backend may have begun is not
+  //   replayed, whatever its method. A uwsgi request has no acknowledgement: never replayed.
+  // In both cases only if the body sent so far is still held (replay), within MAX_ATTEMPTS.
+  // Credit shows as a send window above the initial one (no body), or as the end of `replay`
+  // (onBackendDrain); a body over the initial window may have had credit that did not drain.
+  const window = this.connection?.peerInitialWindow;
+  const unacknowledged = code === LOCAL_CONNECTION_LOST && window !== undefined
+    && (ex.req.hasBody ? ex.replay !== null && ex.bytesIn <= window : this.sendWindow === window);
+  if ((code === ResetCode.REFUSED_STREAM || unacknowledged) && !ex.headReceived
+      && (!ex.req.hasBody || ex.replay !== null) && ex.attempts < MAX_ATTEMPTS) {
+    ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: ${code === LOCAL_CONNECTION_LOST ? 'lost with' : 'refused by'} `
+      + `${backend} before it took the request (${message}); retrying`);
     ex.stream = null;
     if (ex.link !== null) ex.opts.pool.release(ex.link);
     ex.opts.pool.acquire(ex);

@@ -272,7 +272,7 @@ deleted('established connections keep serving; new ones get 503 after the queue 
     assert.is(refused.status, 503, 'a front that cannot connect answers 503');
     assert.is(refused.headers['retry-after'], '1');
     assert.match(second.stderr(), /waiting for backend unix:\S+ \(ENOENT\)/);
-    assert.match(second.stderr(), /503 GET \/load\?second=1: no backend became ready within 1 s/);
+    assert.match(second.stderr(), /503 GET \/load\?second=1: no connection to unix:\S+ is ready \(down: ENOENT\); waited --queue-timeout 1 s/);
     // A new backend on the path, then the old one stops (gracefully: GOAWAY, in-flight finish).
     const fresh = await startBackend(APP, [], { socket });
     ctx.extra.push(fresh);
