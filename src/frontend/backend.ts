@@ -66,6 +66,8 @@ export class Backend {
   #idleTimer: NodeJS.Timeout | null = null;
   /** Each link's request count at the last idle sweep. */
   #seen = new WeakMap<Link, number>();
+  /** The links reached the cap and that was logged (again after the next idle sweep). */
+  #capLogged = false;
 
   constructor(opts: BackendOptions, source: string) {
     this.#opts = opts;
@@ -124,7 +126,16 @@ export class Backend {
       if (l.state === 'connecting' || l.canOpen) return false; // one is coming, or has room
       if (l.state === 'ready') live++;
     }
-    if (live === 0 || live >= this.#want + MAX_EXTRA_LINKS) return false;
+    if (live === 0) return false;
+    if (live >= this.#want + MAX_EXTRA_LINKS) {
+      if (!this.#capLogged) {
+        // Once per sweep of idle links at most: the refusals that may follow log each request.
+        this.#capLogged = true;
+        this.#opts.log.warn(`${this.shortage()} (${MAX_EXTRA_LINKS} beyond the ${this.#want} it asks for); `
+          + 'requests wait in the queue (--queue-size, --queue-timeout)');
+      }
+      return false;
+    }
     this.#opts.log.info(`backend ${this.name}: every stream of its ${live} connection${live === 1 ? '' : 's'} in use; opening one more`);
     this.#open();
     if (this.#idleTimer === null) {
@@ -136,6 +147,7 @@ export class Backend {
 
   /** Drains links beyond the wanted count that carried no request since the last sweep. */
   #closeIdle(): void {
+    this.#capLogged = false;
     let surplus = this.#live - this.#want;
     for (const link of this.links) {
       const before = this.#seen.get(link);

@@ -127,6 +127,7 @@ slow('held streams make the front open more connections; past 8 more, a 503 name
   assert.is(waited.status, 503);
   assert.match(ctx.front!.stderr(),
     /503 GET \/\?ms=0&waits=1: streams of unix:\S+ exhausted: 36 in use on 9 connections; waited --queue-timeout 1 s/);
+  assert.match(ctx.front!.stderr(), /warn: streams of unix:\S+ exhausted: 36 in use on 9 connections \(8 beyond the 1 it asks for\); requests wait/);
   assert.not.match(ctx.front!.stderr(), /no backend became ready/);
 });
 
