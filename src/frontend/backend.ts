@@ -66,6 +66,8 @@ export class Backend {
   #idleTimer: NodeJS.Timeout | null = null;
   /** Each link's request count at the last idle sweep. */
   #seen = new WeakMap<Link, number>();
+  /** Requests on each link that were refused or lost before a response head. */
+  #unanswered = new WeakMap<Link, number>();
   /** The links reached the cap and that was logged (again after the next idle sweep). */
   #capLogged = false;
 
@@ -164,6 +166,11 @@ export class Backend {
     }
   }
 
+  /** A request on `link` was refused or lost before its response head: it was not served. */
+  unanswered(link: Link): void {
+    this.#unanswered.set(link, (this.#unanswered.get(link) ?? 0) + 1);
+  }
+
   /** Why no stream can be opened on this backend now (for a refused or waiting request). */
   shortage(): string {
     if (this.state !== 'active') return `${this.name} is ${this.state}`;
@@ -179,9 +186,10 @@ export class Backend {
   }
 
   /**
-   * A link went away (GOAWAY or close; counted once per link). One that stayed up STABLE_MS
-   * resets the backoff and is replaced at once; one that ends sooner (or never got ready) is a
-   * failure: the next connection waits for the backoff, which doubles with each failure.
+   * A link went away (GOAWAY or close; counted once per link). One that stayed up STABLE_MS,
+   * or served a request (one not refused or lost before its head), resets the backoff and is
+   * replaced at once; any other (one that never got ready, or went away at once) is a failure:
+   * the next connection waits for the backoff, which doubles with each failure.
    */
   #linkEnded(link: Link, established: boolean, error: string | null): void {
     if (this.#ended.has(link)) return;
@@ -189,7 +197,8 @@ export class Backend {
     if (this.state !== 'active') return;
     const o = this.#opts;
     const readyAt = this.#readyAt.get(link);
-    if (established && readyAt !== undefined && Date.now() - readyAt >= STABLE_MS) {
+    const served = link.requests > (this.#unanswered.get(link) ?? 0);
+    if (established && readyAt !== undefined && (served || Date.now() - readyAt >= STABLE_MS)) {
       this.#connectFailures = 0;
       this.#lastError = null;
       this.#unreachableLogged = false;
@@ -206,7 +215,7 @@ export class Backend {
       const previous = failures === 1 ? 0 : Math.min(MIN_BACKOFF_MS * 2 ** (failures - 2), MAX_BACKOFF_MS);
       if (delay !== previous) {
         o.log.warn(`backend ${this.name}: a connection ended ${error ?? 'by GOAWAY'} less than ${STABLE_MS / 1000} s `
-          + `after its handshake (failure ${failures}); next connection in ${delay / 1000} s (backoff)`);
+          + `after its handshake, having served no request (failure ${failures}); next connection in ${delay / 1000} s (backoff)`);
       }
     } else if (!this.#unreachableLogged) {
       this.#unreachableLogged = true;

@@ -32,6 +32,8 @@ export interface ProxyOptions extends HeadLimits {
 
 /** A refused request (never processed) is sent again, up to this many times in all. */
 const MAX_ATTEMPTS = 5;
+/** Methods a request lost with its connection may be sent again with (RFC 9110 9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const EMPTY = Buffer.alloc(0);
 
 export class Exchange implements Waiter, Observed {
@@ -363,17 +365,21 @@ function onBackendReset(this: Stream, code: number, message: string): void {
   const ex = this.context as Exchange;
   if (ex.done) return;
   const backend = ex.link?.name ?? 'backend';
+  const lost = code === LOCAL_CONNECTION_LOST;
+  // Not served: the link does not count as healthy for the reconnection backoff.
+  if (!ex.headReceived && (lost || code === ResetCode.REFUSED_STREAM) && ex.link !== null) ex.link.owner.unanswered(ex.link);
   // Sent again to another (or the reconnected) backend only when it cannot have been processed:
   // - REFUSED_STREAM: the backend says it never handed the stream to the app;
   // - the tsgi connection died (LOCAL_CONNECTION_LOST) before the backend acknowledged the
-  //   stream in any way: no response head, and no flow-control credit (a WINDOW means it read
-  //   the body, so the app had the request). A request the backend may have begun is not
-  //   replayed, whatever its method. A uwsgi request has no acknowledgement: never replayed.
+  //   stream in any way: no response head and no flow-control credit (credit means the app
+  //   read the body). The backend may still have handed it to the app, so only an idempotent
+  //   method (RFC 9110 9.2.2) is sent again, and only once: a request that kills its backend
+  //   takes down two at most. A uwsgi request has no acknowledgement: never sent again.
   // In both cases only if the body sent so far is still held (replay), within MAX_ATTEMPTS.
   // Credit shows as a send window above the initial one (no body), or as the end of `replay`
   // (onBackendDrain); a body over the initial window may have had credit that did not drain.
   const window = this.connection?.peerInitialWindow;
-  const unacknowledged = code === LOCAL_CONNECTION_LOST && window !== undefined
+  const unacknowledged = lost && window !== undefined && ex.attempts === 1 && IDEMPOTENT.has(ex.req.method)
     && (ex.req.hasBody ? ex.replay !== null && ex.bytesIn <= window : this.sendWindow === window);
   if ((code === ResetCode.REFUSED_STREAM || unacknowledged) && !ex.headReceived
       && (!ex.req.hasBody || ex.replay !== null) && ex.attempts < MAX_ATTEMPTS) {

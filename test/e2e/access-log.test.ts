@@ -169,7 +169,8 @@ setUp(errors, async (ctx) => {
 
 errors('a 502 and a 503 get their lines, with the backend that failed', async (ctx) => {
   const front = ctx.front!;
-  const pending = call(`${front.url}/wait?id=a`, { dispatcher: ctx.agent, headers: { 'x-request-id': 'req-502' } });
+  // A POST: a GET lost with its connection before any answer would be sent again (to no backend: 503).
+  const pending = call(`${front.url}/wait?id=a`, { method: 'POST', dispatcher: ctx.agent, headers: { 'x-request-id': 'req-502' } });
   await poll(async () => {
     const r = await call(`${front.url}/status?id=a`, { dispatcher: ctx.agent });
     return (JSON.parse(r.text) as { started: boolean }).started ? true : undefined;

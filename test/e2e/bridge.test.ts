@@ -519,8 +519,9 @@ timeout.run();
 const crash = suite<Ctx>('e2e/backend-crash', newCtx());
 setUp(crash, async (ctx) => startPair(ctx, fixture('abort.js')));
 
-crash('a backend killed mid-request: 502 for the request in flight', async ({ front, backend, agent }) => {
-  const pending = call(`${front!.url}/wait?id=doomed`, { dispatcher: agent }).catch((err: unknown) => err);
+crash('a backend killed mid-request: 502 for the POST in flight', async ({ front, backend, agent }) => {
+  // A POST: a GET lost before any answer would be sent again (here to no backend: 503).
+  const pending = call(`${front!.url}/wait?id=doomed`, { method: 'POST', dispatcher: agent }).catch((err: unknown) => err);
   await poll(async () => ((await status(front!.url, 'doomed', agent!)).started ? true : undefined), 'the app to get the request');
   const exit = await backend!.kill9();
   assert.is(exit.signal, 'SIGKILL');
@@ -529,7 +530,7 @@ crash('a backend killed mid-request: 502 for the request in flight', async ({ fr
   const answer = res as Awaited<ReturnType<typeof call>>;
   assert.is(answer.status, 502);
   assert.is(answer.text, '502 Bad Gateway\n');
-  await front!.waitForStderr(/502 GET \/wait\?id=doomed: connection to backend unix:\S+ lost/);
+  await front!.waitForStderr(/502 POST \/wait\?id=doomed: connection to backend unix:\S+ lost/);
 });
 
 crash('a new backend on the same socket path: the front reconnects by itself', async (ctx) => {

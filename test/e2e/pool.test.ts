@@ -194,18 +194,37 @@ lost('a request lost with a link that never acknowledged it goes to the other ba
   assert.not.match(ctx.front!.stderr(), /502 GET/);
 });
 
-lost('a request whose body the lost backend acknowledged is not replayed: 502', async (ctx) => {
-  creditFirst = true;
+/** Sends `method` requests with a body until one reaches the fake backend; the statuses. */
+async function untilFake(ctx: PoolCtx, method: 'POST' | 'PUT', what: string): Promise<number[]> {
   const before = ctx.fake!.requests;
   const statuses: number[] = [];
-  const body = Buffer.alloc(1000, 'x');
   for (let i = 0; i < 2000 && ctx.fake!.requests === before; i++) {
-    statuses.push((await call(`${ctx.front!.url}/?post=${i}`, { method: 'POST', body, dispatcher: ctx.agent })).status);
+    const body = Buffer.alloc(1000, 'x');
+    statuses.push((await call(`${ctx.front!.url}/?${what}=${i}`, { method, body, dispatcher: ctx.agent })).status);
   }
-  assert.ok(ctx.fake!.requests > before, 'the fake backend received a POST');
-  assert.is(statuses.at(-1), 502, `statuses: ${statuses.join(' ')}`);
+  assert.ok(ctx.fake!.requests > before, `the fake backend received a ${method}`);
   assert.ok(statuses.slice(0, -1).every((s) => s === 200), `statuses: ${statuses.join(' ')}`);
+  return statuses;
+}
+
+lost('a POST lost before any acknowledgement is not sent again (it may have run): 502', async (ctx) => {
+  creditFirst = false;
+  const statuses = await untilFake(ctx, 'POST', 'post');
+  assert.is(statuses.at(-1), 502, `statuses: ${statuses.join(' ')}`);
   assert.match(ctx.front!.stderr(), /502 POST \/\?post=\d+: connection to backend unix:\S+ lost/);
+});
+
+lost('a PUT whose body the lost backend acknowledged (credit) is not sent again: 502', async (ctx) => {
+  creditFirst = true;
+  const statuses = await untilFake(ctx, 'PUT', 'put');
+  assert.is(statuses.at(-1), 502, `statuses: ${statuses.join(' ')}`);
+  assert.match(ctx.front!.stderr(), /502 PUT \/\?put=\d+: connection to backend unix:\S+ lost/);
+});
+
+lost('a PUT lost before any acknowledgement is sent again: 200 from the other backend', async (ctx) => {
+  creditFirst = false;
+  const statuses = await untilFake(ctx, 'PUT', 'put-again');
+  assert.is(statuses.at(-1), 200, `statuses: ${statuses.join(' ')}`);
 });
 
 lost.run();
