@@ -6,6 +6,7 @@
 // that cuts its connection gets its stream reset, with no response if no head went out.
 // Synchronous apps run to completion without a single promise; async work switches to the
 // slow path only when it is needed (a promise, an async iterable, or backpressure).
+import { channel } from 'node:diagnostics_channel';
 import { STATUS_CODES } from 'node:http';
 import { GatewayError, TsgiError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
 import type { Logger } from '../common/log.js';
@@ -28,6 +29,16 @@ export interface Responder {
   /** True once the peer is gone: stop producing. */
   readonly aborted: boolean;
 }
+
+/**
+ * The app call on node:diagnostics_channel: `tsgi:serve:app:start` ({ method, uri }) and
+ * `tsgi:serve:app:end` ({ method, uri, status, aborted }; status 0 when no head went out), for
+ * tracing without a log line. Messages are made only while someone subscribes.
+ */
+export const appChannels = {
+  start: channel('tsgi:serve:app:start'),
+  end: channel('tsgi:serve:app:end'),
+};
 
 /** Hop-by-hop response headers: refused from an application (the fetch adapter drops them). */
 export { HOP_BY_HOP };
@@ -135,6 +146,8 @@ class Exchange {
   /** The end of the response went to the Responder (with the head or the last chunk). */
   #ended = false;
   #finished = false;
+  /** The status sent (0 while no head went out). */
+  #status = 0;
   #result: unknown = null;
   /** The iterator being drained; its return() runs if the exchange ends before it is done. */
   #iter: Iterator<Chunk> | AsyncIterator<Chunk> | null = null;
@@ -167,6 +180,9 @@ class Exchange {
   }
 
   run(): void {
+    if (appChannels.start.hasSubscribers) {
+      appChannels.start.publish({ method: this.#environ.REQUEST_METHOD, uri: this.#environ.REQUEST_URI });
+    }
     let result: AppResult | Promise<AppResult>;
     try {
       result = this.#app(this.#environ, this.startResponse);
@@ -308,6 +324,7 @@ class Exchange {
       this.#count(n, end); // a mismatch known now is still a 500
     }
     this.#headSent = true;
+    this.#status = head.code;
     this.#out.head(head.code, head.reason, head.flat, end && n === 0);
   }
 
@@ -340,6 +357,7 @@ class Exchange {
       const answer = statusResponse(httpStatusFor(err)); // the front decides about its connection
       this.#log.error(`${what}: application error before the response head; answered ${answer.status}`, err);
       this.#headSent = true;
+      this.#status = answer.status;
       this.#out.head(answer.status, '', answer.headers, false);
       this.#out.write(Buffer.from(answer.body), true);
     } else {
@@ -370,6 +388,10 @@ class Exchange {
       } catch (err) {
         this.#log.error(`${this.#environ.REQUEST_METHOD} ${this.#environ.REQUEST_URI}: result.close() failed`, err);
       }
+    }
+    if (appChannels.end.hasSubscribers) {
+      appChannels.end.publish({ method: this.#environ.REQUEST_METHOD, uri: this.#environ.REQUEST_URI,
+        status: this.#status, aborted: this.#out.aborted });
     }
     this.#done?.();
   }

@@ -1,7 +1,21 @@
 // The one hook through which a finished response reaches the access log and the metrics. The
 // proxy's Exchange is itself an Observed (no object per request); any other responder (static
 // files) passes an object of the same shape to `observe` when its response closes.
+import { channel } from 'node:diagnostics_channel';
 import type { HttpRequest, HttpResponse } from './http-server.js';
+
+/**
+ * The request lifecycle at the front on node:diagnostics_channel, for tracing without a log
+ * line: `tsgi:front:request:start` ({ method, url, remote }), `…:dispatch` ({ method, url,
+ * backend, attempt }), `…:head` ({ method, url, status }), `…:end` ({ method, url, status,
+ * backend, bytesIn, bytesOut, ms }). Messages are made only while someone subscribes.
+ */
+export const channels = {
+  start: channel('tsgi:front:request:start'),
+  dispatch: channel('tsgi:front:request:dispatch'),
+  head: channel('tsgi:front:request:head'),
+  end: channel('tsgi:front:request:end'),
+};
 
 export interface Observed {
   readonly req: HttpRequest;

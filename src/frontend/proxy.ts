@@ -12,7 +12,7 @@ import { TsgiError, blamesBackend, errorResponse } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import type { HttpRequest, HttpResponse } from './http-server.js';
 import type { Link } from './link.js';
-import type { Observed, Observer } from './observe.js';
+import { channels, type Observed, type Observer, statusOf } from './observe.js';
 import type { Pool, Waiter } from './pool.js';
 import { retain } from './read-buffers.js';
 import { type HeadLimits, admissionError, requestHead, responseHeaders } from './request-head.js';
@@ -82,6 +82,7 @@ export class Exchange implements Waiter, Observed {
     req.context = this;
     res.context = this;
     res.onClose = onClientClose;
+    if (channels.start.hasSubscribers) channels.start.publish({ method: req.method, url: req.url, remote: this.remote });
   }
 
   get backendName(): string {
@@ -124,6 +125,9 @@ export class Exchange implements Waiter, Observed {
     }
     link.requests++;
     link.owner.requests++;
+    if (channels.dispatch.hasSubscribers) {
+      channels.dispatch.publish({ method: this.req.method, url: this.req.url, backend: link.name, attempt: this.attempts });
+    }
     this.link = link;
     this.stream = stream;
     stream.context = this;
@@ -214,6 +218,10 @@ function onClientClose(res: HttpResponse): void {
   }
   const observe = ex.opts.observe;
   if (observe !== undefined) observe(ex);
+  if (channels.end.hasSubscribers) {
+    channels.end.publish({ method: ex.req.method, url: ex.req.url, status: statusOf(ex), backend: ex.backendName,
+      bytesIn: ex.bytesIn, bytesOut: ex.bytesOut, ms: performance.now() - ex.started });
+  }
 }
 
 function onClientData(req: HttpRequest, chunk: Buffer): void {
@@ -279,6 +287,7 @@ function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
     ex.fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid response head: ${(err as Error).message}`));
     return;
   }
+  if (channels.head.hasSubscribers) channels.head.publish({ method: ex.req.method, url: ex.req.url, status: head.status });
   if (end) endResponse(ex);
   // Held for the body that the same backend read brings (one write, and a Content-Length when it
   // ends there); when that read brought no body, the head goes out alone (a stream of events).

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { call, newAgent, newCtx, poll, runLoad, setUp, startPair, versionApp, type Ctx } from '../helpers/e2e.js';
@@ -164,9 +164,20 @@ const queue = suite<SwapCtx>('queue-until-ready', swapCtx());
 setUp(queue, async (ctx) => {
   ctx.dir = tempDir('tsgi-queue-');
   ctx.control = join(ctx.dir, 'front.ctl');
-  ctx.front = await startFront([], ['--control', ctx.control, '--queue-timeout', '15', '--queue-size', '4']);
+  ctx.front = await startFront([], ['--control', ctx.control, '--queue-timeout', '15', '--queue-size', '4',
+    '--admin', `unix:${join(ctx.dir, 'admin.sock')}`]);
   ctx.agent = newAgent();
 });
+
+/** Requests waiting in the front's queue now, from its /status. */
+async function queued(ctx: SwapCtx): Promise<number> {
+  const admin = new Agent({ connect: { socketPath: join(ctx.dir, 'admin.sock') } });
+  try {
+    return (JSON.parse((await call('http://localhost/status', { dispatcher: admin })).text) as { queued: number }).queued;
+  } finally {
+    await admin.close();
+  }
+}
 
 queue('requests wait while no backend is ready and succeed when one registers', async (ctx) => {
   const pending = Array.from({ length: 4 }, (_, i) => call(`${ctx.front!.url}/queued?i=${i}`, { dispatcher: ctx.agent }));
@@ -185,7 +196,7 @@ queue('beyond --queue-size, a request gets 503 with Retry-After at once', async 
   await poll(async () => ((await runCli(['ctl', '--control', ctx.control, 'list'])).stdout.includes('draining') ? undefined : true), 'backend gone');
   const agent = newAgent();
   const waiting = Array.from({ length: 4 }, (_, i) => request(`${ctx.front!.url}/w?i=${i}`, { dispatcher: agent }).catch(() => null));
-  await sleep(200);
+  await poll(async () => ((await queued(ctx)) === 4 ? true : undefined), 'the four requests in the queue');
   const res = await request(`${ctx.front!.url}/overflow`, { dispatcher: agent });
   assert.is(res.statusCode, 503);
   assert.is(res.headers['retry-after'], '1');
