@@ -202,7 +202,7 @@ queue('beyond --queue-size, a request gets 503 with Retry-After at once', async 
   assert.is(res.headers['retry-after'], '1');
   assert.ok((await res.body.text()).includes('503'));
   // Shed because the queue was full, not after waiting out --queue-timeout (also a 503).
-  assert.match(ctx.front!.stderr(), /503 GET \/overflow: [^\n]*queue is full/);
+  await ctx.front!.waitForStderr(/503 GET \/overflow: [^\n]*queue is full/);
   assert.not.match(ctx.front!.stderr(), /503 GET \/w\?i=\d: /, 'the four queued ones were still waiting');
   await agent.destroy();
   await Promise.all(waiting);
