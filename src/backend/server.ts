@@ -34,6 +34,12 @@ export interface BackendServerOptions {
   onServed?: (served: number) => void;
   /** --admin: count each request's status and latency. */
   metrics?: ServeMetrics;
+  /** --ping-interval: a PING on each front connection this often (0: none). */
+  pingIntervalMs?: number;
+  /** --ping-timeout: a front connection without HELLO, or not answering a PING, this long is closed. */
+  pingTimeoutMs?: number;
+  /** --max-request-header-size: the largest request head taken from a front, decoded. */
+  maxHeadSize?: number;
 }
 
 /** A request stream's side of the gateway: the Responder that writes to the tsgi stream. */
@@ -86,6 +92,50 @@ interface RequestState {
   method: string;
   uri: string;
   done: boolean;
+}
+
+/** Pings one connection every interval; one without an answer for the timeout is given up. */
+class Pinger {
+  readonly #intervalMs: number;
+  readonly #timeoutMs: number;
+  readonly #onTimeout: () => void;
+  #timer: NodeJS.Timeout | null = null;
+  #seq = 0;
+  #awaiting = 0;
+  #sentAt = 0;
+
+  constructor(intervalMs: number, timeoutMs: number, onTimeout: () => void) {
+    this.#intervalMs = intervalMs;
+    this.#timeoutMs = timeoutMs;
+    this.#onTimeout = onTimeout;
+  }
+
+  start(conn: Connection): void {
+    if (this.#intervalMs <= 0 || this.#timer !== null) return;
+    this.#timer = setInterval(() => {
+      if (this.#awaiting !== 0) {
+        if (Date.now() - this.#sentAt >= this.#timeoutMs) {
+          this.stop();
+          this.#onTimeout();
+        }
+        return;
+      }
+      this.#seq = (this.#seq % 0xffffffff) + 1;
+      this.#awaiting = this.#seq;
+      this.#sentAt = Date.now();
+      conn.ping(this.#seq);
+    }, Math.min(this.#intervalMs, this.#timeoutMs));
+    this.#timer.unref();
+  }
+
+  pong(id: number): void {
+    if (id === this.#awaiting) this.#awaiting = 0;
+  }
+
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
 }
 
 function onStreamData(this: Stream, chunk: Buffer, end: boolean): void {
@@ -146,24 +196,58 @@ export class BackendServer extends SocketListener<RequestState> {
 
   protected serve(socket: Socket): void {
     const log = this.log;
-    const conn = new Connection({
+    const pingTimeoutMs = this.#opts.pingTimeoutMs ?? 10_000;
+    // A connection that never says HELLO is closed after --ping-timeout, as the front does.
+    const handshake = setTimeout(() => {
+      log.warn(`closing a front connection that sent no HELLO within ${pingTimeoutMs / 1000} s (--ping-timeout)`);
+      socket.destroy();
+    }, pingTimeoutMs);
+    handshake.unref();
+    const pinger = new Pinger(this.#opts.pingIntervalMs ?? 5000, pingTimeoutMs, () => {
+      log.warn(`closing a front connection that did not answer a ping within ${pingTimeoutMs / 1000} s (--ping-timeout)`);
+      socket.destroy();
+    });
+    // Reading stops while replies to the front pile up unread, and resumes once they are written.
+    let paused = false;
+    const conn: Connection = new Connection({
       role: 'server',
-      write: socketWriter(socket),
+      write: socketWriter(socket, () => {
+        conn.drained();
+        if (paused) {
+          paused = false;
+          socket.resume();
+        }
+      }),
       maxFrameSize: this.#opts.maxFrameSize,
       initialWindow: this.#opts.window,
       maxStreams: this.#opts.maxStreams,
+      maxHeadSize: this.#opts.maxHeadSize,
+      maxHeadSizeName: '--max-request-header-size',
       software: this.#opts.software ?? 'tsgi-serve',
       connectionsHint: this.#opts.connectionsHint,
+      onReady: () => {
+        clearTimeout(handshake);
+        pinger.start(conn);
+      },
+      onPong: (id) => pinger.pong(id),
       onRequest: (stream, head, end) => this.#handle(stream, head, end),
+      onWarning: (message) => log.warn(`front connection: ${message}`),
       onError: (err) => {
         log.error(`closing front connection: ${err.message} [${err.code}]`);
         closeAfterError(socket);
       },
     });
     this.#connections.add(conn);
-    socket.on('data', (chunk: Buffer) => conn.receive(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      if (!conn.receive(chunk) && !paused) {
+        paused = true;
+        socket.pause();
+      }
+    });
     socket.on('error', (err) => log.debug(`front connection error: ${err.message}`));
     socket.on('close', () => {
+      clearTimeout(handshake);
+      pinger.stop();
       conn.destroy('front connection closed');
       this.#connections.delete(conn);
     });

@@ -17,6 +17,10 @@ export interface WorkerConfig {
   maxStreams: number;
   window: number;
   maxFrameSize: number;
+  /** --max-request-header-size, --ping-interval, --ping-timeout (BackendServer's defaults when absent). */
+  maxHeadSize?: number;
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
   gracefulTimeoutMs: number;
   maxRequests: number;
   logLevel: LogLevel;
@@ -123,6 +127,9 @@ async function main(): Promise<void> {
     maxStreams: config.maxStreams,
     window: config.window,
     maxFrameSize: config.maxFrameSize,
+    maxHeadSize: config.maxHeadSize,
+    pingIntervalMs: config.pingIntervalMs,
+    pingTimeoutMs: config.pingTimeoutMs,
     connectionsHint: config.connections,
     onServed,
     metrics,

@@ -12,10 +12,24 @@ const COPY_LIMIT = 16 * 1024;
 const kFlush = Symbol('tsgi.flush');
 type Flushable = Socket & { [kFlush]?: () => void };
 
-export function socketWriter(socket: Socket): (chunk: Uint8Array) => void {
+/**
+ * The write function for a Connection on `socket`. It returns false once the socket and this
+ * turn's batch hold the socket's high-water mark or more (the peer reads slowly, or this turn
+ * wrote a lot); `onDrain` is then called when the batch has gone to the socket and the socket
+ * no longer needs a drain.
+ */
+export function socketWriter(socket: Socket, onDrain?: () => void): (chunk: Uint8Array) => boolean {
   let pending: Uint8Array[] = [];
   let bytes = 0;
   let scheduled = false;
+  /** We answered false and owe an onDrain. */
+  let congested = false;
+  let waitingForDrain = false;
+  const drained = () => {
+    waitingForDrain = false;
+    congested = false;
+    onDrain?.();
+  };
   const flush = () => {
     scheduled = false;
     if (pending.length === 0) return;
@@ -33,6 +47,13 @@ export function socketWriter(socket: Socket): (chunk: Uint8Array) => void {
       for (const chunk of batch) socket.write(chunk);
       socket.uncork();
     }
+    if (congested && !waitingForDrain) {
+      if (!socket.writableNeedDrain) drained();
+      else {
+        waitingForDrain = true;
+        socket.once('drain', drained);
+      }
+    }
   };
   (socket as Flushable)[kFlush] = flush;
   return (chunk) => {
@@ -42,6 +63,9 @@ export function socketWriter(socket: Socket): (chunk: Uint8Array) => void {
       scheduled = true;
       setImmediate(flush);
     }
+    if (bytes + socket.writableLength < socket.writableHighWaterMark) return true;
+    congested = true;
+    return false;
   };
 }
 

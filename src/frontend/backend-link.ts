@@ -32,11 +32,15 @@ export class BackendLink implements Link {
     const a = opts.address;
     // Reads go into shared slabs (read-buffers.ts) and straight to the frame decoder.
     const reads = new ReadBuffers();
+    // Returning false stops the reads while replies to the backend pile up unread (a flood); the
+    // socket writer's drain resumes them.
+    let paused = false;
     const onread: OnReadOpts = {
       buffer: () => reads.next(),
       callback: (n, into) => {
-        conn.receive(reads.filled(n, into as Buffer));
-        return true;
+        if (conn.receive(reads.filled(n, into as Buffer))) return true;
+        paused = true;
+        return false;
       },
     };
     const socket = a.kind === 'unix' ? connect({ path: a.path, onread })
@@ -51,12 +55,21 @@ export class BackendLink implements Link {
       socket.destroy();
     }, opts.pingTimeoutMs);
     handshake.unref();
-    const conn = new Connection({
+    const conn: Connection = new Connection({
       role: 'client',
-      write: socketWriter(socket),
+      write: socketWriter(socket, () => {
+        conn.drained();
+        if (paused) {
+          paused = false;
+          socket.resume();
+        }
+      }),
       initialWindow: opts.window,
       maxFrameSize: opts.maxFrameSize,
+      maxHeadSize: opts.maxResponseHeaderSize,
+      maxHeadSizeName: '--max-response-header-size',
       software: 'tsgi-front',
+      onWarning: (message) => opts.log.warn(`backend ${this.name}: ${message}`),
       onReady: () => {
         clearTimeout(handshake);
         if (this.state !== 'connecting') return;

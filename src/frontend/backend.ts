@@ -28,6 +28,7 @@ export interface BackendOptions {
   log: Logger;
   window?: number;
   maxFrameSize?: number;
+  maxResponseHeaderSize?: number;
   pingIntervalMs: number;
   pingTimeoutMs: number;
   /** Any link of this backend may take new streams now. */
@@ -259,6 +260,7 @@ export class Backend {
     const linkOptions: LinkOptions = {
       owner: this, address: this.address, name: this.name, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
       pingIntervalMs: o.pingIntervalMs, pingTimeoutMs: o.pingTimeoutMs,
+      maxResponseHeaderSize: o.maxResponseHeaderSize,
     };
     const Kind = this.address.protocol === 'uwsgi' ? UwsgiLink : BackendLink;
     const link = new Kind(linkOptions, {

@@ -99,6 +99,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     maxInFlight: config.maxInFlight,
     window: config.window,
     maxFrameSize: config.maxFrameSize,
+    maxResponseHeaderSize: config.maxResponseHeaderSize,
     pingIntervalMs: config.pingInterval * 1000,
     pingTimeoutMs: config.pingTimeout * 1000,
   });

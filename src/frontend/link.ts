@@ -50,6 +50,8 @@ export interface LinkOptions {
   log: Logger;
   window?: number;
   maxFrameSize?: number;
+  /** --max-response-header-size: the largest response head taken from the backend, decoded. */
+  maxResponseHeaderSize?: number;
   pingIntervalMs: number;
   pingTimeoutMs: number;
 }

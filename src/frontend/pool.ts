@@ -26,6 +26,7 @@ export interface PoolOptions {
   maxInFlight?: number;
   window?: number;
   maxFrameSize?: number;
+  maxResponseHeaderSize?: number;
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
 }
@@ -88,6 +89,7 @@ export class Pool {
     const backend = new Backend({
       address, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
       pingIntervalMs: o.pingIntervalMs ?? defaultOf('pingInterval') * 1000, pingTimeoutMs: o.pingTimeoutMs ?? defaultOf('pingTimeout') * 1000,
+      maxResponseHeaderSize: o.maxResponseHeaderSize,
       onReady: () => this.#drainQueue(),
       onGone: (b) => {
         const i = this.backends.indexOf(b);

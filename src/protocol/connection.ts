@@ -1,7 +1,9 @@
 // One tsgi connection as a state machine: handshake, stream table (streams in stream.ts),
 // GOAWAY and PING. It does no I/O: bytes come in through `receive()` and go out through the
 // `write` function it is given, so the same code runs over a Unix socket, TCP or a test pair.
-import { DEFAULTS, Flags, FrameType, MAX_STREAM_ID, PROTOCOL_VERSIONS, RESET_CODE_NAMES, ResetCode } from './constants.js';
+import {
+  DEFAULTS, Flags, FrameType, MAX_PEER_TEXT, MAX_STREAM_ID, PEER_LIMITS, PROTOCOL_VERSIONS, REPLY_LIMITS, RESET_CODE_NAMES, ResetCode,
+} from './constants.js';
 import { ProtocolError, TsgiError } from './errors.js';
 import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
 import { GoAway, Hello, Ping, Request, Reset, Response, Trailers, Window } from './messages.js';
@@ -19,11 +21,25 @@ const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/;
 /** Reset codes that never travel on the wire: the connection itself ended. */
 export const LOCAL_CONNECTION_LOST = 0x100;
 
+/** Text a peer chose (a RESET or GOAWAY message, its software), cut short enough for a log line. */
+export function peerText(text: string): string {
+  return text.length <= MAX_PEER_TEXT ? text : `${text.slice(0, MAX_PEER_TEXT - 1)}…`;
+}
+
 export interface ConnectionOptions {
   role: 'client' | 'server';
-  /** Writes bytes to the peer, in order. The I/O layer coalesces writes of one tick. */
-  write: (chunk: Uint8Array) => void;
+  /**
+   * Writes bytes to the peer, in order. The I/O layer coalesces writes of one tick. It returns
+   * false when the transport holds more than it wants to (the peer is slow to read, or this
+   * tick wrote a lot), and then calls `drained()` once it has handed everything on. Any other
+   * value (true, nothing) means there is room.
+   */
+  write: (chunk: Uint8Array) => unknown;
   maxFrameSize?: number;
+  /** Largest head or trailers accepted from the peer, decoded (names and values, 4 bytes more a field). */
+  maxHeadSize?: number;
+  /** How messages name that limit (the option that sets it). */
+  maxHeadSizeName?: string;
   initialWindow?: number;
   maxStreams?: number;
   software?: string;
@@ -38,6 +54,8 @@ export interface ConnectionOptions {
   onPong?: (id: number) => void;
   /** A protocol error: the connection must be closed by the I/O layer. */
   onError?: (err: TsgiError) => void;
+  /** Something the peer did that is refused or corrected without closing: for the log. */
+  onWarning?: (message: string) => void;
 }
 
 function addressFrom(bytes: Uint8Array): string {
@@ -50,6 +68,7 @@ export class Connection {
   readonly maxFrameSize: number;
   readonly initialWindow: number;
   readonly maxStreams: number;
+  readonly maxHeadSize: number;
   readonly streams = new Map<number, Stream>();
   /** The version agreed with the peer (0 until its HELLO). */
   version = 0;
@@ -71,12 +90,17 @@ export class Connection {
   closed = false;
 
   #opts: ConnectionOptions;
-  #write: (chunk: Uint8Array) => void;
+  #write: (chunk: Uint8Array) => unknown;
   #decoder: FrameDecoder;
   #nextStreamId = 1;
   #lastPeerStreamId = 0;
   #versions: readonly number[];
   #onFrame = this.#handleFrame.bind(this);
+  /** The transport said it holds too much (write returned false) and has not drained since. */
+  #congested = false;
+  /** Replies written while congested (REPLY_LIMITS). */
+  #owedPongs = 0;
+  #owedResets = 0;
 
   constructor(opts: ConnectionOptions) {
     this.#opts = opts;
@@ -85,6 +109,7 @@ export class Connection {
     this.maxFrameSize = opts.maxFrameSize ?? DEFAULTS.maxFrameSize;
     this.initialWindow = opts.initialWindow ?? DEFAULTS.initialWindow;
     this.maxStreams = opts.maxStreams ?? DEFAULTS.maxStreams;
+    this.maxHeadSize = opts.maxHeadSize ?? DEFAULTS.maxHeadSize;
     this.#versions = opts.versions ?? PROTOCOL_VERSIONS;
     this.#decoder = new FrameDecoder(this.maxFrameSize, { fragmentData: true });
   }
@@ -111,14 +136,37 @@ export class Connection {
       && (this.peerMaxStreams === 0 || this.streams.size < this.peerMaxStreams);
   }
 
-  /** Feeds bytes from the transport. Protocol errors go to onError (and are thrown to no one). */
-  receive(chunk: Buffer): void {
-    if (this.closed) return;
+  /**
+   * Feeds bytes from the transport. Protocol errors go to onError (and are thrown to no one).
+   * Returns false when the I/O layer should stop reading the peer until it calls `drained()`:
+   * replies to the peer pile up unwritten (it does not read them).
+   */
+  receive(chunk: Buffer): boolean {
+    if (this.closed) return true;
     try {
       this.#decoder.push(chunk, this.#onFrame);
     } catch (err) {
       this.#protocolError(err);
+      return true;
     }
+    return !this.#congested || this.#owedPongs + this.#owedResets < REPLY_LIMITS.pause;
+  }
+
+  /** The transport handed on everything it held: replies are no longer owed, reading may resume. */
+  drained(): void {
+    this.#congested = false;
+    this.#owedPongs = 0;
+    this.#owedResets = 0;
+  }
+
+  /** Whether the transport is congested (it has not drained since a write returned false). */
+  get congested(): boolean {
+    return this.#congested;
+  }
+
+  /** Replies (PONG, RESET) written to the peer while the transport was congested, since it drained. */
+  get repliesOwed(): number {
+    return this.#owedPongs + this.#owedResets;
   }
 
   /** Client role: opens a stream and sends the request head. */
@@ -170,17 +218,27 @@ export class Connection {
 
   writeFrame(type: number, flags: number, stream: number, payload: Uint8Array): void {
     if (this.closed) return;
-    this.#write(encodeFrame(type, flags, stream, payload));
+    if (this.#write(encodeFrame(type, flags, stream, payload)) === false) this.#congested = true;
   }
 
   writeData(stream: number, flags: number, payload: Uint8Array): void {
     if (this.closed) return;
+    let room;
     if (payload.length <= 512) {
-      this.#write(encodeFrame(FrameType.DATA, flags, stream, payload));
+      room = this.#write(encodeFrame(FrameType.DATA, flags, stream, payload));
     } else {
       this.#write(frameHeader(FrameType.DATA, flags, stream, payload.length));
-      this.#write(payload);
+      room = this.#write(payload);
     }
+    if (room === false) this.#congested = true;
+  }
+
+  /** A RESET answering the peer (refusing or failing its stream): owed while congested, and bounded. */
+  #replyReset(id: number, code: number, message: string): void {
+    if (this.#congested && ++this.#owedResets > this.maxStreams + REPLY_LIMITS.pongs) {
+      throw new ProtocolError(`more than ${this.#owedResets - 1} streams refused or failed while the peer did not read the RESETs`);
+    }
+    this.writeFrame(FrameType.RESET, 0, id, Reset.encode({ code, message }).finish());
   }
 
   _forget(stream: Stream): void {
@@ -194,10 +252,24 @@ export class Connection {
     this.writeFrame(FrameType.RESET, 0, stream.id, Reset.encode({ code, message }).finish());
   }
 
-  /** A stream-level protocol violation by the peer: reset that stream and tell its owner. */
-  _failStream(stream: Stream, code: number, message: string): void {
-    this._resetStream(stream, code, message);
-    stream.onReset?.(code, message);
+  /**
+   * A stream-level protocol violation by the peer: reset that stream and tell its owner. The
+   * owner hears `localCode` when it differs from what the peer is told (a head we refuse is
+   * TOO_LARGE on the wire, but to the owner it is the peer's fault, not a refusal of ours).
+   */
+  _failStream(stream: Stream, code: number, message: string, localCode = code): void {
+    this._forget(stream);
+    stream._closeQueue();
+    try {
+      this.#replyReset(stream.id, code, message);
+    } finally {
+      stream.onReset?.(localCode, message);
+    }
+  }
+
+  /** The message for a head over maxHeadSize. */
+  #tooLarge(what: string): string {
+    return `${what} over ${this.#opts.maxHeadSizeName ?? 'the limit'} (${this.maxHeadSize} bytes of decoded header fields)`;
   }
 
   #protocolError(err: unknown): void {
@@ -236,9 +308,13 @@ export class Connection {
       case FrameType.RESPONSE: {
         // Every head updates the value table, also one for a stream already gone.
         const head = Response.decode(payload);
-        this.valueDecoder.decode(head.headers as tsgi.HeaderBlock);
+        const fits = this.valueDecoder.decode(head.headers as tsgi.HeaderBlock, this.maxHeadSize);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
+        if (!fits && this.role === 'client' && !stream.headReceived) {
+          this._failStream(stream, ResetCode.TOO_LARGE, this.#tooLarge('response head'), ResetCode.PROTOCOL_ERROR);
+          return;
+        }
         if (this.role !== 'client' || stream.headReceived) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'unexpected RESPONSE');
           return;
@@ -274,14 +350,18 @@ export class Connection {
         const { code, message } = Reset.decode(payload);
         this._forget(stream);
         stream._closeQueue();
-        stream.onReset?.(code, message || RESET_CODE_NAMES[code] || `code ${code}`);
+        stream.onReset?.(code, peerText(message) || RESET_CODE_NAMES[code] || `code ${code}`);
         return;
       }
       case FrameType.TRAILERS: {
         const { headers } = Trailers.decode(payload);
-        this.valueDecoder.decode(headers as tsgi.HeaderBlock);
+        const fits = this.valueDecoder.decode(headers as tsgi.HeaderBlock, this.maxHeadSize);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
+        if (!fits) {
+          this._failStream(stream, ResetCode.TOO_LARGE, this.#tooLarge('trailers'), ResetCode.PROTOCOL_ERROR);
+          return;
+        }
         if (!end || stream.remoteEnded || (this.role === 'client' && !stream.headReceived)) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'TRAILERS must end a stream that has a head');
           return;
@@ -318,11 +398,14 @@ export class Connection {
             }
           }
         }
-        this.#opts.onGoAway?.(lastStreamId, code, message);
+        this.#opts.onGoAway?.(lastStreamId, code, peerText(message));
         return;
       }
       case FrameType.PING:
         if (id !== 0) throw new ProtocolError('PING on a stream');
+        if (this.#congested && ++this.#owedPongs > REPLY_LIMITS.pongs) {
+          throw new ProtocolError(`PING flood: more than ${REPLY_LIMITS.pongs} PINGs while the peer did not read the PONGs`);
+        }
         this.writeFrame(FrameType.PONG, 0, 0, payload);
         return;
       case FrameType.PONG:
@@ -342,17 +425,27 @@ export class Connection {
     for (const v of hello.versions) if (this.#versions.includes(v) && v > version) version = v;
     if (version === 0) {
       throw new ProtocolError(
-        `no common protocol version (peer speaks ${hello.versions.join(',') || 'none'}, we speak ${this.#versions.join(',')})`,
+        `no common protocol version (peer speaks ${peerText(hello.versions.join(',')) || 'none'}, we speak ${this.#versions.join(',')})`,
         'TSGI_ERR_VERSION');
     }
     if (hello.maxFrameSize < 1024) throw new ProtocolError(`peer max frame size ${hello.maxFrameSize} is below 1024`);
     this.version = version;
-    this.peerMaxFrameSize = hello.maxFrameSize;
-    this.peerInitialWindow = hello.initialWindow;
-    this.peerMaxStreams = hello.maxStreams;
-    this.peerSoftware = hello.software;
-    this.peerConnections = hello.connections;
-    this.dataChunkSize = Math.min(DEFAULTS.dataChunkSize, hello.maxFrameSize);
+    this.peerSoftware = peerText(hello.software);
+    // Each size or count the peer declares is taken up to PEER_LIMITS, and one line says what was cut.
+    const clamped: string[] = [];
+    const clamp = (name: string, value: number, max: number): number => {
+      if (value <= max) return value;
+      clamped.push(`${name} ${value} to ${max}`);
+      return max;
+    };
+    this.peerMaxFrameSize = clamp('max_frame_size', hello.maxFrameSize, PEER_LIMITS.maxFrameSize);
+    this.peerInitialWindow = clamp('initial_window', hello.initialWindow, PEER_LIMITS.initialWindow);
+    this.peerMaxStreams = clamp('max_streams', hello.maxStreams, PEER_LIMITS.maxStreams);
+    this.peerConnections = clamp('connections', hello.connections, PEER_LIMITS.connections);
+    this.dataChunkSize = Math.min(DEFAULTS.dataChunkSize, this.peerMaxFrameSize);
+    if (clamped.length > 0) {
+      this.#opts.onWarning?.(`peer HELLO (${this.peerSoftware || 'no software named'}) clamped: ${clamped.join(', ')}`);
+    }
     this.#opts.onReady?.(this);
   }
 
@@ -363,16 +456,21 @@ export class Connection {
     }
     this.#lastPeerStreamId = id;
     const head = Request.decode(payload);
-    this.valueDecoder.decode(head.headers as tsgi.HeaderBlock); // also for a stream refused below
+    // Also for a stream refused below: the table follows every head.
+    const fits = this.valueDecoder.decode(head.headers as tsgi.HeaderBlock, this.maxHeadSize);
+    if (!fits) {
+      const message = this.#tooLarge('request head');
+      this.#replyReset(id, ResetCode.TOO_LARGE, message);
+      this.#opts.onWarning?.(`stream ${id} refused: ${message}`);
+      return;
+    }
     if (head.remoteIp.length > 0) head.remoteAddr = addressFrom(head.remoteIp);
     if (head.serverIp.length > 0) head.serverAddr = addressFrom(head.serverIp);
     const stream = new Stream(this, id, this.peerInitialWindow, this.initialWindow);
     if (end) stream.remoteEnded = true;
     if (this.goAwaySent || this.streams.size >= this.maxStreams) {
       stream.closed = true;
-      this.writeFrame(FrameType.RESET, 0, id, Reset.encode({
-        code: ResetCode.REFUSED_STREAM, message: this.goAwaySent ? 'going away' : 'too many streams',
-      }).finish());
+      this.#replyReset(id, ResetCode.REFUSED_STREAM, this.goAwaySent ? 'going away' : 'too many streams');
       return;
     }
     this.streams.set(id, stream);

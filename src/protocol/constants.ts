@@ -61,6 +61,39 @@ export const DEFAULTS = {
   initialWindow: 256 * 1024,
   /** Concurrent streams per connection. */
   maxStreams: 1024,
+  /** Largest head (or trailers) received, counted as decoded: each field's name and value plus 4. */
+  maxHeadSize: 64 * 1024,
+} as const;
+
+/**
+ * What a peer may declare in its HELLO: larger values are clamped to these (and logged), so
+ * that no peer makes us buffer more than this per stream, or open more connections than this.
+ */
+export const PEER_LIMITS = {
+  /** Credit per stream we use, whatever the peer grants: the most we write ahead for one stream. */
+  initialWindow: 16 * 1024 * 1024,
+  /** Frame size we assume the peer takes (it only bounds the heads we may send). */
+  maxFrameSize: 16 * 1024 * 1024,
+  /** Concurrent streams we take the peer to accept (0, no limit, stays 0). */
+  maxStreams: 0x7fffffff,
+  /** Connections the peer may ask us to open (the most workers a backend runs). */
+  connections: 256,
+} as const;
+
+/** Peer-supplied text (RESET and GOAWAY messages, HELLO software) is cut to this many characters. */
+export const MAX_PEER_TEXT = 256;
+
+/**
+ * Replies owed to the peer (a PONG, a RESET refusing or failing one of its streams) that were
+ * written while the transport was congested, counted until it drains. From `pause` on, the I/O
+ * layer stops reading the peer until the transport drains. More than `pongs` PONGs, or more
+ * RESETs than the streams we accept plus `pongs`, close the connection (a flood). A peer that
+ * reads what we write never gets there: it has one PING out at a time, and no more streams
+ * open than we accept.
+ */
+export const REPLY_LIMITS = {
+  pause: 16,
+  pongs: 256,
 } as const;
 
 /** Stream ids are 31-bit; a connection that reaches this stops opening streams. */

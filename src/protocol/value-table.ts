@@ -10,6 +10,7 @@
 // on this connection". The decoder turns a block back into one value per name.
 import { ProtocolError } from './errors.js';
 import type { tsgi } from './generated/tsgi.js';
+import { STATIC_NAMES } from './header-table.js';
 
 type Block = tsgi.HeaderBlock.$Properties;
 
@@ -103,13 +104,21 @@ export class ValueEncoder {
   }
 }
 
+/** Bytes a field adds to a head, as HTTP/1.1 writes it: name, ": ", value, CRLF. */
+const FIELD_OVERHEAD = 4;
+
 /** The receiving side: resolves references back into values, one per name. */
 export class ValueDecoder {
   #table = new Fifo<string | null>();
 
-  /** Rewrites a received block in place: `values` gets one entry per name, `refs` none. */
-  decode(block: tsgi.HeaderBlock | null | undefined): void {
-    if (!block) return;
+  /**
+   * Rewrites a received block in place: `values` gets one entry per name, `refs` none. Returns
+   * false, leaving `values` empty, once the decoded fields (each name and value plus 4 bytes)
+   * pass `limit`: counted as references expand, so a block of many references to one long value
+   * stops at the limit. The table is updated either way, as the sender's was.
+   */
+  decode(block: tsgi.HeaderBlock | null | undefined, limit = Infinity): boolean {
+    if (!block) return true;
     const { names, refs } = block;
     if (block.joinedValues !== '') {
       if (block.values.length > 0) throw new ProtocolError('header block has both values and joined values');
@@ -117,10 +126,22 @@ export class ValueDecoder {
       block.joinedValues = '';
     }
     const literal = block.values;
+    const literalNames = block.literalNames;
+    let size = 0;
+    let nextName = 0;
     if (refs.length === 0) {
       if (literal.length !== names.length) throw new ProtocolError('header block has names and values of different counts');
       this.#remember(literal);
-      return;
+      for (let i = 0; i < names.length; i++) {
+        const index = names[i]!;
+        size += (index === 0 ? literalNames[nextName++]?.length ?? 0 : STATIC_NAMES[index]?.length ?? 0)
+          + literal[i]!.length + FIELD_OVERHEAD;
+        if (size > limit) {
+          block.values = [];
+          return false;
+        }
+      }
+      return true;
     }
     if (refs.length !== names.length) throw new ProtocolError('header block has names and refs of different counts');
     const table = this.#table;
@@ -128,21 +149,31 @@ export class ValueDecoder {
     let next = 0;
     for (let i = 0; i < names.length; i++) {
       const ref = refs[i]!;
+      let v: string | null | undefined;
       if (ref === 0) {
-        const v = literal[next++];
+        v = literal[next++];
         if (v === undefined) throw new ProtocolError('header block is missing a value');
-        values[i] = v;
-        continue;
+      } else {
+        v = ref >= table.first && ref < table.next ? table.items[ref - table.first] : undefined;
+        if (v === undefined || v === null) throw new ProtocolError(`header value reference ${ref} is not in the table`);
       }
-      const v = ref >= table.first && ref < table.next ? table.items[ref - table.first] : undefined;
-      if (v === undefined || v === null) throw new ProtocolError(`header value reference ${ref} is not in the table`);
       values[i] = v;
+      const index = names[i]!;
+      size += (index === 0 ? literalNames[nextName++]?.length ?? 0 : STATIC_NAMES[index]?.length ?? 0) + v.length + FIELD_OVERHEAD;
+      if (size > limit) {
+        // The rest is not expanded; the literals still go into the table, as the sender put them.
+        this.#remember(literal);
+        block.values = [];
+        block.refs = [];
+        return false;
+      }
     }
     if (next !== literal.length) throw new ProtocolError('header block has values left over');
     // Inserted after resolving, as the encoder does: refs in a block point to earlier entries.
     this.#remember(literal);
     block.values = values;
     block.refs = [];
+    return true;
   }
 
   #remember(literal: string[]): void {

@@ -8,8 +8,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  Connection, DEFAULTS, Flags, FrameDecoder, FrameType, GoAway, LOCAL_CONNECTION_LOST, Ping, Reset, ResetCode, TsgiError,
-  Window, encodeFrame, frameHeader, packHeaders, unpackHeaders,
+  Connection, DEFAULTS, Flags, FrameDecoder, FrameType, GoAway, Hello, LOCAL_CONNECTION_LOST, PEER_LIMITS, Ping, REPLY_LIMITS,
+  Request, Reset, ResetCode, Response, Trailers, TsgiError, Window, encodeFrame, frameHeader, packHeaders, unpackHeaders,
 } from '../../src/protocol/index.js';
 import type { ConnectionOptions, RequestHead, Stream, tsgi } from '../../src/protocol/index.js';
 import { eventually, throwsCode } from '../helpers/assert.js';
@@ -725,3 +725,215 @@ function conformance(transport: Transport): void {
 
 conformance(memoryTransport);
 conformance(unixTransport());
+
+// ---- a peer that does not play fair -----------------------------------------------------------
+// One Connection fed hand-made frames, over a transport the test controls: it can say it holds
+// too much (write returns false) and drain later, as the socket writer does.
+
+interface Rig {
+  conn: Connection;
+  /** Frames the connection wrote, decoded. */
+  out: { type: number; flags: number; stream: number; payload: Buffer }[];
+  /** Bytes the connection wrote. */
+  bytes: number;
+  /** What write() answers: false plays a peer that does not read. */
+  room: boolean;
+  errors: TsgiError[];
+  warnings: string[];
+  /** receive()'s answers, in order. */
+  answers: boolean[];
+  feed(...frames: Buffer[]): boolean;
+}
+
+function rig(role: 'client' | 'server', own: Partial<ConnectionOptions> = {}, hello: Partial<tsgi.Hello.$Properties> = {}): Rig {
+  const decoder = new FrameDecoder(64 * 1024 * 1024, { fragmentData: false });
+  const r: Rig = {
+    conn: null as unknown as Connection, out: [], bytes: 0, room: true, errors: [], warnings: [], answers: [],
+    feed: (...frames) => {
+      const ok = r.conn.receive(Buffer.concat(frames));
+      r.answers.push(ok);
+      return ok;
+    },
+  };
+  r.conn = new Connection({
+    ...own,
+    role,
+    write: (chunk) => {
+      r.bytes += chunk.length;
+      decoder.push(Buffer.from(chunk), (type, flags, stream, payload) => r.out.push({ type, flags, stream, payload: Buffer.from(payload) }));
+      return r.room;
+    },
+    onError: (err) => r.errors.push(err),
+    onWarning: (message) => r.warnings.push(message),
+  });
+  r.conn.start();
+  r.feed(helloFrame(hello));
+  return r;
+}
+
+function helloFrame(fields: Partial<tsgi.Hello.$Properties> = {}): Buffer {
+  return encodeFrame(FrameType.HELLO, 0, 0, Hello.encode({
+    versions: [1], maxFrameSize: DEFAULTS.maxFrameSize, initialWindow: DEFAULTS.initialWindow, maxStreams: 64, software: 'peer', ...fields,
+  }).finish());
+}
+
+const pingFrame = (id: number): Buffer => encodeFrame(FrameType.PING, 0, 0, Ping.encode({ id }).finish());
+
+function requestFrame(id: number, headers: tsgi.HeaderBlock.$Properties, end = true): Buffer {
+  return encodeFrame(FrameType.REQUEST, end ? Flags.END_STREAM : 0, id, Request.encode({ method: 'GET', target: '/', headers }).finish());
+}
+
+function responseFrame(id: number, headers: tsgi.HeaderBlock.$Properties, end = true): Buffer {
+  return encodeFrame(FrameType.RESPONSE, end ? Flags.END_STREAM : 0, id, Response.encode({ status: 200, headers }).finish());
+}
+
+const peer = suite('protocol/connection against a peer that does not play fair');
+
+peer('PINGs from a peer that does not read the PONGs: reading pauses, and a flood closes the connection (PONGs were queued without bound)', () => {
+  const r = rig('server');
+  r.room = false;
+  // A few PINGs: answered; reading goes on while fewer replies than REPLY_LIMITS.pause are owed.
+  // (The first PONG finds the transport with room; it answers false, and the replies after it are owed.)
+  for (let i = 1; i <= REPLY_LIMITS.pause; i++) assert.ok(r.feed(pingFrame(i)), `ping ${i}: reading goes on`);
+  assert.not.ok(r.feed(pingFrame(100)), 'reading pauses once REPLY_LIMITS.pause replies are owed');
+  assert.is(r.conn.repliesOwed, REPLY_LIMITS.pause);
+  // The transport drained: nothing is owed, reading resumes.
+  r.conn.drained();
+  r.room = true;
+  assert.is(r.conn.repliesOwed, 0);
+  assert.ok(r.feed(pingFrame(101)));
+  // A flood in one read: closed with a protocol error, after a bounded number of PONGs.
+  r.room = false;
+  const before = r.out.filter((f) => f.type === FrameType.PONG).length;
+  const flood = Buffer.concat(Array.from({ length: 100_000 }, (_, i) => pingFrame(i + 1)));
+  r.feed(flood);
+  assert.is(r.errors.length, 1, 'the connection failed');
+  assert.match(r.errors[0]!.message, /^PING flood: more than 256 PINGs while the peer did not read the PONGs$/);
+  assert.is(r.errors[0]!.code, 'TSGI_ERR_PROTOCOL');
+  const pongs = r.out.filter((f) => f.type === FrameType.PONG).length - before;
+  assert.ok(pongs <= REPLY_LIMITS.pongs + 1, `at most ${REPLY_LIMITS.pongs + 1} PONGs for the flood, not ${pongs}`);
+  assert.ok(r.bytes < 64 * 1024, `bytes written stay bounded (${r.bytes})`);
+  assert.is(r.out.at(-1)!.type, FrameType.GOAWAY, 'GOAWAY says why');
+  assert.ok(r.conn.closed);
+});
+
+peer('a peer that reads its PONGs may ping as often as it likes', () => {
+  const r = rig('client');
+  for (let i = 1; i <= 5000; i++) {
+    assert.ok(r.feed(pingFrame(i)));
+    if (i % 100 === 0) r.conn.drained(); // the transport handed its batch on
+  }
+  assert.equal(r.errors, []);
+  assert.is(r.out.filter((f) => f.type === FrameType.PONG).length, 5000);
+});
+
+peer('REQUESTs over max_streams from a peer that does not read the RESETs: reading pauses, then the connection closes', () => {
+  const r = rig('server', { maxStreams: 4, onRequest: () => {} });
+  for (let id = 1; id <= 7; id += 2) r.feed(requestFrame(id, { names: [], values: [] }, false));
+  r.room = false;
+  const refused = Buffer.concat(Array.from({ length: 2000 }, (_, i) => requestFrame(9 + 2 * i, { names: [], values: [] })));
+  r.feed(refused);
+  assert.is(r.errors.length, 1);
+  assert.match(r.errors[0]!.message, /streams refused or failed while the peer did not read the RESETs/);
+  const resets = r.out.filter((f) => f.type === FrameType.RESET).length;
+  assert.ok(resets <= 4 + REPLY_LIMITS.pongs + 1, `RESETs written stay bounded (${resets})`);
+});
+
+peer('HELLO sizes and counts past PEER_LIMITS are clamped, with one warning for the connection', () => {
+  const r = rig('server', {}, { initialWindow: 0xffffffff, maxFrameSize: 0xffffffff, maxStreams: 0xffffffff, connections: 0xffffffff });
+  assert.is(r.conn.peerInitialWindow, PEER_LIMITS.initialWindow);
+  assert.is(r.conn.peerInitialWindow, 16 * 1024 * 1024);
+  assert.is(r.conn.peerMaxFrameSize, PEER_LIMITS.maxFrameSize);
+  assert.is(r.conn.peerMaxStreams, PEER_LIMITS.maxStreams);
+  assert.is(r.conn.peerConnections, PEER_LIMITS.connections);
+  assert.equal(r.warnings, ['peer HELLO (peer) clamped: max_frame_size 4294967295 to 16777216, initial_window 4294967295 to 16777216, '
+    + 'max_streams 4294967295 to 2147483647, connections 4294967295 to 256']);
+  // A response to a peer that never grants credit: no more than the clamped window is written for it.
+  let stream: Stream | null = null;
+  const s = rig('server', { onRequest: (st) => { stream = st; } }, { initialWindow: 0xffffffff });
+  s.feed(requestFrame(1, { names: [], values: [] }));
+  stream!.sendResponse({ status: 200, headers: { names: [], values: [] } }, false);
+  const chunk = Buffer.alloc(1024 * 1024);
+  for (let i = 0; i < 64; i++) stream!.write(chunk);
+  const data = s.out.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.payload.length, 0);
+  assert.is(data, 16 * 1024 * 1024, 'DATA written without credit: the clamped window');
+  assert.is(s.warnings.length, 1);
+  // Values within the limits: no warning.
+  assert.equal(rig('client', {}, { initialWindow: 16 * 1024 * 1024, connections: 256 }).warnings, []);
+});
+
+peer('text a peer chose is cut to 256 characters: HELLO software, RESET and GOAWAY messages, versions', () => {
+  const long = 'x'.repeat(900_000);
+  const r = rig('client', {}, { software: long });
+  assert.is(r.conn.peerSoftware.length, 256);
+  const stream = r.conn.open({ method: 'GET', target: '/', headers: { names: [], values: [] } }, true);
+  const resets: string[] = [];
+  stream.onReset = (_code, message) => resets.push(message);
+  const goAways: string[] = [];
+  const g = rig('client', { onGoAway: (_l, _c, message) => goAways.push(message) });
+  r.feed(encodeFrame(FrameType.RESET, 0, stream.id, Reset.encode({ code: 2, message: long }).finish()));
+  g.feed(encodeFrame(FrameType.GOAWAY, 0, 0, GoAway.encode({ lastStreamId: 0, code: 0, message: long }).finish()));
+  assert.is(resets.length, 1);
+  assert.is(resets[0]!.length, 256);
+  assert.is(goAways[0]!.length, 256);
+  const v = new Connection({ role: 'client', write: () => true, onError: (err) => resets.push(err.message) });
+  v.receive(encodeFrame(FrameType.HELLO, 0, 0, Hello.encode({ versions: Array.from({ length: 100_000 }, (_, i) => i + 1000), maxFrameSize: 65536 }).finish()));
+  assert.ok(resets[1]!.startsWith('no common protocol version'));
+  assert.ok(resets[1]!.length < 400, `the version error is short (${resets[1]!.length})`);
+});
+
+/** A response head of `count` references to value 1 of the table (a 4 KiB value the first head put there). */
+function referencingHeads(count: number): { first: Buffer; flood: Buffer } {
+  const index = 98; // a static name ('x-cache')
+  return {
+    first: responseFrame(1, { names: [index], values: ['v'.repeat(4096)] }),
+    flood: responseFrame(3, { names: new Array(count).fill(index), refs: new Array(count).fill(1) }),
+  };
+}
+
+peer('a response head that decodes past maxHeadSize fails its stream with TOO_LARGE, counted as references expand; the table stays in step', () => {
+  const r = rig('client', { maxHeadSizeName: '--max-response-header-size' });
+  const streams = [1, 3, 5, 7].map(() => r.conn.open({ method: 'GET', target: '/', headers: { names: [], values: [] } }, true));
+  const seen = streams.map((st) => watch(st));
+  const { first, flood } = referencingHeads(300_000);
+  assert.ok(flood.length < DEFAULTS.maxFrameSize, 'the flood fits in one frame');
+  r.feed(first, flood);
+  assert.is(seen[0]!.head?.status, 200);
+  assert.is(seen[1]!.head, null, 'no head for the stream over the limit');
+  // The owner hears a protocol error (a 502 at the front); the backend is told TOO_LARGE.
+  assert.equal(seen[1]!.resets, [[ResetCode.PROTOCOL_ERROR, 'response head over --max-response-header-size (65536 bytes of decoded header fields)']]);
+  const reset = r.out.find((f) => f.type === FrameType.RESET && f.stream === 3);
+  assert.is(Reset.decode(reset!.payload).code, ResetCode.TOO_LARGE, 'the backend is told');
+  // The value table followed every head: a reference to value 1 still resolves.
+  r.feed(responseFrame(5, { names: [98], refs: [1] }));
+  assert.equal(unpackHeaders(seen[2]!.head!.headers), ['x-cache', 'v'.repeat(4096)]);
+  // A plain head of many fields: the same.
+  r.feed(responseFrame(7, { names: new Array(250_000).fill(98), joinedValues: new Array(250_000).fill('a').join('\n') }));
+  assert.is(seen[3]!.resets[0]?.[0], ResetCode.PROTOCOL_ERROR);
+  assert.equal(r.errors, []);
+});
+
+peer('trailers past maxHeadSize fail their stream', () => {
+  const r = rig('client', { maxHeadSize: 1024 });
+  const w = watch(r.conn.open({ method: 'GET', target: '/', headers: { names: [], values: [] } }, true));
+  r.feed(responseFrame(1, { names: [], values: [] }, false));
+  r.feed(encodeFrame(FrameType.TRAILERS, Flags.END_STREAM, 1, Trailers.encode({ headers: { names: [98], values: ['t'.repeat(2000)] } }).finish()));
+  assert.is(w.resets[0]?.[0], ResetCode.PROTOCOL_ERROR);
+  assert.is(Reset.decode(r.out.find((f) => f.type === FrameType.RESET)!.payload).code, ResetCode.TOO_LARGE);
+});
+
+peer('a request head that decodes past maxHeadSize is refused with TOO_LARGE and a warning; the next one is served', () => {
+  const heads: string[] = [];
+  const r = rig('server', { maxHeadSize: 8192, maxHeadSizeName: '--max-request-header-size', onRequest: (_s, head) => heads.push(head.target) });
+  r.feed(requestFrame(1, { names: [98], values: ['v'.repeat(4096)] }));
+  r.feed(requestFrame(3, { names: [98, 98, 98], refs: [1, 1, 1] }));
+  r.feed(requestFrame(5, { names: [98], refs: [1] }));
+  assert.is(heads.length, 2, 'streams 1 and 5 reach the application');
+  const reset = r.out.find((f) => f.type === FrameType.RESET && f.stream === 3);
+  const { code, message } = Reset.decode(reset!.payload);
+  assert.equal({ code, message }, { code: ResetCode.TOO_LARGE, message: 'request head over --max-request-header-size (8192 bytes of decoded header fields)' });
+  assert.equal(r.warnings, ['stream 3 refused: request head over --max-request-header-size (8192 bytes of decoded header fields)']);
+  assert.equal(r.errors, []);
+});
+
+peer.run();
