@@ -405,7 +405,12 @@ function onBackendReset(this: Stream, code: number, message: string): void {
   let err: TsgiError;
   if (code === LOCAL_CONNECTION_LOST) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
   else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);
-  else if (code === ResetCode.TOO_LARGE && !ex.headReceived) err = new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `${backend} refused the request body as too large${message ? ` (${message})` : ''}`);
+  else if (code === ResetCode.TOO_LARGE && !ex.headReceived) {
+    // Refused before a body byte went: the head was too large for it (431); after, the body (413).
+    const body = ex.bytesIn > 0;
+    err = new TsgiError(body ? 'TSGI_ERR_BODY_TOO_LARGE' : 'TSGI_ERR_HEADERS_TOO_LARGE',
+      `${backend} refused the request ${body ? 'body' : 'head'} as too large${message ? ` (${message})` : ''}`);
+  }
   // CANCEL before the head: the application cut its connection (node:http's socket.destroy()).
   else if (code === ResetCode.CANCEL && !ex.headReceived) err = new TsgiError('TSGI_ERR_CONNECTION_CUT', `${backend} cancelled the request: ${message}`);
   else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);

@@ -336,3 +336,21 @@ serve('a request head that decodes past --max-request-header-size is refused wit
 });
 
 serve.run();
+
+// ---------------------------------------------------------------------------------------------
+const heads = suite<Ctx>('e2e/peer-limits: a head the backend refuses as too large', newCtx());
+setUp(heads, async (ctx) => {
+  ctx.backend = await startBackend(fixture('hello.js'), ['--max-request-header-size', '2k']);
+  ctx.front = await startFront([ctx.backend.socket], ['--max-header-size', '64k']);
+});
+
+heads('a head the front takes but the backend refuses gets 431 (not 413: no body was sent), and the next request is served', async (ctx) => {
+  const big = `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(8000)}\r\nConnection: close\r\n\r\n`;
+  const refused = await rawUntilClose(ctx.front!.port, big);
+  assert.match(refused.text, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+  await ctx.front!.waitForStderr(/431 GET \/: unix:\S+ refused the request head as too large/);
+  const ok = await rawUntilClose(ctx.front!.port, getRequest('/'));
+  assert.match(ok.text, /^HTTP\/1\.1 200 /);
+});
+
+heads.run();
