@@ -62,7 +62,7 @@ const dist = (path: string) => pathToFileURL(join(ROOT, 'dist/src', path)).href;
 
 /** The front's own requestHead(), wherever this build keeps it. */
 async function frontRequestHead(): Promise<RequestHeadFn | null> {
-  for (const path of ['frontend/request-head.js', 'frontend/proxy.js']) {
+  for (const path of ['frontend/http/request-head.js', 'frontend/exchange.js']) {
     const mod = (await import(dist(path)).catch(() => ({}))) as { requestHead?: RequestHeadFn };
     if (typeof mod.requestHead === 'function') return mod.requestHead;
   }

@@ -13,7 +13,7 @@ import { type Command, configValues, type Options, optionsHelp, parseOptions, re
 import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
 import { EXIT } from './common/exit-codes.js';
-import type { FrontProcess } from './frontend/processes.js';
+import type { FrontProcess } from './frontend/primary/primary.js';
 
 export { EXIT };
 
@@ -106,7 +106,7 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
   let front: FrontProcess;
   if (values.processes > 1) {
     // A primary (listener, control socket, admin server, signals) and N front worker processes.
-    const { startProcesses } = await import('./frontend/processes.js');
+    const { startProcesses } = await import('./frontend/primary/primary.js');
     front = await startProcesses({ ...values, listen });
   } else {
     const { start } = await import('./frontend/index.js');

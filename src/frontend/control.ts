@@ -9,8 +9,8 @@ import type { BackendInfo, ControlRequest, ControlResponse } from '../common/con
 import { closeListener, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
-import { mergeBackendRows } from './merge.js';
-import type { Pool } from './pool.js';
+import { mergeBackendRows } from './observe/merge.js';
+import type { Pool } from './upstream/pool.js';
 
 const MAX_LINE = 64 * 1024;
 

@@ -1,6 +1,6 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs;
-// startWorker(config) runs the same front in a worker of `--processes N` (see processes.ts).
+// startWorker(config) runs the same front in a worker of `--processes N` (see primary/primary.ts).
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { ControlServer, handleControl } from './control.js';
@@ -12,15 +12,15 @@ import { RecentErrors } from '../common/metrics.js';
 import { type Options, resolveOptions } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { ConfigError } from '../protocol/errors.js';
-import { AccessLog } from './access-log.js';
-import { applyForwarded } from './forwarded.js';
-import { HttpServer, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http-server.js';
-import { FrontMetrics } from './metrics.js';
-import { combineObservers } from './observe.js';
-import { Pool } from './pool.js';
-import { admissionError, requestHead } from './request-head.js';
-import { Exchange, handleRequest, type ProxyOptions } from './proxy.js';
-import { StaticFiles } from './static.js';
+import { AccessLog } from './observe/access-log.js';
+import { applyForwarded } from './http/forwarded.js';
+import { HttpServer, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http/server.js';
+import { FrontMetrics } from './observe/metrics.js';
+import { combineObservers } from './observe/observe.js';
+import { Pool } from './upstream/pool.js';
+import { admissionError, requestHead } from './http/request-head.js';
+import { Exchange, handleRequest, type ProxyOptions } from './exchange.js';
+import { StaticFiles } from './static/files.js';
 
 /**
  * A front's configuration: the options of `tsgi front` (the table in common/options.ts, by key),
@@ -30,7 +30,7 @@ export type FrontConfig = Partial<Options<'front'>> & {
   listen: Address;
   /**
    * Only 1 here: start() runs the front in this process. `tsgi front --processes N` runs N of
-   * them under a primary process (src/frontend/processes.ts), which embedding does not offer.
+   * them under a primary process (src/frontend/primary/primary.ts), which embedding does not offer.
    */
   processes?: number;
 };
@@ -236,7 +236,7 @@ function allClosed(server: HttpServer): Promise<void> {
   });
 }
 
-export { Pool } from './pool.js';
-export { Backend } from './backend.js';
-export { BackendLink } from './backend-link.js';
-export { UwsgiLink } from './uwsgi-link.js';
+export { Pool } from './upstream/pool.js';
+export { Backend } from './upstream/backend.js';
+export { BackendLink } from './upstream/tsgi-link.js';
+export { UwsgiLink } from './upstream/uwsgi-link.js';

@@ -3,9 +3,9 @@
 import fc from 'fast-check';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { clfTime, escapeField, formatLine } from '../../src/frontend/access-log.js';
-import type { HttpRequest, HttpResponse } from '../../src/frontend/http-server.js';
-import type { Observed } from '../../src/frontend/observe.js';
+import { clfTime, escapeField, formatLine } from '../../src/frontend/observe/access-log.js';
+import type { HttpRequest, HttpResponse } from '../../src/frontend/http/server.js';
+import type { Observed } from '../../src/frontend/observe/observe.js';
 
 const test = suite('frontend/access-log');
 

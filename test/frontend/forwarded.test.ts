@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ProxyTrust, parseTrustProxy } from '../../src/common/trust-proxy.js';
-import { applyForwarded, readForwarded } from '../../src/frontend/forwarded.js';
+import { applyForwarded, readForwarded } from '../../src/frontend/http/forwarded.js';
 import type { RequestHead } from '../../src/protocol/connection.js';
 import { ConfigError } from '../../src/protocol/errors.js';
 import { throwsCode } from '../helpers/assert.js';

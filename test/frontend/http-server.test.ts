@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Logger } from '../../src/common/log.js';
-import { HttpServer, type HttpRequest, type HttpResponse } from '../../src/frontend/http-server.js';
+import { HttpServer, type HttpRequest, type HttpResponse } from '../../src/frontend/http/server.js';
 
 const lines: string[] = [];
 const log: Logger = {

@@ -1,12 +1,12 @@
 // The front's limit checks without processes: request targets (absolute-form naming another
 // host), Transfer-Encoding and Host problems in a translated head, admission in the pool
 // (--max-in-flight), and the statuses the new error codes become.
-import type { HttpRequest } from '../../src/frontend/http-server.js';
+import type { HttpRequest } from '../../src/frontend/http/server.js';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLogger } from '../../src/common/log.js';
-import { Pool } from '../../src/frontend/pool.js';
-import { requestHead, targetProblem } from '../../src/frontend/request-head.js';
+import { Pool } from '../../src/frontend/upstream/pool.js';
+import { requestHead, targetProblem } from '../../src/frontend/http/request-head.js';
 import { TsgiError, httpStatusFor, rawErrorResponse } from '../../src/protocol/errors.js';
 
 const test = suite('frontend/limits');

@@ -5,7 +5,7 @@ import type { Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Address } from '../../src/common/address.js';
-import { FrontPrimary, type FrontWorkerConfig } from '../../src/frontend/processes.js';
+import { FrontPrimary, type FrontWorkerConfig } from '../../src/frontend/primary/primary.js';
 import { ConfigError } from '../../src/protocol/errors.js';
 import { rejects } from '../helpers/assert.js';
 import {

@@ -9,9 +9,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createLogger } from '../../src/common/log.js';
 import { ConfigError } from '../../src/protocol/errors.js';
-import { HttpServer } from '../../src/frontend/http-server.js';
-import { StaticFiles, type StaticOutcome } from '../../src/frontend/static.js';
-import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from '../../src/frontend/static-path.js';
+import { HttpServer } from '../../src/frontend/http/server.js';
+import { StaticFiles, type StaticOutcome } from '../../src/frontend/static/files.js';
+import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from '../../src/frontend/static/path.js';
 import { throwsCode } from '../helpers/assert.js';
 import { request } from 'undici';
 

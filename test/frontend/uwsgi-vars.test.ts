@@ -2,7 +2,7 @@
 // same request, built from the tsgi request head.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { contentLengthOf, requestVars } from '../../src/frontend/uwsgi-vars.js';
+import { contentLengthOf, requestVars } from '../../src/frontend/upstream/uwsgi-vars.js';
 import type { RequestHead } from '../../src/protocol/connection.js';
 import { packHeaders } from '../../src/protocol/header-table.js';
 import { decodeVars, encodeVars } from '../../src/protocol/uwsgi.js';

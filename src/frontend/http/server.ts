@@ -9,10 +9,10 @@
 // (431), --headers-timeout (408), --keep-alive-timeout, --max-connections (503 + Retry-After);
 // malformed heads get 400; every refusal is a log line and closes the connection.
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Logger } from '../common/log.js';
-import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '../protocol/http-request.js';
-import { TsgiError, httpStatusFor, rawErrorResponse, reasonPhrase } from '../protocol/errors.js';
-import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../protocol/http-grammar.js';
+import type { Logger } from '../../common/log.js';
+import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '../../protocol/http-request.js';
+import { TsgiError, httpStatusFor, rawErrorResponse, reasonPhrase } from '../../protocol/errors.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../../protocol/http-grammar.js';
 
 export interface HttpServerOptions {
   log: Logger;

@@ -4,9 +4,9 @@
 // reconcile() keeps the links at the target, with backoff while the address keeps failing (a
 // link that goes away soon after its handshake counts as a failure); grow() opens a few more
 // when every stream of the wanted ones is taken, and idle ones beyond the target close again.
-import { type Address, formatAddress } from '../common/address.js';
-import type { Logger } from '../common/log.js';
-import { BackendLink } from './backend-link.js';
+import { type Address, formatAddress } from '../../common/address.js';
+import type { Logger } from '../../common/log.js';
+import { BackendLink } from './tsgi-link.js';
 import type { Link, LinkOptions } from './link.js';
 import { UwsgiLink } from './uwsgi-link.js';
 

@@ -4,10 +4,10 @@
 // of a backend's links is taken, the backend first opens a few more links (Backend.grow). Above
 // maxInFlight, new requests are shed at once (503 + Retry-After) instead of queued.
 // Backends join and leave at run time (control socket, config reload) without a restart.
-import { type Address, formatAddress } from '../common/address.js';
-import type { Logger } from '../common/log.js';
-import { defaultOf } from '../common/options.js';
-import { TsgiError } from '../protocol/errors.js';
+import { type Address, formatAddress } from '../../common/address.js';
+import type { Logger } from '../../common/log.js';
+import { defaultOf } from '../../common/options.js';
+import { TsgiError } from '../../protocol/errors.js';
 import { Backend } from './backend.js';
 import type { Link } from './link.js';
 

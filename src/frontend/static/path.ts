@@ -1,6 +1,6 @@
 // The pure half of static files: turning the raw URL path under a mount into a relative file
 // path (or a refusal), and reading Accept-Encoding. No I/O here; static.ts does the disk.
-import type { TsgiErrorCode } from '../protocol/errors.js';
+import type { TsgiErrorCode } from '../../protocol/errors.js';
 
 /** A path that may be looked up under the root: `rel` is '' or starts with '/', decoded once. */
 export interface CheckedPath {

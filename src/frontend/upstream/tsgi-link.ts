@@ -2,8 +2,8 @@
 // answers for its health with pings, and drains on GOAWAY. A link is used once: when it
 // closes, its Backend opens a new one (with backoff if the address keeps failing).
 import { connect, type OnReadOpts, type Socket } from 'node:net';
-import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
-import { Connection } from '../protocol/connection.js';
+import { closeAfterError, endSocket, socketWriter } from '../../common/socket-writer.js';
+import { Connection } from '../../protocol/connection.js';
 import type { Backend } from './backend.js';
 import { ReadBuffers } from './read-buffers.js';
 import type { Link, LinkEvents, LinkOptions, LinkState } from './link.js';

@@ -2,7 +2,7 @@
 // proxy's Exchange is itself an Observed (no object per request); any other responder (static
 // files) passes an object of the same shape to `observe` when its response closes.
 import { channel } from 'node:diagnostics_channel';
-import type { HttpRequest, HttpResponse } from './http-server.js';
+import type { HttpRequest, HttpResponse } from '../http/server.js';
 
 /**
  * The request lifecycle at the front on node:diagnostics_channel, for tracing without a log

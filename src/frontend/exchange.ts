@@ -10,12 +10,12 @@ import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protoco
 import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
 import { TsgiError, blamesBackend, errorResponse } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
-import type { HttpRequest, HttpResponse } from './http-server.js';
-import type { Link } from './link.js';
-import { channels, type Observed, type Observer, statusOf } from './observe.js';
-import type { Pool, Waiter } from './pool.js';
-import { retain } from './read-buffers.js';
-import { type HeadLimits, admissionError, requestHead, responseHeaders } from './request-head.js';
+import type { HttpRequest, HttpResponse } from './http/server.js';
+import type { Link } from './upstream/link.js';
+import { channels, type Observed, type Observer, statusOf } from './observe/observe.js';
+import type { Pool, Waiter } from './upstream/pool.js';
+import { retain } from './upstream/read-buffers.js';
+import { type HeadLimits, admissionError, requestHead, responseHeaders } from './http/request-head.js';
 
 export { requestHead };
 

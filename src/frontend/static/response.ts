@@ -2,7 +2,7 @@
 // header get/set, a Writable the file is piped into, 'finish' and 'close'), over the front's own
 // HttpResponse. Only static requests pay for a stream; proxied ones never see this.
 import { Writable } from 'node:stream';
-import type { HttpRequest, HttpResponse } from './http-server.js';
+import type { HttpRequest, HttpResponse } from '../http/server.js';
 
 export class StaticResponse extends Writable {
   readonly #res: HttpResponse;

@@ -2,12 +2,12 @@
 // (end-to-end headers only, peer addresses, defaults left out) and the response headers it
 // writes back (hop-by-hop ones dropped).
 import type { Socket } from 'node:net';
-import type { RequestHead } from '../protocol/connection.js';
-import { TsgiError } from '../protocol/errors.js';
-import { STATIC_NAMES, staticIndex } from '../protocol/header-table.js';
-import type { tsgi } from '../protocol/generated/tsgi.js';
-import type { HttpRequest } from './http-server.js';
-import { BAD_FIELD_VALUE, HOP_BY_HOP, TOKEN } from '../protocol/http-grammar.js';
+import type { RequestHead } from '../../protocol/connection.js';
+import { TsgiError } from '../../protocol/errors.js';
+import { STATIC_NAMES, staticIndex } from '../../protocol/header-table.js';
+import type { tsgi } from '../../protocol/generated/tsgi.js';
+import type { HttpRequest } from './server.js';
+import { BAD_FIELD_VALUE, HOP_BY_HOP, TOKEN } from '../../protocol/http-grammar.js';
 
 const kPeer = Symbol('tsgi.peer');
 

@@ -3,12 +3,12 @@
 // time. Feeds /metrics (Prometheus text) and /status (JSON); with --processes N the primary sums
 // the processes' /status documents (sumStatuses) as it sums their series.
 import type { Registry } from 'prom-client';
-import { packageVersion } from '../common/admin-server.js';
-import { defineMetric, defineProcessMetrics, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../common/metrics.js';
+import { packageVersion } from '../../common/admin-server.js';
+import { defineMetric, defineProcessMetrics, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../../common/metrics.js';
 import { mergeBackendRows } from './merge.js';
 import type { Observed } from './observe.js';
 import { statusOf } from './observe.js';
-import type { Pool } from './pool.js';
+import type { Pool } from '../upstream/pool.js';
 
 const STATES = ['up', 'connecting', 'down', 'draining'] as const;
 

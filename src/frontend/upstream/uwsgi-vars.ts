@@ -1,11 +1,11 @@
 // The uwsgi vars the front sends a uWSGI server for a request: the CGI keys nginx's
 // `include uwsgi_params;` would send, built from the tsgi request head, plus HTTP_* for each
 // header. The environ a Python app sees through tsgi front matches the one behind nginx.
-import { createLogger } from '../common/log.js';
-import { percentDecode, splitHost, splitTarget } from '../protocol/cgi.js';
-import type { RequestHead } from '../protocol/connection.js';
-import { unpackHeaders } from '../protocol/header-table.js';
-import type { UwsgiValue } from '../protocol/uwsgi.js';
+import { createLogger } from '../../common/log.js';
+import { percentDecode, splitHost, splitTarget } from '../../protocol/cgi.js';
+import type { RequestHead } from '../../protocol/connection.js';
+import { unpackHeaders } from '../../protocol/header-table.js';
+import type { UwsgiValue } from '../../protocol/uwsgi.js';
 
 const log = createLogger('front');
 

@@ -1,4 +1,4 @@
-// `tsgi front --processes N`: a primary process and N front workers (front-worker.ts), each a
+// `tsgi front --processes N`: a primary process and N front workers (primary/worker.ts), each a
 // full front with its own connections to every backend. The primary owns what is shared — the
 // listening socket, the control socket, the admin server — and its signal handlers; it keeps
 // the workers at N, replacing one that dies after a backoff.
@@ -18,21 +18,21 @@
 // unevenly (Node's cluster docs), and no reusePort in Node 20.
 import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { type Address, formatAddress, parseAddress } from '../common/address.js';
-import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
-import { Backoff } from '../common/backoff.js';
-import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../common/children.js';
-import type { ControlRequest, ControlResponse } from '../common/control.js';
-import { closeListener, listenOn } from '../common/listen.js';
-import { createLogger, type Logger, type LogLevel } from '../common/log.js';
-import { guardAccept, refuse503 } from '../common/accept-guard.js';
-import { defineMetric, defineProcessMetrics, promClient, RecentErrors } from '../common/metrics.js';
-import { resolveOptions } from '../common/options.js';
-import { aggregate, ChildSnapshots } from '../common/worker-metrics.js';
-import { ConfigError } from '../protocol/errors.js';
-import { ControlServer, mergeAnswers } from './control.js';
-import type { FrontConfig } from './index.js';
-import { addTotals, type FrontStatus, type FrontTotals, noTotals, sumStatuses } from './metrics.js';
+import { type Address, formatAddress, parseAddress } from '../../common/address.js';
+import { type AdminServer, recordErrors, startAdmin } from '../../common/admin-server.js';
+import { Backoff } from '../../common/backoff.js';
+import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../../common/children.js';
+import type { ControlRequest, ControlResponse } from '../../common/control.js';
+import { closeListener, listenOn } from '../../common/listen.js';
+import { createLogger, type Logger, type LogLevel } from '../../common/log.js';
+import { guardAccept, refuse503 } from '../../common/accept-guard.js';
+import { defineMetric, defineProcessMetrics, promClient, RecentErrors } from '../../common/metrics.js';
+import { resolveOptions } from '../../common/options.js';
+import { aggregate, ChildSnapshots } from '../../common/worker-metrics.js';
+import { ConfigError } from '../../protocol/errors.js';
+import { ControlServer, mergeAnswers } from '../control.js';
+import type { FrontConfig } from '../index.js';
+import { addTotals, type FrontStatus, type FrontTotals, noTotals, sumStatuses } from '../observe/metrics.js';
 
 /** A backend the workers route to, and where it came from (--backend/--config, or the control socket). */
 export interface BackendEntry {
@@ -96,7 +96,7 @@ export interface PrimaryDeps {
 
 const ASK_TIMEOUT_MS = 2000;
 
-const spawnFrontWorker = forkWithConfig<FrontWorkerConfig>(fileURLToPath(new URL('./front-worker.js', import.meta.url)),
+const spawnFrontWorker = forkWithConfig<FrontWorkerConfig>(fileURLToPath(new URL('./worker.js', import.meta.url)),
   // The single front's V8 flag (see runFront in cli.ts) for each worker.
   'TSGI_FRONT_WORKER', { execArgv: [...process.execArgv, '--no-incremental-marking'] });
 

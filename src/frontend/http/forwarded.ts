@@ -2,8 +2,8 @@
 // them: X-Forwarded-For (read from the right, skipping trusted hops), else X-Real-IP, and
 // X-Forwarded-Proto. Read only when the peer is trusted (--trust-proxy); never otherwise.
 import { isIP } from 'node:net';
-import { plainAddress, type ProxyTrust } from '../common/trust-proxy.js';
-import type { RequestHead } from '../protocol/connection.js';
+import { plainAddress, type ProxyTrust } from '../../common/trust-proxy.js';
+import type { RequestHead } from '../../protocol/connection.js';
 
 /** An address as it may appear in X-Forwarded-For: bare, [v6], [v6]:port, or v4:port. */
 function addressOf(entry: string): string | null {

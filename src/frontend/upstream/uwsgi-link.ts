@@ -1,21 +1,21 @@
 // A link to a uwsgi backend (`--backend uwsgi:unix:PATH`, e.g. a real uWSGI running a Python
 // WSGI app). The uwsgi protocol carries one request per connection, so each request opens its
 // own: the uwsgi packet and the body go out, the raw HTTP response comes back and is reported
-// through the same stream surface (onHead / onData / onReset / onDrain) that proxy.ts drives
+// through the same stream surface (onHead / onData / onReset / onDrain) that exchange.ts drives
 // for tsgi streams, with the same flow control both ways.
 import { connect, type Socket } from 'node:net';
-import type { Address } from '../common/address.js';
-import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
-import { DEFAULTS, ResetCode } from '../protocol/constants.js';
-import { TsgiError } from '../protocol/errors.js';
-import type { tsgi } from '../protocol/generated/tsgi.js';
-import { packHeaders } from '../protocol/header-table.js';
-import { HttpResponseParser, type ParsedResponseHead } from '../protocol/http-response.js';
-import { encodePacket } from '../protocol/uwsgi.js';
+import type { Address } from '../../common/address.js';
+import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../../protocol/connection.js';
+import { DEFAULTS, ResetCode } from '../../protocol/constants.js';
+import { TsgiError } from '../../protocol/errors.js';
+import type { tsgi } from '../../protocol/generated/tsgi.js';
+import { packHeaders } from '../../protocol/header-table.js';
+import { HttpResponseParser, type ParsedResponseHead } from '../../protocol/http-response.js';
+import { encodePacket } from '../../protocol/uwsgi.js';
 import type { Backend } from './backend.js';
 import type { Link, LinkConnection, LinkEvents, LinkOptions, LinkState, StreamSurface } from './link.js';
 import { contentLengthOf, requestVars } from './uwsgi-vars.js';
-import { HOP_BY_HOP } from '../protocol/http-grammar.js';
+import { HOP_BY_HOP } from '../../protocol/http-grammar.js';
 
 /**
  * uwsgi needs CONTENT_LENGTH before the body, so a request body sent without one (chunked) is
@@ -32,7 +32,7 @@ function dial(address: Address): Socket {
   return address.kind === 'unix' ? connect(address.path) : connect({ host: address.host, port: address.port, noDelay: true });
 }
 
-/** The response head as proxy.ts takes it from a tsgi RESPONSE frame. */
+/** The response head as exchange.ts takes it from a tsgi RESPONSE frame. */
 function responseHead(parsed: ParsedResponseHead): tsgi.Response {
   const drop = new Set(HOP_BY_HOP);
   for (let i = 0; i < parsed.headers.length; i += 2) {
@@ -46,7 +46,7 @@ function responseHead(parsed: ParsedResponseHead): tsgi.Response {
   return { status: parsed.status, reason: parsed.reason, headers } as unknown as tsgi.Response;
 }
 
-/** One request on its own uwsgi connection, seen by proxy.ts as a tsgi Stream. */
+/** One request on its own uwsgi connection, seen by exchange.ts as a tsgi Stream. */
 class UwsgiStream implements StreamSurface {
   context: unknown = undefined;
   onHead: ((head: tsgi.Response, endStream: boolean) => void) | null = null;
@@ -67,7 +67,7 @@ class UwsgiStream implements StreamSurface {
   #heldBytes = 0;
   #connected = false;
   #error: string | null = null;
-  /** Response bytes handed to proxy.ts and not yet written to its client. */
+  /** Response bytes handed to exchange.ts and not yet written to its client. */
   #unconsumed = 0;
   #paused = false;
 

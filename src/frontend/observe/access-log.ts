@@ -5,8 +5,8 @@
 // the file for logrotate. A failed write (a full disk, EIO) does not stop the log for good: the
 // lines are counted as lost and the path is reopened from the next line on, with backoff.
 import { createWriteStream, openSync, type WriteStream } from 'node:fs';
-import type { Logger } from '../common/log.js';
-import { ConfigError } from '../protocol/errors.js';
+import type { Logger } from '../../common/log.js';
+import { ConfigError } from '../../protocol/errors.js';
 import { type Observed, statusOf } from './observe.js';
 
 export type LogFormat = 'combined' | 'common' | 'json';

@@ -1,14 +1,14 @@
 // A worker process of `tsgi front --processes N`: a full front (startWorker) whose client
 // connections the primary accepts and hands over; it applies the primary's control ops, backend
 // lists and log reopens, answers its questions (metrics, status), and stops when told to.
-// Started by processes.ts with fork(); the primary handles the signals.
+// Started by primary/primary.ts with fork(); the primary handles the signals.
 import type { Socket } from 'node:net';
-import { EXIT } from '../common/exit-codes.js';
-import { createLogger, setLogLevel } from '../common/log.js';
-import { ConfigError } from '../protocol/errors.js';
-import { handleControl } from './control.js';
-import { startWorker, type WorkerFront } from './index.js';
-import type { BackendEntry, FrontWorkerConfig, FrontWorkerMessage, PrimaryMessage } from './processes.js';
+import { EXIT } from '../../common/exit-codes.js';
+import { createLogger, setLogLevel } from '../../common/log.js';
+import { ConfigError } from '../../protocol/errors.js';
+import { handleControl } from '../control.js';
+import { startWorker, type WorkerFront } from '../index.js';
+import type { BackendEntry, FrontWorkerConfig, FrontWorkerMessage, PrimaryMessage } from './primary.js';
 
 const HEARTBEAT_MS = 1000;
 

@@ -5,12 +5,12 @@ import { constants, realpath, realpathSync, stat, statSync, type ReadStream, typ
 import { resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type send from 'send';
-import type { Logger } from '../common/log.js';
-import type { StaticMount } from '../common/options.js';
-import { ConfigError, TsgiError, errorResponse, httpStatusForCode, statusResponse, type ErrorResponse, type TsgiErrorCode } from '../protocol/errors.js';
-import type { HttpRequest, HttpResponse } from './http-server.js';
-import { StaticResponse } from './static-response.js';
-import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from './static-path.js';
+import type { Logger } from '../../common/log.js';
+import type { StaticMount } from '../../common/options.js';
+import { ConfigError, TsgiError, errorResponse, httpStatusForCode, statusResponse, type ErrorResponse, type TsgiErrorCode } from '../../protocol/errors.js';
+import type { HttpRequest, HttpResponse } from '../http/server.js';
+import { StaticResponse } from './response.js';
+import { acceptedEncodings, checkPath, hasDotSegment, isRefusal } from './path.js';
 
 export type Dotfiles = 'ignore' | 'deny' | 'allow';
 

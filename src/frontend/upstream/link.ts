@@ -1,9 +1,9 @@
 // What the pool and the per-request exchange use of a link to a backend, whatever protocol the
-// backend speaks: a persistent multiplexed tsgi connection (backend-link.ts), or a uwsgi link
+// backend speaks: a persistent multiplexed tsgi connection (tsgi-link.ts), or a uwsgi link
 // that opens one connection per request (uwsgi-link.ts).
-import type { Address } from '../common/address.js';
-import type { Logger } from '../common/log.js';
-import type { RequestHead, Stream } from '../protocol/connection.js';
+import type { Address } from '../../common/address.js';
+import type { Logger } from '../../common/log.js';
+import type { RequestHead, Stream } from '../../protocol/connection.js';
 import type { Backend } from './backend.js';
 
 export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
@@ -57,7 +57,7 @@ export interface LinkOptions {
 }
 
 /**
- * The parts of a tsgi Stream the per-request exchange (proxy.ts) uses. A uwsgi request
+ * The parts of a tsgi Stream the per-request exchange (exchange.ts) uses. A uwsgi request
  * implements exactly these, so the exchange drives both kinds of backend the same way.
  */
 export type StreamSurface = Pick<Stream, 'context' | 'onHead' | 'onData' | 'onReset' | 'onDrain' | 'write' | 'end'
