@@ -1,0 +1,98 @@
+// A request as the front's handlers see it: the head, and the body through callbacks that the
+// connection drives (pause, resume, discard within the connection's bounds).
+import type { Socket } from 'node:net';
+import type { ParsedRequestHead } from '../../protocol/http-request.js';
+import type { TsgiError } from '../../protocol/errors.js';
+import type { Connection } from './connection.js';
+
+export type BodyHandler = (req: HttpRequest, chunk: Buffer) => void;
+export type RequestHandler = (req: HttpRequest) => void;
+
+/** A request as the front's handlers see it: the head, and the body through callbacks. */
+export class HttpRequest {
+  readonly method: string;
+  readonly url: string;
+  /** '1.1' or '1.0'. */
+  readonly httpVersion: string;
+  /** Header fields as sent: [name, value, name, value, …]. */
+  readonly rawHeaders: string[];
+  readonly socket: Socket;
+  readonly expectContinue: boolean;
+  readonly hasBody: boolean;
+  /** The body's declared length (Content-Length framing, over 0), or -1: chunked, or no body. */
+  readonly contentLength: number;
+  /** The whole request, body included, has been read. */
+  complete: boolean;
+  /** The handler's own state for this request. */
+  context: unknown = null;
+  onData: BodyHandler | null = null;
+  onEnd: RequestHandler | null = null;
+  /** The body was malformed (a bad chunk): the handler answers, or cuts, with this error. */
+  onError: ((req: HttpRequest, err: TsgiError) => boolean) | null = null;
+  readonly #conn: Connection;
+  #headers: Record<string, string> | null = null;
+  /** The handler asked for no more body for now (or has not asked for it yet). */
+  paused: boolean;
+  discarding = false;
+
+  constructor(conn: Connection, head: ParsedRequestHead) {
+    this.#conn = conn;
+    this.socket = conn.socket;
+    this.method = head.method;
+    this.url = head.target;
+    this.httpVersion = head.minor === 1 ? '1.1' : '1.0';
+    this.rawHeaders = head.headers;
+    this.expectContinue = head.expectContinue;
+    this.hasBody = head.framing !== 'none';
+    this.contentLength = head.framing === 'length' ? head.contentLength : -1;
+    this.complete = !this.hasBody;
+    this.paused = this.hasBody;
+  }
+
+  /** Header values by lowercase name (repeated ones joined with ', '), made on first use. */
+  get headers(): Record<string, string> {
+    if (this.#headers === null) {
+      const h: Record<string, string> = Object.create(null) as Record<string, string>;
+      const raw = this.rawHeaders;
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i]!.toLowerCase();
+        const prev = h[name];
+        h[name] = prev === undefined ? raw[i + 1]! : `${prev}, ${raw[i + 1]!}`;
+      }
+      this.#headers = h;
+    }
+    return this.#headers;
+  }
+
+  /** Delivers the body to these handlers, starting now. */
+  readBody(onData: BodyHandler, onEnd: RequestHandler): void {
+    this.onData = onData;
+    this.onEnd = onEnd;
+    this.resume();
+  }
+
+  pause(): void {
+    if (this.complete || this.paused) return;
+    this.paused = true;
+    this.#conn.pauseBody();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.#conn.resumeBody();
+  }
+
+  /**
+   * Nobody will read the rest of the body: it is read and dropped, within bounds (the
+   * connection's maxDropBytes and linger timeout), and the connection stays usable if it ends
+   * within them.
+   */
+  discard(): void {
+    if (!this.discarding) this.#conn.discardStarted();
+    this.discarding = true;
+    this.onData = null;
+    this.resume();
+  }
+}
+

@@ -1,0 +1,252 @@
+// A response on a client connection: the head held until the first body bytes (or the end) and
+// written with them, its framing decided then (Content-Length when the whole body is known,
+// chunked for a streamed HTTP/1.1 body, the close for HTTP/1.0; no body for HEAD, 204, 304).
+import type { Socket } from 'node:net';
+import { TsgiError, reasonPhrase } from '../../protocol/errors.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../../protocol/http-grammar.js';
+import type { Connection } from './connection.js';
+import type { HttpRequest } from './request.js';
+
+/** Bodies up to this size are written together with the head, as one string. */
+const SMALL_BODY = 2048;
+const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+let dateMs = 0;
+let dateLine = '';
+/** The Date header line, made at most once a second. */
+function dateHeader(): string {
+  const now = Date.now();
+  if (now - dateMs >= 1000 || now < dateMs) {
+    dateMs = now - (now % 1000);
+    dateLine = `Date: ${new Date(dateMs).toUTCString()}\r\n`;
+  }
+  return dateLine;
+}
+
+/**
+ * A response: the head is held until the first body bytes (or the end), then written with
+ * them; write() of no bytes sends it alone.
+ */
+export class HttpResponse {
+  statusCode = 200;
+  headersSent = false;
+  /** end() was called. */
+  ended = false;
+  destroyed = false;
+  context: unknown = null;
+  /** Called once the response closes: ended, or its connection went away first. */
+  onClose: ((res: HttpResponse) => void) | null = null;
+  readonly req: HttpRequest;
+  readonly #conn: Connection;
+  /** The head, written by writeHead and not yet sent. */
+  #head: string | null = null;
+  #hasLength = false;
+  #remaining = 0;
+  #chunked = false;
+  #noBody: boolean;
+  #onDrain: ((res: HttpResponse) => void) | null = null;
+
+  constructor(conn: Connection, req: HttpRequest) {
+    this.#conn = conn;
+    this.req = req;
+    this.#noBody = req.method === 'HEAD';
+  }
+
+  get socket(): Socket {
+    return this.#conn.socket;
+  }
+
+  /**
+   * Sets the status and headers (flat: [name, value, …], checked by the caller for tokens and
+   * control characters). Throws, writing nothing, on a Content-Length that is not one number.
+   * A head not sent yet (no body bytes written) may be replaced: an error found after the
+   * backend's head still becomes a clean 502 rather than a cut.
+   */
+  writeHead(status: number, reason: string | undefined, headers: readonly string[]): void {
+    if (this.headersSent) throw new Error('writeHead: the head was already sent');
+    if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_FIELD_VALUE.test(reason))) {
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status} ${JSON.stringify((reason ?? '').slice(0, 40))}`);
+    }
+    let head = `HTTP/1.1 ${status} ${reason || reasonPhrase(status) || 'Unknown'}\r\n`;
+    let length: string | null = null;
+    let hasDate = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const value = headers[i + 1]!;
+      if (name.length === 14 && name.toLowerCase() === 'content-length') {
+        if (length !== null && length !== value) throw new TsgiError('TSGI_ERR_PROTOCOL', 'two different Content-Lengths');
+        if (length !== null) continue;
+        length = value;
+      } else if (name.length === 4 && name.toLowerCase() === 'date') {
+        hasDate = true;
+      } else if (name.length === 10 && name.toLowerCase() === 'connection') {
+        // Only the front's own refusals say this (hop-by-hop fields from backends are dropped).
+        if (value.toLowerCase() === 'close') this.#conn.keepAlive = false;
+        continue;
+      }
+      head += `${name}: ${value}\r\n`;
+    }
+    if (length !== null && !CONTENT_LENGTH.test(length)) {
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
+    }
+    this.#hasLength = length !== null;
+    this.#remaining = length !== null ? Number(length) : 0;
+    if (!hasDate) head += dateHeader();
+    this.#noBody = status === 204 || status === 304 || this.req.method === 'HEAD';
+    this.statusCode = status;
+    this.#head = head;
+  }
+
+  /** Writes `100 Continue`: the client may send the body it announced with Expect. */
+  writeContinue(): void {
+    if (!this.headersSent && !this.destroyed) this.#conn.socket.write(CONTINUE, 'latin1');
+  }
+
+  cork(): void {
+    this.#conn.socket.cork();
+  }
+
+  uncork(): void {
+    this.#conn.socket.uncork();
+  }
+
+  /** Calls `fn` once when the socket can take more (after a write returned false). */
+  onceDrain(fn: (res: HttpResponse) => void): void {
+    this.#onDrain = fn;
+    this.#conn.drainWaiter = this;
+  }
+
+  drained(): void {
+    const fn = this.#onDrain;
+    this.#onDrain = null;
+    fn?.(this);
+  }
+
+  /**
+   * Writes body bytes; false when the socket's buffer is full (wait for onceDrain). Throws,
+   * writing nothing, when they would run past the Content-Length (the client would read the
+   * rest as the next response). `done` is called once the bytes are handed to the kernel.
+   */
+  write(chunk: Buffer, done?: () => void): boolean {
+    if (this.ended || this.destroyed) {
+      done?.();
+      return false;
+    }
+    const socket = this.#conn.socket;
+    if (this.#head !== null) this.#sendHead(false, 0);
+    if (this.#noBody || chunk.length === 0) {
+      done?.();
+      return true;
+    }
+    if (this.#hasLength) {
+      if (chunk.length > this.#remaining) throw lengthError(`${chunk.length} more bytes with ${this.#remaining} left`, done);
+      this.#remaining -= chunk.length;
+      return socket.write(chunk, done);
+    }
+    if (this.#chunked) {
+      socket.cork();
+      socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+      socket.write(chunk);
+      const more = socket.write('\r\n', 'latin1', done);
+      socket.uncork();
+      return more;
+    }
+    return socket.write(chunk, done); // HTTP/1.0 without a length: delimited by the close
+  }
+
+  /**
+   * Ends the response, with `last` as its final body bytes. Throws, writing nothing of the
+   * end, when the body falls short of (or runs past) its Content-Length.
+   */
+  end(last?: Buffer, done?: () => void): void {
+    if (this.ended || this.destroyed) {
+      done?.();
+      return;
+    }
+    const socket = this.#conn.socket;
+    const n = last === undefined || this.#noBody ? 0 : last.length;
+    if (this.#head !== null) {
+      // The usual case: head and whole body together.
+      if (this.#hasLength && !this.#noBody && n !== this.#remaining) throw lengthError(`${n} bytes for a Content-Length of ${this.#remaining}`, done);
+      const head = this.#sendHead(true, n);
+      if (n === 0) {
+        socket.write(head, 'latin1', done);
+      } else if (n <= SMALL_BODY) {
+        socket.write(head + last!.toString('latin1', 0, n), 'latin1', done);
+      } else {
+        socket.cork();
+        socket.write(head, 'latin1');
+        socket.write(last!, done);
+        socket.uncork();
+      }
+    } else if (this.#hasLength && !this.#noBody) {
+      if (n !== this.#remaining) throw lengthError(`${n} bytes at the end with ${this.#remaining} left`, done);
+      if (n > 0) socket.write(last!, done);
+      else done?.();
+    } else if (this.#chunked) {
+      if (n > 0) {
+        socket.cork();
+        socket.write(`${n.toString(16)}\r\n`, 'latin1');
+        socket.write(last!);
+        socket.write('\r\n0\r\n\r\n', 'latin1', done);
+        socket.uncork();
+      } else {
+        socket.write('0\r\n\r\n', 'latin1', done);
+      }
+    } else if (n > 0) {
+      socket.write(last!, done);
+    } else {
+      done?.();
+    }
+    this.ended = true;
+    this.#conn.responseEnded(this);
+  }
+
+  /**
+   * Cuts the connection (a response that cannot be completed). What was written and is still
+   * corked goes out first (the head, say, so the client sees why), unless the body has reached
+   * its Content-Length: the client would take that for a whole response.
+   */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    const socket = this.#conn.socket;
+    if (!(this.#hasLength && this.#remaining === 0 && !this.#noBody)) {
+      while (socket.writableCorked > 0) socket.uncork();
+    }
+    socket.destroy();
+  }
+
+  /**
+   * Sends the held head, with the framing now decided: Content-Length when the whole body is
+   * known (`final`), chunked for HTTP/1.1, else the close. Returns it instead when `final`.
+   */
+  #sendHead(final: boolean, n: number): string {
+    let head = this.#head!;
+    this.#head = null;
+    this.headersSent = true;
+    const conn = this.#conn;
+    if (!this.#hasLength && !this.#noBody) {
+      if (final) head += `Content-Length: ${n}\r\n`;
+      else if (this.req.httpVersion === '1.1') {
+        this.#chunked = true;
+        head += 'Transfer-Encoding: chunked\r\n';
+      } else {
+        conn.keepAlive = false;
+      }
+    }
+    if (conn.server.closing) conn.keepAlive = false;
+    head += conn.keepAlive ? conn.server.keepAliveHeader : 'Connection: close\r\n';
+    head += '\r\n';
+    if (final) return head;
+    this.#conn.socket.write(head, 'latin1');
+    return '';
+  }
+}
+
+/** The error for a body that does not match its Content-Length (nothing of it was written: `done` is called now). */
+function lengthError(detail: string, done: (() => void) | undefined): TsgiError {
+  done?.();
+  return new TsgiError('TSGI_ERR_PROTOCOL', `body length does not match the Content-Length: ${detail}`);
+}
+
