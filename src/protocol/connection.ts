@@ -63,6 +63,9 @@ function addressFrom(bytes: Uint8Array): string {
   return ipv4String(bytes);
 }
 
+/** What a head frame may carry beyond its header fields (status, reason, addresses, protobuf tags). */
+const HEAD_FRAME_SLACK = 8192;
+
 export class Connection {
   readonly role: 'client' | 'server';
   readonly maxFrameSize: number;
@@ -290,6 +293,13 @@ export class Connection {
       throw new ProtocolError(`expected HELLO first, got frame type ${type}`);
     }
     const end = (flags & Flags.END_STREAM) !== 0;
+    if (payload.length > 2 * this.maxHeadSize + HEAD_FRAME_SLACK
+        && (type === FrameType.REQUEST || type === FrameType.RESPONSE || type === FrameType.TRAILERS)) {
+      // A field costs no fewer bytes decoded than encoded, give or take a few: a head frame this
+      // large is over the limit for certain. Refused before protobuf decodes it (300,000 entries
+      // of garbage), and for the connection, as skipping it would leave the value tables apart.
+      throw new ProtocolError(`a head frame of ${payload.length} bytes: its fields cannot fit ${this.#opts.maxHeadSizeName ?? 'the limit'} (${this.maxHeadSize} bytes)`);
+    }
     switch (type) {
       case FrameType.DATA: {
         const stream = this.#streamFor(id, type);

@@ -895,8 +895,8 @@ peer('a response head that decodes past maxHeadSize fails its stream with TOO_LA
   const r = rig('client', { maxHeadSizeName: '--max-response-header-size' });
   const streams = [1, 3, 5, 7].map(() => r.conn.open({ method: 'GET', target: '/', headers: { names: [], values: [] } }, true));
   const seen = streams.map((st) => watch(st));
-  const { first, flood } = referencingHeads(300_000);
-  assert.ok(flood.length < DEFAULTS.maxFrameSize, 'the flood fits in one frame');
+  // 30 references to a 4 KiB value: a few bytes framed, 120 KiB decoded.
+  const { first, flood } = referencingHeads(30);
   r.feed(first, flood);
   assert.is(seen[0]!.head?.status, 200);
   assert.is(seen[1]!.head, null, 'no head for the stream over the limit');
@@ -907,10 +907,26 @@ peer('a response head that decodes past maxHeadSize fails its stream with TOO_LA
   // The value table followed every head: a reference to value 1 still resolves.
   r.feed(responseFrame(5, { names: [98], refs: [1] }));
   assert.equal(unpackHeaders(seen[2]!.head!.headers), ['x-cache', 'v'.repeat(4096)]);
-  // A plain head of many fields: the same.
-  r.feed(responseFrame(7, { names: new Array(250_000).fill(98), joinedValues: new Array(250_000).fill('a').join('\n') }));
+  // A plain head of many fields (under twice the limit framed, over it decoded): the same.
+  r.feed(responseFrame(7, { names: new Array(20_000).fill(98), joinedValues: new Array(20_000).fill('a').join('\n') }));
   assert.is(seen[3]!.resets[0]?.[0], ResetCode.PROTOCOL_ERROR);
   assert.equal(r.errors, []);
+});
+
+peer('a head frame over twice the limit closes the connection before it is decoded (300,000 references, 250,000 fields)', () => {
+  for (const flood of [referencingHeads(300_000).flood,
+    responseFrame(3, { names: new Array(250_000).fill(98), joinedValues: new Array(250_000).fill('a').join('\n') })]) {
+    const r = rig('client', { maxHeadSizeName: '--max-response-header-size' });
+    const streams = [1, 3].map(() => r.conn.open({ method: 'GET', target: '/', headers: { names: [], values: [] } }, true));
+    const seen = streams.map((st) => watch(st));
+    assert.ok(flood.length < DEFAULTS.maxFrameSize, 'the flood fits in one frame');
+    r.feed(referencingHeads(1).first, flood);
+    assert.is(seen[0]!.head?.status, 200);
+    assert.equal(r.errors.map((e) => e.message), [`a head frame of ${flood.length - 10} bytes: its fields cannot fit --max-response-header-size (65536 bytes)`]);
+    assert.is(seen[1]!.resets[0]?.[0], LOCAL_CONNECTION_LOST, 'the stream ends with the connection');
+    const goaway = r.out.find((f) => f.type === FrameType.GOAWAY);
+    assert.ok(goaway !== undefined, 'the peer is told why (GOAWAY)');
+  }
 });
 
 peer('trailers past maxHeadSize fail their stream', () => {
