@@ -293,11 +293,13 @@ export class Connection {
       throw new ProtocolError(`expected HELLO first, got frame type ${type}`);
     }
     const end = (flags & Flags.END_STREAM) !== 0;
-    if (payload.length > 2 * this.maxHeadSize + HEAD_FRAME_SLACK
-        && (type === FrameType.REQUEST || type === FrameType.RESPONSE || type === FrameType.TRAILERS)) {
+    if (payload.length > 2 * this.maxHeadSize + HEAD_FRAME_SLACK && this.role === 'client'
+        && (type === FrameType.RESPONSE || type === FrameType.TRAILERS)) {
       // A field costs no fewer bytes decoded than encoded, give or take a few: a head frame this
       // large is over the limit for certain. Refused before protobuf decodes it (300,000 entries
       // of garbage), and for the connection, as skipping it would leave the value tables apart.
+      // (Backends only: a front whose --max-header-size is over serve's limit gets a 431 a
+      // stream, not a lost connection.)
       throw new ProtocolError(`a head frame of ${payload.length} bytes: its fields cannot fit ${this.#opts.maxHeadSizeName ?? 'the limit'} (${this.maxHeadSize} bytes)`);
     }
     switch (type) {
