@@ -8,7 +8,7 @@ import { ProtocolError, TsgiError } from './errors.js';
 import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
 import { GoAway, Hello, Ping, Request, Reset, Response, Trailers, Window } from './messages.js';
 import type { tsgi } from './generated/tsgi.js';
-import { Stream, ipv4String, type RequestHead } from './stream.js';
+import { Stream, ipv4String, type RequestHead, type StreamOwner } from './stream.js';
 import { ValueDecoder, ValueEncoder } from './value-table.js';
 
 export { Stream };
@@ -66,7 +66,7 @@ function addressFrom(bytes: Uint8Array): string {
 /** What a head frame may carry beyond its header fields (status, reason, addresses, protobuf tags). */
 const HEAD_FRAME_SLACK = 8192;
 
-export class Connection {
+export class Connection implements StreamOwner {
   readonly role: 'client' | 'server';
   readonly maxFrameSize: number;
   readonly initialWindow: number;

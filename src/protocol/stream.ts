@@ -3,7 +3,7 @@
 import { Flags, FrameType, MAX_STREAM_ID, ResetCode } from './constants.js';
 import { TsgiError } from './errors.js';
 import { Request, Response, Trailers, Window } from './messages.js';
-import type { Connection } from './connection.js';
+import type { ValueEncoder } from './value-table.js';
 import type { tsgi } from './generated/tsgi.js';
 
 export type RequestHead = tsgi.Request.$Properties;
@@ -41,6 +41,24 @@ function parseIpv4(address: string): Uint8Array | null {
   return out;
 }
 
+/**
+ * What a stream needs of its connection (connection.ts's Connection is one): the windows, the
+ * value table its heads encode with, the frames it writes, and the transitions that end it.
+ * Declared here so that the stream imports nothing of the connection.
+ */
+export interface StreamOwner {
+  readonly initialWindow: number;
+  readonly peerInitialWindow: number;
+  readonly peerMaxFrameSize: number;
+  readonly dataChunkSize: number;
+  readonly valueEncoder: ValueEncoder;
+  writeFrame(type: number, flags: number, stream: number, payload: Uint8Array): void;
+  writeData(stream: number, flags: number, payload: Uint8Array): void;
+  _forget(stream: Stream): void;
+  _resetStream(stream: Stream, code: number, message: string): void;
+  _failStream(stream: Stream, code: number, message: string, localCode?: number): void;
+}
+
 /** The dotted form of 4 address bytes. */
 export function ipv4String(bytes: Uint8Array): string {
   return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
@@ -48,7 +66,7 @@ export function ipv4String(bytes: Uint8Array): string {
 
 export class Stream {
   readonly id: number;
-  readonly connection: Connection;
+  readonly connection: StreamOwner;
   /** Bytes of DATA we may still send before the peer grants more. */
   sendWindow: number;
   /** Bytes of DATA the peer may still send us. */
@@ -73,7 +91,7 @@ export class Stream {
   /** Credit arrived and everything queued was sent: the producer may write again. */
   onDrain: (() => void) | null = null;
 
-  constructor(connection: Connection, id: number, sendWindow: number, recvWindow: number) {
+  constructor(connection: StreamOwner, id: number, sendWindow: number, recvWindow: number) {
     this.connection = connection;
     this.id = id;
     this.sendWindow = sendWindow;

@@ -7,11 +7,31 @@ import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '.
 import { TsgiError, httpStatusFor, rawErrorResponse } from '../../protocol/errors.js';
 import { HttpRequest } from './request.js';
 import { HttpResponse } from './response.js';
-import type { HttpServer } from './server.js';
+import type { Logger } from '../../common/log.js';
+
+/** What a connection needs of its server (server.ts's HttpServer is one). */
+export interface ConnectionHost {
+  readonly opts: {
+    readonly log: Logger;
+    readonly maxHeaderSize: number;
+    readonly onRequest: (req: HttpRequest, res: HttpResponse) => void;
+    readonly onRefused?: (status: number) => void;
+  };
+  readonly connections: Set<Connection>;
+  readonly closing: boolean;
+  readonly keepAliveHeader: string;
+  readonly lingerTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly maxDropBytes: number;
+  /** `c` closed. */
+  closed(c: Connection): void;
+  /** The server is done with `c`: it lingers. */
+  ended(c: Connection): void;
+}
 
 /** One client connection: its parser, the request in progress, and the bytes waiting behind it. */
 export class Connection implements RequestEvents {
-  readonly server: HttpServer;
+  readonly server: ConnectionHost;
   readonly socket: Socket;
   readonly #parser: HttpRequestParser;
   req: HttpRequest | null = null;
@@ -55,7 +75,7 @@ export class Connection implements RequestEvents {
   /** 100 Continue lines written to a half-closed client to learn whether it is still there. */
   #probes = 0;
 
-  constructor(server: HttpServer, socket: Socket) {
+  constructor(server: ConnectionHost, socket: Socket) {
     this.server = server;
     this.socket = socket;
     this.#parser = new HttpRequestParser(this, { maxHeadSize: server.opts.maxHeaderSize });

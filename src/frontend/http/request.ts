@@ -3,7 +3,14 @@
 import type { Socket } from 'node:net';
 import type { ParsedRequestHead } from '../../protocol/http-request.js';
 import type { TsgiError } from '../../protocol/errors.js';
-import type { Connection } from './connection.js';
+
+/** What a request needs of its connection (connection.ts's Connection is one). */
+export interface RequestConnection {
+  readonly socket: Socket;
+  pauseBody(): void;
+  resumeBody(): void;
+  discardStarted(): void;
+}
 
 export type BodyHandler = (req: HttpRequest, chunk: Buffer) => void;
 export type RequestHandler = (req: HttpRequest) => void;
@@ -29,13 +36,13 @@ export class HttpRequest {
   onEnd: RequestHandler | null = null;
   /** The body was malformed (a bad chunk): the handler answers, or cuts, with this error. */
   onError: ((req: HttpRequest, err: TsgiError) => boolean) | null = null;
-  readonly #conn: Connection;
+  readonly #conn: RequestConnection;
   #headers: Record<string, string> | null = null;
   /** The handler asked for no more body for now (or has not asked for it yet). */
   paused: boolean;
   discarding = false;
 
-  constructor(conn: Connection, head: ParsedRequestHead) {
+  constructor(conn: RequestConnection, head: ParsedRequestHead) {
     this.#conn = conn;
     this.socket = conn.socket;
     this.method = head.method;

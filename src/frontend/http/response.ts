@@ -4,7 +4,6 @@
 import type { Socket } from 'node:net';
 import { TsgiError, reasonPhrase } from '../../protocol/errors.js';
 import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../../protocol/http-grammar.js';
-import type { Connection } from './connection.js';
 import type { HttpRequest } from './request.js';
 
 /** Bodies up to this size are written together with the head, as one string. */
@@ -23,6 +22,17 @@ function dateHeader(): string {
   return dateLine;
 }
 
+/** What a response needs of its connection (connection.ts's Connection is one). */
+export interface ResponseConnection {
+  readonly socket: Socket;
+  /** False once the connection is to close after this response. */
+  keepAlive: boolean;
+  /** The response waiting for 'drain'. */
+  drainWaiter: HttpResponse | null;
+  readonly server: { readonly closing: boolean; readonly keepAliveHeader: string };
+  responseEnded(res: HttpResponse): void;
+}
+
 /**
  * A response: the head is held until the first body bytes (or the end), then written with
  * them; write() of no bytes sends it alone.
@@ -37,7 +47,7 @@ export class HttpResponse {
   /** Called once the response closes: ended, or its connection went away first. */
   onClose: ((res: HttpResponse) => void) | null = null;
   readonly req: HttpRequest;
-  readonly #conn: Connection;
+  readonly #conn: ResponseConnection;
   /** The head, written by writeHead and not yet sent. */
   #head: string | null = null;
   #hasLength = false;
@@ -46,7 +56,7 @@ export class HttpResponse {
   #noBody: boolean;
   #onDrain: ((res: HttpResponse) => void) | null = null;
 
-  constructor(conn: Connection, req: HttpRequest) {
+  constructor(conn: ResponseConnection, req: HttpRequest) {
     this.#conn = conn;
     this.req = req;
     this.#noBody = req.method === 'HEAD';

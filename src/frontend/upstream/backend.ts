@@ -7,7 +7,7 @@
 import { type Address, formatAddress } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
 import { BackendLink } from './tsgi-link.js';
-import type { Link, LinkOptions } from './link.js';
+import type { Link, LinkOptions, LinkOwner } from './link.js';
 import { UwsgiLink } from './uwsgi-link.js';
 
 /** active: routed to; draining: finishing in-flight requests, then removed; removed: gone. */
@@ -37,7 +37,7 @@ export interface BackendOptions {
   onGone(backend: Backend): void;
 }
 
-export class Backend {
+export class Backend implements LinkOwner {
   readonly address: Address;
   readonly name: string;
   state: BackendState = 'active';

@@ -4,7 +4,6 @@
 import type { Address } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
 import type { RequestHead, Stream } from '../../protocol/connection.js';
-import type { Backend } from './backend.js';
 
 export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -18,10 +17,22 @@ export interface LinkConnection {
   readonly peerConnections: number;
 }
 
+/**
+ * What a link and the exchanges on it tell the backend the link belongs to (upstream/backend.ts):
+ * its counters. An interface here, so that links need not know the Backend class.
+ */
+export interface LinkOwner {
+  /** Requests sent, and requests that failed because of this backend (lost, reset, timed out). */
+  requests: number;
+  failures: number;
+  /** A request on `link` was refused or lost before its head: the link has not proven itself. */
+  unanswered(link: Link): void;
+}
+
 export interface Link {
   readonly name: string;
   /** The backend this link belongs to (its counters and state). */
-  readonly owner: Backend;
+  readonly owner: LinkOwner;
   state: LinkState;
   /** Requests sent on this link. */
   requests: number;
@@ -44,7 +55,7 @@ export interface LinkEvents {
 }
 
 export interface LinkOptions {
-  owner: Backend;
+  owner: LinkOwner;
   address: Address;
   name: string;
   log: Logger;

@@ -4,16 +4,15 @@
 import { connect, type OnReadOpts, type Socket } from 'node:net';
 import { closeAfterError, endSocket, socketWriter } from '../../common/socket-writer.js';
 import { Connection } from '../../protocol/connection.js';
-import type { Backend } from './backend.js';
 import { ReadBuffers } from './read-buffers.js';
-import type { Link, LinkEvents, LinkOptions, LinkState } from './link.js';
+import type { Link, LinkOwner, LinkEvents, LinkOptions, LinkState } from './link.js';
 
 export type { LinkEvents, LinkOptions, LinkState } from './link.js';
 
 export class BackendLink implements Link {
   readonly name: string;
   /** The backend this link belongs to (its counters and state). */
-  readonly owner: Backend;
+  readonly owner: LinkOwner;
   state: LinkState = 'connecting';
   readonly conn: Connection;
   /** Requests sent on this link. */

@@ -12,8 +12,7 @@ import type { tsgi } from '../../protocol/generated/tsgi.js';
 import { packHeaders } from '../../protocol/header-table.js';
 import { HttpResponseParser, type ParsedResponseHead } from '../../protocol/http-response.js';
 import { encodePacket } from '../../protocol/uwsgi.js';
-import type { Backend } from './backend.js';
-import type { Link, LinkConnection, LinkEvents, LinkOptions, LinkState, StreamSurface } from './link.js';
+import type { Link, LinkOwner, LinkConnection, LinkEvents, LinkOptions, LinkState, StreamSurface } from './link.js';
 import { contentLengthOf, requestVars } from './uwsgi-vars.js';
 import { HOP_BY_HOP } from '../../protocol/http-grammar.js';
 
@@ -257,7 +256,7 @@ class UwsgiStream implements StreamSurface {
 
 export class UwsgiLink implements Link {
   readonly name: string;
-  readonly owner: Backend;
+  readonly owner: LinkOwner;
   readonly address: Address;
   /** Response bytes read ahead of a slow client before the backend's connection is paused. */
   readonly window: number;
