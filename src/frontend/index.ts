@@ -35,11 +35,9 @@ export type FrontConfig = Partial<Options<'front'>> & {
   processes?: number;
 };
 
+/** A running front, as an embedder sees it. */
 export interface Front {
   readonly address: Address;
-  readonly pool: Pool;
-  /** The HTTP/1.1 server (its `listener` is the net.Server, which a worker of --processes N never opens). */
-  readonly server: HttpServer;
   /**
    * Makes the configured backends these (SIGHUP with --config): new ones are added, ones no
    * longer listed are drained. Registered backends are left alone.
@@ -52,8 +50,14 @@ export interface Front {
   stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
-/** A front in a worker of `--processes N`: the primary accepts its connections and asks for its state. */
+/**
+ * A front with its internals, for a worker of `--processes N` (the primary accepts its
+ * connections and asks for its state) and for the code in this folder; not the public Front.
+ */
 export interface WorkerFront extends Front {
+  readonly pool: Pool;
+  /** The HTTP/1.1 server (its `listener` is the net.Server, which a worker of --processes N never opens). */
+  readonly server: HttpServer;
   /** Serves a client connection the primary accepted. */
   accept(socket: Socket): void;
   /** Client connections open now. */
