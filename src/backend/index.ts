@@ -69,6 +69,19 @@ function registration(path: string, address: Address, log: Logger): { withdraw()
   };
 }
 
+/** The tsgi server's options from the config: the same for a worker of --workers and for one process. */
+function tsgiServerOptions(config: Options<'serve'>) {
+  return {
+    scriptName: config.scriptName,
+    maxStreams: config.maxStreams,
+    window: config.window,
+    maxFrameSize: config.maxFrameSize,
+    maxHeadSize: config.maxRequestHeaderSize,
+    pingIntervalMs: config.pingInterval * 1000,
+    pingTimeoutMs: config.pingTimeout * 1000,
+  };
+}
+
 /** The /status document of `tsgi serve`. */
 interface ServeStatus {
   requests: number;
@@ -113,13 +126,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
       onWorkerLog: recent !== null ? (level, message) => recent.push(level, message) : undefined,
       worker: {
         app: resolve(config.app),
-        scriptName: config.scriptName,
-        maxStreams: config.maxStreams,
-        window: config.window,
-        maxFrameSize: config.maxFrameSize,
-        maxHeadSize: config.maxRequestHeaderSize,
-        pingIntervalMs: config.pingInterval * 1000,
-        pingTimeoutMs: config.pingTimeout * 1000,
+        ...tsgiServerOptions(config),
         gracefulTimeoutMs: gracefulMs,
         logLevel: config.logLevel,
         metrics: config.admin !== undefined,
@@ -153,13 +160,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
     const metrics = config.admin !== undefined ? new ServeMetrics(true) : undefined;
     const server = address === null ? null : new BackendServer({
       address, app, log,
-      scriptName: config.scriptName,
-      maxStreams: config.maxStreams,
-      window: config.window,
-      maxFrameSize: config.maxFrameSize,
-      maxHeadSize: config.maxRequestHeaderSize,
-      pingIntervalMs: config.pingInterval * 1000,
-      pingTimeoutMs: config.pingTimeout * 1000,
+      ...tsgiServerOptions(config),
       socketMode: config.socketMode,
       metrics,
     });
