@@ -5,7 +5,6 @@
 // link that goes away soon after its handshake counts as a failure); grow() opens a few more
 // when every stream of the wanted ones is taken, and idle ones beyond the target close again.
 import { type Address, formatAddress } from '../../common/address.js';
-import type { Logger } from '../../common/log.js';
 import { BackendLink } from './tsgi-link.js';
 import type { Link, LinkOptions, LinkOwner } from './link.js';
 import { UwsgiLink } from './uwsgi-link.js';
@@ -23,14 +22,8 @@ const STABLE_MS = 1000;
 /** A link beyond the wanted count that carried no request for this long is closed. */
 const EXTRA_IDLE_MS = 30_000;
 
-export interface BackendOptions {
-  address: Address;
-  log: Logger;
-  window?: number;
-  maxFrameSize?: number;
-  maxResponseHeaderSize?: number;
-  pingIntervalMs: number;
-  pingTimeoutMs: number;
+/** What every link to the address is made with (less its owner and name), and the pool's hooks. */
+export interface BackendOptions extends Omit<LinkOptions, 'owner' | 'name'> {
   /** Any link of this backend may take new streams now. */
   onReady(backend: Backend): void;
   /** A draining backend finished its last request and closed. */
