@@ -22,6 +22,14 @@ const HOLD_FOR_STARTING_MS = 1000;
 const SHED_COOLDOWN_MS = 2000;
 /** A worker generation that cannot load the app is retried after this long. */
 const LOAD_RETRY_MS = 5000;
+/**
+ * Respawning after a crash: the first at once; while replacements keep dying young (within
+ * CRASH_RESET_MS), each waits twice as long as the last, from CRASH_FIRST_MS up to CRASH_MAX_MS,
+ * so a worker that crashes on every request cannot make the supervisor fork in a loop.
+ */
+const CRASH_FIRST_MS = 100;
+const CRASH_MAX_MS = 10_000;
+const CRASH_RESET_MS = 30_000;
 
 /** A worker: 'retiring' once it reached --max-requests (it serves until its replacement is ready). */
 interface Worker extends Child {
@@ -95,6 +103,8 @@ export class Supervisor {
   #lastShed = 0;
   #imbalanced = 0;
   #spawnAfter = 0;
+  /** The wait before the respawn after the next crash (0: at once). */
+  #crashDelay = 0;
   #started = false;
   #watchdog: NodeJS.Timeout | null = null;
   #readyWaiters: ((err?: Error) => void)[] = [];
@@ -298,7 +308,16 @@ export class Supervisor {
       this.#loadFailed(worker);
     } else {
       this.#restarted('crash');
-      this.#opts.log.warn(`worker ${worker.id} (pid ${worker.handle.pid}) died (${how}); respawning`);
+      const now = this.#now();
+      if (now - worker.started >= CRASH_RESET_MS) this.#crashDelay = 0;
+      const delay = this.#crashDelay;
+      this.#crashDelay = Math.min(CRASH_MAX_MS, Math.max(CRASH_FIRST_MS, delay * 2));
+      this.#opts.log.warn(`worker ${worker.id} (pid ${worker.handle.pid}) died (${how}); `
+        + `${delay === 0 ? 'respawning' : `respawning in ${delay / 1000} s (it keeps dying)`}`);
+      if (delay > 0) {
+        this.#spawnAfter = Math.max(this.#spawnAfter, now + delay);
+        setTimeout(() => this.reconcile(), delay).unref();
+      }
     }
     this.reconcile();
   }

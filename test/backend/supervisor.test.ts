@@ -142,6 +142,33 @@ test('a worker that crashes is replaced at once and counted as a restart', async
   assert.equal(generations(h), ['2:1:ready', '3:1:ready']);
 });
 
+test('a worker that keeps dying young is respawned after a wait that doubles; a long life starts it over', async (ctx) => {
+  const h = make(ctx, { workers: 1 });
+  await started(h, 1);
+  h.children[0]!.exit(null, 'SIGSEGV'); // the first crash: at once
+  assert.equal(h.children.length, 2);
+  h.children[1]!.exit(1); // its replacement dies at once: 0.1 s
+  assert.equal(h.children.length, 2, 'no respawn in a loop');
+  assert.match(h.log.lines.join('\n'), /died \(code 1\); respawning in 0\.1 s \(it keeps dying\)/);
+  h.clock.advance(99);
+  h.sup.reconcile();
+  assert.equal(h.children.length, 2);
+  h.clock.advance(2);
+  h.sup.reconcile();
+  assert.equal(h.children.length, 3, 'respawned once the wait is over');
+  h.children[2]!.exit(1); // and again: 0.2 s
+  h.clock.advance(150);
+  h.sup.reconcile();
+  assert.equal(h.children.length, 3);
+  h.clock.advance(60);
+  h.sup.reconcile();
+  assert.equal(h.children.length, 4);
+  h.children[3]!.say({ type: 'ready' });
+  h.clock.advance(31_000); // a long life: the next crash is respawned at once again
+  h.children[3]!.exit(null, 'SIGKILL');
+  assert.equal(h.children.length, 5);
+});
+
 test('an application that cannot load at start: start() fails with TSGI_ERR_APP_LOAD and nothing respawns', async (ctx) => {
   const h = make(ctx, { workers: 2 });
   const start = h.sup.start();
