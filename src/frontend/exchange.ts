@@ -67,6 +67,8 @@ export class Exchange implements Waiter, Observed {
   /** The client response is corked until the end of this tick. */
   corked = false;
   timer: NodeJS.Timeout | null = null;
+  /** 444 once the app cut the connection (no head went out): what the access log and metrics record. */
+  unsentStatus: number | undefined = undefined;
   /** Body bytes read from the client, and written to it. */
   bytesIn = 0;
   bytesOut = 0;
@@ -173,6 +175,7 @@ export class Exchange implements Waiter, Observed {
       return;
     }
     if (err instanceof TsgiError && err.code === 'TSGI_ERR_CONNECTION_CUT') {
+      this.unsentStatus = err.status;
       this.opts.log.warn(`${req.method} ${req.url}: ${message}; client connection cut, no response ${peer}`);
       res.destroy();
       return;

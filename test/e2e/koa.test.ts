@@ -5,7 +5,9 @@
 import { request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fixture } from '../helpers/procs.js';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fixture, tempDir } from '../helpers/procs.js';
 import { call, newAgent, newCtx, poll, setUp, startPair, type Ctx } from '../helpers/e2e.js';
 import { rawUntilClose } from '../helpers/raw-http.js';
 import { streamReader } from '../helpers/bodies.js';
@@ -13,7 +15,10 @@ import { streamReader } from '../helpers/bodies.js';
 interface Heard { message: string; path: string; headerSent: boolean }
 
 const test = suite<Ctx>('e2e/koa', newCtx());
-setUp(test, (ctx) => startPair(ctx, fixture('koa-app.js')));
+const logDir = tempDir('tsgi-koa-');
+const accessLog = join(logDir, 'access.log');
+setUp(test, (ctx) => startPair(ctx, fixture('koa-app.js'), [], ['--access-log', accessLog, '--log-format', 'common']));
+test.after(() => rmSync(logDir, { recursive: true, force: true }));
 
 async function heard(ctx: Ctx): Promise<Heard[]> {
   const res = await call(`${ctx.front!.url}/errors`, { dispatcher: ctx.agent });
@@ -56,6 +61,8 @@ test('regression: ctx.req.socket.destroy(err) cuts the client\'s connection (no 
   await front!.waitForStderr(/warn: GET \/cut: .*client connection cut, no response/);
   await backend!.waitForStderr(/GET \/cut: the application cut the connection, no response; stream reset/);
   assert.not.match(backend!.stderr(), /error:/, 'not an application error');
+  // The access log records nginx's 444 ("closed without a response"), not a client's 499.
+  await poll(async () => (/"GET \/cut HTTP\/1\.1" 444 - /.test(readFileSync(accessLog, 'utf8')) ? true : undefined), 'the access log line of a cut');
 });
 
 test('ctx.req.socket.destroy() without an error: the connection is cut too, and Koa hears no error', async (ctx) => {

@@ -30,14 +30,19 @@ export interface Observed {
   readonly bytesOut: number;
   /** The client's address (the trusted X-Forwarded-For one when --trust-proxy applies); '' if none. */
   readonly remote: string;
+  /** The status to record for a response whose head never went out, when not 499 (444: an app cut it). */
+  readonly unsentStatus?: number;
 }
 
 /** Called once per response, when it closed (completely sent, cut, or the client went away). */
 export type Observer = (r: Observed) => void;
 
-/** The status a response ended with: 499 (nginx's "client closed request") if no head went out. */
+/**
+ * The status a response ended with. No head went out: 499 (nginx's "client closed request"), or
+ * 444 (nginx's "closed without a response") when the app cut the connection.
+ */
 export function statusOf(r: Observed): number {
-  return r.res.headersSent ? r.res.statusCode : 499;
+  return r.res.headersSent ? r.res.statusCode : r.unsentStatus ?? 499;
 }
 
 /** One observer calling each of these (undefined if none: the proxy then skips the call). */
