@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import type { Address } from './common/address.js';
 import { createLogger, setLogLevel } from './common/log.js';
-import { type Command, configValues, type Options, optionsHelp, parseOptions, readConfigFile } from './common/options.js';
+import { type Command, configValues, type Options, optionsHelp, type ParsedOptions, parseOptions, readConfigFile } from './common/options.js';
 import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
 import { EXIT } from './common/exit-codes.js';
@@ -239,13 +239,17 @@ export async function main(argv: string[]): Promise<void> {
     throw new ConfigError(`unknown command '${command}'. ${TOP}`);
   }
   const cmd = command as Command;
-  const { help } = parseOptions(cmd, rest);
-  if (help) {
-    process.stdout.write(`${USAGE[cmd]}\n\nOptions:\n${optionsHelp(cmd)}\n`);
-    return;
-  }
+  // The command line is parsed once, for the command's own typed options; --help prints them.
+  const parse = <C extends Command>(c: C): ParsedOptions<C> | null => {
+    const parsed = parseOptions(c, rest);
+    if (!parsed.help) return parsed;
+    process.stdout.write(`${USAGE[c]}\n\nOptions:\n${optionsHelp(c)}\n`);
+    return null;
+  };
   if (cmd === 'front') {
-    const { values, origin } = parseOptions('front', rest);
+    const parsed = parse('front');
+    if (parsed === null) return;
+    const { values, origin } = parsed;
     setLogLevel(values.logLevel);
     if (values.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
     if (values.backends.length === 0 && values.control === undefined) {
@@ -254,17 +258,19 @@ export async function main(argv: string[]): Promise<void> {
     return runFront(values, values.listen, origin.backends === 'file');
   }
   if (cmd === 'serve') {
-    const { values, positionals } = parseOptions('serve', rest);
-    setLogLevel(values.logLevel);
-    return runServe(values, positionals);
+    const parsed = parse('serve');
+    if (parsed === null) return;
+    setLogLevel(parsed.values.logLevel);
+    return runServe(parsed.values, parsed.positionals);
   }
   if (cmd === 'ctl') {
-    const { values, positionals } = parseOptions('ctl', rest);
-    return runCtl(values, positionals);
+    const parsed = parse('ctl');
+    return parsed === null ? undefined : runCtl(parsed.values, parsed.positionals);
   }
-  const { values } = parseOptions('demo', rest);
-  setLogLevel(values.logLevel);
-  return runDemo(values);
+  const parsed = parse('demo');
+  if (parsed === null) return;
+  setLogLevel(parsed.values.logLevel);
+  return runDemo(parsed.values);
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
