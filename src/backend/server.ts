@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
-import { Connection, LOCAL_CONNECTION_LOST, type Stream } from '../protocol/connection.js';
+import { Connection, LOCAL_CONNECTION_LOST, type Stream, type StreamHandler } from '../protocol/connection.js';
 import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
 import { TsgiError } from '../protocol/errors.js';
 import { packHeaders } from '../protocol/header-table.js';
@@ -83,15 +83,43 @@ class StreamResponder implements Responder {
   }
 }
 
-interface RequestState {
-  responder: StreamResponder;
-  input: InputStream;
-  controller: LazySignal;
-  timer: NodeJS.Timeout | null;
-  started: number;
-  method: string;
-  uri: string;
-  done: boolean;
+/** One request on a stream: what the app reads and writes, and what the stream's events reach. */
+class RequestState implements StreamHandler {
+  readonly responder: StreamResponder;
+  readonly input: InputStream;
+  readonly controller = new LazySignal();
+  timer: NodeJS.Timeout | null = null;
+  readonly started = performance.now();
+  readonly method: string;
+  readonly uri: string;
+  done = false;
+
+  constructor(stream: Stream, head: tsgi.Request) {
+    this.input = new InputStream((n) => stream.consume(n));
+    this.responder = new StreamResponder(stream);
+    this.method = head.method || 'GET';
+    this.uri = head.target;
+  }
+
+  onData(chunk: Buffer, end: boolean): void {
+    if (chunk.length > 0) this.input.push(chunk);
+    if (end) this.input.end();
+  }
+
+  onDrain(): void {
+    this.responder._wake();
+  }
+
+  onReset(code: number, message: string): void {
+    if (this.done) return; // e.g. NO_ERROR after a complete response: nothing to abort
+    this.responder.aborted = true;
+    const why = code === LOCAL_CONNECTION_LOST ? `front connection lost (${message})`
+      : `request cancelled by the front: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`;
+    const err = new TsgiError('TSGI_ERR_CLIENT_GONE', why);
+    this.input.fail(err);
+    this.controller.abort(err);
+    this.responder._wake();
+  }
 }
 
 /** Pings one connection every interval; one without an answer for the timeout is given up. */
@@ -136,28 +164,6 @@ class Pinger {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
   }
-}
-
-function onStreamData(this: Stream, chunk: Buffer, end: boolean): void {
-  const state = this.context as RequestState;
-  if (chunk.length > 0) state.input.push(chunk);
-  if (end) state.input.end();
-}
-
-function onStreamDrain(this: Stream): void {
-  (this.context as RequestState).responder._wake();
-}
-
-function onStreamReset(this: Stream, code: number, message: string): void {
-  const state = this.context as RequestState;
-  if (state.done) return; // e.g. NO_ERROR after a complete response: nothing to abort
-  state.responder.aborted = true;
-  const why = code === LOCAL_CONNECTION_LOST ? `front connection lost (${message})`
-    : `request cancelled by the front: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`;
-  const err = new TsgiError('TSGI_ERR_CLIENT_GONE', why);
-  state.input.fail(err);
-  state.controller.abort(err);
-  state.responder._wake();
 }
 
 export class BackendServer extends SocketListener<RequestState> {
@@ -255,17 +261,9 @@ export class BackendServer extends SocketListener<RequestState> {
   }
 
   #handle(stream: Stream, head: tsgi.Request, end: boolean): void {
-    const input = new InputStream((n) => stream.consume(n));
-    const controller = new LazySignal();
-    const responder = new StreamResponder(stream);
-    const state: RequestState = {
-      responder, input, controller, timer: null, started: performance.now(), method: head.method || 'GET', uri: head.target,
-      done: false,
-    };
-    stream.context = state;
-    stream.onData = onStreamData;
-    stream.onDrain = onStreamDrain;
-    stream.onReset = onStreamReset;
+    const state = new RequestState(stream, head);
+    const { input, controller, responder } = state;
+    stream.handler = state;
     if (end) input.end();
     if (head.timeoutMs > 0) {
       state.timer = setTimeout(() => {

@@ -1,17 +1,19 @@
 // One HTTP exchange at the front: the request becomes a REQUEST frame (and DATA frames) on a
 // backend stream; the RESPONSE and DATA frames become the HTTP response. Both bodies stream
 // with backpressure: the client socket's drain grants the backend credit, and the backend's
-// credit resumes the client's upload. Stream handlers are shared functions (no per-request
-// closures); the exchange hangs on `stream.context` and on the request's and response's `context`.
+// credit resumes the client's upload. The exchange is the handler of its backend stream, of its
+// request's body and of its response (methods on its prototype: no closures per request), and
+// keeps its state to itself.
 // Limits checked here: header count, body size (declared, then counted), body stalls, and
 // admission (--max-in-flight, in the pool); a refusal closes the client connection.
+import assert from 'node:assert/strict';
 import type { Logger } from '../common/log.js';
-import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../protocol/connection.js';
+import { LOCAL_CONNECTION_LOST, type RequestHead, type StreamHandler } from '../protocol/connection.js';
 import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
 import { TsgiError, blamesBackend, errorResponse } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
-import type { HttpRequest, HttpResponse } from './http/server.js';
-import type { Link } from './upstream/link.js';
+import type { BodyReader, HttpRequest, HttpResponse, ResponseHandler } from './http/server.js';
+import type { Link, LinkStream } from './upstream/link.js';
 import { channels, type Observed, type Observer, statusOf } from './observe/observe.js';
 import type { Pool, Waiter } from './upstream/pool.js';
 import { retain } from './upstream/read-buffers.js';
@@ -36,91 +38,108 @@ const MAX_ATTEMPTS = 5;
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 const EMPTY = Buffer.alloc(0);
 
-export class Exchange implements Waiter, Observed {
+export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, ResponseHandler {
   readonly req: HttpRequest;
   readonly res: HttpResponse;
-  readonly opts: ProxyOptions;
+  /** The REQUEST frame's head (the trusted forwarding headers are applied to it before start()). */
   readonly head: RequestHead;
   /** performance.now() at arrival (the access log and the latency histogram). */
   readonly started = performance.now();
+  readonly #opts: ProxyOptions;
   /** Why the head is refused with 400 (see requestHead), or null. */
-  readonly problem: string | null;
+  readonly #problem: string | null;
   /** Admitted by the pool (counted in its inFlight until finish()). */
-  admitted = false;
+  #admitted = false;
   /** Armed only for a request with a body: fires when the upload stalls (--body-timeout). */
-  bodyTimer: NodeJS.Timeout | null = null;
-  cancelled = false;
-  stream: Stream | null = null;
-  link: Link | null = null;
-  headReceived = false;
-  done = false;
+  #bodyTimer: NodeJS.Timeout | null = null;
+  #cancelled = false;
+  #stream: LinkStream | null = null;
+  #link: Link | null = null;
+  #headReceived = false;
+  #done = false;
   /**
    * The body chunks sent so far, kept until the backend shows it took the stream (a head, or
    * flow-control credit). A refused stream can then be sent elsewhere, body and all. Bounded:
    * the stream's credit window stops the upload long before this grows past it.
    */
-  replay: Buffer[] | null = null;
-  attempts = 0;
+  #replay: Buffer[] | null = null;
+  #attempts = 0;
   /** Bytes written to the client but not yet acknowledged to the backend. */
-  pendingCredit = 0;
-  awaitingDrain = false;
+  #pendingCredit = 0;
+  #awaitingDrain = false;
   /** The client response is corked until the end of this tick. */
-  corked = false;
-  timer: NodeJS.Timeout | null = null;
+  #corked = false;
+  #timer: NodeJS.Timeout | null = null;
   /** 444 once the app cut the connection (no head went out): what the access log and metrics record. */
-  unsentStatus: number | undefined = undefined;
-  /** Body bytes read from the client, and written to it. */
-  bytesIn = 0;
-  bytesOut = 0;
+  #unsentStatus: number | undefined = undefined;
+  #bytesIn = 0;
+  #bytesOut = 0;
 
   constructor(req: HttpRequest, res: HttpResponse, opts: ProxyOptions) {
     this.req = req;
     this.res = res;
-    this.opts = opts;
+    this.#opts = opts;
     const { head, problem } = requestHead(req);
     this.head = head;
-    this.problem = problem;
-    if (req.hasBody) this.replay = [];
-    req.context = this;
-    res.context = this;
-    res.onClose = onClientClose;
+    this.#problem = problem;
+    if (req.hasBody) this.#replay = [];
+    res.handler = this;
     if (channels.start.hasSubscribers) channels.start.publish({ method: req.method, url: req.url, remote: this.remote });
   }
 
   get backendName(): string {
-    return this.link === null ? '-' : this.link.name;
+    return this.#link === null ? '-' : this.#link.name;
   }
 
   get remote(): string {
     return this.head.remoteAddr ?? '';
   }
 
+  /** Body bytes read from the client. */
+  get bytesIn(): number {
+    return this.#bytesIn;
+  }
+
+  /** Body bytes written to the client. */
+  get bytesOut(): number {
+    return this.#bytesOut;
+  }
+
+  get unsentStatus(): number | undefined {
+    return this.#unsentStatus;
+  }
+
+  /** The client went away: the pool's queue skips it. */
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
   start(): void {
-    const o = this.opts;
+    const o = this.#opts;
     const req = this.req;
-    const err = admissionError(req, this.problem, o) ?? o.pool.admit();
+    const err = admissionError(req, this.#problem, o) ?? o.pool.admit();
     if (err !== null) {
-      this.fail(err);
+      this.#fail(err);
       return;
     }
-    this.admitted = true;
+    this.#admitted = true;
     // Expect: 100-continue is answered only now: a refused request (413, 503) is never uploaded.
     if (req.expectContinue) this.res.writeContinue();
     o.pool.acquire(this);
   }
 
   dispatch(link: Link | null, err?: TsgiError): void {
-    if (this.done || this.cancelled) return;
+    if (this.#done || this.#cancelled) return;
     if (link === null) {
-      this.fail(err ?? new TsgiError('TSGI_ERR_NO_BACKEND', 'no backend available'));
+      this.#fail(err ?? new TsgiError('TSGI_ERR_NO_BACKEND', 'no backend available'));
       return;
     }
-    this.attempts++;
-    let stream: Stream;
+    this.#attempts++;
+    let stream: LinkStream;
     try {
       stream = link.conn.open(this.head, !this.req.hasBody);
     } catch (e) {
-      this.fail(e instanceof TsgiError && e.code === 'TSGI_ERR_FRAME_TOO_LARGE'
+      this.#fail(e instanceof TsgiError && e.code === 'TSGI_ERR_FRAME_TOO_LARGE'
         ? new TsgiError('TSGI_ERR_PROTOCOL', `request head too large for backend ${link.name}: ${e.message}`)
         : e);
       return;
@@ -128,35 +147,31 @@ export class Exchange implements Waiter, Observed {
     link.requests++;
     link.owner.requests++;
     if (channels.dispatch.hasSubscribers) {
-      channels.dispatch.publish({ method: this.req.method, url: this.req.url, backend: link.name, attempt: this.attempts });
+      channels.dispatch.publish({ method: this.req.method, url: this.req.url, backend: link.name, attempt: this.#attempts });
     }
-    this.link = link;
-    this.stream = stream;
-    stream.context = this;
-    stream.onHead = onBackendHead;
-    stream.onData = onBackendData;
-    stream.onReset = onBackendReset;
-    stream.onDrain = onBackendDrain;
+    this.#link = link;
+    this.#stream = stream;
+    stream.handler = this;
     // The response timeout counts from the end of the request body: an upload slower than it is
     // bounded by --body-timeout (a stall) and --max-body-size, not taken for a silent backend.
-    if (!this.req.hasBody || this.req.complete) this.armResponseTimer();
-    if (this.req.hasBody && this.attempts === 1) {
-      this.req.onError = onRequestError;
-      this.req.readBody(onClientData, onClientEnd);
-      const ms = this.opts.bodyTimeoutMs;
-      if (ms && !this.req.complete) this.bodyTimer = setTimeout(onBodyTimeout, ms, this);
+    if (!this.req.hasBody || this.req.complete) this.#armResponseTimer();
+    if (this.req.hasBody && this.#attempts === 1) {
+      this.req.readBody(this);
+      const ms = this.#opts.bodyTimeoutMs;
+      if (ms && !this.req.complete) this.#bodyTimer = setTimeout(Exchange.#onBodyTimeout, ms, this);
     } else if (this.req.hasBody) {
       // A retry: what the refused stream carried goes again, then the rest as it comes.
+      assert(this.#replay !== null, 'a request is sent again only while its body is held');
       let more = true;
-      for (const chunk of this.replay!) more = stream.write(chunk);
+      for (const chunk of this.#replay) more = stream.write(chunk);
       if (this.req.complete) stream.end();
       else if (more) this.req.resume();
     }
   }
 
-  armResponseTimer(): void {
-    if (this.timer === null && !this.headReceived && this.opts.responseTimeoutMs > 0) {
-      this.timer = setTimeout(onResponseTimeout, this.opts.responseTimeoutMs, this);
+  #armResponseTimer(): void {
+    if (this.#timer === null && !this.#headReceived && this.#opts.responseTimeoutMs > 0) {
+      this.#timer = setTimeout(Exchange.#onResponseTimeout, this.#opts.responseTimeoutMs, this);
     }
   }
 
@@ -164,298 +179,296 @@ export class Exchange implements Waiter, Observed {
    * Ends the exchange with an error: a status if the head has not gone out, else a cut (and a
    * cut without a response when the application cut its own connection).
    */
-  fail(err: unknown): void {
-    if (this.done) return;
-    this.finish();
+  #fail(err: unknown): void {
+    if (this.#done) return;
+    this.#finish();
     const { req, res } = this;
+    const log = this.#opts.log;
     const message = err instanceof Error ? err.message : String(err);
     const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'})`;
-    if (this.cancelled) {
-      this.opts.log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
+    if (this.#cancelled) {
+      log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
       return;
     }
     if (err instanceof TsgiError && err.code === 'TSGI_ERR_CONNECTION_CUT') {
-      this.unsentStatus = err.status;
-      this.opts.log.warn(`${req.method} ${req.url}: ${message}; client connection cut, no response ${peer}`);
+      this.#unsentStatus = err.status;
+      log.warn(`${req.method} ${req.url}: ${message}; client connection cut, no response ${peer}`);
       res.destroy();
       return;
     }
     if (res.headersSent) {
-      this.opts.log.warn(`${req.method} ${req.url}: ${message}; response cut after the head ${peer}`);
+      log.warn(`${req.method} ${req.url}: ${message}; response cut after the head ${peer}`);
       // What was written this tick goes out before the cut, unless it would look complete.
       res.destroy();
       return;
     }
-    if (this.link !== null && blamesBackend(err)) this.link.owner.failures++;
+    if (this.#link !== null && blamesBackend(err)) this.#link.owner.failures++;
     // A refused request closes its connection (the rest of it is not trusted, or not read).
     const answer = errorResponse(err, { bodyUnread: req.hasBody && !req.complete });
-    this.opts.log.warn(`${answer.status} ${req.method} ${req.url}: ${message} ${peer}`);
+    log.warn(`${answer.status} ${req.method} ${req.url}: ${message} ${peer}`);
     res.writeHead(answer.status, answer.reason, answer.headers);
-    this.bytesOut += answer.body.length; // before end(): the response's close (the access log) runs inside it
+    this.#bytesOut += answer.body.length; // before end(): the response's close (the access log) runs inside it
     res.end(Buffer.from(answer.body));
   }
 
-  finish(): void {
-    if (this.done) return;
-    this.done = true;
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.bodyTimer !== null) clearTimeout(this.bodyTimer);
-    this.bodyTimer = null;
-    if (this.admitted) this.opts.pool.leave();
-    const stream = this.stream;
+  #finish(): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    if (this.#bodyTimer !== null) clearTimeout(this.#bodyTimer);
+    this.#bodyTimer = null;
+    if (this.#admitted) this.#opts.pool.leave();
+    const stream = this.#stream;
     if (stream !== null && !stream.closed) {
-      stream.reset(this.cancelled ? ResetCode.CANCEL : ResetCode.NO_ERROR, this.cancelled ? 'client went away' : '');
+      stream.reset(this.#cancelled ? ResetCode.CANCEL : ResetCode.NO_ERROR, this.#cancelled ? 'client went away' : '');
     }
     if (this.req.hasBody && !this.req.complete) this.req.discard(); // the rest of a body nobody will read
-    if (this.link !== null) this.opts.pool.release(this.link);
+    if (this.#link !== null) this.#opts.pool.release(this.#link);
   }
-}
 
-function onClientClose(res: HttpResponse): void {
-  const ex = res.context as Exchange;
-  if (!ex.done && !res.ended) {
-    ex.cancelled = true;
-    ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: client went away`);
-    ex.finish();
-  }
-  const observe = ex.opts.observe;
-  if (observe !== undefined) observe(ex);
-  if (channels.end.hasSubscribers) {
-    channels.end.publish({ method: ex.req.method, url: ex.req.url, status: statusOf(ex), backend: ex.backendName,
-      bytesIn: ex.bytesIn, bytesOut: ex.bytesOut, ms: performance.now() - ex.started });
-  }
-}
+  // The client side: the response's close and drain, the request body.
 
-function onClientData(req: HttpRequest, chunk: Buffer): void {
-  const ex = req.context as Exchange;
-  ex.bytesIn += chunk.length;
-  const max = ex.opts.maxBodySize;
-  if (max && ex.bytesIn > max) {
-    // Only a chunked body gets here (a declared length over the limit was refused at once).
-    ex.stream?.reset(ResetCode.TOO_LARGE, 'request body over the front\'s --max-body-size');
-    ex.fail(new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `chunked body grew over --max-body-size ${max}`));
-    return;
+  onResponseClose(): void {
+    const { req, res } = this;
+    const opts = this.#opts;
+    if (!this.#done && !res.ended) {
+      this.#cancelled = true;
+      opts.log.debug(`${req.method} ${req.url}: client went away`);
+      this.#finish();
+    }
+    if (opts.observe !== undefined) opts.observe(this);
+    if (channels.end.hasSubscribers) {
+      channels.end.publish({ method: req.method, url: req.url, status: statusOf(this), backend: this.backendName,
+        bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, ms: performance.now() - this.started });
+    }
   }
-  if (ex.bodyTimer !== null) ex.bodyTimer.refresh();
-  if (ex.replay !== null) ex.replay.push(chunk);
-  const stream = ex.stream;
-  if (stream === null) {
-    req.pause(); // waiting for a backend (a retry): hold the rest of the upload
-    return;
-  }
-  if (stream.closed || stream.localEnded) return;
-  if (!stream.write(chunk)) {
-    req.pause();
-    ex.armResponseTimer(); // the backend must take the body within --response-timeout
-  }
-}
 
-function onClientEnd(req: HttpRequest): void {
-  const ex = req.context as Exchange;
-  if (ex.bodyTimer !== null) {
-    clearTimeout(ex.bodyTimer);
-    ex.bodyTimer = null;
+  onResponseDrain(): void {
+    this.#awaitingDrain = false;
+    const n = this.#pendingCredit;
+    this.#pendingCredit = 0;
+    this.#stream?.consume(n);
   }
-  const stream = ex.stream;
-  if (stream !== null && !stream.closed) {
-    stream.end();
-    ex.armResponseTimer();
-  }
-}
 
-function onBackendDrain(this: Stream): void {
-  const ex = this.context as Exchange;
-  ex.replay = null; // credit came back: the backend took the stream, it will not be refused
-  if (!ex.req.complete && ex.timer !== null) {
-    clearTimeout(ex.timer); // the backend reads the upload again: its response timeout waits for the end
-    ex.timer = null;
+  onBodyData(chunk: Buffer): void {
+    this.#bytesIn += chunk.length;
+    const max = this.#opts.maxBodySize;
+    if (max && this.#bytesIn > max) {
+      // Only a chunked body gets here (a declared length over the limit was refused at once).
+      this.#stream?.reset(ResetCode.TOO_LARGE, 'request body over the front\'s --max-body-size');
+      this.#fail(new TsgiError('TSGI_ERR_BODY_TOO_LARGE', `chunked body grew over --max-body-size ${max}`));
+      return;
+    }
+    if (this.#bodyTimer !== null) this.#bodyTimer.refresh();
+    if (this.#replay !== null) this.#replay.push(chunk);
+    const stream = this.#stream;
+    if (stream === null) {
+      this.req.pause(); // waiting for a backend (a retry): hold the rest of the upload
+      return;
+    }
+    if (stream.closed || stream.localEnded) return;
+    if (!stream.write(chunk)) {
+      this.req.pause();
+      this.#armResponseTimer(); // the backend must take the body within --response-timeout
+    }
   }
-  if (!ex.done) ex.req.resume();
-}
 
-function onBackendHead(this: Stream, head: tsgi.Response, end: boolean): void {
-  const ex = this.context as Exchange;
-  if (ex.done) return;
-  ex.headReceived = true;
-  ex.replay = null;
-  if (ex.timer !== null) {
-    clearTimeout(ex.timer);
-    ex.timer = null;
+  onBodyEnd(): void {
+    if (this.#bodyTimer !== null) {
+      clearTimeout(this.#bodyTimer);
+      this.#bodyTimer = null;
+    }
+    const stream = this.#stream;
+    if (stream !== null && !stream.closed) {
+      stream.end();
+      this.#armResponseTimer();
+    }
   }
-  const res = ex.res;
-  try {
-    res.writeHead(head.status, head.reason || undefined, responseHeaders(head.headers as tsgi.HeaderBlock));
-  } catch (err) {
-    ex.fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid response head: ${(err as Error).message}`));
-    return;
+
+  /**
+   * The parser failed on the body of a request already handed over (a bad chunk, say): ends the
+   * exchange with `err` (a status if no head went out yet, else a cut). False when it is done.
+   */
+  onBodyError(err: TsgiError): boolean {
+    if (this.#done) return false;
+    this.#stream?.reset(ResetCode.CANCEL, `the front refused the rest of the request: ${err.message}`);
+    this.#fail(err);
+    return true;
   }
-  if (channels.head.hasSubscribers) channels.head.publish({ method: ex.req.method, url: ex.req.url, status: head.status });
-  if (end) endResponse(ex);
-  // Held for the body that the same backend read brings (one write, and a Content-Length when it
-  // ends there); when that read brought no body, the head goes out alone (a stream of events).
-  else if (heldHeads.push(ex) === 1) process.nextTick(sendHeldHeads);
+
+  // The backend side: the stream's events.
+
+  onDrain(): void {
+    this.#replay = null; // credit came back: the backend took the stream, it will not be refused
+    if (!this.req.complete && this.#timer !== null) {
+      clearTimeout(this.#timer); // the backend reads the upload again: its response timeout waits for the end
+      this.#timer = null;
+    }
+    if (!this.#done) this.req.resume();
+  }
+
+  onHead(head: tsgi.Response, end: boolean): void {
+    if (this.#done) return;
+    this.#headReceived = true;
+    this.#replay = null;
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    const res = this.res;
+    try {
+      res.writeHead(head.status, head.reason || undefined, responseHeaders(head.headers as tsgi.HeaderBlock));
+    } catch (err) {
+      this.#fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid response head: ${(err as Error).message}`));
+      return;
+    }
+    if (channels.head.hasSubscribers) channels.head.publish({ method: this.req.method, url: this.req.url, status: head.status });
+    if (end) this.#endResponse();
+    // Held for the body that the same backend read brings (one write, and a Content-Length when it
+    // ends there); when that read brought no body, the head goes out alone (a stream of events).
+    else if (heldHeads.push(this) === 1) process.nextTick(Exchange.#sendHeldHeads);
+  }
+
+  onData(chunk: Buffer, end: boolean): void {
+    if (this.#done) return;
+    const res = this.res;
+    if (end) {
+      // The last (often the only) chunk: head, body and end go to the client in one write.
+      this.#endResponse(chunk);
+      return;
+    }
+    if (chunk.length === 0) return;
+    // The pieces of body that one backend read delivers go to the client in one write.
+    if (!this.#corked) {
+      this.#corked = true;
+      res.cork();
+      process.nextTick(Exchange.#uncork, this);
+    }
+    let more: boolean;
+    this.#bytesOut += chunk.length;
+    try {
+      more = res.write(chunk, retain(chunk));
+    } catch (err) {
+      this.#fail(this.#lengthMismatch(err)); // more bytes than the Content-Length: never sent
+      return;
+    }
+    if (more && !this.#awaitingDrain) {
+      this.#stream!.consume(chunk.length);
+    } else {
+      this.#pendingCredit += chunk.length;
+      if (!this.#awaitingDrain) {
+        this.#awaitingDrain = true;
+        res.onceDrain();
+      }
+    }
+  }
+
+  onReset(code: number, message: string): void {
+    if (this.#done) return;
+    const link = this.#link;
+    const req = this.req;
+    const backend = link?.name ?? 'backend';
+    const lost = code === LOCAL_CONNECTION_LOST;
+    // Not served: the link does not count as healthy for the reconnection backoff.
+    if (!this.#headReceived && (lost || code === ResetCode.REFUSED_STREAM) && link !== null) link.owner.unanswered(link);
+    // Sent again to another (or the reconnected) backend only when it cannot have been processed:
+    // - REFUSED_STREAM: the backend says it never handed the stream to the app;
+    // - the tsgi connection died (LOCAL_CONNECTION_LOST) before the backend acknowledged the
+    //   stream in any way: no response head and no flow-control credit (credit means the app
+    //   read the body). The backend may still have handed it to the app, so only an idempotent
+    //   method (RFC 9110 9.2.2) is sent again, and only once: a request that kills its backend
+    //   takes down two at most. A uwsgi request has no acknowledgement: never sent again.
+    // In both cases only if the body sent so far is still held (replay), within MAX_ATTEMPTS.
+    const stream = this.#stream;
+    assert(stream !== null, 'a reset came from a stream the exchange does not hold');
+    const unacknowledged = lost && this.#attempts === 1 && IDEMPOTENT.has(req.method) && !stream.credited;
+    if ((code === ResetCode.REFUSED_STREAM || unacknowledged) && !this.#headReceived
+        && (!req.hasBody || this.#replay !== null) && this.#attempts < MAX_ATTEMPTS) {
+      this.#opts.log.debug(`${req.method} ${req.url}: ${lost ? 'lost with' : 'refused by'} `
+        + `${backend} before it took the request (${message}); retrying`);
+      this.#stream = null;
+      if (link !== null) this.#opts.pool.release(link);
+      this.#opts.pool.acquire(this);
+      return;
+    }
+    // NO_ERROR after a complete response (the backend did not read the whole body) never gets here:
+    // the exchange is done. Before the end it cuts the response like any other reset — returning
+    // here left the client waiting for the rest forever.
+    let err: TsgiError;
+    if (lost) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
+    else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);
+    else if (code === ResetCode.TOO_LARGE && !this.#headReceived) {
+      // Refused before a body byte went: the head was too large for it (431); after, the body (413).
+      const body = this.#bytesIn > 0;
+      err = new TsgiError(body ? 'TSGI_ERR_BODY_TOO_LARGE' : 'TSGI_ERR_HEADERS_TOO_LARGE',
+        `${backend} refused the request ${body ? 'body' : 'head'} as too large${message ? ` (${message})` : ''}`);
+    }
+    // CANCEL before the head: the application cut its connection (node:http's socket.destroy()).
+    else if (code === ResetCode.CANCEL && !this.#headReceived) err = new TsgiError('TSGI_ERR_CONNECTION_CUT', `${backend} cancelled the request: ${message}`);
+    else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
+    this.#fail(err);
+  }
+
+  /** Ends the response; one whose body fell short of its Content-Length is cut instead. */
+  #endResponse(last?: Buffer): void {
+    if (last !== undefined) this.#bytesOut += last.length;
+    try {
+      if (last === undefined || last.length === 0) this.res.end();
+      else this.res.end(last, retain(last)); // the link's read slab is used again once this is out
+    } catch (err) {
+      this.#fail(this.#lengthMismatch(err));
+      return;
+    }
+    this.#finish();
+  }
+
+  #lengthMismatch(err: unknown): TsgiError {
+    return new TsgiError('TSGI_ERR_PROTOCOL', `${this.#link?.name ?? 'backend'} sent a body that does not match `
+      + `its Content-Length (${(err as Error).message})`);
+  }
+
+  // Timers and end-of-tick work: static, so that no closure is made per request.
+
+  static #sendHeldHeads(): void {
+    const list = heldHeads;
+    heldHeads = [];
+    for (const ex of list) if (!ex.#done && !ex.res.headersSent) ex.res.write(EMPTY);
+  }
+
+  static #uncork(ex: Exchange): void {
+    ex.#corked = false;
+    ex.res.uncork();
+  }
+
+  static #onResponseTimeout(ex: Exchange): void {
+    ex.#timer = null;
+    if (ex.#done || ex.#headReceived) return;
+    const s = ex.#opts.responseTimeoutMs / 1000;
+    const backend = ex.#link?.name ?? 'backend';
+    ex.#stream?.reset(ResetCode.TIMEOUT, `no response within ${s} s`);
+    ex.#fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', ex.req.complete
+      ? `no response from ${backend} within --response-timeout ${s} s`
+      : `${backend} took no more of the request body (${ex.#bytesIn} bytes in) within --response-timeout ${s} s`));
+  }
+
+  static #onBodyTimeout(ex: Exchange): void {
+    if (ex.#done || ex.req.complete) return;
+    if (ex.req.paused) {
+      // Held back by the front (backend credit, or waiting for a backend): not the client's stall.
+      ex.#bodyTimer!.refresh();
+      return;
+    }
+    ex.#bodyTimer = null;
+    const s = ex.#opts.bodyTimeoutMs! / 1000;
+    ex.#stream?.reset(ResetCode.TIMEOUT, `request body stalled for ${s} s`);
+    ex.#fail(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT',
+      `request body stalled for --body-timeout ${s} s after ${ex.#bytesIn} bytes`));
+  }
 }
 
 /** Exchanges whose head arrived without its end in the backend reads of this turn. */
 let heldHeads: Exchange[] = [];
-
-function sendHeldHeads(): void {
-  const list = heldHeads;
-  heldHeads = [];
-  for (const ex of list) if (!ex.done && !ex.res.headersSent) ex.res.write(EMPTY);
-}
-
-/** Ends the response; one whose body fell short of its Content-Length is cut instead. */
-function endResponse(ex: Exchange, last?: Buffer): void {
-  if (last !== undefined) ex.bytesOut += last.length;
-  try {
-    if (last === undefined || last.length === 0) ex.res.end();
-    else ex.res.end(last, retain(last)); // the link's read slab is used again once this is out
-  } catch (err) {
-    ex.fail(lengthMismatch(ex, err));
-    return;
-  }
-  ex.finish();
-}
-
-function lengthMismatch(ex: Exchange, err: unknown): TsgiError {
-  return new TsgiError('TSGI_ERR_PROTOCOL', `${ex.link?.name ?? 'backend'} sent a body that does not match `
-    + `its Content-Length (${(err as Error).message})`);
-}
-
-function onWritableDrain(res: HttpResponse): void {
-  const ex = res.context as Exchange;
-  ex.awaitingDrain = false;
-  const n = ex.pendingCredit;
-  ex.pendingCredit = 0;
-  ex.stream?.consume(n);
-}
-
-function onBackendData(this: Stream, chunk: Buffer, end: boolean): void {
-  const ex = this.context as Exchange;
-  if (ex.done) return;
-  const res = ex.res;
-  if (end) {
-    // The last (often the only) chunk: head, body and end go to the client in one write.
-    endResponse(ex, chunk);
-    return;
-  }
-  if (chunk.length > 0) {
-    // The pieces of body that one backend read delivers go to the client in one write.
-    if (!ex.corked) {
-      ex.corked = true;
-      res.cork();
-      process.nextTick(uncorkResponse, ex);
-    }
-    let more: boolean;
-    ex.bytesOut += chunk.length;
-    try {
-      more = res.write(chunk, retain(chunk));
-    } catch (err) {
-      ex.fail(lengthMismatch(ex, err)); // more bytes than the Content-Length: never sent
-      return;
-    }
-    if (more && !ex.awaitingDrain) {
-      this.consume(chunk.length);
-    } else {
-      ex.pendingCredit += chunk.length;
-      if (!ex.awaitingDrain) {
-        ex.awaitingDrain = true;
-        res.onceDrain(onWritableDrain);
-      }
-    }
-  }
-}
-
-function uncorkResponse(ex: Exchange): void {
-  ex.corked = false;
-  ex.res.uncork();
-}
-
-function onBackendReset(this: Stream, code: number, message: string): void {
-  const ex = this.context as Exchange;
-  if (ex.done) return;
-  const backend = ex.link?.name ?? 'backend';
-  const lost = code === LOCAL_CONNECTION_LOST;
-  // Not served: the link does not count as healthy for the reconnection backoff.
-  if (!ex.headReceived && (lost || code === ResetCode.REFUSED_STREAM) && ex.link !== null) ex.link.owner.unanswered(ex.link);
-  // Sent again to another (or the reconnected) backend only when it cannot have been processed:
-  // - REFUSED_STREAM: the backend says it never handed the stream to the app;
-  // - the tsgi connection died (LOCAL_CONNECTION_LOST) before the backend acknowledged the
-  //   stream in any way: no response head and no flow-control credit (credit means the app
-  //   read the body). The backend may still have handed it to the app, so only an idempotent
-  //   method (RFC 9110 9.2.2) is sent again, and only once: a request that kills its backend
-  //   takes down two at most. A uwsgi request has no acknowledgement: never sent again.
-  // In both cases only if the body sent so far is still held (replay), within MAX_ATTEMPTS.
-  // Credit shows as a send window above the initial one (no body), or as the end of `replay`
-  // (onBackendDrain); a body over the initial window may have had credit that did not drain.
-  const window = this.connection?.peerInitialWindow;
-  const unacknowledged = lost && window !== undefined && ex.attempts === 1 && IDEMPOTENT.has(ex.req.method)
-    && (ex.req.hasBody ? ex.replay !== null && ex.bytesIn <= window : this.sendWindow === window);
-  if ((code === ResetCode.REFUSED_STREAM || unacknowledged) && !ex.headReceived
-      && (!ex.req.hasBody || ex.replay !== null) && ex.attempts < MAX_ATTEMPTS) {
-    ex.opts.log.debug(`${ex.req.method} ${ex.req.url}: ${code === LOCAL_CONNECTION_LOST ? 'lost with' : 'refused by'} `
-      + `${backend} before it took the request (${message}); retrying`);
-    ex.stream = null;
-    if (ex.link !== null) ex.opts.pool.release(ex.link);
-    ex.opts.pool.acquire(ex);
-    return;
-  }
-  // NO_ERROR after a complete response (the backend did not read the whole body) never gets here:
-  // the exchange is done. Before the end it cuts the response like any other reset — returning
-  // here left the client waiting for the rest forever.
-  let err: TsgiError;
-  if (code === LOCAL_CONNECTION_LOST) err = new TsgiError('TSGI_ERR_BACKEND_LOST', `${message} before the response completed`);
-  else if (code === ResetCode.REFUSED_STREAM) err = new TsgiError('TSGI_ERR_STREAM_REFUSED', `${backend} refused the request: ${message}`);
-  else if (code === ResetCode.TOO_LARGE && !ex.headReceived) {
-    // Refused before a body byte went: the head was too large for it (431); after, the body (413).
-    const body = ex.bytesIn > 0;
-    err = new TsgiError(body ? 'TSGI_ERR_BODY_TOO_LARGE' : 'TSGI_ERR_HEADERS_TOO_LARGE',
-      `${backend} refused the request ${body ? 'body' : 'head'} as too large${message ? ` (${message})` : ''}`);
-  }
-  // CANCEL before the head: the application cut its connection (node:http's socket.destroy()).
-  else if (code === ResetCode.CANCEL && !ex.headReceived) err = new TsgiError('TSGI_ERR_CONNECTION_CUT', `${backend} cancelled the request: ${message}`);
-  else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
-  ex.fail(err);
-}
-
-function onResponseTimeout(ex: Exchange): void {
-  ex.timer = null;
-  if (ex.done || ex.headReceived) return;
-  const s = ex.opts.responseTimeoutMs / 1000;
-  const backend = ex.link?.name ?? 'backend';
-  ex.stream?.reset(ResetCode.TIMEOUT, `no response within ${s} s`);
-  ex.fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', ex.req.complete
-    ? `no response from ${backend} within --response-timeout ${s} s`
-    : `${backend} took no more of the request body (${ex.bytesIn} bytes in) within --response-timeout ${s} s`));
-}
-
-function onBodyTimeout(ex: Exchange): void {
-  if (ex.done || ex.req.complete) return;
-  if (ex.req.paused) {
-    // Held back by the front (backend credit, or waiting for a backend): not the client's stall.
-    ex.bodyTimer!.refresh();
-    return;
-  }
-  ex.bodyTimer = null;
-  const s = ex.opts.bodyTimeoutMs! / 1000;
-  ex.stream?.reset(ResetCode.TIMEOUT, `request body stalled for ${s} s`);
-  ex.fail(new TsgiError('TSGI_ERR_REQUEST_TIMEOUT',
-    `request body stalled for --body-timeout ${s} s after ${ex.bytesIn} bytes`));
-}
-
-/**
- * The parser failed on the body of a request already handed over (a bad chunk, say): ends its
- * exchange with `err` (a status if no head went out yet, else a cut). False when it is done.
- */
-function onRequestError(req: HttpRequest, err: TsgiError): boolean {
-  const ex = req.context as Exchange;
-  if (ex.done) return false;
-  ex.stream?.reset(ResetCode.CANCEL, `the front refused the rest of the request: ${err.message}`);
-  ex.fail(err);
-  return true;
-}
 
 export function handleRequest(req: HttpRequest, res: HttpResponse, opts: ProxyOptions): void {
   new Exchange(req, res, opts).start();

@@ -13,7 +13,7 @@ import { ValueDecoder, ValueEncoder } from './value-table.js';
 
 export { Stream };
 
-export type { HeaderFields, RequestHead, ResponseHead } from './stream.js';
+export type { HeaderFields, RequestHead, ResponseHead, StreamHandler } from './stream.js';
 
 /** What an HTTP/1.1 reason phrase cannot hold (Node's own check on a status message). */
 const BAD_REASON = /[^\t\x20-\x7e\x80-\xff]/;
@@ -215,7 +215,7 @@ export class Connection implements StreamOwner {
     for (const stream of streams) {
       stream.closed = true;
       stream._closeQueue();
-      stream.onReset?.(LOCAL_CONNECTION_LOST, message);
+      stream.handler?.onReset?.(LOCAL_CONNECTION_LOST, message);
     }
   }
 
@@ -266,7 +266,7 @@ export class Connection implements StreamOwner {
     try {
       this.#replyReset(stream.id, code, message);
     } finally {
-      stream.onReset?.(localCode, message);
+      stream.handler?.onReset?.(localCode, message);
     }
   }
 
@@ -346,7 +346,7 @@ export class Connection implements StreamOwner {
           stream.remoteEnded = true;
           stream._maybeClose();
         }
-        stream.onHead?.(head, end);
+        stream.handler?.onHead?.(head, end);
         return;
       }
       case FrameType.WINDOW: {
@@ -362,7 +362,7 @@ export class Connection implements StreamOwner {
         const { code, message } = Reset.decode(payload);
         this._forget(stream);
         stream._closeQueue();
-        stream.onReset?.(code, peerText(message) || RESET_CODE_NAMES[code] || `code ${code}`);
+        stream.handler?.onReset?.(code, peerText(message) || RESET_CODE_NAMES[code] || `code ${code}`);
         return;
       }
       case FrameType.TRAILERS: {
@@ -380,8 +380,8 @@ export class Connection implements StreamOwner {
         }
         stream.remoteEnded = true;
         stream._maybeClose();
-        stream.onTrailers?.(headers ?? {});
-        stream.onData?.(Buffer.alloc(0), true);
+        stream.handler?.onTrailers?.(headers ?? {});
+        stream.handler?.onData?.(Buffer.alloc(0), true);
         return;
       }
       case FrameType.HELLO:
@@ -406,7 +406,7 @@ export class Connection implements StreamOwner {
             if (stream.id > lastStreamId) {
               this._forget(stream);
               stream._closeQueue();
-              stream.onReset?.(ResetCode.REFUSED_STREAM, 'backend is going away');
+              stream.handler?.onReset?.(ResetCode.REFUSED_STREAM, 'backend is going away');
             }
           }
         }

@@ -64,6 +64,21 @@ export function ipv4String(bytes: Uint8Array): string {
   return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
 }
 
+/**
+ * What a stream's owner hears (undici's handler objects: methods on a prototype, so a request
+ * costs no closures). Each method is optional; DATA nobody listens to is consumed at once.
+ */
+export interface StreamHandler {
+  /** Client role: the response head. */
+  onHead?(head: tsgi.Response, endStream: boolean): void;
+  onData?(chunk: Buffer, endStream: boolean): void;
+  onTrailers?(headers: HeaderFields): void;
+  /** The stream ended abnormally: RESET from the peer, or the connection was lost. */
+  onReset?(code: number, message: string): void;
+  /** Credit arrived and everything queued was sent: the producer may write again. */
+  onDrain?(): void;
+}
+
 export class Stream {
   readonly id: number;
   readonly connection: StreamOwner;
@@ -79,17 +94,10 @@ export class Stream {
   remoteEnded = false;
   closed = false;
   headReceived = false;
-  /** Anything the owner wants to hang on the stream. */
-  context: unknown = undefined;
-
-  /** Client role: the response head. */
-  onHead: ((head: tsgi.Response, endStream: boolean) => void) | null = null;
-  onData: ((chunk: Buffer, endStream: boolean) => void) | null = null;
-  onTrailers: ((headers: HeaderFields) => void) | null = null;
-  /** The stream ended abnormally: RESET from the peer, or the connection was lost. */
-  onReset: ((code: number, message: string) => void) | null = null;
-  /** Credit arrived and everything queued was sent: the producer may write again. */
-  onDrain: (() => void) | null = null;
+  /** The peer has granted credit (a WINDOW frame): it has taken the stream, as a response head shows. */
+  credited = false;
+  /** Who hears what arrives on the stream: an object whose methods live on its prototype. */
+  handler: StreamHandler | null = null;
 
   constructor(connection: StreamOwner, id: number, sendWindow: number, recvWindow: number) {
     this.connection = connection;
@@ -198,6 +206,7 @@ export class Stream {
 
   /** Called by the connection when credit arrives. */
   _credit(increment: number): void {
+    this.credited = true;
     this.sendWindow += increment;
     if (this.sendWindow > MAX_STREAM_ID) {
       this.connection._failStream(this, ResetCode.FLOW_CONTROL_ERROR, 'window grew past 2^31-1');
@@ -215,7 +224,7 @@ export class Stream {
       queue.shift();
     }
     if (queue.length === 0 && this.#queueEnd && !this.localEnded) this.#send(EMPTY, true);
-    if (queue.length === 0 && this.onDrain !== null && !this.closed) this.onDrain();
+    if (queue.length === 0 && !this.closed) this.handler?.onDrain?.();
   }
 
   /** Called by the connection for each DATA frame; enforces the credit we granted. */
@@ -235,7 +244,8 @@ export class Stream {
       this.remoteEnded = true;
       this._maybeClose();
     }
-    if (this.onData !== null) this.onData(payload, endStream);
+    const handler = this.handler;
+    if (handler !== null && handler.onData !== undefined) handler.onData(payload, endStream);
     else this.consume(payload.length);
   }
 

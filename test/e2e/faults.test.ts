@@ -318,8 +318,8 @@ deletedCrash('a worker killed after the rm: its requests get 502, the other conn
     process.kill(pids[0]!, 'SIGKILL');
     await backend.waitForStderr(/died \(SIGKILL\); respawning[\s\S]*worker \d+ \(pid \d+, generation 1\) ready/);
     await ctx.front!.waitForStderr(/backend unix:\S+ unreachable \(ENOENT\); retrying/);
-    // Long enough for the supervisor's rebalancing (two heartbeats in a row, then a cooldown).
-    await sleep(4000);
+    // The supervisor sees the imbalance (two heartbeats in a row) and says it cannot act on it.
+    await backend.waitForStderr(/connections are unbalanced across workers \(\d+ vs 0\), but the listening socket is gone/);
   } finally {
     stop = true;
   }

@@ -91,13 +91,13 @@ class HealthyClient {
       const stream: Stream = this.#conn.open({ method: 'POST', target: '/healthy', headers: { names: [9], values: [String(body.length)] } }, false);
       let status = 0;
       const parts: Buffer[] = [];
-      stream.onHead = (head) => { status = head.status; };
-      stream.onData = (chunk, end) => {
+      (stream.handler ??= {}).onHead = (head) => { status = head.status; };
+      (stream.handler ??= {}).onData = (chunk, end) => {
         parts.push(Buffer.from(chunk));
         stream.consume(chunk.length);
         if (end) resolve({ status, body: Buffer.concat(parts).toString() });
       };
-      stream.onReset = (code, message) => reject(new Error(`healthy stream reset: ${code} ${message}`));
+      (stream.handler ??= {}).onReset = (code, message) => reject(new Error(`healthy stream reset: ${code} ${message}`));
       stream.write(Buffer.from(body), true);
     });
   }

@@ -61,16 +61,16 @@ function runModel(bytes: Buffer, id: number): Model {
   let stream = conn.open(simpleHead(0), true);
   while (stream.id < id) stream = conn.open(simpleHead(0), true);
   const parts: Buffer[] = [];
-  stream.onHead = (head, end) => {
+  (stream.handler ??= {}).onHead = (head, end) => {
     m.status = head.status;
     if (end) m.ended = true;
   };
-  stream.onData = (chunk, end) => {
+  (stream.handler ??= {}).onData = (chunk, end) => {
     parts.push(Buffer.from(chunk));
     stream.consume(chunk.length);
     if (end) m.ended = true;
   };
-  stream.onReset = (code) => { if (code === ResetCode.REFUSED_STREAM) m.refused = true; };
+  (stream.handler ??= {}).onReset = (code) => { if (code === ResetCode.REFUSED_STREAM) m.refused = true; };
   conn.receive(bytes);
   conn.destroy('lost');
   m.body = Buffer.concat(parts);

@@ -224,9 +224,9 @@ class FakeFront {
   /** Opens a GET; its body is counted and never consumed (no WINDOW goes back). */
   get(target: string, headers = { names: [] as number[], values: [] as string[] }): Stream {
     const stream = this.conn.open({ method: 'GET', target, headers }, true);
-    stream.onHead = (head) => this.heads.set(stream.id, head.status);
-    stream.onData = (chunk) => this.data.set(stream.id, (this.data.get(stream.id) ?? 0) + chunk.length);
-    stream.onReset = (code, message) => this.resets.set(stream.id, [code, message]);
+    (stream.handler ??= {}).onHead = (head) => this.heads.set(stream.id, head.status);
+    (stream.handler ??= {}).onData = (chunk) => this.data.set(stream.id, (this.data.get(stream.id) ?? 0) + chunk.length);
+    (stream.handler ??= {}).onReset = (code, message) => this.resets.set(stream.id, [code, message]);
     return stream;
   }
 

@@ -265,7 +265,7 @@ timers('after Connection: close, the socket goes at --linger-timeout whatever th
 timers('a response the client does not read is abandoned at --send-timeout, with a log line', async () => {
   let closed = false;
   const server = timed({}, (_req, res) => {
-    res.onClose = () => { closed = true; };
+    res.handler = { onResponseClose: () => { closed = true; } };
     res.writeHead(200, undefined, []);
     res.write(Buffer.alloc(100_000, 0x61));
   });

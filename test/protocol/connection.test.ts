@@ -268,17 +268,19 @@ interface Watched {
 /** Records a stream's events; `consume` false plays a receiver that never reads. */
 function watch(stream: Stream, consume = true): Watched {
   const w: Watched = { head: null, chunks: [], bytes: 0, ended: false, resets: [] };
-  stream.onHead = (head, end) => {
-    w.head = head;
-    if (end) w.ended = true;
+  stream.handler = {
+    onHead: (head, end) => {
+      w.head = head;
+      if (end) w.ended = true;
+    },
+    onData: (chunk, end) => {
+      w.chunks.push(chunk);
+      w.bytes += chunk.length;
+      if (end) w.ended = true;
+      if (consume) stream.consume(chunk.length);
+    },
+    onReset: (code, message) => w.resets.push([code, message]),
   };
-  stream.onData = (chunk, end) => {
-    w.chunks.push(chunk);
-    w.bytes += chunk.length;
-    if (end) w.ended = true;
-    if (consume) stream.consume(chunk.length);
-  };
-  stream.onReset = (code, message) => w.resets.push([code, message]);
   return w;
 }
 
@@ -383,7 +385,7 @@ function conformance(transport: Transport): void {
         onRequest: (stream, head) => {
           const target = head.target;
           stream.sendResponse({ status: 200, headers: packHeaders(['X-Target', target, 'X-Stream', String(stream.id)]) }, false);
-          stream.onData = (chunk, end) => {
+          (stream.handler ??= {}).onData = (chunk, end) => {
             stream.consume(chunk.length);
             if (chunk.length > 0) stream.write(chunk);
             if (end) stream.end();
@@ -430,8 +432,8 @@ function conformance(transport: Transport): void {
         initialWindow: WINDOW,
         onRequest: (stream) => {
           const watched = watch(stream, false);
-          const record = stream.onData!;
-          stream.onData = (chunk, end) => {
+          const record = stream.handler!.onData!;
+          (stream.handler ??= {}).onData = (chunk, end) => {
             record(chunk, end);
             if (consumed < consumeUntil) {
               consumed += chunk.length;
@@ -446,7 +448,7 @@ function conformance(transport: Transport): void {
     const tail = Buffer.from('and a little more');
     const s = p.client.open(requestHead('/upload'), false);
     let sentAtDrain = -1;
-    s.onDrain = () => {
+    (s.handler ??= {}).onDrain = () => {
       if (sentAtDrain < 0) sentAtDrain = dataBytes(p, 'client>', s.id);
     };
     /** A PONG comes back after the server has read everything the client sent before the PING. */
@@ -868,7 +870,7 @@ peer('text a peer chose is cut to 256 characters: HELLO software, RESET and GOAW
   assert.is(r.conn.peerSoftware.length, 256);
   const stream = r.conn.open({ method: 'GET', target: '/', headers: { names: [], values: [] } }, true);
   const resets: string[] = [];
-  stream.onReset = (_code, message) => resets.push(message);
+  (stream.handler ??= {}).onReset = (_code, message) => resets.push(message);
   const goAways: string[] = [];
   const g = rig('client', { onGoAway: (_l, _c, message) => goAways.push(message) });
   r.feed(encodeFrame(FrameType.RESET, 0, stream.id, Reset.encode({ code: 2, message: long }).finish()));

@@ -87,7 +87,7 @@ function server(): ServerRun {
       const body = { data: [] as Buffer[], ended: end, reset: null as string | null };
       if (run.bodies.has(stream.id)) run.violations.push(`stream ${stream.id} opened twice`);
       run.bodies.set(stream.id, body);
-      stream.onData = (chunk, fin) => {
+      (stream.handler ??= {}).onData = (chunk, fin) => {
         if (body.ended) run.violations.push(`stream ${stream.id}: DATA delivered after its end`);
         body.data.push(Buffer.from(chunk));
         stream.consume(chunk.length);
@@ -96,7 +96,7 @@ function server(): ServerRun {
           respond(stream);
         }
       };
-      stream.onReset = (code, message) => { body.reset = `${code} ${message}`; };
+      (stream.handler ??= {}).onReset = (code, message) => { body.reset = `${code} ${message}`; };
       if (end) respond(stream);
     },
     onError: (err) => run.errors.push(err),
@@ -194,21 +194,21 @@ function client(hello: Buffer, n: number): ClientRun {
     const stream = run.conn.open(simpleHead(i), true);
     const rec = { head: null as tsgi.Response | null, data: [] as Buffer[], ended: false, reset: null as string | null };
     run.streams.set(stream.id, rec);
-    stream.onHead = (head, end) => {
+    (stream.handler ??= {}).onHead = (head, end) => {
       if (rec.head !== null) run.violations.push(`stream ${stream.id}: a second head was delivered`);
       if (!(head.status >= 200 && head.status <= 999)) run.violations.push(`stream ${stream.id}: a head with status ${head.status} was delivered`);
       if (/[^\t\x20-\x7e\x80-\xff]/.test(head.reason)) run.violations.push(`stream ${stream.id}: a reason the front cannot write was delivered`);
       rec.head = head;
       if (end) rec.ended = true;
     };
-    stream.onData = (chunk, end) => {
+    (stream.handler ??= {}).onData = (chunk, end) => {
       if (rec.head === null) run.violations.push(`stream ${stream.id}: body bytes were delivered before the response head`);
       if (rec.ended) run.violations.push(`stream ${stream.id}: DATA delivered after its end`);
       rec.data.push(Buffer.from(chunk));
       stream.consume(chunk.length);
       if (end) rec.ended = true;
     };
-    stream.onReset = (code, message) => { rec.reset = `${code} ${message}`; };
+    (stream.handler ??= {}).onReset = (code, message) => { rec.reset = `${code} ${message}`; };
   }
   return run;
 }

@@ -115,7 +115,7 @@ test('a refused request still updates the table: later requests decode right (re
   const refused: number[] = [];
   const a = client.open(head('/held', 'a'), true); // occupies the only stream slot
   const b = client.open(head('/refused', 'b'), true); // refused, but its values enter the table
-  b.onReset = (code) => refused.push(code);
+  (b.handler ??= {}).onReset = (code) => refused.push(code);
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(refused, [4], 'the second stream was refused');
   a.reset(5);

@@ -302,7 +302,7 @@ export class Connection implements RequestEvents {
   onBody(chunk: Buffer): void {
     const req = this.req!;
     if (req.discarding) this.#drop(chunk.length, `the unread body of ${req.method} ${req.url}`);
-    else if (req.onData !== null) req.onData(req, chunk);
+    else if (req.reader !== null) req.reader.onBodyData(chunk);
     if (req.paused && !req.discarding) this.#parser.stop();
   }
 
@@ -310,8 +310,7 @@ export class Connection implements RequestEvents {
     const req = this.req!;
     req.complete = true;
     req.paused = false;
-    const onEnd = req.onEnd;
-    if (onEnd !== null && !req.discarding) onEnd(req);
+    if (req.reader !== null && !req.discarding) req.reader.onBodyEnd();
   }
 
   pauseBody(): void {
@@ -337,8 +336,7 @@ export class Connection implements RequestEvents {
   }
 
   responseEnded(res: HttpResponse): void {
-    res.onClose?.(res);
-    res.onClose = null;
+    res.closed();
     if (this.drainWaiter === res) this.drainWaiter = null;
     const req = this.req!;
     if (!this.keepAlive) {
@@ -349,7 +347,7 @@ export class Connection implements RequestEvents {
     }
     if (!req.complete) {
       // Answered before the whole body came: the rest is read and dropped, then the next request.
-      if (req.onData !== null || req.paused) req.discard();
+      if (req.reader !== null || req.paused) req.discard();
       return;
     }
     if (!this.#parsing) this.#next();
@@ -420,7 +418,7 @@ export class Connection implements RequestEvents {
       this.#ending = true;
       this.keepAlive = false;
       this.#resumeSocket();
-      if (!req.complete && req.onError !== null && !this.res!.ended && req.onError(req, err)) return;
+      if (!req.complete && req.reader !== null && !this.res!.ended && req.reader.onBodyError(err)) return;
       this.socket.destroySoon();
       return;
     }
@@ -453,9 +451,7 @@ export class Connection implements RequestEvents {
     const res = this.res;
     if (res !== null && !res.ended) {
       res.destroyed = true;
-      const onClose = res.onClose;
-      res.onClose = null;
-      onClose?.(res);
+      res.closed();
     }
   }
 }

@@ -12,8 +12,16 @@ export interface RequestConnection {
   discardStarted(): void;
 }
 
-export type BodyHandler = (req: HttpRequest, chunk: Buffer) => void;
-export type RequestHandler = (req: HttpRequest) => void;
+/**
+ * Who reads a request's body (undici's handler objects: methods on a prototype, no closures per
+ * request). The connection calls these as the body arrives.
+ */
+export interface BodyReader {
+  onBodyData(chunk: Buffer): void;
+  onBodyEnd(): void;
+  /** The body was malformed (a bad chunk): the reader answers, or cuts; false when it is done. */
+  onBodyError(err: TsgiError): boolean;
+}
 
 /** A request as the front's handlers see it: the head, and the body through callbacks. */
 export class HttpRequest {
@@ -30,12 +38,8 @@ export class HttpRequest {
   readonly contentLength: number;
   /** The whole request, body included, has been read. */
   complete: boolean;
-  /** The handler's own state for this request. */
-  context: unknown = null;
-  onData: BodyHandler | null = null;
-  onEnd: RequestHandler | null = null;
-  /** The body was malformed (a bad chunk): the handler answers, or cuts, with this error. */
-  onError: ((req: HttpRequest, err: TsgiError) => boolean) | null = null;
+  /** Who reads the body: set by readBody, cleared by discard. */
+  reader: BodyReader | null = null;
   readonly #conn: RequestConnection;
   #headers: Record<string, string> | null = null;
   /** The handler asked for no more body for now (or has not asked for it yet). */
@@ -71,10 +75,9 @@ export class HttpRequest {
     return this.#headers;
   }
 
-  /** Delivers the body to these handlers, starting now. */
-  readBody(onData: BodyHandler, onEnd: RequestHandler): void {
-    this.onData = onData;
-    this.onEnd = onEnd;
+  /** Delivers the body to `reader`, starting now. */
+  readBody(reader: BodyReader): void {
+    this.reader = reader;
     this.resume();
   }
 
@@ -98,7 +101,7 @@ export class HttpRequest {
   discard(): void {
     if (!this.discarding) this.#conn.discardStarted();
     this.discarding = true;
-    this.onData = null;
+    this.reader = null;
     this.resume();
   }
 }

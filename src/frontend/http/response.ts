@@ -33,6 +33,14 @@ export interface ResponseConnection {
   responseEnded(res: HttpResponse): void;
 }
 
+/** Who hears a response's events: methods on the handler's prototype (no closures per request). */
+export interface ResponseHandler {
+  /** Once, when the response closes: ended, or its connection went away first. */
+  onResponseClose(): void;
+  /** The socket can take more, after onceDrain(). */
+  onResponseDrain?(): void;
+}
+
 /**
  * A response: the head is held until the first body bytes (or the end), then written with
  * them; write() of no bytes sends it alone.
@@ -43,9 +51,8 @@ export class HttpResponse {
   /** end() was called. */
   ended = false;
   destroyed = false;
-  context: unknown = null;
-  /** Called once the response closes: ended, or its connection went away first. */
-  onClose: ((res: HttpResponse) => void) | null = null;
+  /** Who hears the response close and the socket drain (set once, by whoever answers). */
+  handler: ResponseHandler | null = null;
   readonly req: HttpRequest;
   readonly #conn: ResponseConnection;
   /** The head, written by writeHead and not yet sent. */
@@ -54,7 +61,7 @@ export class HttpResponse {
   #remaining = 0;
   #chunked = false;
   #noBody: boolean;
-  #onDrain: ((res: HttpResponse) => void) | null = null;
+  #awaitingDrain = false;
 
   constructor(conn: ResponseConnection, req: HttpRequest) {
     this.#conn = conn;
@@ -120,16 +127,23 @@ export class HttpResponse {
     this.#conn.socket.uncork();
   }
 
-  /** Calls `fn` once when the socket can take more (after a write returned false). */
-  onceDrain(fn: (res: HttpResponse) => void): void {
-    this.#onDrain = fn;
+  /** Calls the handler's onResponseDrain once when the socket can take more (after a write returned false). */
+  onceDrain(): void {
+    this.#awaitingDrain = true;
     this.#conn.drainWaiter = this;
   }
 
   drained(): void {
-    const fn = this.#onDrain;
-    this.#onDrain = null;
-    fn?.(this);
+    if (!this.#awaitingDrain) return;
+    this.#awaitingDrain = false;
+    this.handler?.onResponseDrain?.();
+  }
+
+  /** The response closed (ended, or its connection went away first): its handler hears it once. */
+  closed(): void {
+    const handler = this.handler;
+    this.handler = null;
+    handler?.onResponseClose();
   }
 
   /**

@@ -15,8 +15,8 @@ import { Connection } from './connection.js';
 import type { HttpRequest } from './request.js';
 import type { HttpResponse } from './response.js';
 
-export { HttpRequest } from './request.js';
-export { HttpResponse } from './response.js';
+export { HttpRequest, type BodyReader } from './request.js';
+export { HttpResponse, type ResponseHandler } from './response.js';
 
 export interface HttpServerOptions {
   log: Logger;

@@ -2,9 +2,9 @@
 // header get/set, a Writable the file is piped into, 'finish' and 'close'), over the front's own
 // HttpResponse. Only static requests pay for a stream; proxied ones never see this.
 import { Writable } from 'node:stream';
-import type { HttpRequest, HttpResponse } from '../http/server.js';
+import type { HttpRequest, HttpResponse, ResponseHandler } from '../http/server.js';
 
-export class StaticResponse extends Writable {
+export class StaticResponse extends Writable implements ResponseHandler {
   readonly #res: HttpResponse;
   readonly req: HttpRequest;
   readonly #headers = new Map<string, [string, string]>();
@@ -15,10 +15,12 @@ export class StaticResponse extends Writable {
     super({ highWaterMark: 64 * 1024 });
     this.#res = res;
     this.req = res.req;
-    // The client went away (or the connection was cut): the stream piped in stops.
-    res.onClose = () => {
-      if (!res.ended) this.destroy();
-    };
+    res.handler = this;
+  }
+
+  /** The client went away (or the connection was cut): the stream piped in stops. */
+  onResponseClose(): void {
+    if (!this.#res.ended) this.destroy();
   }
 
   /** The response underneath (the access log reads its status and whether a head went out). */

@@ -3,14 +3,14 @@
 // that opens one connection per request (uwsgi-link.ts).
 import type { Address } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
-import type { RequestHead, Stream } from '../../protocol/connection.js';
+import type { RequestHead, StreamHandler } from '../../protocol/connection.js';
 
 export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
 
 /** The parts of a tsgi Connection a link's users touch. */
 export interface LinkConnection {
   /** Opens a request stream and sends its head. */
-  open(head: RequestHead, endStream: boolean): Stream;
+  open(head: RequestHead, endStream: boolean): LinkStream;
   /** The backend's software, from its HELLO (for logs). */
   readonly peerSoftware: string;
   /** Connections the backend asks for (one per worker). */
@@ -71,5 +71,17 @@ export interface LinkOptions {
  * The parts of a tsgi Stream the per-request exchange (exchange.ts) uses. A uwsgi request
  * implements exactly these, so the exchange drives both kinds of backend the same way.
  */
-export type StreamSurface = Pick<Stream, 'context' | 'onHead' | 'onData' | 'onReset' | 'onDrain' | 'write' | 'end'
-  | 'consume' | 'reset' | 'closed' | 'localEnded' | 'remoteEnded' | 'blocked'>;
+export interface LinkStream {
+  handler: StreamHandler | null;
+  readonly closed: boolean;
+  readonly localEnded: boolean;
+  readonly remoteEnded: boolean;
+  /** Data waits for credit: the producer stops until the handler's onDrain. */
+  readonly blocked: boolean;
+  /** The backend granted flow-control credit: it took the stream (a uwsgi request always counts as taken). */
+  readonly credited: boolean;
+  write(chunk: Uint8Array): boolean;
+  end(): void;
+  consume(n: number): void;
+  reset(code: number, message?: string): void;
+}

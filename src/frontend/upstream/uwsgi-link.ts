@@ -5,14 +5,14 @@
 // for tsgi streams, with the same flow control both ways.
 import { connect, type Socket } from 'node:net';
 import type { Address } from '../../common/address.js';
-import { LOCAL_CONNECTION_LOST, type RequestHead, type Stream } from '../../protocol/connection.js';
+import { LOCAL_CONNECTION_LOST, type RequestHead, type StreamHandler } from '../../protocol/connection.js';
 import { DEFAULTS, ResetCode } from '../../protocol/constants.js';
 import { TsgiError } from '../../protocol/errors.js';
 import type { tsgi } from '../../protocol/generated/tsgi.js';
 import { packHeaders } from '../../protocol/header-table.js';
 import { HttpResponseParser, type ParsedResponseHead } from '../../protocol/http-response.js';
 import { encodePacket } from '../../protocol/uwsgi.js';
-import type { Link, LinkOwner, LinkConnection, LinkEvents, LinkOptions, LinkState, StreamSurface } from './link.js';
+import type { Link, LinkOwner, LinkConnection, LinkEvents, LinkOptions, LinkState, LinkStream } from './link.js';
 import { contentLengthOf, requestVars } from './uwsgi-vars.js';
 import { HOP_BY_HOP } from '../../protocol/http-grammar.js';
 
@@ -46,12 +46,10 @@ function responseHead(parsed: ParsedResponseHead): tsgi.Response {
 }
 
 /** One request on its own uwsgi connection, seen by exchange.ts as a tsgi Stream. */
-class UwsgiStream implements StreamSurface {
-  context: unknown = undefined;
-  onHead: ((head: tsgi.Response, endStream: boolean) => void) | null = null;
-  onData: ((chunk: Buffer, endStream: boolean) => void) | null = null;
-  onReset: ((code: number, message: string) => void) | null = null;
-  onDrain: (() => void) | null = null;
+class UwsgiStream implements LinkStream {
+  handler: StreamHandler | null = null;
+  /** A uwsgi backend acknowledges nothing: a request lost with its connection is never sent again. */
+  readonly credited = true;
   closed = false;
   localEnded = false;
   remoteEnded = false;
@@ -102,7 +100,7 @@ class UwsgiStream implements StreamSurface {
     socket.on('connect', () => { this.#connected = true; });
     socket.on('data', (chunk: Buffer) => this.#receive(chunk));
     socket.on('end', () => this.#eof());
-    socket.on('drain', () => { if (!this.closed) this.onDrain?.(); });
+    socket.on('drain', () => { if (!this.closed) this.handler?.onDrain?.(); });
     socket.on('error', (err: NodeJS.ErrnoException) => { this.#error ??= err.code ?? err.message; });
     socket.on('close', () => this.#onClose());
     // One write, so one syscall: a server that answers without reading the body must not be
@@ -198,7 +196,7 @@ class UwsgiStream implements StreamSurface {
       this.remoteEnded = true;
       this.#close(); // closed before the owner hears of the end, as a tsgi stream is
     }
-    this.onHead?.(head, end);
+    this.handler?.onHead?.(head, end);
   }
 
   #onBody(chunk: Buffer): void {
@@ -208,20 +206,20 @@ class UwsgiStream implements StreamSurface {
       this.#paused = true;
       this.#socket?.pause();
     }
-    this.onData?.(chunk, false);
+    this.handler?.onData?.(chunk, false);
   }
 
   #onEnd(): void {
     if (this.closed) return;
     this.remoteEnded = true;
     this.#close();
-    this.onData?.(EMPTY, true);
+    this.handler?.onData?.(EMPTY, true);
   }
 
   #lost(message: string): void {
     if (this.closed) return;
     this.#close();
-    this.onReset?.(LOCAL_CONNECTION_LOST, message);
+    this.handler?.onReset?.(LOCAL_CONNECTION_LOST, message);
   }
 
   #onClose(): void {
@@ -231,7 +229,7 @@ class UwsgiStream implements StreamSurface {
       const why = this.#error ?? 'closed';
       this.#close();
       if (DOWN.has(why)) this.#link._down(why);
-      this.onReset?.(ResetCode.REFUSED_STREAM, `cannot connect to ${this.#link.name} (${why})`);
+      this.handler?.onReset?.(ResetCode.REFUSED_STREAM, `cannot connect to ${this.#link.name} (${why})`);
       return;
     }
     if (this.#error === 'ECONNRESET' && this.#parser.untilClose) {
@@ -250,7 +248,7 @@ class UwsgiStream implements StreamSurface {
   #tooLarge(): void {
     if (this.closed) return;
     this.#close();
-    this.onReset?.(ResetCode.TOO_LARGE, `a request body without Content-Length is limited to ${CHUNKED_BODY_LIMIT} bytes for a uwsgi backend`);
+    this.handler?.onReset?.(ResetCode.TOO_LARGE, `a request body without Content-Length is limited to ${CHUNKED_BODY_LIMIT} bytes for a uwsgi backend`);
   }
 }
 
@@ -310,12 +308,11 @@ export class UwsgiLink implements Link {
     });
   }
 
-  #open(head: RequestHead, endStream: boolean): Stream {
+  #open(head: RequestHead, endStream: boolean): LinkStream {
     if (!this.canOpen) throw new TsgiError('TSGI_ERR_STREAM_REFUSED', `uwsgi backend ${this.name} is not ready`);
     const stream = new UwsgiStream(this, head, endStream);
     this.#streams.add(stream);
-    // The exchange uses only the Stream surface a UwsgiStream implements (StreamSurface).
-    return stream as unknown as Stream;
+    return stream;
   }
 
   _forget(stream: UwsgiStream): void {
