@@ -4,6 +4,7 @@
 // of a backend's links is taken, the backend first opens a few more links (Backend.grow). Above
 // maxInFlight, new requests are shed at once (503 + Retry-After) instead of queued.
 // Backends join and leave at run time (control socket, config reload) without a restart.
+import assert from 'node:assert/strict';
 import { type Address, formatAddress } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
 import { defaultOf } from '../../common/options.js';
@@ -70,6 +71,7 @@ export class Pool {
 
   /** An admitted request is done (answered, failed or cancelled). */
   leave(): void {
+    assert(this.inFlight > 0, 'a request left the pool without being admitted');
     this.inFlight--;
   }
 

@@ -13,6 +13,7 @@
 // back to the pool when the reader has moved on and no reference is left. A reference that is
 // never dropped (a write whose callback never comes) only means that slab is not used again:
 // the garbage collector takes it like any other buffer.
+import assert from 'node:assert/strict';
 
 /** Size of one slab. A Unix socket's default buffer (~208 KiB) fits in one read. */
 const SLAB_SIZE = 512 * 1024;
@@ -29,7 +30,10 @@ class Slab {
   refs = 1;
   /** release, bound once: a write's callback costs no closure. */
   readonly release = (): void => {
-    if (--this.refs === 0) recycle(this);
+    const refs = --this.refs;
+    if (refs === 0) recycle(this);
+    // Released once too often, the slab would be handed to a reader while a write still uses it.
+    else if (refs < 0) assert.fail('a read slab was released more often than it was retained');
   };
 }
 
