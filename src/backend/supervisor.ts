@@ -102,6 +102,8 @@ export class Supervisor {
   #fatal: TsgiError | null = null;
   #lastShed = 0;
   #imbalanced = 0;
+  /** The warning that the socket file is gone (nothing can be rebalanced) was written. */
+  #unreachableSaid = false;
   #spawnAfter = 0;
   /** The wait before the respawn after the next crash (0: at once). */
   #crashDelay = 0;
@@ -379,7 +381,14 @@ export class Supervisor {
     if (++this.#imbalanced >= 2) {
       this.#imbalanced = 0;
       // A front can follow a GOAWAY only by connecting again: not once our socket file is gone.
-      if (!reachable(this.#server)) return;
+      if (!reachable(this.#server)) {
+        if (!this.#unreachableSaid) {
+          this.#unreachableSaid = true;
+          this.#opts.log.warn(`connections are unbalanced across workers (${max.connections} vs ${min.connections}), `
+            + 'but the listening socket is gone: no connection is moved (a front could not reconnect)');
+        }
+        return;
+      }
       this.#lastShed = now;
       // The count is left as it is until the next heartbeat, so that the connection the front
       // opens in its place goes to the less busy worker rather than back here on a tie.
