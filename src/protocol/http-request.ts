@@ -5,7 +5,7 @@
 // whitespace is SP and HTAB only, never what String.prototype.trim() strips (U+00A0).
 // Body chunks are views of the bytes pushed (no copy). No I/O.
 import { TsgiError } from './errors.js';
-import { CONTENT_LENGTH, TOKEN } from './http-grammar.js';
+import { CONTENT_LENGTH, ChunkedLines, HEX, LINE_BARE_LF, LINE_INCOMPLETE, LINE_TOO_LONG, TOKEN } from './http-grammar.js';
 
 export interface ParsedRequestHead {
   method: string;
@@ -60,18 +60,6 @@ const CRLF2 = Buffer.from('\r\n\r\n');
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([!$-;=?-~]+) HTTP\/1\.([01])$/;
 /** Controls other than tab, and a CR or LF that is not part of a CRLF. */
 const BAD_HEAD = /[\0-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/;
-/** Hex digits: their value, or -1 (the bytes of a chunk size). */
-const HEX = new Int8Array(256).fill(-1);
-for (let i = 0; i < 10; i++) HEX[0x30 + i] = i;
-for (let i = 0; i < 6; i++) HEX[0x41 + i] = HEX[0x61 + i] = 10 + i;
-/** Most hex digits in a chunk size (leading zeros included): 2^48 - 1 bytes at most. */
-const MAX_SIZE_DIGITS = 12;
-/**
- * What may follow a chunk size on its line (RFC 9112 7.1.1): chunk-ext = *( BWS ";" BWS
- * chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), a name a token, a value a token or a
- * quoted-string. `2;`, `2; =x`, `2;a=` are refused.
- */
-const CHUNK_EXT = /^(?:[ \t]*;[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*=[ \t]*(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"))?)+$/;
 /** A chunk-size line or a trailer line longer than this is refused. */
 const MAX_LINE = 4096;
 
@@ -85,8 +73,10 @@ export class HttpRequestParser {
   readonly #events: RequestEvents;
   readonly #maxHead: number;
   #state: number = HEAD;
-  /** Bytes of a head, a chunk-size line or a trailer not yet complete. */
+  /** Bytes of a head not yet complete. */
   #pending: Buffer | null = null;
+  /** The lines of a chunked body: a CRLF on each, extensions to the grammar. */
+  readonly #lines: ChunkedLines;
   #remaining = 0;
   #trailerBytes = 0;
   /** Bytes of chunk extensions in this request so far. */
@@ -96,6 +86,7 @@ export class HttpRequestParser {
   constructor(events: RequestEvents, opts: RequestParserOptions = {}) {
     this.#events = events;
     this.#maxHead = opts.maxHeadSize ?? 16384;
+    this.#lines = new ChunkedLines(true, MAX_LINE);
   }
 
   /** True between requests: nothing of the next one has been read (a keep-alive connection at rest). */
@@ -112,6 +103,7 @@ export class HttpRequestParser {
   reset(): void {
     this.#state = HEAD;
     this.#pending = null;
+    this.#lines.clear();
     this.#remaining = 0;
     this.#trailerBytes = 0;
     this.#extensionBytes = 0;
@@ -301,60 +293,48 @@ export class HttpRequestParser {
 
   /** A CRLF-terminated line of chunked coding: a chunk size, the CRLF after data, or a trailer. */
   #readLine(chunk: Buffer, pos: number): number {
-    const nl = chunk.indexOf(0x0a, pos);
-    const piece = chunk.subarray(pos, nl === -1 ? chunk.length : nl + 1);
-    const prev = this.#pending;
-    const line = prev === null ? piece : Buffer.concat([prev, piece]);
-    if (line.length > MAX_LINE) throw bad('a line of the chunked request body is too long');
-    if (nl === -1) {
-      this.#pending = Buffer.from(line);
-      return chunk.length;
-    }
-    this.#pending = null;
-    const n = line.length;
-    if (n < 2 || line[n - 2] !== 0x0d) throw bad('a line of the chunked request body does not end with CRLF');
+    const lines = this.#lines;
+    const next = lines.next(chunk, pos);
+    if (next === LINE_INCOMPLETE) return chunk.length;
+    if (next === LINE_TOO_LONG) throw bad('a line of the chunked request body is too long');
+    if (next === LINE_BARE_LF) throw bad('a line of the chunked request body does not end with CRLF');
+    const n = lines.end;
     if (this.#state === DATA_END) {
-      if (n !== 2) throw bad('chunk data is not followed by CRLF');
+      if (n !== 0) throw bad('chunk data is not followed by CRLF');
       this.#state = SIZE;
     } else if (this.#state === SIZE) {
-      this.#chunkSize(line, n - 2);
-    } else if (n === 2) {
+      this.#chunkSize();
+    } else if (n === 0) {
       this.#state = DONE;
       this.#events.onEnd();
     } else {
       // Trailer fields are read and dropped (the front forwards none), within the head's limit.
-      this.#trailerBytes += n;
+      this.#trailerBytes += n + 2;
       if (this.#trailerBytes > this.#maxHead) {
         throw new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `request trailers over ${this.#maxHead} bytes (--max-header-size)`);
       }
-      const text = line.toString('latin1', 0, n - 2);
+      const text = lines.line.toString('latin1', 0, n);
       const colon = text.indexOf(':');
       if (colon <= 0 || !TOKEN.test(text.slice(0, colon)) || BAD_HEAD.test(text)) throw bad(`malformed trailer ${quote(text)}`);
     }
-    return nl + 1;
+    return next;
   }
 
-  /**
-   * A chunk-size line without its CRLF, `end` bytes: the size read from the bytes (no string for
-   * the common line without extensions); extensions checked, counted and dropped.
-   */
-  #chunkSize(line: Buffer, end: number): void {
-    let size = 0;
-    let i = 0;
-    for (; i < end && i <= MAX_SIZE_DIGITS; i++) {
-      const d = HEX[line[i]!]!;
-      if (d < 0) break;
-      size = size * 16 + d;
-    }
-    if (i === 0 || i > MAX_SIZE_DIGITS) throw bad(`malformed chunk size ${quote(line.toString('latin1', 0, end))}`);
-    if (i < end) {
+  /** The chunk-size line just read: the size (no string for the common line without extensions); extensions checked, counted and dropped. */
+  #chunkSize(): void {
+    const lines = this.#lines;
+    const size = lines.chunkSize();
+    const text = (): string => quote(lines.line.toString('latin1', 0, lines.end));
+    if (size < 0) throw bad(`malformed chunk size ${text()}`);
+    const ext = lines.extensionBytes();
+    if (ext > 0) {
       // The extensions of a request's chunks count together (CVE-2024-22019: megabytes of them
       // around a few bytes of data were read without limit, none of it counted as body).
-      this.#extensionBytes += end - i;
+      this.#extensionBytes += ext;
       if (this.#extensionBytes > this.#maxHead) throw bad(`chunk extensions over ${this.#maxHead} bytes (--max-header-size)`);
-      const c = line[i];
+      const c = lines.line[lines.end - ext];
       const what = c === 0x3b || c === 0x20 || c === 0x09 ? 'chunk extension' : 'chunk size';
-      if (!CHUNK_EXT.test(line.toString('latin1', i, end))) throw bad(`malformed ${what} ${quote(line.toString('latin1', 0, end))}`);
+      if (!lines.extensionsValid()) throw bad(`malformed ${what} ${text()}`);
     }
     if (size === 0) {
       this.#state = TRAILERS;

@@ -2,7 +2,7 @@
 // (uWSGI, or tsgi serve --uwsgi-socket) writes back. Status line and headers, then a body
 // framed by Content-Length, chunked coding, or the end of the connection. No I/O.
 import { ProtocolError } from './errors.js';
-import { BAD_FIELD_VALUE, CONTENT_LENGTH, TOKEN } from './http-grammar.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH, ChunkedLines, LINE_INCOMPLETE, TOKEN } from './http-grammar.js';
 
 export interface ParsedResponseHead {
   status: number;
@@ -40,8 +40,10 @@ export class HttpResponseParser {
   readonly #maxHead: number;
   readonly #headRequest: boolean;
   #state: State = 'head';
-  /** Bytes of the head (or of a chunk-size / trailer line) not yet complete. */
+  /** Bytes of the head not yet complete. */
   #pending: Buffer | null = null;
+  /** The lines of a chunked body, read leniently (see ChunkedLines). */
+  readonly #lines = new ChunkedLines(false, MAX_LINE);
   #remaining = 0;
 
   constructor(events: ResponseEvents, opts: ResponseParserOptions = {}) {
@@ -97,7 +99,6 @@ export class HttpResponseParser {
           this.#remaining -= n;
           if (this.#remaining === 0) {
             this.#state = 'data-end';
-            this.#pending = null;
           }
           this.#events.onBody(piece);
           break;
@@ -194,35 +195,29 @@ export class HttpResponseParser {
     if (framing === 'none') this.#events.onEnd();
   }
 
-  /** A CRLF-terminated line of chunked coding: a chunk size, the end of a chunk, or a trailer. */
+  /** A line of chunked coding: a chunk size, the end of a chunk, or a trailer. */
   #readLine(chunk: Buffer, pos: number): number {
-    const nl = chunk.indexOf(0x0a, pos);
-    const piece = chunk.subarray(pos, nl === -1 ? chunk.length : nl);
-    const prev = this.#pending;
-    const line = prev === null ? piece : Buffer.concat([prev, piece]);
-    if (line.length > MAX_LINE) throw new ProtocolError('a line of the chunked response body is too long');
-    if (nl === -1) {
-      this.#pending = Buffer.from(line);
-      return chunk.length;
-    }
-    this.#pending = null;
-    const text = line.toString('latin1', 0, line.length).replace(/\r$/, '');
+    const lines = this.#lines;
+    const next = lines.next(chunk, pos);
+    if (next === LINE_INCOMPLETE) return chunk.length;
+    if (next < 0) throw new ProtocolError('a line of the chunked response body is too long');
     if (this.#state === 'data-end') {
-      if (text !== '') throw new ProtocolError('chunk data is not followed by CRLF');
+      if (lines.end !== 0) throw new ProtocolError('chunk data is not followed by CRLF');
       this.#state = 'size';
     } else if (this.#state === 'size') {
-      const m = /^([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(text);
-      if (m === null) throw new ProtocolError(`malformed chunk size ${JSON.stringify(text.slice(0, 40))}`);
-      const size = parseInt(m[1]!, 16);
+      const size = lines.chunkSize();
+      if (size < 0 || !lines.extensionsValid()) {
+        throw new ProtocolError(`malformed chunk size ${JSON.stringify(lines.line.toString('latin1', 0, Math.min(lines.end, 40)))}`);
+      }
       if (size === 0) this.#state = 'trailers';
       else {
         this.#remaining = size;
         this.#state = 'data';
       }
-    } else if (text === '') { // trailers: ignored, up to the blank line that ends the body
+    } else if (lines.end === 0) { // trailers: ignored, up to the blank line that ends the body
       this.#state = 'done';
       this.#events.onEnd();
     }
-    return nl + 1;
+    return next;
   }
 }
