@@ -118,6 +118,10 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
   const log = createLogger('front');
   process.on('SIGHUP', () => {
     const path = values.config;
+    if (values.tlsCert !== undefined) {
+      front.reloadTls();
+      if (path === undefined) return; // the backends come from the command line: nothing else to reload
+    }
     if (path === undefined || !backendsFromFile) {
       log.warn(`SIGHUP: the backends come from ${path === undefined ? 'the command line (no --config file)' : '--backend or TSGI_BACKENDS, which win over the file'}; nothing to reload`);
       return;

@@ -15,6 +15,7 @@ import { ConfigError } from '../protocol/errors.js';
 import { AccessLog } from './observe/access-log.js';
 import { applyForwarded } from './http/forwarded.js';
 import { HttpServer, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http/server.js';
+import type { TlsMinVersion } from './http/tls.js';
 import { FrontMetrics } from './observe/metrics.js';
 import { combineObservers } from './observe/observe.js';
 import { Pool } from './upstream/pool.js';
@@ -45,6 +46,8 @@ export interface Front {
   setBackends(addresses: Address[]): void;
   /** SIGUSR1: reopen the access log file (logrotate moved it). */
   reopenLogs(): void;
+  /** SIGHUP: read the TLS certificate and key again (new connections get them; a bad file keeps the old pair). */
+  reloadTls(): void;
   /** The admin server's address, if --admin was given. */
   readonly adminAddress: Address | null;
   stop(opts?: { graceful?: boolean }): Promise<void>;
@@ -127,6 +130,9 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     });
   }
   const headersTimeout = config.headersTimeout * 1000;
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new ConfigError(config.tlsCert === undefined ? '--tls-key needs --tls-cert' : '--tls-cert needs --tls-key');
+  }
   const trust = new ProxyTrust(config.trustProxy);
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
   const unixListener = config.listen.kind === 'unix';
@@ -152,6 +158,9 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     lingerTimeoutMs: config.lingerTimeout * 1000,
     maxDropBytes: Math.min(proxy.maxBodySize || MAX_DROP_BYTES, MAX_DROP_BYTES),
     onRefused: metrics?.refused,
+    http2: config.http2 === 'on' ? { maxConcurrentStreams: config.maxConcurrentStreams, maxHeaders: config.maxHeaders } : undefined,
+    tls: config.tlsCert === undefined ? undefined
+      : { certFile: config.tlsCert, keyFile: config.tlsKey!, minVersion: config.tlsMinVersion as TlsMinVersion },
   });
   // A worker of --processes N does not listen: the primary hands it the connections it accepts.
   if (handedOver === null) guardAccept(server.listener, { log, name: 'HTTP', refuse: refuse503 });
@@ -172,10 +181,12 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
       throw err;
     }
   }
-  log.info(`${handedOver === null ? 'listening on http' : 'serving connections accepted on http'} ${formatAddress(bound)}; `
+  const scheme = config.tlsCert === undefined ? 'http' : 'https';
+  log.info(`${handedOver === null ? `listening on ${scheme}` : `serving connections accepted on ${scheme}`} ${formatAddress(bound)}; `
     + `backends: ${config.backends.map(formatAddress).join(', ') || 'none yet'}`
     + (trust.empty ? '' : `; trusting forwarded headers from ${trust.entries.join(', ')}`)
-    + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`));
+    + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`)
+    + `; protocols: HTTP/1.1${config.http2 === 'on' ? (config.tlsCert === undefined ? ', h2c' : ', h2') : ''}`);
   const gracefulMs = config.gracefulTimeout * 1000;
   let stopping = false;
   return {
@@ -197,6 +208,9 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     },
     reopenLogs() {
       accessLog?.reopen();
+    },
+    reloadTls() {
+      server.reloadTls();
     },
     setBackends(addresses) {
       const names = new Set(addresses.map(formatAddress));

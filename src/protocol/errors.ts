@@ -29,7 +29,8 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_STATIC_BAD_PATH'
   | 'TSGI_ERR_STATIC_FORBIDDEN'
   | 'TSGI_ERR_STATIC_NOT_FOUND'
-  | 'TSGI_ERR_STATIC_METHOD';
+  | 'TSGI_ERR_STATIC_METHOD'
+  | 'TSGI_ERR_NOT_IMPLEMENTED';
 
 export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_PROTOCOL: 502,
@@ -69,6 +70,8 @@ export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_STATIC_FORBIDDEN: 403,
   TSGI_ERR_STATIC_NOT_FOUND: 404,
   TSGI_ERR_STATIC_METHOD: 405,
+  /** A request the front does not serve at all (CONNECT over HTTP/2). */
+  TSGI_ERR_NOT_IMPLEMENTED: 501,
 };
 
 export class TsgiError extends Error {

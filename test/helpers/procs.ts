@@ -208,14 +208,14 @@ export async function startBackend(appPath: string, extraArgs: string[] = [], op
 
 /**
  * `tsgi front --listen 127.0.0.1:0 --backend unix:SOCK ...`; resolves once it logs
- * `listening on http 127.0.0.1:PORT`, with the port it bound.
+ * `listening on http(s) 127.0.0.1:PORT`, with the port it bound.
  */
 export async function startFront(backendSockets: string[], extraArgs: string[] = []): Promise<FrontProc> {
   const backends = backendSockets.flatMap((s) => ['--backend', s.includes(':') ? s : `unix:${s}`]);
   const proc = spawnCli(['front', '--listen', '127.0.0.1:0', ...backends, '--graceful-timeout', '5', ...extraArgs]);
-  const m = await ready(proc, /listening on http 127\.0\.0\.1:(\d+)/);
-  const port = Number(m[1]);
-  return Object.assign(proc, { port, url: `http://127.0.0.1:${port}` });
+  const m = await ready(proc, /listening on (https?) 127\.0\.0\.1:(\d+)/);
+  const port = Number(m[2]);
+  return Object.assign(proc, { port, url: `${m[1]}://127.0.0.1:${port}` });
 }
 
 export interface CliResult extends ExitInfo {

@@ -6,8 +6,15 @@ import type { Socket } from 'node:net';
 import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '../../protocol/http-request.js';
 import { TsgiError, httpStatusFor, rawErrorResponse } from '../../protocol/errors.js';
 import { HttpRequest } from './request.js';
-import { HttpResponse } from './response.js';
+import { Http1Response, type HttpResponse } from './response.js';
 import type { Logger } from '../../common/log.js';
+
+/** The HTTP/2 connection preface's first line (RFC 9113 3.4): enough to tell h2c from HTTP/1.1. */
+const PREFACE_START = Buffer.from('PRI * HTTP/2.0\r\n', 'latin1');
+
+function startsWithPreface(chunk: Buffer): boolean {
+  return chunk.length >= PREFACE_START.length && chunk.compare(PREFACE_START, 0, PREFACE_START.length, 0, PREFACE_START.length) === 0;
+}
 
 /** What a connection needs of its server (server.ts's HttpServer is one). */
 export interface ConnectionHost {
@@ -23,6 +30,8 @@ export interface ConnectionHost {
   readonly lingerTimeoutMs: number;
   readonly sendTimeoutMs: number;
   readonly maxDropBytes: number;
+  /** Where a connection that opens with the HTTP/2 preface goes; null: HTTP/2 is off. */
+  readonly http2: { accept(socket: Socket): void } | null;
   /** `c` closed. */
   closed(c: Connection): void;
   /** The server is done with `c`: it lingers. */
@@ -35,9 +44,9 @@ export class Connection implements RequestEvents {
   readonly socket: Socket;
   readonly #parser: HttpRequestParser;
   req: HttpRequest | null = null;
-  res: HttpResponse | null = null;
+  res: Http1Response | null = null;
   /** The response in progress waits for 'drain'. */
-  drainWaiter: HttpResponse | null = null;
+  drainWaiter: Http1Response | null = null;
   /** False once this connection is to close after the response in progress. */
   keepAlive = true;
   /** Bytes read but not parsed yet: behind a paused body, or after the request in progress. */
@@ -125,7 +134,7 @@ export class Connection implements RequestEvents {
   }
 
   /** Probes a half-closed client waiting for the head of `res` (at most twice). */
-  #probe(res: HttpResponse): void {
+  #probe(res: Http1Response): void {
     if (this.#probes < 2 && res.req.httpVersion === '1.1') {
       this.#probes++;
       res.writeContinue();
@@ -243,6 +252,11 @@ export class Connection implements RequestEvents {
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#requests === 0 && chunk[0] === 0x50 /* P */ && this.req === null && this.#held === null
+        && this.server.http2 !== null && startsWithPreface(chunk)) {
+      this.#toHttp2(chunk);
+      return;
+    }
     if (this.#ending) {
       this.#drop(chunk.length, 'what came after the end'); // after a refusal or Connection: close
       return;
@@ -291,7 +305,7 @@ export class Connection implements RequestEvents {
     this.#headSince = 0;
     this.#requests++;
     const req = new HttpRequest(this, head);
-    const res = new HttpResponse(this, req);
+    const res = new Http1Response(this, req);
     this.req = req;
     this.res = res;
     this.keepAlive = head.keepAlive && !this.server.closing;
@@ -335,7 +349,7 @@ export class Connection implements RequestEvents {
     }
   }
 
-  responseEnded(res: HttpResponse): void {
+  responseEnded(res: Http1Response): void {
     res.closed();
     if (this.drainWaiter === res) this.drainWaiter = null;
     const req = this.req!;
@@ -439,6 +453,19 @@ export class Connection implements RequestEvents {
     this.#waitingSince = Number.POSITIVE_INFINITY;
     this.socket.write(rawErrorResponse(err), 'latin1');
     this.#end();
+  }
+
+  /**
+   * The client opened with the HTTP/2 connection preface (h2c with prior knowledge): the socket
+   * goes to the HTTP/2 sessions, the bytes read so far with it.
+   */
+  #toHttp2(first: Buffer): void {
+    const socket = this.socket;
+    for (const event of ['data', 'drain', 'error', 'close', 'end']) socket.removeAllListeners(event);
+    this.server.closed(this);
+    socket.pause();
+    socket.unshift(first);
+    this.server.http2!.accept(socket);
   }
 
   #onClose(): void {

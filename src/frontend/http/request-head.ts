@@ -128,6 +128,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     serverPort: peer.serverPort,
   };
   if (req.method !== 'GET') head.method = req.method;
+  if ((req.socket as { encrypted?: boolean }).encrypted === true) head.scheme = 'https';
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
   else if (!hasHost) problem = 'HTTP/1.1 request without Host';
   return { head, problem };

@@ -27,7 +27,7 @@ export interface BodyReader {
 export class HttpRequest {
   readonly method: string;
   readonly url: string;
-  /** '1.1' or '1.0'. */
+  /** '1.1', '1.0', or '2.0' (HTTP/2). */
   readonly httpVersion: string;
   /** Header fields as sent: [name, value, name, value, …]. */
   readonly rawHeaders: string[];
@@ -46,12 +46,13 @@ export class HttpRequest {
   paused: boolean;
   discarding = false;
 
-  constructor(conn: RequestConnection, head: ParsedRequestHead) {
+  /** `httpVersion` '2.0' for a request that came over HTTP/2 (h2.ts); else the head's. */
+  constructor(conn: RequestConnection, head: ParsedRequestHead, httpVersion?: string) {
     this.#conn = conn;
     this.socket = conn.socket;
     this.method = head.method;
     this.url = head.target;
-    this.httpVersion = head.minor === 1 ? '1.1' : '1.0';
+    this.httpVersion = httpVersion ?? (head.minor === 1 ? '1.1' : '1.0');
     this.rawHeaders = head.headers;
     this.expectContinue = head.expectContinue;
     this.hasBody = head.framing !== 'none';

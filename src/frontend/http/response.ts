@@ -11,14 +11,22 @@ const SMALL_BODY = 2048;
 const CONTINUE = 'HTTP/1.1 100 Continue\r\n\r\n';
 
 let dateMs = 0;
+let date = '';
 let dateLine = '';
-/** The Date header line, made at most once a second. */
-function dateHeader(): string {
+/** The Date value (IMF-fixdate, RFC 9110 5.6.7), made at most once a second. */
+export function dateValue(): string {
   const now = Date.now();
   if (now - dateMs >= 1000 || now < dateMs) {
     dateMs = now - (now % 1000);
-    dateLine = `Date: ${new Date(dateMs).toUTCString()}\r\n`;
+    date = new Date(dateMs).toUTCString();
+    dateLine = `Date: ${date}\r\n`;
   }
+  return date;
+}
+
+/** The Date header line of an HTTP/1.1 head. */
+function dateHeader(): string {
+  dateValue();
   return dateLine;
 }
 
@@ -28,9 +36,9 @@ export interface ResponseConnection {
   /** False once the connection is to close after this response. */
   keepAlive: boolean;
   /** The response waiting for 'drain'. */
-  drainWaiter: HttpResponse | null;
+  drainWaiter: Http1Response | null;
   readonly server: { readonly closing: boolean; readonly keepAliveHeader: string };
-  responseEnded(res: HttpResponse): void;
+  responseEnded(res: Http1Response): void;
 }
 
 /** Who hears a response's events: methods on the handler's prototype (no closures per request). */
@@ -42,10 +50,49 @@ export interface ResponseHandler {
 }
 
 /**
- * A response: the head is held until the first body bytes (or the end), then written with
- * them; write() of no bytes sends it alone.
+ * A response as the front's handlers (the exchange, static files) write it, whatever the
+ * client's protocol: HTTP/1.1 (Http1Response, below) or HTTP/2 (h2.ts's Http2Response).
  */
-export class HttpResponse {
+export interface HttpResponse {
+  readonly req: HttpRequest;
+  /** The client connection's socket (its addresses; TLS). */
+  readonly socket: Socket;
+  statusCode: number;
+  readonly headersSent: boolean;
+  /** end() was called. */
+  readonly ended: boolean;
+  readonly destroyed: boolean;
+  handler: ResponseHandler | null;
+  /**
+   * Sets the status and headers (flat: [name, value, …], checked by the caller for tokens and
+   * control characters). Throws, writing nothing, on a Content-Length that is not one number.
+   * A head not sent yet (no body bytes written) may be replaced.
+   */
+  writeHead(status: number, reason: string | undefined, headers: readonly string[]): void;
+  /** Writes `100 Continue`: the client may send the body it announced with Expect. */
+  writeContinue(): void;
+  /** Holds writes until uncork() (the end of this tick): one write for what a backend read brought. */
+  cork(): void;
+  uncork(): void;
+  /** Calls the handler's onResponseDrain once when the client can take more (after a write returned false). */
+  onceDrain(): void;
+  /**
+   * Writes body bytes; false when the client's buffer is full (wait for onceDrain). Throws,
+   * writing nothing, when they would run past the Content-Length. `done` is called once the
+   * bytes are handed on.
+   */
+  write(chunk: Buffer, done?: () => void): boolean;
+  /** Ends the response, with `last` as its final body bytes. Throws, writing nothing of the end, on a length mismatch. */
+  end(last?: Buffer, done?: () => void): void;
+  /** Cuts the response (and, on HTTP/1.1, its connection): it cannot be completed. */
+  destroy(): void;
+}
+
+/**
+ * An HTTP/1.1 response: the head is held until the first body bytes (or the end), then written
+ * with them; write() of no bytes sends it alone.
+ */
+export class Http1Response implements HttpResponse {
   statusCode = 200;
   headersSent = false;
   /** end() was called. */

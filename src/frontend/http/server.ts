@@ -11,12 +11,15 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from '../../common/log.js';
 import { TsgiError, rawErrorResponse } from '../../protocol/errors.js';
+import type { TLSSocket } from 'node:tls';
 import { Connection } from './connection.js';
+import { Http2Edge } from './h2.js';
 import type { HttpRequest } from './request.js';
 import type { HttpResponse } from './response.js';
+import { TlsEdge, type TlsMinVersion } from './tls.js';
 
 export { HttpRequest, type BodyReader } from './request.js';
-export { HttpResponse, type ResponseHandler } from './response.js';
+export type { HttpResponse, ResponseHandler } from './response.js';
 
 export interface HttpServerOptions {
   log: Logger;
@@ -53,6 +56,15 @@ export interface HttpServerOptions {
   onRefused?: (status: number) => void;
   /** False: no timer sweeps the connections; the owner calls sweep() (tests, with a clock of their own). */
   sweeper?: boolean;
+  /** HTTP/2 (h2 by ALPN, h2c by the preface); absent: HTTP/1.1 alone. */
+  http2?: {
+    /** Streams a client may have open on one connection. */
+    maxConcurrentStreams: number;
+    /** Most header fields in a request. */
+    maxHeaders: number;
+  };
+  /** TLS on the listener (every connection); absent: cleartext. */
+  tls?: { certFile: string; keyFile: string; minVersion: TlsMinVersion };
 }
 
 /** Default of lingerTimeoutMs. */
@@ -87,6 +99,9 @@ export class HttpServer {
   readonly maxDropBytes: number;
   /** The Connection (and Keep-Alive) lines of a response that keeps its connection open. */
   readonly keepAliveHeader: string;
+  /** HTTP/2 sessions, when enabled. */
+  readonly http2: Http2Edge | null;
+  readonly #tls: TlsEdge | null;
 
   constructor(opts: HttpServerOptions) {
     this.opts = opts;
@@ -97,6 +112,14 @@ export class HttpServer {
     this.lingerTimeoutMs = opts.lingerTimeoutMs ?? LINGER_TIMEOUT_MS;
     this.sendTimeoutMs = opts.sendTimeoutMs ?? 0;
     this.maxDropBytes = opts.maxDropBytes ?? MAX_DROP_BYTES;
+    this.http2 = opts.http2 === undefined ? null : new Http2Edge({
+      log: opts.log, onRequest: opts.onRequest, maxConcurrentStreams: opts.http2.maxConcurrentStreams,
+      maxHeaderSize: opts.maxHeaderSize, maxHeaders: opts.http2.maxHeaders, idleTimeoutMs: opts.keepAliveTimeoutMs,
+      onRefused: opts.onRefused,
+    });
+    this.#tls = opts.tls === undefined ? null : new TlsEdge({
+      ...opts.tls, http2: this.http2 !== null, handshakeTimeoutMs: opts.headersTimeoutMs, log: opts.log,
+    }, (socket) => this.#secure(socket));
     const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs, opts.bodyTimeoutMs ?? 0, this.lingerTimeoutMs,
       this.sendTimeoutMs].filter((t) => t > 0);
     if (timeouts.length > 0 && opts.sweeper !== false) {
@@ -114,7 +137,7 @@ export class HttpServer {
       socket.destroy();
       return;
     }
-    if (max > 0 && this.connections.size >= max && !this.#evictLingering()) {
+    if (max > 0 && this.#open >= max && !this.#evictLingering()) {
       this.#refuse(socket, max);
       return;
     }
@@ -122,7 +145,25 @@ export class HttpServer {
     // A client may half-close after its request and still read the response (Node's http
     // server allows it too); sockets handed over by the primary are made this way here.
     socket.allowHalfOpen = true;
-    new Connection(this, socket);
+    if (this.#tls !== null) this.#tls.accept(socket);
+    else new Connection(this, socket);
+  }
+
+  /** Client connections open: HTTP/1.1 ones and HTTP/2 sessions. */
+  get #open(): number {
+    return this.connections.size + (this.http2 === null ? 0 : this.http2.sessions.size);
+  }
+
+  /** A TLS handshake is done: HTTP/2 if the client chose it by ALPN, else HTTP/1.1. */
+  #secure(socket: TLSSocket): void {
+    if (this.closing) socket.destroy();
+    else if (socket.alpnProtocol === 'h2' && this.http2 !== null) this.http2.accept(socket);
+    else new Connection(this, socket);
+  }
+
+  /** SIGHUP: the TLS certificate and key are read again (false when they could not be, or there is no TLS). */
+  reloadTls(): boolean {
+    return this.#tls?.reload() ?? false;
   }
 
   /** Closes the connections between requests; busy ones close when their response is done. */
@@ -132,12 +173,13 @@ export class HttpServer {
 
   closeAllConnections(): void {
     for (const c of this.connections) c.socket.destroy();
+    this.http2?.destroyAll();
     for (const socket of this.#lingering.keys()) socket.destroy();
   }
 
   /** Sockets open: connections served, and refused ones still lingering. */
   get sockets(): number {
-    return this.connections.size + this.#lingering.size;
+    return this.#open + this.#lingering.size;
   }
 
   /**
@@ -147,6 +189,7 @@ export class HttpServer {
   close(): void {
     this.closing = true;
     this.closeIdleConnections();
+    this.http2?.close();
     if (this.connections.size === 0) this.#stopSweeping();
   }
 

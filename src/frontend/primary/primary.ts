@@ -56,6 +56,7 @@ export type PrimaryMessage =
   | { type: 'backends'; backends: BackendEntry[] }
   | { type: 'control'; id: number; request: ControlRequest }
   | { type: 'reopen' }
+  | { type: 'reload-tls' }
   | { type: 'metrics'; id: number }
   | { type: 'status'; id: number }
   | { type: 'stop'; graceful: boolean };
@@ -73,6 +74,7 @@ export interface FrontProcess {
   readonly address: Address;
   setBackends(addresses: Address[]): void;
   reopenLogs(): void;
+  reloadTls(): void;
   stop(opts?: { graceful?: boolean }): Promise<void>;
 }
 
@@ -303,6 +305,11 @@ export class FrontPrimary implements FrontProcess {
   reopenLogs(): void {
     this.#workers.broadcast({ type: 'reopen' } satisfies PrimaryMessage);
     if (this.#config.accessLog !== undefined) this.#log.info(`access log: asked ${this.#workers.size} front processes to reopen it`);
+  }
+
+  /** SIGHUP: every worker reads the TLS certificate and key again. */
+  reloadTls(): void {
+    if (this.#config.tlsCert !== undefined) this.#workers.broadcast({ type: 'reload-tls' } satisfies PrimaryMessage);
   }
 
   /** --admin: each worker's series (keyed by pid: a replacement is a new series source). */

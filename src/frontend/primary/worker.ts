@@ -61,6 +61,9 @@ async function main(): Promise<void> {
       case 'reopen':
         front.reopenLogs();
         return;
+      case 'reload-tls':
+        front.reloadTls();
+        return;
       case 'metrics': {
         const id = msg.id;
         void (front.metrics?.registry.getMetricsAsJSON() ?? Promise.resolve(null))

@@ -1,0 +1,360 @@
+// HTTP/2 at the front's edge, with node:http2 (nghttp2 does the framing, HPACK, flow control
+// and the known floods: rapid reset, CONTINUATION). Each HTTP/2 stream becomes an HttpRequest
+// and an Http2Response, the same surfaces an HTTP/1.1 exchange has, so the exchange, static
+// files and the access log serve both alike. Bodies stream both ways under both windows: the
+// request's HTTP/2 stream is paused while the backend's tsgi window is shut (its WINDOW_UPDATEs
+// wait), and the backend's credit waits for the client's 'drain'.
+//
+// Reached three ways: ALPN "h2" after a TLS handshake, the HTTP/2 connection preface on a
+// cleartext connection (h2c with prior knowledge, on the HTTP/1.1 port), or an embedder.
+import { constants, createServer, type IncomingHttpHeaders, type Http2Server, type OutgoingHttpHeaders,
+  type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Logger } from '../../common/log.js';
+import { TsgiError, errorResponse } from '../../protocol/errors.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP } from '../../protocol/http-grammar.js';
+import type { ParsedRequestHead } from '../../protocol/http-request.js';
+import { HttpRequest, type RequestConnection } from './request.js';
+import type { HttpResponse, ResponseHandler } from './response.js';
+import { dateValue } from './response.js';
+
+export interface Http2EdgeOptions {
+  log: Logger;
+  onRequest: (req: HttpRequest, res: HttpResponse) => void;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS: streams a client may have open on one connection. */
+  maxConcurrentStreams: number;
+  /** The bound on a decoded header list (--max-header-size; 431 beyond). */
+  maxHeaderSize: number;
+  /** Most header fields in a request (--max-headers); pseudo-headers not counted. */
+  maxHeaders: number;
+  /** A connection with no stream open for this long, in ms, is closed with GOAWAY (0: never). */
+  idleTimeoutMs: number;
+  /** Counts refusals (the metrics). */
+  onRefused?: (status: number) => void;
+}
+
+export class Http2Edge {
+  readonly #opts: Http2EdgeOptions;
+  readonly #server: Http2Server;
+  /** Open sessions, with the number of streams each has open. */
+  readonly sessions = new Map<ServerHttp2Session, number>();
+  #closing = false;
+
+  constructor(opts: Http2EdgeOptions) {
+    this.#opts = opts;
+    this.#server = createServer({
+      settings: {
+        maxConcurrentStreams: opts.maxConcurrentStreams,
+        // Twice the limit, so that a list somewhat over it still reaches #check and gets its 431
+        // (as on HTTP/1.1); nghttp2 resets a stream whose list is over this one.
+        maxHeaderListSize: opts.maxHeaderSize * 2,
+        enablePush: false,
+      },
+      maxHeaderListPairs: opts.maxHeaders * 2 + 8,
+      // Streams a client opens beyond SETTINGS_MAX_CONCURRENT_STREAMS, and frames nghttp2 finds
+      // invalid, before the session is destroyed (Node's defaults, stated).
+      maxSessionRejectedStreams: 100,
+      maxSessionInvalidFrames: 1000,
+    });
+    this.#server.on('session', (session: ServerHttp2Session) => this.#session(session));
+    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]) => {
+      this.#stream(stream, headers, flags, raw);
+    });
+  }
+
+  /** Serves an HTTP/2 connection (after ALPN h2, or a cleartext one that began with the preface). */
+  accept(socket: Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    this.#server.emit('connection', socket);
+  }
+
+  /** Graceful: GOAWAY on every session; streams in progress complete, then the sessions close. */
+  close(): void {
+    this.#closing = true;
+    for (const session of this.sessions.keys()) session.close();
+  }
+
+  destroyAll(): void {
+    for (const session of this.sessions.keys()) session.destroy();
+  }
+
+  #session(session: ServerHttp2Session): void {
+    this.sessions.set(session, 0);
+    const log = this.#opts.log;
+    const who = (): string => session.socket?.remoteAddress ?? 'client';
+    session.on('close', () => this.sessions.delete(session));
+    session.on('error', (err: NodeJS.ErrnoException) => log.debug(`HTTP/2 session with ${who()}: ${err.code ?? err.message}`));
+    session.on('frameError', (type: number, code: number) => log.debug(`HTTP/2 session with ${who()}: frame ${type} not sent (${code})`));
+    session.on('goaway', (code: number) => {
+      // ENHANCE_YOUR_CALM from our side is nghttp2 cutting a flood (rapid reset, CONTINUATION, …).
+      if (code !== constants.NGHTTP2_NO_ERROR) log.debug(`HTTP/2 session with ${who()}: GOAWAY ${code}`);
+    });
+    const idle = this.#opts.idleTimeoutMs;
+    if (idle > 0) {
+      session.setTimeout(idle, () => {
+        if ((this.sessions.get(session) ?? 0) === 0) session.close();
+      });
+    }
+    if (this.#closing) session.close();
+  }
+
+  #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+    const session = stream.session as ServerHttp2Session;
+    this.sessions.set(session, (this.sessions.get(session) ?? 0) + 1);
+    stream.on('close', () => {
+      const n = this.sessions.get(session);
+      if (n !== undefined) this.sessions.set(session, n - 1);
+    });
+    stream.on('error', (err: NodeJS.ErrnoException) => this.#opts.log.debug(`HTTP/2 stream ${stream.id}: ${err.code ?? err.message}`));
+    const method = headers[':method'] ?? '';
+    const res = new Http2Response(stream, session.socket as Socket, method);
+    const refused = this.#check(headers, raw);
+    const fields: string[] = [];
+    const authority = headers[':authority'];
+    let hasHost = false;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i]!;
+      if (name.charCodeAt(0) === 0x3a /* : */) continue;
+      if (name === 'host') hasHost = true;
+      fields.push(name, raw[i + 1]!);
+    }
+    // :authority is the Host (RFC 9113 8.3.1); a Host field beside it is kept as sent.
+    if (!hasHost && typeof authority === 'string') fields.unshift('host', authority);
+    const length = headers['content-length'];
+    const ended = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0 || stream.readableEnded;
+    const head: ParsedRequestHead = {
+      method,
+      target: headers[':path'] ?? '',
+      minor: 1,
+      headers: fields,
+      keepAlive: true,
+      expectContinue: headers.expect === '100-continue',
+      framing: ended ? 'none' : length !== undefined ? 'length' : 'chunked',
+      contentLength: !ended && length !== undefined ? Number(length) : 0,
+    };
+    const req = new HttpRequest(res, head, '2.0');
+    res.req = req;
+    if (refused !== null) {
+      const answer = errorResponse(refused);
+      this.#opts.log.warn(`${answer.status} to ${res.socket.remoteAddress ?? 'client'} (HTTP/2): ${refused.message}`);
+      this.#opts.onRefused?.(answer.status);
+      res.writeHead(answer.status, answer.reason, answer.headers);
+      res.end(Buffer.from(answer.body));
+      return;
+    }
+    if (!ended) res.listen(req);
+    this.#opts.onRequest(req, res);
+  }
+
+  /** What HTTP/2 adds to the HTTP/1.1 checks the exchange makes: the pseudo-headers, a numeric Content-Length. */
+  #check(headers: IncomingHttpHeaders, raw: string[]): TsgiError | null {
+    const method = headers[':method'];
+    if (method === 'CONNECT') return new TsgiError('TSGI_ERR_NOT_IMPLEMENTED', 'CONNECT over HTTP/2 is not served');
+    const path = headers[':path'];
+    if (typeof path !== 'string' || path === '') return new TsgiError('TSGI_ERR_BAD_REQUEST', 'HTTP/2 request without :path');
+    const length = headers['content-length'];
+    if (length !== undefined && (typeof length !== 'string' || !CONTENT_LENGTH.test(length))) {
+      return new TsgiError('TSGI_ERR_BAD_REQUEST', 'malformed Content-Length');
+    }
+    // The size HTTP/2 counts a header list by (RFC 9113 6.5.2): each field's octets plus 32.
+    let size = 0;
+    for (let i = 1; i < raw.length; i += 2) {
+      size += raw[i - 1]!.length + raw[i]!.length + 32;
+      if (BAD_FIELD_VALUE.test(raw[i]!)) return new TsgiError('TSGI_ERR_BAD_REQUEST', `a control character in the value of ${raw[i - 1]}`);
+    }
+    if (size > this.#opts.maxHeaderSize) {
+      return new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `header list of ${size} bytes over --max-header-size ${this.#opts.maxHeaderSize}`);
+    }
+    return null;
+  }
+}
+
+/**
+ * A response on an HTTP/2 stream: the head is held until the first body bytes (or the end), as
+ * on HTTP/1.1, so a whole small response is one HEADERS and one DATA frame with its length.
+ * It is also the request's link to the stream (pause, resume) for the body.
+ */
+export class Http2Response implements HttpResponse, RequestConnection {
+  statusCode = 200;
+  headersSent = false;
+  ended = false;
+  destroyed = false;
+  handler: ResponseHandler | null = null;
+  req!: HttpRequest;
+  readonly socket: Socket;
+  readonly #stream: ServerHttp2Stream;
+  #head: OutgoingHttpHeaders | null = null;
+  #hasLength = false;
+  #remaining = 0;
+  #noBody: boolean;
+  #awaitingDrain = false;
+
+  constructor(stream: ServerHttp2Stream, socket: Socket, method: string) {
+    this.#stream = stream;
+    this.socket = socket;
+    this.#noBody = method === 'HEAD';
+    stream.on('close', () => this.#closed());
+    stream.on('drain', () => this.#drained());
+  }
+
+  /** Feeds the stream's body to `req` (its reader, when it reads), and its end. */
+  listen(req: HttpRequest): void {
+    const stream = this.#stream;
+    stream.pause();
+    stream.on('data', (chunk: Buffer) => {
+      if (!req.discarding && req.reader !== null) req.reader.onBodyData(chunk);
+    });
+    stream.on('end', () => {
+      req.complete = true;
+      req.paused = false;
+      if (req.reader !== null && !req.discarding) req.reader.onBodyEnd();
+    });
+  }
+
+  // RequestConnection: the request's body flow.
+
+  pauseBody(): void {
+    this.#stream.pause();
+  }
+
+  resumeBody(): void {
+    this.#stream.resume();
+  }
+
+  /** Nobody will read the rest: it is dropped as it comes, and the stream reset once the response is out. */
+  discardStarted(): void {}
+
+  // HttpResponse.
+
+  writeHead(status: number, reason: string | undefined, headers: readonly string[]): void {
+    if (this.headersSent) throw new Error('writeHead: the head was already sent');
+    if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_FIELD_VALUE.test(reason))) {
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status}`);
+    }
+    // HTTP/2 has no reason phrase (RFC 9113 8.3.2); field names go lowercase (8.2.1).
+    const head: OutgoingHttpHeaders = { ':status': status };
+    let length: string | null = null;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!.toLowerCase();
+      const value = headers[i + 1]!;
+      if (name === 'content-length') {
+        if (length !== null && length !== value) throw new TsgiError('TSGI_ERR_PROTOCOL', 'two different Content-Lengths');
+        length = value;
+        continue;
+      }
+      // Connection-specific fields are malformed in HTTP/2 (8.2.2): the front's own Connection: close among them.
+      if (HOP_BY_HOP.has(name)) continue;
+      const prev = head[name];
+      if (prev === undefined) head[name] = value;
+      else if (Array.isArray(prev)) prev.push(value);
+      else head[name] = [prev as string, value];
+    }
+    if (length !== null && !CONTENT_LENGTH.test(length)) {
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
+    }
+    if (length !== null) head['content-length'] = length;
+    if (head.date === undefined) head.date = dateValue();
+    this.#hasLength = length !== null;
+    this.#remaining = length !== null ? Number(length) : 0;
+    this.#noBody = status === 204 || status === 304 || this.req.method === 'HEAD';
+    this.statusCode = status;
+    this.#head = head;
+  }
+
+  writeContinue(): void {
+    if (!this.headersSent && !this.destroyed && !this.#stream.closed) this.#stream.additionalHeaders({ ':status': 100 });
+  }
+
+  cork(): void {}
+
+  uncork(): void {}
+
+  onceDrain(): void {
+    this.#awaitingDrain = true;
+  }
+
+  write(chunk: Buffer, done?: () => void): boolean {
+    const stream = this.#stream;
+    if (this.ended || this.destroyed || stream.closed) {
+      done?.();
+      return false;
+    }
+    if (this.#head !== null) this.#sendHead(false);
+    if (this.#noBody || chunk.length === 0) {
+      done?.();
+      return true;
+    }
+    if (this.#hasLength) {
+      if (chunk.length > this.#remaining) {
+        done?.();
+        throw new TsgiError('TSGI_ERR_PROTOCOL', `body length does not match the Content-Length: ${chunk.length} more bytes with ${this.#remaining} left`);
+      }
+      this.#remaining -= chunk.length;
+    }
+    return stream.write(chunk, done);
+  }
+
+  end(last?: Buffer, done?: () => void): void {
+    const stream = this.#stream;
+    if (this.ended || this.destroyed || stream.closed) {
+      done?.();
+      return;
+    }
+    const n = last === undefined || this.#noBody ? 0 : last.length;
+    if (this.#hasLength && !this.#noBody && n !== this.#remaining) {
+      done?.();
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `body length does not match the Content-Length: ${n} bytes at the end with ${this.#remaining} left`);
+    }
+    this.ended = true;
+    if (this.#head !== null) {
+      if (!this.#hasLength && !this.#noBody) this.#head['content-length'] = n;
+      this.#sendHead(n === 0);
+      if (n === 0) {
+        done?.();
+        this.#afterEnd();
+        return;
+      }
+    }
+    if (n > 0) stream.end(last, done);
+    else stream.end(done);
+    this.#afterEnd();
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (!this.#stream.closed) this.#stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  #sendHead(endStream: boolean): void {
+    const head = this.#head!;
+    this.#head = null;
+    this.headersSent = true;
+    this.#stream.respond(head, { endStream });
+  }
+
+  /** A body the client is still sending is not read: RST_STREAM NO_ERROR once the response is out (RFC 9113 8.1). */
+  #afterEnd(): void {
+    if (this.req.complete) return;
+    const stream = this.#stream;
+    if (stream.writableFinished || stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+    else stream.once('finish', () => stream.close(constants.NGHTTP2_NO_ERROR));
+  }
+
+  #drained(): void {
+    if (!this.#awaitingDrain) return;
+    this.#awaitingDrain = false;
+    this.handler?.onResponseDrain?.();
+  }
+
+  /** The stream closed (ended, or reset by the client): the handler hears it once. */
+  #closed(): void {
+    if (!this.ended) this.destroyed = true;
+    const handler = this.handler;
+    this.handler = null;
+    handler?.onResponseClose();
+  }
+}
