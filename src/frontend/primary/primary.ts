@@ -190,7 +190,7 @@ export class FrontPrimary implements FrontProcess {
       throw err;
     }
     const pids = this.pids().join(', ');
-    this.#log.info(`listening on http ${formatAddress(this.#address)} with ${this.#n} processes (primary pid ${process.pid}, `
+    this.#log.info(`listening on ${this.#config.tlsCert === undefined ? 'http' : 'https'} ${formatAddress(this.#address)} with ${this.#n} processes (primary pid ${process.pid}, `
       + `workers ${pids}); backends: ${c.backends.map(formatAddress).join(', ') || 'none yet'}`);
   }
 
