@@ -11,7 +11,7 @@ import { STATUS_CODES } from 'node:http';
 import { GatewayError, TsgiError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
 import type { Logger } from '../common/log.js';
 import type { AppResult, Application, Chunk, Environ, StartResponse, Write } from './types.js';
-import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP, TOKEN } from '../protocol/http-grammar.js';
+import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP, NOT_TRAILERS, TOKEN } from '../protocol/http-grammar.js';
 
 /** Where a response goes: a tsgi stream, a uwsgi socket, a test double. */
 export interface Responder {
@@ -28,6 +28,32 @@ export interface Responder {
   abort(reason: string): void;
   /** True once the peer is gone: stop producing. */
   readonly aborted: boolean;
+  /** Sends an interim response (103 Early Hints) before the head; a peer that cannot carry one drops it. */
+  informational(status: number, headers: string[]): void;
+  /** Ends the response with trailer fields (after the body sent so far); a peer that cannot carry them drops them. */
+  trailers(headers: string[]): void;
+}
+
+/** Where an environ's tsgi.early_hints and tsgi.trailers find their exchange. */
+const kExchange = Symbol('tsgi.exchange');
+
+/**
+ * environ['tsgi.early_hints'](headers): sends `103 Early Hints` with these headers (pairs or an
+ * object, as startResponse takes) before the response head; ignored once the head went out.
+ * Shared by every environ: it is called as a method of it (`this` is the environ).
+ */
+function earlyHints(this: Environ, headers: unknown): void {
+  const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
+  ex?.earlyHints(headers);
+}
+
+/**
+ * environ['tsgi.trailers'](headers): the response ends with these trailer fields (pairs or an
+ * object), sent after the last body chunk. Call it before the body ends.
+ */
+function setTrailers(this: Environ, headers: unknown): void {
+  const ex = (this as unknown as Record<symbol, Exchange | undefined>)[kExchange];
+  ex?.setTrailers(headers);
 }
 
 /**
@@ -151,12 +177,17 @@ class Exchange {
   #result: unknown = null;
   /** The iterator being drained; its return() runs if the exchange ends before it is done. */
   #iter: Iterator<Chunk> | AsyncIterator<Chunk> | null = null;
+  /** Trailer fields the app gave (tsgi.trailers), sent at the end. */
+  #trailers: string[] | null = null;
   readonly startResponse: StartResponse;
   readonly #write: Write;
 
   constructor(app: Application, environ: Environ, out: Responder, log: Logger, done?: () => void) {
     this.#app = app;
     this.#environ = environ;
+    (environ as unknown as Record<symbol, Exchange>)[kExchange] = this;
+    environ['tsgi.early_hints'] = earlyHints;
+    environ['tsgi.trailers'] = setTrailers;
     this.#out = out;
     this.#log = log;
     this.#done = done;
@@ -237,7 +268,8 @@ class Exchange {
    */
   #setLength(total: number): void {
     const head = this.#pending;
-    if (this.#headSent || head === null || head.code === 204 || head.code === 304) return;
+    // Trailers need a body framed without a length (chunked), as node:http does.
+    if (this.#headSent || head === null || head.code === 204 || head.code === 304 || this.#trailers !== null) return;
     if (head.length < 0) {
       head.flat.push('content-length', String(total));
     } else if (head.length !== total && this.#environ.REQUEST_METHOD !== 'HEAD') {
@@ -295,20 +327,41 @@ class Exchange {
     this.#finish();
   }
 
+  earlyHints(headers: unknown): void {
+    if (this.#headSent || this.#finished || this.#out.aborted) return;
+    // The fields are checked as a head's are (the status there only stands in).
+    this.#out.informational(103, checkHead(200, headers as never).flat);
+  }
+
+  setTrailers(headers: unknown): void {
+    if (this.#ended || this.#finished) throw new GatewayError('TSGI_ERR_START_RESPONSE', 'tsgi.trailers called after the body ended');
+    const { flat } = checkHead('200 OK', headers as never);
+    for (let i = 0; i < flat.length; i += 2) {
+      if (NOT_TRAILERS.has(flat[i]!.toLowerCase())) throw new GatewayError('TSGI_ERR_HEADER', `${flat[i]} may not be a trailer field`);
+    }
+    this.#trailers = flat;
+  }
+
   /** Sends a chunk (and the head first, if it is still pending). Returns the Responder's verdict. */
   #send(bytes: Uint8Array, end: boolean): boolean {
     if (this.#finished || this.#ended || this.#out.aborted) return false;
     if (bytes.length === 0 && !end) return true;
     if (!this.#headSent) {
-      this.#sendHead(bytes.length, end);
+      this.#sendHead(bytes.length, end && this.#trailers === null);
       if (end && bytes.length === 0) {
         this.#ended = true;
+        if (this.#trailers !== null) this.#out.trailers(this.#trailers);
         return false;
       }
     } else if (this.#declared >= 0) {
       this.#count(bytes.length, end);
     }
     if (end) this.#ended = true;
+    if (end && this.#trailers !== null) {
+      const more = this.#out.write(bytes, false);
+      this.#out.trailers(this.#trailers);
+      return more;
+    }
     return this.#out.write(bytes, end);
   }
 

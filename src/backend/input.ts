@@ -13,6 +13,11 @@ export class InputStream implements AsyncIterable<Buffer> {
   #onConsume: ((n: number) => void) | null;
   #received = 0;
   #iterating = false;
+  /**
+   * The request's trailer fields, flat [name, value, …], once the body has ended with them
+   * (chunked HTTP/1.1 or HTTP/2 trailers the client sent); null before the end or without any.
+   */
+  trailers: string[] | null = null;
 
   constructor(onConsume: ((n: number) => void) | null = null) {
     this.#onConsume = onConsume;

@@ -51,7 +51,10 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
   #write: Write | null = null;
   #waiter: { resolve: (r: IteratorResult<Buffer>) => void; reject: (e: unknown) => void } | null = null;
 
+  readonly environ: Environ;
+
   constructor(environ: Environ, startResponse: StartResponse) {
+    this.environ = environ;
     this.#startResponse = startResponse;
     this.#input = environ['tsgi.input'];
     this.#signal = environ['tsgi.signal'];
@@ -75,6 +78,17 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
       if (req.destroyed) return;
       if (r.done) {
         req.complete = true;
+        const trailers = this.#input.trailers;
+        if (trailers !== null) {
+          // As node:http gives them: rawTrailers as received, trailers by lowercase name.
+          req.rawTrailers = trailers;
+          const byName: Record<string, string> = {};
+          for (let i = 0; i < trailers.length; i += 2) {
+            const name = trailers[i]!.toLowerCase();
+            byName[name] = byName[name] === undefined ? trailers[i + 1]! : `${byName[name]}, ${trailers[i + 1]!}`;
+          }
+          req.trailers = byName;
+        }
         req.push(null);
       } else {
         req.push(r.value);
@@ -385,6 +399,23 @@ function resFlushHeaders(this: Res): void {
   this[kState].flushHead();
 }
 
+/** res.addTrailers(): the response ends with these fields (environ['tsgi.trailers']). */
+function resAddTrailers(this: Res, headers: Record<string, string> | [string, string][]): void {
+  const environ = this[kState].environ;
+  (environ['tsgi.trailers'] as (h: unknown) => void).call(environ, headers);
+}
+
+/** res.writeEarlyHints(): a 103 before the head (environ['tsgi.early_hints']); `cb` once it is handed on. */
+function resWriteEarlyHints(this: Res, hints: Record<string, string | string[]>, cb?: () => void): void {
+  const environ = this[kState].environ;
+  const pairs: [string, string][] = [];
+  for (const [name, value] of Object.entries(hints)) {
+    for (const v of Array.isArray(value) ? value : [value]) pairs.push([name, String(v)]);
+  }
+  (environ['tsgi.early_hints'] as (h: unknown) => void).call(environ, pairs);
+  if (cb !== undefined) process.nextTick(cb);
+}
+
 
 function makeResponse(req: Req, exchange: Exchange): Res {
   const res = new ServerResponse(req) as unknown as Res;
@@ -394,6 +425,8 @@ function makeResponse(req: Req, exchange: Exchange): Res {
   res.write = resWrite as never;
   res.end = resEnd as never;
   res.flushHeaders = resFlushHeaders;
+  res.addTrailers = resAddTrailers as never;
+  res.writeEarlyHints = resWriteEarlyHints as never;
   return res;
 }
 

@@ -4,10 +4,10 @@ import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
-import { Connection, LOCAL_CONNECTION_LOST, type Stream, type StreamHandler } from '../protocol/connection.js';
+import { Connection, LOCAL_CONNECTION_LOST, type HeaderFields, type Stream, type StreamHandler } from '../protocol/connection.js';
 import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
 import { TsgiError } from '../protocol/errors.js';
-import { packHeaders } from '../protocol/header-table.js';
+import { packHeaders, unpackHeaders } from '../protocol/header-table.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
 import { LazySignal, buildEnviron } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
@@ -63,6 +63,14 @@ class StreamResponder implements Responder {
     return this.stream.write(chunk, end);
   }
 
+  informational(status: number, headers: string[]): void {
+    if (this.status === 0 && !this.aborted) this.stream.sendResponse({ status, reason: '', headers: packHeaders(headers) }, false);
+  }
+
+  trailers(headers: string[]): void {
+    if (!this.aborted) this.stream.sendTrailers(packHeaders(headers));
+  }
+
   drain(): Promise<void> {
     if (this.aborted || !this.stream.blocked) return Promise.resolve();
     return new Promise((resolve) => { this.#drainWaiter = resolve; });
@@ -108,6 +116,11 @@ class RequestState implements StreamHandler {
 
   onDrain(): void {
     this.responder._wake();
+  }
+
+  /** The request ends with trailer fields: the app finds them on tsgi.input (onData's end follows). */
+  onTrailers(headers: HeaderFields): void {
+    this.input.trailers = unpackHeaders(headers);
   }
 
   onReset(code: number, message: string): void {

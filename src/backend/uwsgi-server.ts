@@ -67,6 +67,12 @@ class SocketResponder implements Responder {
     socket.write(Buffer.from(text + '\r\n', 'latin1'));
   }
 
+  /** uwsgi carries one response: an interim one would end it (nginx takes the first status line). */
+  informational(): void {}
+
+  /** The body is delimited by the close, with no chunked framing: trailers cannot travel. */
+  trailers(): void {}
+
   write(chunk: Uint8Array, _end: boolean): boolean {
     if (this.aborted || this.#socket.destroyed) return false;
     if (this.#bodyless || chunk.length === 0) return true;

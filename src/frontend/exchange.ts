@@ -8,7 +8,9 @@
 // admission (--max-in-flight, in the pool); a refusal closes the client connection.
 import assert from 'node:assert/strict';
 import type { Logger } from '../common/log.js';
-import { LOCAL_CONNECTION_LOST, type RequestHead, type StreamHandler } from '../protocol/connection.js';
+import { type HeaderFields, LOCAL_CONNECTION_LOST, type RequestHead, type StreamHandler } from '../protocol/connection.js';
+import { packHeaders } from '../protocol/header-table.js';
+import { NOT_TRAILERS } from '../protocol/http-grammar.js';
 import { RESET_CODE_NAMES, ResetCode } from '../protocol/constants.js';
 import { TsgiError, blamesBackend, errorResponse } from '../protocol/errors.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
@@ -164,7 +166,10 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       assert(this.#replay !== null, 'a request is sent again only while its body is held');
       let more = true;
       for (const chunk of this.#replay) more = stream.write(chunk);
-      if (this.req.complete) stream.end();
+      if (this.req.complete) {
+        if (this.req.trailers === null) stream.end();
+        else stream.sendTrailers(packHeaders(this.req.trailers, trailerSkip));
+      }
       else if (more) this.req.resume();
     }
   }
@@ -281,7 +286,9 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     }
     const stream = this.#stream;
     if (stream !== null && !stream.closed) {
-      stream.end();
+      const trailers = this.req.trailers;
+      if (trailers === null) stream.end();
+      else stream.sendTrailers(packHeaders(trailers, trailerSkip));
       this.#armResponseTimer();
     }
   }
@@ -328,6 +335,33 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     // Held for the body that the same backend read brings (one write, and a Content-Length when it
     // ends there); when that read brought no body, the head goes out alone (a stream of events).
     else if (heldHeads.push(this) === 1) process.nextTick(Exchange.#sendHeldHeads);
+  }
+
+  /** An interim response (103 Early Hints) before the head: passed on to the client. */
+  onInformational(head: tsgi.Response): void {
+    if (this.#done) return;
+    try {
+      this.res.writeInformational(head.status, responseHeaders(head.headers as tsgi.HeaderBlock));
+    } catch (err) {
+      this.#opts.log.debug(`${this.req.method} ${this.req.url}: interim ${head.status} dropped: ${(err as Error).message}`);
+    }
+  }
+
+  /** The response ends with trailer fields (onData's end follows): the ones a trailer may be go on. */
+  onTrailers(headers: HeaderFields): void {
+    if (this.#done) return;
+    let fields: string[];
+    try {
+      fields = responseHeaders(headers as tsgi.HeaderBlock);
+    } catch (err) {
+      this.#opts.log.debug(`${this.req.method} ${this.req.url}: trailers dropped: ${(err as Error).message}`);
+      return;
+    }
+    const kept: string[] = [];
+    for (let i = 0; i < fields.length; i += 2) {
+      if (!NOT_TRAILERS.has(fields[i]!.toLowerCase())) kept.push(fields[i]!, fields[i + 1]!);
+    }
+    this.res.addTrailers(kept);
   }
 
   onData(chunk: Buffer, end: boolean): void {
@@ -466,6 +500,9 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       `request body stalled for --body-timeout ${s} s after ${ex.#bytesIn} bytes`));
   }
 }
+
+/** Request trailer fields that are not passed on (RFC 9110 6.5.1). */
+const trailerSkip = (_index: number, name: string): boolean => NOT_TRAILERS.has(name);
 
 /** Exchanges whose head arrived without its end in the backend reads of this turn. */
 let heldHeads: Exchange[] = [];

@@ -331,7 +331,16 @@ export class Connection implements StreamOwner {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, 'unexpected RESPONSE');
           return;
         }
-        // Only final statuses travel (the gateway refuses others); 0 is an empty or damaged head.
+        // An interim response (103 Early Hints, say): before the final one, never the end.
+        if (head.status >= 100 && head.status < 200 && head.status !== 101) {
+          if (end) {
+            this._failStream(stream, ResetCode.PROTOCOL_ERROR, `RESPONSE ${head.status} ends the stream`);
+            return;
+          }
+          stream.handler?.onInformational?.(head);
+          return;
+        }
+        // Final statuses travel (the gateway refuses others); 0 is an empty or damaged head.
         if (head.status < 200 || head.status > 999) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, `RESPONSE with status ${head.status}`);
           return;

@@ -28,6 +28,16 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade',
 ]);
 
+/**
+ * Fields that may not be trailers (RFC 9110 6.5.1): framing, routing, authentication, and what
+ * the head decides (content type and coding, caching, cookies), lowercase; the hop-by-hop ones too.
+ * An app may not set them (the gateway refuses them) and the front drops them from a backend's.
+ */
+export const NOT_TRAILERS: ReadonlySet<string> = new Set([
+  'content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'cache-control', 'expires',
+  'date', 'location', 'set-cookie', 'authorization', 'www-authenticate', ...HOP_BY_HOP,
+]);
+
 /** Hex digits (RFC 5234 HEXDIG, either case): their value, or -1. */
 export const HEX = new Int8Array(256).fill(-1);
 for (let i = 0; i < 10; i++) HEX[0x30 + i] = i;

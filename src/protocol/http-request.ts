@@ -67,6 +67,15 @@ function bad(why: string): TsgiError {
   return new TsgiError('TSGI_ERR_BAD_REQUEST', why);
 }
 
+/** A field value without the whitespace around it (RFC 9110 5.5). */
+function trimFieldValue(v: string): string {
+  let i = 0;
+  let j = v.length;
+  while (i < j && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
+  while (j > i && (v.charCodeAt(j - 1) === 0x20 || v.charCodeAt(j - 1) === 0x09)) j--;
+  return v.slice(i, j);
+}
+
 const quote = (s: string) => JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s);
 
 export class HttpRequestParser {
@@ -79,6 +88,8 @@ export class HttpRequestParser {
   readonly #lines: ChunkedLines;
   #remaining = 0;
   #trailerBytes = 0;
+  /** The trailer fields of the current request's chunked body, flat [name, value, …]; null without any. */
+  trailers: string[] | null = null;
   /** Bytes of chunk extensions in this request so far. */
   #extensionBytes = 0;
   #stopped = false;
@@ -106,6 +117,7 @@ export class HttpRequestParser {
     this.#lines.clear();
     this.#remaining = 0;
     this.#trailerBytes = 0;
+    this.trailers = null;
     this.#extensionBytes = 0;
   }
 
@@ -308,7 +320,7 @@ export class HttpRequestParser {
       this.#state = DONE;
       this.#events.onEnd();
     } else {
-      // Trailer fields are read and dropped (the front forwards none), within the head's limit.
+      // Trailer fields, within the head's limit: kept for the request's handler (trailers).
       this.#trailerBytes += n + 2;
       if (this.#trailerBytes > this.#maxHead) {
         throw new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `request trailers over ${this.#maxHead} bytes (--max-header-size)`);
@@ -316,6 +328,7 @@ export class HttpRequestParser {
       const text = lines.line.toString('latin1', 0, n);
       const colon = text.indexOf(':');
       if (colon <= 0 || !TOKEN.test(text.slice(0, colon)) || BAD_HEAD.test(text)) throw bad(`malformed trailer ${quote(text)}`);
+      (this.trailers ??= []).push(text.slice(0, colon), trimFieldValue(text.slice(colon + 1)));
     }
     return next;
   }

@@ -71,6 +71,8 @@ export function ipv4String(bytes: Uint8Array): string {
 export interface StreamHandler {
   /** Client role: the response head. */
   onHead?(head: tsgi.Response, endStream: boolean): void;
+  /** Client role: an interim (1xx) response before the head, 103 Early Hints say. */
+  onInformational?(head: tsgi.Response): void;
   onData?(chunk: Buffer, endStream: boolean): void;
   onTrailers?(headers: HeaderFields): void;
   /** The stream ended abnormally: RESET from the peer, or the connection was lost. */
@@ -90,6 +92,8 @@ export class Stream {
   #unacked = 0;
   #queue: Uint8Array[] = [];
   #queueEnd = false;
+  /** Trailers that end the stream once the queued data has gone. */
+  #queuedTrailers: HeaderFields | null = null;
   localEnded = false;
   remoteEnded = false;
   closed = false;
@@ -135,9 +139,14 @@ export class Stream {
     this.#sendHead(FrameType.REQUEST, Request.encode(wire).finish(), endStream, commit);
   }
 
+  /** Ends the stream with trailer fields; after the body data still waiting for credit, if any. */
   sendTrailers(headers: HeaderFields): void {
-    if (this.localEnded || this.closed) return;
-    if (this.#queue.length > 0) throw new TsgiError('TSGI_ERR_PROTOCOL', 'trailers sent while data waits for credit');
+    if (this.localEnded || this.closed || this.#queueEnd) return;
+    if (this.#queue.length > 0) {
+      this.#queuedTrailers = headers;
+      this.#queueEnd = true;
+      return;
+    }
     const { block, commit } = this.connection.valueEncoder.encode(headers);
     this.#sendHead(FrameType.TRAILERS, Trailers.encode({ headers: block }).finish(), true, commit);
   }
@@ -216,14 +225,22 @@ export class Stream {
     while (queue.length > 0 && this.sendWindow > 0) {
       const head = queue[0]!;
       const lastItem = queue.length === 1;
-      const rest = this.#send(head, lastItem && this.#queueEnd);
+      const rest = this.#send(head, lastItem && this.#queueEnd && this.#queuedTrailers === null);
       if (rest !== null) {
         queue[0] = rest;
         return;
       }
       queue.shift();
     }
-    if (queue.length === 0 && this.#queueEnd && !this.localEnded) this.#send(EMPTY, true);
+    if (queue.length === 0 && this.#queueEnd && !this.localEnded) {
+      const trailers = this.#queuedTrailers;
+      this.#queuedTrailers = null;
+      if (trailers === null) this.#send(EMPTY, true);
+      else {
+        this.#queueEnd = false;
+        this.sendTrailers(trailers);
+      }
+    }
     if (queue.length === 0 && !this.closed) this.handler?.onDrain?.();
   }
 

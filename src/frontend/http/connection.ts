@@ -322,6 +322,7 @@ export class Connection implements RequestEvents {
 
   onEnd(): void {
     const req = this.req!;
+    req.trailers = this.#parser.trailers;
     req.complete = true;
     req.paused = false;
     if (req.reader !== null && !req.discarding) req.reader.onBodyEnd();

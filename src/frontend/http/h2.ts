@@ -172,6 +172,20 @@ export class Http2Edge {
   }
 }
 
+/** Flat [name, value, …] fields as node:http2 headers: lowercase names, repeated ones as arrays. */
+function fieldsObject(fields: readonly string[]): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!.toLowerCase();
+    if (HOP_BY_HOP.has(name)) continue;
+    const prev = out[name];
+    if (prev === undefined) out[name] = fields[i + 1]!;
+    else if (Array.isArray(prev)) prev.push(fields[i + 1]!);
+    else out[name] = [prev as string, fields[i + 1]!];
+  }
+  return out;
+}
+
 /**
  * A response on an HTTP/2 stream: the head is held until the first body bytes (or the end), as
  * on HTTP/1.1, so a whole small response is one HEADERS and one DATA frame with its length.
@@ -191,6 +205,8 @@ export class Http2Response implements HttpResponse, RequestConnection {
   #remaining = 0;
   #noBody: boolean;
   #awaitingDrain = false;
+  /** Trailer fields to end the stream with; sent on 'wantTrailers'. */
+  #trailers: OutgoingHttpHeaders | null = null;
 
   constructor(stream: ServerHttp2Stream, socket: Socket, method: string) {
     this.#stream = stream;
@@ -206,6 +222,14 @@ export class Http2Response implements HttpResponse, RequestConnection {
     stream.pause();
     stream.on('data', (chunk: Buffer) => {
       if (!req.discarding && req.reader !== null) req.reader.onBodyData(chunk);
+    });
+    stream.on('trailers', (headers: IncomingHttpHeaders) => {
+      const fields: string[] = [];
+      for (const [name, value] of Object.entries(headers)) {
+        if (name.charCodeAt(0) === 0x3a || value === undefined) continue;
+        for (const v of Array.isArray(value) ? value : [value]) fields.push(name, v);
+      }
+      if (fields.length > 0) req.trailers = fields;
     });
     stream.on('end', () => {
       req.complete = true;
@@ -265,7 +289,18 @@ export class Http2Response implements HttpResponse, RequestConnection {
   }
 
   writeContinue(): void {
-    if (!this.headersSent && !this.destroyed && !this.#stream.closed) this.#stream.additionalHeaders({ ':status': 100 });
+    this.writeInformational(100, []);
+  }
+
+  writeInformational(status: number, headers: readonly string[]): void {
+    if (this.headersSent || this.destroyed || this.#stream.closed) return;
+    const head = fieldsObject(headers);
+    head[':status'] = status;
+    this.#stream.additionalHeaders(head);
+  }
+
+  addTrailers(headers: readonly string[]): void {
+    if (headers.length > 0 && !this.ended) this.#trailers = fieldsObject(headers);
   }
 
   cork(): void {}
@@ -312,7 +347,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
     if (this.#head !== null) {
       if (!this.#hasLength && !this.#noBody) this.#head['content-length'] = n;
       this.#sendHead(n === 0);
-      if (n === 0) {
+      if (n === 0 && (this.#noBody || this.#trailers === null)) {
         done?.();
         this.#afterEnd();
         return;
@@ -333,7 +368,12 @@ export class Http2Response implements HttpResponse, RequestConnection {
     const head = this.#head!;
     this.#head = null;
     this.headersSent = true;
-    this.#stream.respond(head, { endStream });
+    const stream = this.#stream;
+    // A body that streams may end with trailers the head cannot know of yet: the stream waits
+    // for them (an empty trailer section when none come); a whole body knows already.
+    const waitForTrailers = !this.#noBody && (this.ended ? this.#trailers !== null : !endStream);
+    if (waitForTrailers) stream.once('wantTrailers', () => stream.sendTrailers(this.#trailers ?? {}));
+    stream.respond(head, { endStream: endStream && !waitForTrailers, waitForTrailers });
   }
 
   /** A body the client is still sending is not read: RST_STREAM NO_ERROR once the response is out (RFC 9113 8.1). */

@@ -38,6 +38,8 @@ export class HttpRequest {
   readonly contentLength: number;
   /** The whole request, body included, has been read. */
   complete: boolean;
+  /** The body's trailer fields, flat [name, value, …], once it has ended with some; else null. */
+  trailers: string[] | null = null;
   /** Who reads the body: set by readBody, cleared by discard. */
   reader: BodyReader | null = null;
   readonly #conn: RequestConnection;

@@ -71,6 +71,13 @@ export interface HttpResponse {
   writeHead(status: number, reason: string | undefined, headers: readonly string[]): void;
   /** Writes `100 Continue`: the client may send the body it announced with Expect. */
   writeContinue(): void;
+  /** Writes an interim response (103 Early Hints) before the head; dropped for a client that cannot take one. */
+  writeInformational(status: number, headers: readonly string[]): void;
+  /**
+   * The response ends with these trailer fields (flat). HTTP/1.1 sends them in the chunked
+   * framing's last chunk when the client said `TE: trailers`; HTTP/2 always.
+   */
+  addTrailers(headers: readonly string[]): void;
   /** Holds writes until uncork() (the end of this tick): one write for what a backend read brought. */
   cork(): void;
   uncork(): void;
@@ -109,6 +116,8 @@ export class Http1Response implements HttpResponse {
   #chunked = false;
   #noBody: boolean;
   #awaitingDrain = false;
+  /** The trailer section to end a chunked body with (`name: value` lines), or null. */
+  #trailers: string | null = null;
 
   constructor(conn: ResponseConnection, req: HttpRequest) {
     this.#conn = conn;
@@ -164,6 +173,21 @@ export class Http1Response implements HttpResponse {
   /** Writes `100 Continue`: the client may send the body it announced with Expect. */
   writeContinue(): void {
     if (!this.headersSent && !this.destroyed) this.#conn.socket.write(CONTINUE, 'latin1');
+  }
+
+  writeInformational(status: number, headers: readonly string[]): void {
+    // HTTP/1.0 has no interim responses (RFC 9110 15.2): a 1.0 client would take it for the answer.
+    if (this.headersSent || this.destroyed || this.req.httpVersion !== '1.1') return;
+    let head = `HTTP/1.1 ${status} ${reasonPhrase(status) || 'Informational'}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.#conn.socket.write(`${head}\r\n`, 'latin1');
+  }
+
+  addTrailers(headers: readonly string[]): void {
+    if (headers.length === 0 || this.ended || !wantsTrailers(this.req)) return;
+    let lines = '';
+    for (let i = 0; i < headers.length; i += 2) lines += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    this.#trailers = lines;
   }
 
   cork(): void {
@@ -236,6 +260,8 @@ export class Http1Response implements HttpResponse {
     }
     const socket = this.#conn.socket;
     const n = last === undefined || this.#noBody ? 0 : last.length;
+    // Trailers need the chunked framing: a head not sent yet goes out without a length.
+    if (this.#head !== null && this.#trailers !== null && !this.#hasLength && !this.#noBody) this.#sendHead(false, 0);
     if (this.#head !== null) {
       // The usual case: head and whole body together.
       if (this.#hasLength && !this.#noBody && n !== this.#remaining) throw lengthError(`${n} bytes for a Content-Length of ${this.#remaining}`, done);
@@ -255,14 +281,15 @@ export class Http1Response implements HttpResponse {
       if (n > 0) socket.write(last!, done);
       else done?.();
     } else if (this.#chunked) {
+      const lastChunk = this.#trailers === null ? '0\r\n\r\n' : `0\r\n${this.#trailers}\r\n`;
       if (n > 0) {
         socket.cork();
         socket.write(`${n.toString(16)}\r\n`, 'latin1');
         socket.write(last!);
-        socket.write('\r\n0\r\n\r\n', 'latin1', done);
+        socket.write(`\r\n${lastChunk}`, 'latin1', done);
         socket.uncork();
       } else {
-        socket.write('0\r\n\r\n', 'latin1', done);
+        socket.write(lastChunk, 'latin1', done);
       }
     } else if (n > 0) {
       socket.write(last!, done);
@@ -313,6 +340,12 @@ export class Http1Response implements HttpResponse {
     this.#conn.socket.write(head, 'latin1');
     return '';
   }
+}
+
+/** The client said it takes trailers (`TE: trailers`, RFC 9110 10.1.4). */
+function wantsTrailers(req: HttpRequest): boolean {
+  const te = req.headers.te;
+  return te !== undefined && /(?:^|,)\s*trailers\s*(?:;|,|$)/i.test(te);
 }
 
 /** The error for a body that does not match its Content-Length (nothing of it was written: `done` is called now). */

@@ -3,7 +3,7 @@
 // that opens one connection per request (uwsgi-link.ts).
 import type { Address } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
-import type { RequestHead, StreamHandler } from '../../protocol/connection.js';
+import type { HeaderFields, RequestHead, StreamHandler } from '../../protocol/connection.js';
 
 export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
 
@@ -82,6 +82,8 @@ export interface LinkStream {
   readonly credited: boolean;
   write(chunk: Uint8Array): boolean;
   end(): void;
+  /** Ends the request body with trailer fields (a backend that cannot carry them just sees the end). */
+  sendTrailers(headers: HeaderFields): void;
   consume(n: number): void;
   reset(code: number, message?: string): void;
 }

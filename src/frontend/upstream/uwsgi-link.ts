@@ -144,6 +144,11 @@ class UwsgiStream implements LinkStream {
     this.write(EMPTY, true);
   }
 
+  /** uwsgi has no request trailers: the body just ends. */
+  sendTrailers(): void {
+    this.end();
+  }
+
   consume(n: number): void {
     this.#unconsumed -= n;
     if (this.#paused && this.#unconsumed < this.#link.window) {

@@ -13,7 +13,9 @@ import { Request as RequestHead, type tsgi } from '../../../src/protocol/message
 export type Event =
   | { type: 'head'; status: number; reason: string; headers: string[]; end: boolean }
   | { type: 'write'; chunk: Buffer; end: boolean }
-  | { type: 'abort'; reason: string };
+  | { type: 'abort'; reason: string }
+  | { type: 'informational'; status: number; headers: string[] }
+  | { type: 'trailers'; headers: string[] };
 
 export class RecordingResponder implements Responder {
   readonly events: Event[] = [];
@@ -30,6 +32,14 @@ export class RecordingResponder implements Responder {
   write(chunk: Uint8Array, end: boolean): boolean {
     this.events.push({ type: 'write', chunk: Buffer.from(chunk), end });
     return !this.blocked;
+  }
+
+  informational(status: number, headers: string[]): void {
+    this.events.push({ type: 'informational', status, headers: [...headers] });
+  }
+
+  trailers(headers: string[]): void {
+    this.events.push({ type: 'trailers', headers: [...headers] });
   }
 
   drain(): Promise<void> {
@@ -109,10 +119,9 @@ export function assertComplete(out: RecordingResponder): void {
   assert.is(ev[0]!.type, 'head', 'the head goes out first');
   assert.is(out.heads.length, 1, 'exactly one head');
   assert.equal(out.aborts, [], 'no abort');
-  const ends = ev.filter((e) => e.type !== 'abort' && e.end).length;
+  const ends = ev.filter(ends_).length;
   assert.is(ends, 1, 'the response is ended exactly once');
-  const last = ev[ev.length - 1]!;
-  assert.ok(last.type !== 'abort' && last.end, 'nothing is sent after the end');
+  assert.ok(ends_(ev[ev.length - 1]!), 'nothing is sent after the end');
 }
 
 /** Checks the exchange was cut after its head: one head, one abort, nothing after it, no end. */
@@ -120,7 +129,12 @@ export function assertAborted(out: RecordingResponder): void {
   assert.is(out.heads.length, 1, 'exactly one head: no second (error) head');
   assert.is(out.aborts.length, 1, 'abort() called once');
   assert.is(out.events[out.events.length - 1]!.type, 'abort', 'nothing is sent after abort()');
-  assert.not.ok(out.events.some((e) => e.type !== 'abort' && e.end), 'the response was not ended normally');
+  assert.not.ok(out.events.some(ends_), 'the response was not ended normally');
+}
+
+/** The event ends the response: a head or write with end, or the trailers. */
+function ends_(e: Event): boolean {
+  return e.type === 'trailers' || ((e.type === 'head' || e.type === 'write') && e.end);
 }
 
 export class RecordingLogger implements Logger {
