@@ -7,11 +7,14 @@ import { type AdminServer, packageVersion, recordErrors, startAdmin } from '../c
 import { controlRequest } from '../common/control.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
+import { processUsage, type ProcessUsage } from '../common/process-usage.js';
+import { mergeResponses, type RecentResponse } from '../common/recent-responses.js';
+import { presentStatus, type RollingPoints, sumPoints } from '../common/rolling.js';
 import { type Options, resolveOptions } from '../common/options.js';
 import { aggregate } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
-import { ServeMetrics, supervisorRegistry } from './metrics.js';
+import { ServeMetrics, type ServeReport, supervisorRegistry } from './metrics.js';
 import { BackendServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';
@@ -91,7 +94,28 @@ interface ServeStatus {
   workersTarget: number;
   restarts: Record<string, number>;
   workers: { id: number; pid: number | undefined; generation: number; state: string; connections: number;
-    inFlight: number; requests: number }[];
+    inFlight: number; requests: number; window?: RollingPoints }[];
+  /** All the workers' last minutes (summarized as `recent`). */
+  window?: RollingPoints;
+  /** The requests running, the longest-running first, with the worker running each. */
+  requestsInFlight: { method: string; path: string; worker: number; ageMs: number }[];
+  /** The app's last 5xx responses, newest first. */
+  recentResponses: RecentResponse[];
+  /** CPU and memory of the supervisor and each worker (or of the one process). */
+  processUsage: ProcessUsage[];
+}
+
+/** The serve status's parts that come from the processes running the app. */
+function fromReports(reports: { id: number; report?: ServeReport }[]): Pick<ServeStatus, 'window' | 'requestsInFlight' | 'recentResponses'> {
+  const withReport = reports.filter((r): r is { id: number; report: ServeReport } => r.report !== undefined);
+  return {
+    window: sumPoints(withReport.map((r) => r.report.window)),
+    requestsInFlight: withReport.flatMap(({ id, report }) => report.requests.map((q) => {
+      const i = q.uri.indexOf('?');
+      return { method: q.method, path: i === -1 ? q.uri : `${q.uri.slice(0, i)}?…`, worker: id, ageMs: q.ms };
+    })).sort((a, b) => b.ageMs - a.ageMs).slice(0, 50),
+    recentResponses: mergeResponses(withReport.map((r) => r.report.responses)),
+  };
 }
 
 export async function start(given: BackendConfig): Promise<Backend> {
@@ -137,11 +161,14 @@ export async function start(given: BackendConfig): Promise<Backend> {
       const own = supervisorRegistry(supervisor);
       adminMetrics = async () => aggregate(own, await supervisor.workerMetrics());
       adminStatus = () => {
-        const workers = supervisor.workers.map((w) => ({
+        const all = supervisor.workers;
+        const workers = all.map((w) => ({
           id: w.id, pid: w.pid, generation: w.generation, state: w.state, connections: w.connections,
-          inFlight: w.inFlight, requests: w.served,
+          inFlight: w.inFlight, requests: w.served, window: w.report?.window,
         }));
         return {
+          ...fromReports(all),
+          processUsage: [processUsage('supervisor'), ...all.flatMap((w) => (w.report ? [w.report.usage] : []))],
           requests: supervisor.served,
           inFlight: workers.reduce((n, w) => n + w.inFlight, 0),
           connections: workers.reduce((n, w) => n + w.connections, 0),
@@ -175,6 +202,8 @@ export async function start(given: BackendConfig): Promise<Backend> {
       metrics.attach(server, uwsgi);
       adminMetrics = async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() });
       adminStatus = () => ({
+        ...fromReports([{ id: 0, report: metrics.report() }]),
+        processUsage: [processUsage('serve')],
         requests: metrics.statuses.total,
         inFlight: metrics.inFlight,
         connections: metrics.connections,
@@ -211,7 +240,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
         address: config.admin, log, socketMode: config.socketMode, metrics: adminMetrics,
         status: () => ({
           kind: 'serve', version: packageVersion(), pid: process.pid, uptime: (Date.now() - started) / 1000,
-          listen: formatAddress(announced), ...status(), recentErrors: recent!.list(),
+          listen: formatAddress(announced), ...presentStatus(status()), recentErrors: recent!.list(),
         }),
       });
     } catch (err) {

@@ -82,6 +82,11 @@ export abstract class SocketListener<T extends Tracked> {
   }
 
   /** The longest-running request now, for heartbeats and timeout logs. */
+  /** At most `limit` requests running now, the longest-running first. */
+  requestsInFlight(limit = 50): { method: string; uri: string; ms: number }[] {
+    return this.requests.list(limit);
+  }
+
   oldestRequest(): { method: string; uri: string; ms: number } | null {
     return this.requests.oldest();
   }

@@ -4,6 +4,19 @@
 // asks for over IPC (common/worker-metrics.ts).
 import type { Registry } from 'prom-client';
 import { defineMetric, defineProcessMetrics, Histogram, promClient, type Sample, StatusCounts } from '../common/metrics.js';
+import { processUsage, type ProcessUsage } from '../common/process-usage.js';
+import { RecentResponses, type RecentResponse } from '../common/recent-responses.js';
+import { RollingStats, type RollingPoints } from '../common/rolling.js';
+
+/** What a process running the app reports for the status page (a worker: with each heartbeat). */
+export interface ServeReport {
+  window: RollingPoints;
+  /** Requests running, the longest-running first. */
+  requests: { method: string; uri: string; ms: number }[];
+  /** The last 5xx responses, newest first. */
+  responses: RecentResponse[];
+  usage: ProcessUsage;
+}
 
 /** What a server reports for the gauges. */
 export interface Gauged {
@@ -15,7 +28,9 @@ export class ServeMetrics {
   readonly registry: Registry = new (promClient().Registry)();
   readonly statuses = new StatusCounts();
   readonly latency = new Histogram();
-  readonly #servers: Gauged[] = [];
+  readonly #servers: (Gauged & { requestsInFlight?(limit?: number): ServeReport['requests'] })[] = [];
+  readonly #window = new RollingStats();
+  readonly #errors = new RecentResponses();
 
   /** `processMetrics`: prom-client's default process metrics (not in workers: the supervisor has its own). */
   constructor(processMetrics: boolean) {
@@ -31,14 +46,29 @@ export class ServeMetrics {
   }
 
   /** The servers whose in-flight requests and connections the gauges add up. */
-  attach(...servers: (Gauged | null)[]): void {
+  attach(...servers: ((Gauged & { requestsInFlight?(limit?: number): ServeReport['requests'] }) | null)[]): void {
     for (const s of servers) if (s !== null) this.#servers.push(s);
   }
 
   /** A request finished: its status (0 if no head went out) and performance.now() at its start. */
-  observe(status: number, started: number): void {
-    this.statuses.add(status === 0 ? 499 : status);
-    this.latency.observe((performance.now() - started) / 1000);
+  observe(status: number, started: number, request?: { readonly method: string; readonly uri: string }): void {
+    const code = status === 0 ? 499 : status;
+    const now = performance.now();
+    const seconds = (now - started) / 1000;
+    this.statuses.add(code);
+    this.latency.observe(seconds);
+    const epochMs = performance.timeOrigin + now;
+    this.#window.record(code, seconds, epochMs);
+    if (code >= 500 && request !== undefined) this.#errors.push(code, request.method, request.uri, this.name, seconds * 1000, epochMs);
+  }
+
+  /** How this process is named in the recent errors and the process table. */
+  name = 'serve';
+
+  /** This process's part of the status page. */
+  report(): ServeReport {
+    const requests = this.#servers.flatMap((s) => s.requestsInFlight?.(50) ?? []).sort((a, b) => b.ms - a.ms).slice(0, 50);
+    return { window: this.#window.export(Date.now()), requests, responses: this.#errors.list(), usage: processUsage(this.name) };
   }
 
   get inFlight(): number {

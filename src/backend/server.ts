@@ -305,7 +305,7 @@ export class BackendServer extends SocketListener<RequestState> {
     // The response is complete but the body never was read to its end: stop the front sending it.
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
     this.requests.finish(state);
-    this.#opts.metrics?.observe(state.responder.status, state.started);
+    this.#opts.metrics?.observe(state.responder.status, state.started, state);
   }
 
   /** Graceful stop: GOAWAY on every connection, so the fronts send nothing new. */

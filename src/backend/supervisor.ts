@@ -13,6 +13,7 @@ import { closeListener, listenOn, reachable } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { ChildSnapshots } from '../common/worker-metrics.js';
+import type { ServeReport } from './metrics.js';
 import type { SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
 
 const HEARTBEAT_TIMEOUT_MS = 10_000;
@@ -43,6 +44,8 @@ interface Worker extends Child {
   /** The longest-running request at the last heartbeat. */
   oldest: { method: string; uri: string; ms: number } | null;
   everReady: boolean;
+  /** --admin: its part of the status page, as of its last heartbeat. */
+  report?: ServeReport;
 }
 
 export interface SupervisorOptions {
@@ -276,6 +279,7 @@ export class Supervisor {
         worker.handed = 0;
         worker.served = msg.served;
         worker.oldest = msg.oldest;
+        worker.report = msg.report;
         return;
       case 'metrics':
         this.#snapshots.update(worker.id, msg.metrics);
@@ -428,10 +432,11 @@ export class Supervisor {
     else this.#workers.route(socket, delivery);
   }
 
-  get workers(): { id: number; pid: number | undefined; generation: number; state: string; connections: number; inFlight: number; served: number }[] {
+  get workers(): { id: number; pid: number | undefined; generation: number; state: string; connections: number; inFlight: number;
+    served: number; report?: ServeReport }[] {
     return [...this.#workers.values()].map((w) => ({
       id: w.id, pid: w.handle.pid, generation: w.generation, state: w.state,
-      connections: w.connections, inFlight: w.inFlight, served: w.served,
+      connections: w.connections, inFlight: w.inFlight, served: w.served, report: w.report,
     }));
   }
 

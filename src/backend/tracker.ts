@@ -42,6 +42,17 @@ export class RequestTracker<T extends Tracked> {
     return null;
   }
 
+  /** At most `limit` requests running now, the longest-running first (for the status pages). */
+  list(limit: number): { method: string; uri: string; ms: number }[] {
+    const now = performance.now();
+    const out: { method: string; uri: string; ms: number }[] = [];
+    for (const r of this.#active) {
+      if (out.length >= limit) break;
+      out.push({ method: r.method, uri: r.uri, ms: Math.round(now - r.started) });
+    }
+    return out;
+  }
+
   /** Resolves when nothing runs, or after `timeoutMs`; true if idle. */
   async idle(timeoutMs: number): Promise<boolean> {
     if (this.inFlight === 0) return true;

@@ -246,7 +246,7 @@ class UwsgiExchange {
   #finished(): void {
     this.#state = 'done';
     this.#server._finished(this);
-    this.#opts.metrics?.observe(this.#responder!.status, this.started);
+    this.#opts.metrics?.observe(this.#responder!.status, this.started, this);
     if (this.#responder!.aborted || this.socket.destroyed) return;
     this.socket.end();
     this.#linger();

@@ -6,7 +6,7 @@ import { EXIT } from '../common/exit-codes.js';
 import { createLogger, setLogLevel, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
-import { ServeMetrics } from './metrics.js';
+import { ServeMetrics, type ServeReport } from './metrics.js';
 import { BackendServer } from './server.js';
 import { UwsgiServer } from './uwsgi-server.js';
 
@@ -36,7 +36,9 @@ export type ConnectionProtocol = 'tsgi' | 'uwsgi';
 export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'heartbeat'; connections: number; inFlight: number; served: number;
-      oldest: { method: string; uri: string; ms: number } | null }
+      oldest: { method: string; uri: string; ms: number } | null;
+      /** --admin: this worker's part of the status page. */
+      report?: ServeReport }
   | { type: 'retire'; served: number }
   /** This worker's register.getMetricsAsJSON(): the answer to request `id`, or (id 0) with a heartbeat. */
   | { type: 'metrics'; id: number; metrics: object[] }
@@ -79,6 +81,7 @@ async function main(): Promise<void> {
   const log = config.metrics === true
     ? forwardErrors(createLogger(`worker ${config.workerId}`), config.workerId, send) : createLogger(`worker ${config.workerId}`);
   const metrics = config.metrics === true ? new ServeMetrics(false) : undefined;
+  if (metrics !== undefined) metrics.name = `worker ${config.workerId}`;
   /** With --admin, the worker's metrics ride along each heartbeat (id 0), and go once more at exit. */
   const sendMetrics = async () => {
     if (metrics === undefined || !process.connected) return;
@@ -99,7 +102,7 @@ async function main(): Promise<void> {
   const beat = () => {
     send({
       type: 'heartbeat', connections: server?.connections ?? 0, inFlight: (server?.inFlight ?? 0) + (uwsgi?.inFlight ?? 0),
-      served: served(), oldest: oldest(),
+      served: served(), oldest: oldest(), report: metrics?.report(),
     });
     if (metrics !== undefined) void sendMetrics();
   };

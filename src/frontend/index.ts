@@ -17,6 +17,7 @@ import { applyForwarded } from './http/forwarded.js';
 import { HttpServer, MAX_DROP_BYTES, type HttpRequest, type HttpResponse } from './http/server.js';
 import type { TlsMinVersion } from './http/tls.js';
 import { FrontMetrics } from './observe/metrics.js';
+import { presentStatus } from '../common/rolling.js';
 import { combineObservers } from './observe/observe.js';
 import { Pool } from './upstream/pool.js';
 import { admissionError, requestHead } from './http/request-head.js';
@@ -114,7 +115,10 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
   const control = config.control !== undefined
     ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log, config.controlAllow) : null;
   await control?.listen(config.socketMode);
-  const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog) : null;
+  const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog, {
+    queueSize: config.queueSize, maxInFlight: config.maxInFlight, maxConnections: config.maxConnections,
+  }) : null;
+  if (metrics !== null && handedOver !== null) metrics.role = 'front process';
   const maxHeaders = config.maxHeaders;
   const proxy: ProxyOptions = {
     pool, log, responseTimeoutMs: config.responseTimeout * 1000,
@@ -162,6 +166,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     tls: config.tlsCert === undefined ? undefined
       : { certFile: config.tlsCert, keyFile: config.tlsKey!, minVersion: config.tlsMinVersion as TlsMinVersion },
   });
+  metrics?.attach(server);
   // A worker of --processes N does not listen: the primary hands it the connections it accepts.
   if (handedOver === null) guardAccept(server.listener, { log, name: 'HTTP', refuse: refuse503 });
   const bound = handedOver ?? await listenOn(server.listener, config.listen, config.socketMode);
@@ -171,7 +176,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
       admin = await startAdmin({
         address: config.admin!, log, socketMode: config.socketMode,
         metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-        status: () => metrics.status(),
+        status: () => presentStatus(metrics.status()),
       });
     } catch (err) {
       server.close();

@@ -136,7 +136,7 @@ test('front /status: its JSON shape', async (ctx) => {
   assert.ok(Array.isArray(s.recentErrors));
   const backends = s.backends as Record<string, unknown>[];
   assert.is(backends.length, 1);
-  assert.equal(Object.keys(backends[0]!).sort(), ['failures', 'inFlight', 'links', 'name', 'requests', 'source', 'state']);
+  assert.equal(Object.keys(backends[0]!).sort(), ['failures', 'inFlight', 'links', 'name', 'recent', 'requests', 'source', 'state']);
   assert.equal([backends[0]!.name, backends[0]!.state], [`unix:${ctx.backend!.socket}`, 'up']);
   assert.ok((s.requests as number) >= 7);
   assert.ok((s.statuses as Record<string, number>)['200']! >= 7);
@@ -203,7 +203,7 @@ test('serve /status, and a worker killed with SIGKILL counted as a restart', asy
   assert.is(s.generation, 1);
   assert.is(s.workers.length, 2);
   for (const w of s.workers) {
-    assert.equal(Object.keys(w).sort(), ['connections', 'generation', 'id', 'inFlight', 'pid', 'requests', 'state']);
+    assert.equal(Object.keys(w).sort(), ['connections', 'generation', 'id', 'inFlight', 'pid', 'recent', 'requests', 'state']);
     assert.is(w.state, 'ready');
   }
   assert.is(s.restarts.crash, 0);

@@ -5,6 +5,11 @@
 import type { Registry } from 'prom-client';
 import { packageVersion } from '../../common/admin-server.js';
 import { defineMetric, defineProcessMetrics, Histogram, promClient, type RecentErrors, type Sample, StatusCounts } from '../../common/metrics.js';
+import { processUsage, type ProcessUsage } from '../../common/process-usage.js';
+import { mergeResponses, RecentResponses, type RecentResponse } from '../../common/recent-responses.js';
+import { RollingStats, type RollingPoints, type RollingSummary, sumPoints } from '../../common/rolling.js';
+import type { HttpServer } from '../http/server.js';
+import { inFlightRequests, type InFlightRequest } from './in-flight.js';
 import { mergeBackendRows } from './merge.js';
 import type { Observed } from './observe.js';
 import { statusOf } from './observe.js';
@@ -26,9 +31,26 @@ export interface FrontStatus {
   refused: Record<string, number>;
   bytesIn: number;
   bytesOut: number;
-  backends: { name: string; source: string; state: string; links: number; inFlight: number; requests: number; failures: number }[];
+  backends: { name: string; source: string; state: string; links: number; inFlight: number; requests: number; failures: number;
+    /** The last minutes of its responses (summed over processes, then summarized as `recent`). */
+    window?: RollingPoints; recent?: RollingSummary }[];
   recentErrors: { time: string; level: string; message: string }[];
+  /** Client connections open, and the limits the page shows the counts against (per process). */
+  connections: number;
+  limits: FrontLimits;
+  /** The last minutes of all responses (summarized as `recent`). */
+  window?: RollingPoints;
+  recent?: RollingSummary;
+  /** The requests in flight, the oldest first. */
+  requestsInFlight: InFlightRequest[];
+  /** The last 5xx responses (an app's 500 included), newest first. */
+  recentResponses: RecentResponse[];
+  /** CPU and memory of each process (the primary and its front processes with --processes N). */
+  processUsage: ProcessUsage[];
 }
+
+/** --queue-size, --max-in-flight, --max-connections (0: no limit), and the processes that each have them. */
+export interface FrontLimits { queueSize: number; maxInFlight: number; maxConnections: number; processes: number }
 
 /** The counts of a status that only grow: what an exited process still adds to the sums. */
 export type FrontTotals = Pick<FrontStatus, 'requests' | 'statuses' | 'refused' | 'bytesIn' | 'bytesOut'>;
@@ -54,24 +76,34 @@ export function addTotals(into: FrontTotals, from: FrontTotals): void {
  * states joined when they disagree ('up/connecting'); the recent errors of all, newest first.
  */
 export function sumStatuses(parts: FrontStatus[], gone: FrontTotals, own: Pick<FrontStatus, 'pid' | 'uptime' | 'listen'>
-  & { recentErrors: FrontStatus['recentErrors'] }): FrontStatus {
+  & { recentErrors: FrontStatus['recentErrors']; limits: FrontLimits }): FrontStatus {
   const totals = noTotals();
   addTotals(totals, gone);
   let inFlight = 0;
   let queued = 0;
+  let connections = 0;
   const errors = [...own.recentErrors];
   for (const p of parts) {
     addTotals(totals, p);
     inFlight += p.inFlight;
     queued += p.queued;
+    connections += p.connections;
     errors.push(...p.recentErrors);
   }
   errors.sort((a, b) => (a.time < b.time ? 1 : a.time > b.time ? -1 : 0));
+  const backends = mergeBackendRows(parts.map((p) => p.backends), 'name', ['links', 'inFlight', 'requests', 'failures']);
+  for (const row of backends) {
+    row.window = sumPoints(parts.flatMap((p) => p.backends.filter((b) => b.name === row.name && b.window).map((b) => b.window!)));
+  }
   return {
     kind: 'front', version: packageVersion(), pid: own.pid, uptime: own.uptime, listen: own.listen,
-    ...totals, inFlight, queued,
-    backends: mergeBackendRows(parts.map((p) => p.backends), 'name', ['links', 'inFlight', 'requests', 'failures']),
+    ...totals, inFlight, queued, connections, limits: own.limits,
+    backends,
     recentErrors: errors.slice(0, 50),
+    window: sumPoints(parts.flatMap((p) => (p.window ? [p.window] : []))),
+    requestsInFlight: parts.flatMap((p) => p.requestsInFlight).sort((a, b) => b.ageMs - a.ageMs).slice(0, 50),
+    recentResponses: mergeResponses(parts.map((p) => p.recentResponses)),
+    processUsage: parts.flatMap((p) => p.processUsage),
   };
 }
 
@@ -87,13 +119,22 @@ export class FrontMetrics {
   readonly #recent: RecentErrors;
   readonly #listen: string;
   readonly #since = Date.now();
+  readonly #window = new RollingStats();
+  readonly #byBackend = new Map<string, RollingStats>();
+  readonly #errors = new RecentResponses();
+  readonly #limits: FrontLimits;
+  #server: HttpServer | null = null;
+  /** What this process is called in the process table. */
+  role = 'front';
   /** The observer to hand the proxy: bound once. */
   readonly observe: (r: Observed) => void;
   /** Counts a client refused before any request was parsed: bound once. */
   readonly refused: (status: number) => void;
 
   /** `accessLog`: the --access-log whose dropped lines are counted, if any. */
-  constructor(pool: Pool, recent: RecentErrors, listen: string, accessLog: { readonly droppedTotal: number } | null = null) {
+  constructor(pool: Pool, recent: RecentErrors, listen: string, accessLog: { readonly droppedTotal: number } | null = null,
+    limits: Omit<FrontLimits, 'processes'> = { queueSize: 0, maxInFlight: 0, maxConnections: 0 }) {
+    this.#limits = { ...limits, processes: 1 };
     this.#pool = pool;
     this.#recent = recent;
     this.#listen = listen;
@@ -135,11 +176,30 @@ export class FrontMetrics {
     promClient().collectDefaultMetrics({ register: reg });
   }
 
+  /** The HTTP server whose connections and requests in flight /status lists. */
+  attach(server: HttpServer): void {
+    this.#server = server;
+  }
+
   record(r: Observed): void {
-    this.statuses.add(statusOf(r));
-    this.latency.observe((performance.now() - r.started) / 1000);
+    const status = statusOf(r);
+    const now = performance.now();
+    const seconds = (now - r.started) / 1000;
+    const epochMs = performance.timeOrigin + now;
+    this.statuses.add(status);
+    this.latency.observe(seconds);
     this.bytesIn += r.bytesIn;
     this.bytesOut += r.bytesOut;
+    this.#window.record(status, seconds, epochMs);
+    const name = r.backendName;
+    this.#windowOf(name).record(status, seconds, epochMs);
+    if (status >= 500) this.#errors.push(status, r.req.method, r.req.url, name, seconds * 1000, epochMs);
+  }
+
+  #windowOf(backend: string): RollingStats {
+    let w = this.#byBackend.get(backend);
+    if (w === undefined) this.#byBackend.set(backend, w = new RollingStats());
+    return w;
   }
 
   get inFlight(): number {
@@ -149,6 +209,12 @@ export class FrontMetrics {
   }
 
   status(): FrontStatus {
+    const now = Date.now();
+    if (this.#byBackend.size > this.#pool.backends.length + 8) {
+      // Backends that left (registered ones come and go): their last minutes go with them.
+      const names = new Set(this.#pool.backends.map((b) => b.name));
+      for (const name of this.#byBackend.keys()) if (!names.has(name)) this.#byBackend.delete(name);
+    }
     return {
       kind: 'front',
       version: packageVersion(),
@@ -164,9 +230,15 @@ export class FrontMetrics {
       bytesOut: this.bytesOut,
       backends: this.#pool.backends.map((b) => ({
         name: b.name, source: b.source, state: b.status, links: b.links.length, inFlight: b.inFlight,
-        requests: b.requests, failures: b.failures,
+        requests: b.requests, failures: b.failures, window: this.#windowOf(b.name).export(now),
       })),
       recentErrors: this.#recent.list(),
+      connections: this.#server?.connections.size ?? 0,
+      limits: this.#limits,
+      window: this.#window.export(now),
+      requestsInFlight: this.#server === null ? [] : inFlightRequests(this.#server),
+      recentResponses: this.#errors.list(),
+      processUsage: [processUsage(this.role)],
     };
   }
 }

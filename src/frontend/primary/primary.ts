@@ -33,6 +33,8 @@ import { ConfigError } from '../../protocol/errors.js';
 import { ControlServer, mergeAnswers } from '../control.js';
 import type { FrontConfig } from '../index.js';
 import { addTotals, type FrontStatus, type FrontTotals, noTotals, sumStatuses } from '../observe/metrics.js';
+import { presentStatus } from '../../common/rolling.js';
+import { processUsage } from '../../common/process-usage.js';
 
 /** A backend the workers route to, and where it came from (--backend/--config, or the control socket). */
 export interface BackendEntry {
@@ -325,11 +327,15 @@ export class FrontPrimary implements FrontProcess {
     const answers = await this.#askAll<FrontStatus | null>((id) => ({ type: 'status', id }), (w) => w.lastStatus);
     for (const { worker, value } of answers) if (value !== null) worker.lastStatus = value;
     const parts = answers.flatMap((a) => (a.value === null ? [] : [a.value]));
+    const c = this.#config;
+    const sum = sumStatuses(parts, this.#gone, {
+      pid: process.pid, uptime: (Date.now() - this.#since) / 1000, listen: formatAddress(this.#address!),
+      recentErrors: this.#recent?.list() ?? [],
+      limits: { queueSize: c.queueSize, maxInFlight: c.maxInFlight, maxConnections: c.maxConnections, processes: this.#workers.size },
+    });
+    sum.processUsage.unshift(processUsage('primary'));
     return {
-      ...sumStatuses(parts, this.#gone, {
-        pid: process.pid, uptime: (Date.now() - this.#since) / 1000, listen: formatAddress(this.#address!),
-        recentErrors: this.#recent?.list() ?? [],
-      }),
+      ...presentStatus(sum),
       restarts: this.#restarts,
       processes: [...this.#workers.values()].map((w) => ({
         slot: w.id, pid: w.handle.pid, state: w.state, connections: w.connections,
