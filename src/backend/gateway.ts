@@ -10,6 +10,7 @@ import { channel } from 'node:diagnostics_channel';
 import { STATUS_CODES } from 'node:http';
 import { GatewayError, TsgiError, httpStatusFor, reasonPhrase, statusResponse } from '../protocol/errors.js';
 import type { Logger } from '../common/log.js';
+import { requestIdOf } from './request-id.js';
 import type { AppResult, Application, Chunk, Environ, StartResponse, Write } from './types.js';
 import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP, NOT_TRAILERS, TOKEN } from '../protocol/http-grammar.js';
 
@@ -57,9 +58,9 @@ function setTrailers(this: Environ, headers: unknown): void {
 }
 
 /**
- * The app call on node:diagnostics_channel: `tsgi:serve:app:start` ({ method, uri }) and
- * `tsgi:serve:app:end` ({ method, uri, status, aborted }; status 0 when no head went out), for
- * tracing without a log line. Messages are made only while someone subscribes.
+ * The app call on node:diagnostics_channel: `tsgi:serve:app:start` ({ method, uri, environ }) and
+ * `tsgi:serve:app:end` ({ method, uri, status, aborted, environ }; status 0 when no head went
+ * out), for tracing without a log line. Messages are made only while someone subscribes.
  */
 export const appChannels = {
   start: channel('tsgi:serve:app:start'),
@@ -212,7 +213,7 @@ class Exchange {
 
   run(): void {
     if (appChannels.start.hasSubscribers) {
-      appChannels.start.publish({ method: this.#environ.REQUEST_METHOD, uri: this.#environ.REQUEST_URI });
+      appChannels.start.publish({ method: this.#environ.REQUEST_METHOD, uri: this.#environ.REQUEST_URI, environ: this.#environ });
     }
     let result: AppResult | Promise<AppResult>;
     try {
@@ -400,21 +401,22 @@ class Exchange {
     if (this.#finished) return;
     const env = this.#environ;
     const what = `${env.REQUEST_METHOD} ${env.REQUEST_URI}`;
+    const id = ` (request id ${requestIdOf(env)})`;
     if (this.#out.aborted) {
-      this.#log.debug(`${what}: stopped after the client went away (${(err as Error)?.message ?? err})`);
+      this.#log.debug(`${what}: stopped after the client went away (${(err as Error)?.message ?? err})${id}`);
     } else if (err instanceof TsgiError && err.code === 'TSGI_ERR_CONNECTION_CUT') {
       // The app's own choice (node:http's socket.destroy()): not an application error.
-      this.#log.info(`${what}: the application cut the connection${this.#headSent ? ' after the response head' : ', no response'}; stream reset`);
+      this.#log.info(`${what}: the application cut the connection${this.#headSent ? ' after the response head' : ', no response'}; stream reset${id}`);
       this.#out.abort(err.message);
     } else if (!this.#headSent) {
       const answer = statusResponse(httpStatusFor(err)); // the front decides about its connection
-      this.#log.error(`${what}: application error before the response head; answered ${answer.status}`, err);
+      this.#log.error(`${what}: application error before the response head; answered ${answer.status}${id}`, err);
       this.#headSent = true;
       this.#status = answer.status;
       this.#out.head(answer.status, '', answer.headers, false);
       this.#out.write(Buffer.from(answer.body), true);
     } else {
-      this.#log.error(`${what}: application error after the response head was sent; stream reset`, err);
+      this.#log.error(`${what}: application error after the response head was sent; stream reset${id}`, err);
       this.#out.abort('application error after the response head');
     }
     this.#cleanup();
@@ -444,7 +446,7 @@ class Exchange {
     }
     if (appChannels.end.hasSubscribers) {
       appChannels.end.publish({ method: this.#environ.REQUEST_METHOD, uri: this.#environ.REQUEST_URI,
-        status: this.#status, aborted: this.#out.aborted });
+        status: this.#status, aborted: this.#out.aborted, environ: this.#environ });
     }
     this.#done?.();
   }

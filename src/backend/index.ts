@@ -15,6 +15,8 @@ import { aggregate } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
 import { ServeMetrics, type ServeReport, supervisorRegistry } from './metrics.js';
+import { setRequestIdHeader } from './request-id.js';
+import { ServeTracing } from './tracing.js';
 import { BackendServer } from './server.js';
 import { Supervisor } from './supervisor.js';
 import type { Application } from './types.js';
@@ -154,6 +156,8 @@ export async function start(given: BackendConfig): Promise<Backend> {
         gracefulTimeoutMs: gracefulMs,
         logLevel: config.logLevel,
         metrics: config.admin !== undefined,
+        requestIdHeader: config.requestIdHeader,
+        otlpEndpoint: config.otlpEndpoint,
       },
     });
     ({ address: bound, uwsgiAddress: uwsgiBound } = await supervisor.start());
@@ -183,7 +187,9 @@ export async function start(given: BackendConfig): Promise<Backend> {
     reload = () => supervisor.reload();
     scale = (delta) => supervisor.scale(delta);
   } else {
+    setRequestIdHeader(config.requestIdHeader);
     const app = typeof config.app === 'function' ? config.app : await loadApplication(config.app);
+    const tracing = config.otlpEndpoint !== undefined ? await ServeTracing.start(config.otlpEndpoint, log) : null;
     const metrics = config.admin !== undefined ? new ServeMetrics(true) : undefined;
     const server = address === null ? null : new BackendServer({
       address, app, log,
@@ -228,6 +234,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
         server?.stop({ graceful, timeoutMs: gracefulMs }),
         uwsgi?.stop({ graceful, timeoutMs: gracefulMs }),
       ]);
+      await tracing?.stop();
     };
   }
 

@@ -7,6 +7,8 @@ import { createLogger, setLogLevel, type Logger, type LogLevel } from '../common
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
 import { ServeMetrics, type ServeReport } from './metrics.js';
+import { setRequestIdHeader } from './request-id.js';
+import { ServeTracing } from './tracing.js';
 import { BackendServer } from './server.js';
 import { UwsgiServer } from './uwsgi-server.js';
 
@@ -24,6 +26,9 @@ export interface WorkerConfig {
   gracefulTimeoutMs: number;
   maxRequests: number;
   logLevel: LogLevel;
+  /** --request-id-header, and --otlp-endpoint (spans of each app call), if given. */
+  requestIdHeader?: string;
+  otlpEndpoint?: string;
   /** How many connections the front should open: the supervisor's worker target. */
   connections: number;
   /** --admin: count requests, and answer the supervisor's requests for metrics. */
@@ -108,6 +113,8 @@ async function main(): Promise<void> {
   };
   const timer = setInterval(beat, HEARTBEAT_MS);
 
+  if (config.requestIdHeader !== undefined) setRequestIdHeader(config.requestIdHeader);
+  const tracing = config.otlpEndpoint !== undefined ? await ServeTracing.start(config.otlpEndpoint, log) : null;
   let app;
   try {
     app = await loadApplication(config.app);
@@ -156,6 +163,7 @@ async function main(): Promise<void> {
       uwsgi!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
     ]);
     await sendMetrics().catch(() => {});
+    await tracing?.stop().catch(() => {});
     process.exit(EXIT.OK);
   };
   process.on('message', (msg: SupervisorMessage, handle?: Socket) => {

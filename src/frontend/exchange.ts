@@ -149,7 +149,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     link.requests++;
     link.owner.requests++;
     if (channels.dispatch.hasSubscribers) {
-      channels.dispatch.publish({ method: this.req.method, url: this.req.url, backend: link.name, attempt: this.#attempts });
+      channels.dispatch.publish({ method: this.req.method, url: this.req.url, backend: link.name, attempt: this.#attempts, exchange: this });
     }
     this.#link = link;
     this.#stream = stream;
@@ -190,7 +190,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     const { req, res } = this;
     const log = this.#opts.log;
     const message = err instanceof Error ? err.message : String(err);
-    const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'})`;
+    const peer = `(client ${req.socket.remoteAddress ?? 'on unix socket'}, request id ${req.requestId || '-'})`;
     if (this.#cancelled) {
       log.debug(`${req.method} ${req.url}: ${message} (client already gone)`);
       return;
@@ -330,7 +330,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       this.#fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid response head: ${(err as Error).message}`));
       return;
     }
-    if (channels.head.hasSubscribers) channels.head.publish({ method: this.req.method, url: this.req.url, status: head.status });
+    if (channels.head.hasSubscribers) channels.head.publish({ method: this.req.method, url: this.req.url, status: head.status, exchange: this });
     if (end) this.#endResponse();
     // Held for the body that the same backend read brings (one write, and a Content-Length when it
     // ends there); when that read brought no body, the head goes out alone (a stream of events).

@@ -21,7 +21,9 @@ import { presentStatus } from '../common/rolling.js';
 import { combineObservers } from './observe/observe.js';
 import { Pool } from './upstream/pool.js';
 import { admissionError, requestHead } from './http/request-head.js';
-import { Exchange, handleRequest, type ProxyOptions } from './exchange.js';
+import { Exchange, type ProxyOptions } from './exchange.js';
+import { RequestIds } from './observe/request-id.js';
+import { FrontTracing } from './observe/tracing.js';
 import { StaticFiles } from './static/files.js';
 
 /**
@@ -88,6 +90,7 @@ export function startWorker(config: FrontConfig, listen: Address): Promise<Worke
 
 async function launch(given: FrontConfig, handedOver: Address | null): Promise<WorkerFront> {
   const config = resolveOptions('front', given); // each option checked, each default from the table
+  const ids = new RequestIds(config.requestIdHeader); // a bad header name stops start-up here
   // With --admin, warnings and errors are also kept for /status and the status page.
   const recent = config.admin !== undefined ? new RecentErrors() : null;
   const log = recent !== null ? recordErrors(createLogger('front'), recent) : createLogger('front');
@@ -119,11 +122,12 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     queueSize: config.queueSize, maxInFlight: config.maxInFlight, maxConnections: config.maxConnections,
   }) : null;
   if (metrics !== null && handedOver !== null) metrics.role = 'front process';
+  const tracing = config.otlpEndpoint !== undefined ? await FrontTracing.start(config.otlpEndpoint, log) : null;
   const maxHeaders = config.maxHeaders;
   const proxy: ProxyOptions = {
     pool, log, responseTimeoutMs: config.responseTimeout * 1000,
     maxHeaders, maxBodySize: config.maxBodySize, bodyTimeoutMs: config.bodyTimeout * 1000,
-    observe: combineObservers([accessLog?.observe, metrics?.observe]),
+    observe: combineObservers([accessLog?.observe, metrics?.observe, tracing?.observe]),
   };
   if (statics !== null && proxy.observe !== undefined) {
     // Static responses reach the access log and the metrics like proxied ones, as backend 'static'.
@@ -141,9 +145,12 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
   // Every peer of a Unix-socket listener is a Unix-socket peer (nginx's proxy_pass http://unix:…).
   const unixListener = config.listen.kind === 'unix';
   type Handler = (req: HttpRequest, res: HttpResponse) => void;
-  const proxied: Handler = trust.empty ? (req, res) => handleRequest(req, res, proxy) : (req, res) => {
+  const proxied: Handler = (req, res) => {
+    const added = ids.assign(req); // before the exchange: its refusals name the id
     const exchange = new Exchange(req, res, proxy);
-    applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
+    if (!trust.empty) applyForwarded(exchange.head, req.rawHeaders, trust, unixListener);
+    if (added) ids.addTo(exchange.head, req.requestId);
+    if (tracing !== null) tracing.begin(exchange);
     exchange.start();
   };
   const server = new HttpServer({
@@ -151,7 +158,10 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     onRequest: statics === null ? proxied : (req, res) => {
       const mount = statics.match(req.url);
       if (mount === null) proxied(req, res);
-      else statics.serve(req, res, mount, admissionError(req, requestHead(req).problem, proxy));
+      else {
+        ids.assign(req);
+        statics.serve(req, res, mount, admissionError(req, requestHead(req).problem, proxy));
+      }
     },
     keepAliveTimeoutMs: config.keepAliveTimeout * 1000,
     headersTimeoutMs: headersTimeout,
@@ -183,6 +193,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
       await closeListener(server.listener);
       pool.stop();
       await control?.close();
+      await tracing?.stop();
       throw err;
     }
   }
@@ -243,6 +254,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
       await closed;
       await admin?.close();
       await accessLog?.close();
+      await tracing?.stop();
     },
   };
 }

@@ -86,7 +86,7 @@ test('a refused status or header, uncaught: a clean 500 on the wire, the connect
   for (const [path] of HEADS) {
     const { text, list } = await pipelined(front!.port, path);
     assert500ThenNext(list, text);
-    await backend!.waitForStderr(new RegExp(`GET ${path}: application error before the response head; answered 500\\n\\s+GatewayError: `));
+    await backend!.waitForStderr(new RegExp(`GET ${path}: application error before the response head; answered 500 \\(request id \\S+\\)\\n\\s+GatewayError: `));
   }
 });
 
@@ -113,7 +113,7 @@ test('a second startResponse without excInfo: caught, the first head stands; unc
   assert.ok(caught.list[1]!.complete && caught.list[1]!.status === 200, caught.text);
   const uncaught = await pipelined(front!.port, '/twice');
   assert500ThenNext(uncaught.list, uncaught.text);
-  await backend!.waitForStderr(/GET \/twice: application error before the response head; answered 500\n\s+GatewayError: startResponse called a second time without excInfo/);
+  await backend!.waitForStderr(/GET \/twice: application error before the response head; answered 500 \(request id \S+\)\n\s+GatewayError: startResponse called a second time without excInfo/);
 });
 
 test('startResponse after the body began: excInfo is re-raised to the app; uncaught, the response is cut, never a second head', async ({ front, backend }) => {
@@ -122,13 +122,13 @@ test('startResponse after the body began: excInfo is re-raised to the app; uncau
   assert.is(caught.list[0]!.body, 'part one\npart two\n');
   const uncaught = await pipelined(front!.port, '/after-body');
   assertCut(uncaught.list, uncaught.text, 'part one\n');
-  await backend!.waitForStderr(/GET \/after-body: application error after the response head was sent; stream reset\n\s+Error: too late for a new head/);
+  await backend!.waitForStderr(/GET \/after-body: application error after the response head was sent; stream reset \(request id \S+\)\n\s+Error: too late for a new head/);
 });
 
 test('body bytes before startResponse: a 500, and the log says so', async ({ front, backend }) => {
   const { text, list } = await pipelined(front!.port, '/body-before-start');
   assert500ThenNext(list, text);
-  await backend!.waitForStderr(/GET \/body-before-start: application error before the response head; answered 500\n\s+GatewayError: the application produced body bytes before calling startResponse/);
+  await backend!.waitForStderr(/GET \/body-before-start: application error before the response head; answered 500 \(request id \S+\)\n\s+GatewayError: the application produced body bytes before calling startResponse/);
 });
 
 test('write() past the Content-Length: the app can catch TSGI_ERR_BODY_LENGTH and end cleanly; uncaught, a cut', async ({ front, agent }) => {

@@ -57,8 +57,15 @@ test('one request: start, dispatch, the app call, head and end, in order, with w
   const by = Object.fromEntries(ctx.seen);
   assert.equal(by['tsgi:front:request:start'], { method: 'GET', url: '/thing?x=1', remote: '127.0.0.1' });
   assert.match(String(by['tsgi:front:request:dispatch']!.backend), /^unix:.*app\.sock$/);
-  assert.equal(by['tsgi:serve:app:start'], { method: 'GET', uri: '/thing?x=1' });
-  assert.equal(by['tsgi:serve:app:end'], { method: 'GET', uri: '/thing?x=1', status: 201, aborted: false });
+  const { environ, ...start } = by['tsgi:serve:app:start']!;
+  assert.equal(start, { method: 'GET', uri: '/thing?x=1' });
+  assert.is((environ as Record<string, unknown>).PATH_INFO, '/thing');
+  const { environ: same, ...end0 } = by['tsgi:serve:app:end']!;
+  assert.equal(end0, { method: 'GET', uri: '/thing?x=1', status: 201, aborted: false });
+  assert.is(same, environ, 'the same environ: a subscriber can tie the end to the start');
+  // dispatch and head carry the exchange, the same object: a subscriber can tie them together.
+  assert.type(by['tsgi:front:request:dispatch']!.exchange, 'object');
+  assert.is(by['tsgi:front:request:head']!.exchange, by['tsgi:front:request:dispatch']!.exchange);
   assert.is(by['tsgi:front:request:head']!.status, 201);
   const end = by['tsgi:front:request:end']!;
   assert.is(end.status, 201);

@@ -42,6 +42,8 @@ export class HttpRequest {
   trailers: string[] | null = null;
   /** Who reads the body: set by readBody, cleared by discard. */
   reader: BodyReader | null = null;
+  /** The request id (--request-id-header): its own, or one the front made; '' until assigned. */
+  requestId = '';
   readonly #conn: RequestConnection;
   #headers: Record<string, string> | null = null;
   /** The handler asked for no more body for now (or has not asked for it yet). */

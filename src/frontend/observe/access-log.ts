@@ -80,7 +80,7 @@ export function formatLine(format: LogFormat, r: Observed, now: number, ms: numb
   if (format === 'json') {
     // Built by hand (about 3x faster than JSON.stringify of an object); strings go through
     // jsonString, which escapes exactly as JSON.stringify does.
-    const id = req.headers['x-request-id'];
+    const id = req.requestId || req.headers['x-request-id'];
     return `{"time":"${isoTime(now - ms)}","remote":${jsonString(r.remote || '-')},"method":${jsonString(req.method ?? '')},`
       + `"target":${jsonString(req.url ?? '')},"protocol":"HTTP/${req.httpVersion}","status":${status},`
       + `"bytes_sent":${r.bytesOut},"bytes_received":${r.bytesIn},"duration_ms":${Math.round(ms * 1000) / 1000},`

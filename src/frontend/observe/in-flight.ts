@@ -13,6 +13,8 @@ export interface InFlightRequest {
   phase: string;
   /** Milliseconds since it arrived. */
   ageMs: number;
+  /** The request id (--request-id-header), if known. */
+  id?: string;
 }
 
 /** What an exchange (the response's handler) shows of itself. */
@@ -32,12 +34,14 @@ export function inFlightRequests(server: HttpServer, limit = 50): InFlightReques
     const ex = res.handler as Partial<Shown> | null;
     if (ex === null || typeof ex.started !== 'number' || typeof ex.backendName !== 'string') continue;
     const q = req.url.indexOf('?');
+    const id = req.requestId;
     out.push({
       method: req.method,
       path: q === -1 ? req.url : `${req.url.slice(0, q)}?…`,
       backend: ex.backendName,
       phase: ex.backendName === '-' ? 'queued' : res.headersSent ? 'responding' : 'backend',
       ageMs: Math.round(now - ex.started),
+      ...(id !== '' ? { id } : {}),
     });
   }
   out.sort((a, b) => b.ageMs - a.ageMs);

@@ -7,8 +7,9 @@ import type { HttpRequest, HttpResponse } from '../http/server.js';
 /**
  * The request lifecycle at the front on node:diagnostics_channel, for tracing without a log
  * line: `tsgi:front:request:start` ({ method, url, remote }), `…:dispatch` ({ method, url,
- * backend, attempt }), `…:head` ({ method, url, status }), `…:end` ({ method, url, status,
- * backend, bytesIn, bytesOut, ms }). Messages are made only while someone subscribes.
+ * backend, attempt, exchange }), `…:head` ({ method, url, status, exchange }), `…:end` ({ method,
+ * url, status, backend, bytesIn, bytesOut, ms }); `exchange` is the same object for one request
+ * (--otlp-endpoint's spans hang on it). Messages are made only while someone subscribes.
  */
 export const channels = {
   start: channel('tsgi:front:request:start'),
