@@ -56,7 +56,7 @@ export const STATUS_PAGE = `<!doctype html>
 <h2 id="table-title">Backends</h2>
 <table id="table"><thead id="thead"></thead><tbody id="rows"></tbody></table>
 <h2>Requests in flight <span class="note">(oldest first)</span></h2>
-<table id="inflight-table"><thead><tr><th>age</th><th>method</th><th>path</th><th id="inflight-by">backend</th><th>phase</th></tr></thead><tbody id="inflight-rows"></tbody></table>
+<table id="inflight-table"><thead><tr><th>age</th><th>method</th><th>path</th><th id="inflight-by">backend</th><th>phase</th><th>request id</th></tr></thead><tbody id="inflight-rows"></tbody></table>
 <h2>Processes</h2>
 <table id="procs-table"><thead><tr><th>process</th><th>pid</th><th>CPU %</th><th>RSS MB</th></tr></thead><tbody id="procs"></tbody></table>
 <h2>Recent errors</h2>
@@ -171,9 +171,10 @@ function render(s) {
   const inflight = (s.requestsInFlight || []).map((q) => {
     const tr = document.createElement('tr');
     td(tr, age(q.ageMs), 'num'); td(tr, q.method); td(tr, q.path); td(tr, q.backend !== undefined ? q.backend : q.worker); td(tr, q.phase || 'app');
+    td(tr, q.id || '–');
     return tr;
   });
-  $('inflight-rows').replaceChildren(...(inflight.length ? inflight : [emptyRow(5)]));
+  $('inflight-rows').replaceChildren(...(inflight.length ? inflight : [emptyRow(6)]));
   const procs = (s.processUsage || []).map((p) => {
     const tr = document.createElement('tr');
     td(tr, p.role); td(tr, p.pid, 'num'); td(tr, p.cpu.toFixed(1), 'num'); td(tr, (p.rss / 1048576).toFixed(1), 'num');

@@ -178,7 +178,8 @@ function incidentSuite(): void {
     // The request in flight: method, path (query cut), backend, phase, an age.
     await page.waitForFunction(`document.getElementById('inflight-rows').textContent.includes('/hold')`, undefined, { timeout: WAIT_MS });
     const inflight = await page.locator('#inflight-rows tr').first().locator('td').allInnerTexts();
-    assert.equal(inflight.slice(1), ['GET', '/hold?…', ctx.names[0]!, 'backend']);
+    assert.equal(inflight.slice(1, 5), ['GET', '/hold?…', ctx.names[0]!, 'backend']);
+    assert.match(inflight[5]!, /^[A-Za-z0-9_-]{12}-[0-9a-z]+$/, 'the request id the front made');
     assert.match(inflight[0]!, /^\d+(\.\d)? m?s$/);
     assert.match(await page.locator('#inflight').innerText(), /^1 \/ 64$/);
     assert.match(await page.locator('#queued').innerText(), /^0 \/ 1024$/);
