@@ -207,20 +207,23 @@ export async function start(given: BackendConfig): Promise<Backend> {
     if (metrics !== undefined) {
       metrics.attach(server, uwsgi);
       adminMetrics = async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() });
-      adminStatus = () => ({
-        ...fromReports([{ id: 0, report: metrics.report() }]),
-        processUsage: [processUsage('serve')],
-        requests: metrics.statuses.total,
-        inFlight: metrics.inFlight,
-        connections: metrics.connections,
-        generation: 1,
-        workersTarget: 1,
-        restarts: {},
-        workers: [{
-          id: 0, pid: process.pid, generation: 1, state: 'ready', connections: metrics.connections,
-          inFlight: metrics.inFlight, requests: metrics.statuses.total,
-        }],
-      });
+      adminStatus = () => {
+        const report = metrics.report();
+        return {
+          ...fromReports([{ id: 0, report }]),
+          processUsage: [report.usage],
+          requests: metrics.statuses.total,
+          inFlight: metrics.inFlight,
+          connections: metrics.connections,
+          generation: 1,
+          workersTarget: 1,
+          restarts: {},
+          workers: [{
+            id: 0, pid: process.pid, generation: 1, state: 'ready', connections: metrics.connections,
+            inFlight: metrics.inFlight, requests: metrics.statuses.total, window: report.window,
+          }],
+        };
+      };
     }
     bound = server === null ? null : await server.listen();
     try {
