@@ -38,6 +38,8 @@ export class Http2Edge {
   readonly #server: Http2Server;
   /** Open sessions, with the number of streams each has open. */
   readonly sessions = new Map<ServerHttp2Session, number>();
+  /** Responses of the streams open now (the status page's requests in flight). */
+  readonly responses = new Set<Http2Response>();
   #closing = false;
 
   constructor(opts: Http2EdgeOptions) {
@@ -104,13 +106,16 @@ export class Http2Edge {
   #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
     const session = stream.session as ServerHttp2Session;
     this.sessions.set(session, (this.sessions.get(session) ?? 0) + 1);
-    stream.on('close', () => {
-      const n = this.sessions.get(session);
-      if (n !== undefined) this.sessions.set(session, n - 1);
-    });
+
     stream.on('error', (err: NodeJS.ErrnoException) => this.#opts.log.debug(`HTTP/2 stream ${stream.id}: ${err.code ?? err.message}`));
     const method = headers[':method'] ?? '';
     const res = new Http2Response(stream, session.socket as Socket, method);
+    this.responses.add(res);
+    stream.once('close', () => {
+      this.responses.delete(res);
+      const n = this.sessions.get(session);
+      if (n !== undefined) this.sessions.set(session, n - 1);
+    });
     const refused = this.#check(headers, raw);
     const fields: string[] = [];
     const authority = headers[':authority'];

@@ -161,6 +161,12 @@ export class HttpServer {
     else new Connection(this, socket);
   }
 
+  /** The responses under way now: one per busy HTTP/1.1 connection, one per open HTTP/2 stream. */
+  *responses(): Iterable<HttpResponse> {
+    for (const c of this.connections) if (c.res !== null) yield c.res;
+    if (this.http2 !== null) yield* this.http2.responses;
+  }
+
   /** SIGHUP: the TLS certificate and key are read again (false when they could not be, or there is no TLS). */
   reloadTls(): boolean {
     return this.#tls?.reload() ?? false;

@@ -27,10 +27,9 @@ interface Shown {
 export function inFlightRequests(server: HttpServer, limit = 50): InFlightRequest[] {
   const now = performance.now();
   const out: InFlightRequest[] = [];
-  for (const c of server.connections) {
-    const req = c.req;
-    const res = c.res;
-    if (req === null || res === null || res.ended) continue;
+  for (const res of server.responses()) {
+    const req = res.req;
+    if (res.ended) continue;
     const ex = res.handler as Partial<Shown> | null;
     if (ex === null || typeof ex.started !== 'number' || typeof ex.backendName !== 'string') continue;
     const q = req.url.indexOf('?');
