@@ -42,7 +42,7 @@ setUp(test, async (ctx) => {
   ctx.tls = await startFront([ctx.backend.socket], ['--tls-cert', ctx.live.cert, '--tls-key', ctx.live.key,
     '--max-body-size', '40000000']);
   ctx.extra.push(ctx.tls);
-  ctx.clear = await startFront([ctx.backend.socket], ['--max-headers', '20']);
+  ctx.clear = await startFront([ctx.backend.socket], ['--max-headers', '20', '--admin', '127.0.0.1:0']);
   ctx.extra.push(ctx.clear);
 });
 
@@ -279,6 +279,22 @@ test('SIGHUP reloads the certificate under load: new connections get it, no requ
     session.destroy();
   }
   assert.is(failed, 0, `no request failed across the reloads (${ok} ok)`);
+});
+
+test('/metrics counts responses by protocol', async (ctx) => {
+  const session = h2connect(ctx.clear!.url);
+  try {
+    assert.is((await h2(session, '/')).status, 200);
+  } finally {
+    await closeSession(session);
+  }
+  await request(`${ctx.clear!.url}/`).then((r) => r.body.text());
+  const admin = /admin on http 127\.0\.0\.1:(\d+)/.exec(ctx.clear!.stderr());
+  assert.ok(admin !== null, 'the admin address is logged');
+  const text = await (await request(`http://127.0.0.1:${admin[1]}/metrics`)).body.text();
+  const count = (protocol: string): number => Number(new RegExp(`tsgi_http_requests_by_protocol_total\\{protocol="${protocol}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  assert.ok(count('HTTP/2.0') >= 1, 'HTTP/2 responses counted');
+  assert.ok(count('HTTP/1.1') >= 1, 'HTTP/1.1 responses counted');
 });
 
 test('rapid reset (CVE-2023-44487): a client that opens and cancels streams in a flood is cut off; others go on', async (ctx) => {

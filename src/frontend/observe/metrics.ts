@@ -115,6 +115,8 @@ export class FrontMetrics {
   readonly refusals = new StatusCounts();
   bytesIn = 0;
   bytesOut = 0;
+  /** Responses by the client's HTTP version ('1.0', '1.1', '2.0'). */
+  readonly #protocols = new Map<string, number>();
   readonly #pool: Pool;
   readonly #recent: RecentErrors;
   readonly #listen: string;
@@ -144,6 +146,8 @@ export class FrontMetrics {
     const perBackend = (value: (b: Pool['backends'][number]) => number) => (): Sample[] =>
       this.#pool.backends.map((b) => ({ labels: { backend: b.name }, value: value(b) }));
     defineMetric(reg, 'tsgi_http_requests_total', 'HTTP responses by status', 'counter', () => this.statuses.samples());
+    defineMetric(reg, 'tsgi_http_requests_by_protocol_total', 'HTTP responses by the client\'s protocol (HTTP/1.0, HTTP/1.1, HTTP/2.0)',
+      'counter', () => [...this.#protocols].map(([v, n]) => ({ labels: { protocol: `HTTP/${v}` }, value: n })));
     defineMetric(reg, 'tsgi_http_refused_total',
       'clients answered before a request was parsed: malformed (400), too slow (408), head too large (431), over --max-connections (503)',
       'counter', () => this.refusals.samples());
@@ -188,6 +192,8 @@ export class FrontMetrics {
     const epochMs = performance.timeOrigin + now;
     this.statuses.add(status);
     this.latency.observe(seconds);
+    const version = r.req.httpVersion;
+    this.#protocols.set(version, (this.#protocols.get(version) ?? 0) + 1);
     this.bytesIn += r.bytesIn;
     this.bytesOut += r.bytesOut;
     this.#window.record(status, seconds, epochMs);
