@@ -1,5 +1,6 @@
-// The tsgi package: the gateway types for application authors, and the two programs as
-// functions for embedding — serve() a backend, front() an HTTP front.
+// The tsgi package: the gateway types for application authors, the two programs as functions
+// for embedding — serve() a backend, front() an HTTP front — and adapters both ways: other
+// apps in (fromFetch, fromNodeHandler), a gateway app out to node:http and fetch servers.
 export type {
   Application, AppResult, Chunk, Environ, ErrorStream, FetchHandler, StartResponse, Write,
 } from './backend/types.js';
@@ -7,6 +8,7 @@ export { start as serve, type Backend, type BackendConfig } from './backend/inde
 export { start as front, type Front, type FrontConfig } from './frontend/index.js';
 export { fromFetch } from './backend/fetch-adapter.js';
 export { fromNodeHandler, type NodeHandler } from './backend/node-adapter.js';
+export { toFetch, toNodeHandler, type PortableOptions } from './backend/portable.js';
 export { InputStream } from './backend/input.js';
 export { parseAddress, type Address } from './common/address.js';
 export { TsgiError, ProtocolError, GatewayError, ConfigError, type TsgiErrorCode } from './protocol/errors.js';
