@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The `tsgi` command: `front`, `serve` and `demo`. The only place the command's own process exits
+// The `tsgi` command: `front`, `serve`, `run`, `ctl` and `demo`. The only place the command's own process exits
 // (worker processes exit by themselves, with the same codes: common/exit-codes.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -7,8 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { fileURLToPath } from 'node:url';
-import type { Address } from './common/address.js';
-import { createLogger, setLogLevel } from './common/log.js';
+import { type Address, formatAddress } from './common/address.js';
+import { ListenError } from './common/listen.js';
+import { createLogger, setLogLevel, setLogTag } from './common/log.js';
+import { notifyReady } from './common/notify.js';
+import { checkLogFile, checkSocketPath, checkStatic } from './common/preflight.js';
 import { type Command, configValues, type Options, optionsHelp, type ParsedOptions, parseOptions, readConfigFile } from './common/options.js';
 import { controlRequest, type ControlOp } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
@@ -27,11 +30,12 @@ Examples:
   tsgi front --listen 127.0.0.1:8080 --backend unix:/run/app.sock
   tsgi front --listen unix:/run/front.sock --backend unix:/run/a.sock --backend tcp:10.0.0.2:9000
   tsgi front --listen unix:/run/front.sock --trust-proxy unix --backend uwsgi:unix:/run/uwsgi/app.sock`,
-  serve: `Usage: tsgi serve APP_MODULE (--socket PATH | --listen HOST:PORT|unix:PATH | --uwsgi-socket PATH) [options]
+  serve: `Usage: tsgi serve [APP_MODULE] (--socket PATH | --listen HOST:PORT|unix:PATH | --uwsgi-socket PATH) [options]
 
 Runs a gateway application: APP_MODULE is a JS module whose default export (or export
 'application') is application(environ, startResponse), or whose default export has a
-fetch(request) method. APP_MODULE:name picks another export.
+fetch(request) method. APP_MODULE:name picks another export. A --config file may name it
+instead ("app": "app.js"). --check loads the app and checks the options without binding.
 
 With --uwsgi-socket (or --uwsgi-listen) it also speaks the uwsgi protocol, for nginx's
 uwsgi_pass.
@@ -39,7 +43,17 @@ uwsgi_pass.
 Examples:
   tsgi serve examples/hello.js --socket /tmp/hello.sock
   tsgi serve app.js --listen 127.0.0.1:9000
-  tsgi serve app.js --uwsgi-socket /run/tsgi/app.uwsgi.sock --workers 4`,
+  tsgi serve app.js --uwsgi-socket /run/tsgi/app.uwsgi.sock -w 4
+  tsgi serve -c /etc/tsgi/app.json --check`,
+  run: `Usage: tsgi run APP_MODULE [--port 8000] [--reload]
+
+The development server: serves the app over HTTP on 127.0.0.1:PORT from one process (no front,
+no workers), as Python's wsgiref.simple_server does. --reload restarts it when a file under
+the app's directory changes. Not for production: use tsgi front and tsgi serve there.
+
+Examples:
+  tsgi run app.js
+  tsgi run app.js --port 3000 --reload`,
   ctl: `Usage: tsgi ctl --control PATH (list | add ADDR | drain ADDR | remove ADDR)
 
 Talks to a running front's control socket (tsgi front --control PATH):
@@ -49,8 +63,8 @@ Talks to a running front's control socket (tsgi front --control PATH):
   remove ADDR   forget it now (requests in flight on it fail with 502)
 
 Examples:
-  tsgi ctl --control /run/tsgi-front.ctl list
-  tsgi ctl --control /run/tsgi-front.ctl add unix:/run/app-v2.sock`,
+  tsgi ctl --control /run/tsgi/front.ctl list
+  tsgi ctl --control /run/tsgi/front.ctl add unix:/run/tsgi/app-v2.sock`,
   demo: `Usage: tsgi demo [--port 8080]
 
 Starts a front on 127.0.0.1:PORT and a backend running the demo app (examples/demo.js):
@@ -66,6 +80,7 @@ const TOP = `Usage: tsgi <command> [options]
 Commands:
   front    HTTP front: listens for HTTP/1.1 and forwards to backends over tsgi frames
   serve    backend: runs a gateway application on a tsgi socket
+  run      development server: one process serving an app over HTTP, --reload on changes
   ctl      lists, adds, drains and removes a running front's backends
   demo     a front and a backend with the demo app, on 127.0.0.1:8080
 
@@ -96,6 +111,16 @@ function onSignals(stop: (graceful: boolean) => Promise<void>, log = createLogge
 }
 
 async function runFront(values: Options<'front'>, listen: Address, backendsFromFile: boolean): Promise<void> {
+  if (values.check) {
+    checkSocketPath('--listen', listen);
+    checkSocketPath('--control', values.control);
+    checkSocketPath('--admin', values.admin);
+    checkStatic(values.static);
+    checkLogFile('--access-log', values.accessLog);
+    process.stdout.write(`tsgi front: the options are valid${values.config ? ` (${values.config})` : ''}; `
+      + `would listen on ${formatAddress(listen)}, ${values.backends.length} backend(s) configured\n`);
+    return;
+  }
   // The front's heap is small and its objects die young, but V8's incremental marking, once
   // its first small old-space limit is reached, kept promoting each scavenge's survivors:
   // ~2.6 KB of old-space garbage per request and a mark-compact every ~300 ms. Without it the
@@ -113,6 +138,7 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
     front = await start({ ...values, listen });
   }
   onSignals((graceful) => front.stop({ graceful }));
+  void notifyReady(`serving on ${formatAddress(listen)}`, createLogger('front'));
   // logrotate: `postrotate kill -USR1 <pid>` (as for nginx).
   process.on('SIGUSR1', () => front.reopenLogs());
   const log = createLogger('front');
@@ -138,9 +164,25 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
 }
 
 async function runServe(values: Options<'serve'>, positionals: string[]): Promise<void> {
-  const [app, ...extra] = positionals;
-  if (app === undefined) throw new ConfigError('tsgi serve needs APP_MODULE, e.g. tsgi serve examples/hello.js --socket /tmp/app.sock');
+  const [given, ...extra] = positionals;
+  const app = given ?? values.appModule;
+  if (app === undefined) throw new ConfigError('tsgi serve needs APP_MODULE, e.g. tsgi serve examples/hello.js --socket /tmp/app.sock (or "app" in the --config file)');
   if (extra.length > 0) throw new ConfigError(`unexpected arguments: ${extra.join(' ')}`);
+  if (values.check) {
+    if (values.socket === undefined && values.listen === undefined && values.uwsgiSocket === undefined && values.uwsgiListen === undefined) {
+      throw new ConfigError('tsgi serve needs --socket PATH, --listen ADDR, --uwsgi-socket PATH or --uwsgi-listen ADDR');
+    }
+    checkSocketPath('--socket', values.socket);
+    checkSocketPath('--listen', values.listen);
+    checkSocketPath('--uwsgi-socket', values.uwsgiSocket);
+    checkSocketPath('--uwsgi-listen', values.uwsgiListen);
+    checkSocketPath('--admin', values.admin);
+    const { loadApplication } = await import('./backend/load-app.js');
+    await loadApplication(app);
+    process.stdout.write(`tsgi serve: the options are valid${values.config ? ` (${values.config})` : ''} and ${app} loads\n`);
+    // The app may have started timers or connections while loading: the check ends here.
+    process.exit(EXIT.OK);
+  }
   const { start } = await import('./backend/index.js');
   const backend = await start({
     ...values, app,
@@ -150,9 +192,25 @@ async function runServe(values: Options<'serve'>, positionals: string[]): Promis
     },
   });
   onSignals((graceful) => backend.stop({ graceful }));
+  void notifyReady(`serving ${app} on ${formatAddress(backend.address)}`, createLogger('serve'));
   process.on('SIGHUP', () => backend.reload());
   process.on('SIGTTIN', () => backend.scale(1));
   process.on('SIGTTOU', () => backend.scale(-1));
+}
+
+async function runRun(values: Options<'run'>, positionals: string[]): Promise<void> {
+  const [given, ...extra] = positionals;
+  const app = given ?? values.appModule;
+  if (app === undefined) throw new ConfigError('tsgi run needs APP_MODULE, e.g. tsgi run app.js');
+  if (extra.length > 0) throw new ConfigError(`unexpected arguments: ${extra.join(' ')}`);
+  const log = createLogger('run');
+  log.warn('a development server: one process, no limits or timeouts worth the name; use tsgi front and tsgi serve in production');
+  const { serveHere, serveReloading, urlOf } = await import('./backend/run.js');
+  const config = { app, listen: values.listen ?? { kind: 'tcp' as const, host: '127.0.0.1', port: values.port },
+    reload: values.reload, scriptName: '', logLevel: values.logLevel };
+  const server = await (values.reload ? serveReloading(config, log) : serveHere(config, log));
+  log.info(`serving ${app} on ${urlOf(server.address)}${values.reload ? ' (restarted on changes)' : ''}`);
+  onSignals(() => server.stop(), log);
 }
 
 async function runDemo(values: Options<'demo'>): Promise<void> {
@@ -243,6 +301,7 @@ export async function main(argv: string[]): Promise<void> {
     throw new ConfigError(`unknown command '${command}'. ${TOP}`);
   }
   const cmd = command as Command;
+  setLogTag(cmd);
   // The command line is parsed once, for the command's own typed options; --help prints them.
   const parse = <C extends Command>(c: C): ParsedOptions<C> | null => {
     const parsed = parseOptions(c, rest);
@@ -253,6 +312,7 @@ export async function main(argv: string[]): Promise<void> {
   if (cmd === 'front') {
     const parsed = parse('front');
     if (parsed === null) return;
+    current = parsed.values;
     const { values, origin } = parsed;
     setLogLevel(values.logLevel);
     if (values.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
@@ -264,8 +324,16 @@ export async function main(argv: string[]): Promise<void> {
   if (cmd === 'serve') {
     const parsed = parse('serve');
     if (parsed === null) return;
+    current = parsed.values;
     setLogLevel(parsed.values.logLevel);
     return runServe(parsed.values, parsed.positionals);
+  }
+  if (cmd === 'run') {
+    const parsed = parse('run');
+    if (parsed === null) return;
+    current = parsed.values;
+    setLogLevel(parsed.values.logLevel);
+    return runRun(parsed.values, parsed.positionals);
   }
   if (cmd === 'ctl') {
     const parsed = parse('ctl');
@@ -277,16 +345,39 @@ export async function main(argv: string[]): Promise<void> {
   return runDemo(parsed.values);
 }
 
+/** The options being started with, to name the one a failure comes from. */
+let current: Record<string, unknown> = {};
+
+/** The option that gave an address that could not be bound (--listen, --socket, --admin…). */
+function flagOf(address: Address): string {
+  const text = formatAddress(address);
+  const owners: [string, string][] = [['listen', '--listen'], ['socket', '--socket'], ['uwsgiSocket', '--uwsgi-socket'],
+    ['uwsgiListen', '--uwsgi-listen'], ['admin', '--admin'], ['control', '--control'], ['port', '--port']];
+  for (const [key, flag] of owners) {
+    const v = current[key];
+    if (v === undefined) continue;
+    if (typeof v === 'string' ? address.kind === 'unix' && address.path === v
+      : typeof v === 'number' ? address.kind === 'tcp' && address.port === v : formatAddress(v as Address) === text) return flag;
+  }
+  return formatAddress(address);
+}
+
+// A start-up failure is one line: the option and the cause (the stack only at --log-level debug).
 main(process.argv.slice(2)).catch((err: unknown) => {
   const log = createLogger('cli');
+  const detail = log.enabled('debug') ? (err as Error).cause ?? err : undefined;
+  if (err instanceof ListenError) {
+    log.error(`${flagOf(err.address)}: ${err.message}`, detail);
+    process.exit(EXIT.USAGE);
+  }
   if (err instanceof ConfigError) {
-    log.error(err.message);
+    log.error(err.message, detail);
     process.exit(EXIT.USAGE);
   }
   if (err instanceof TsgiError && err.code === 'TSGI_ERR_APP_LOAD') {
-    log.error(err.message, (err as Error).cause);
+    log.error(`APP_MODULE: ${err.message}`, detail);
     process.exit(EXIT.APP_LOAD);
   }
-  log.error('failed to start', err);
+  log.error(`failed to start: ${(err as Error)?.message ?? String(err)}`, log.enabled('debug') ? err : undefined);
   process.exit(EXIT.FAILURE);
 });

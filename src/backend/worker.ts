@@ -3,7 +3,7 @@
 // told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
 import type { Socket } from 'node:net';
 import { EXIT } from '../common/exit-codes.js';
-import { createLogger, setLogLevel, type Logger, type LogLevel } from '../common/log.js';
+import { createLogger, setLogLevel, setLogTag, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication } from './load-app.js';
 import { ServeMetrics, type ServeReport } from './metrics.js';
@@ -80,6 +80,7 @@ async function main(): Promise<void> {
     throw new Error('worker.js is started by the tsgi supervisor, not by hand');
   }
   setLogLevel(config.logLevel);
+  setLogTag(`worker ${config.workerId}`);
   const send = (msg: WorkerMessage) => {
     if (process.connected) process.send!(msg, undefined, {}, () => {}); // EPIPE while exiting is fine
   };

@@ -6,9 +6,46 @@ import { existsSync, lstatSync } from 'node:fs';
 import { chmod, link, lstat, open, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { connect, type Server } from 'node:net';
-import { resolve as absolute } from 'node:path';
+import { dirname, resolve as absolute } from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
 import { type Address, formatAddress } from './address.js';
+
+/**
+ * An address could not be bound: the message says where and the real cause (a missing
+ * directory, a port in use, a permission), in one line; `address` lets the command line name
+ * the option that gave it.
+ */
+export class ListenError extends ConfigError {
+  readonly address: Address;
+  constructor(address: Address, message: string) {
+    super(message);
+    this.address = address;
+  }
+}
+
+/** The cause of a failed bind, as an operator would say it. */
+function bindCause(address: Address, err: NodeJS.ErrnoException): string {
+  const who = typeof process.getuid === 'function' ? `uid ${process.getuid()}` : 'this user';
+  if (address.kind === 'unix') {
+    const dir = dirname(absolute(address.path));
+    switch (err.code) {
+      case 'ENOENT': return `the directory ${dir} does not exist`;
+      case 'ENOTDIR': return `a component of ${dir} is not a directory`;
+      case 'EACCES': case 'EPERM': return `permission denied: ${who} may not create files in ${dir}`;
+      case 'EROFS': return `${dir} is on a read-only file system`;
+      case 'EADDRINUSE': return 'the path is in use';
+      case 'ENAMETOOLONG': case 'EINVAL': return `the path is too long for a Unix socket (${Buffer.byteLength(address.path)} bytes; at most 107)`;
+    }
+  } else {
+    switch (err.code) {
+      case 'EADDRINUSE': return `port ${address.port} is in use on ${address.host || 'all addresses'}: another process is listening on it`;
+      case 'EACCES': case 'EPERM': return `permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE (running as ${who})`;
+      case 'EADDRNOTAVAIL': return `${address.host} is not an address of this machine`;
+      case 'ENOTFOUND': case 'EAI_AGAIN': return `the host name ${address.host} does not resolve`;
+    }
+  }
+  return err.code !== undefined ? `${err.code}: ${err.message}` : err.message;
+}
 
 function probe(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -138,11 +175,17 @@ async function takeLock(lock: string, path: string, depth: number): Promise<() =
 
 /** Listens on the address; resolves with the address actually bound (port 0 resolved). */
 export async function listenOn(server: Server, address: Address, socketMode = 0o660): Promise<Address> {
-  const unlock = address.kind === 'unix' ? await lockPath(address.path) : null;
   try {
-    return await bind(server, address, socketMode);
-  } finally {
-    await unlock?.();
+    const unlock = address.kind === 'unix' ? await lockPath(address.path) : null;
+    try {
+      return await bind(server, address, socketMode);
+    } finally {
+      await unlock?.();
+    }
+  } catch (err) {
+    if (err instanceof ListenError) throw err;
+    if (err instanceof ConfigError) throw new ListenError(address, err.message);
+    throw new ListenError(address, `cannot listen on ${formatAddress(address)}: ${bindCause(address, err as NodeJS.ErrnoException)}`);
   }
 }
 

@@ -169,12 +169,24 @@ function errorDetail(err: unknown): string {
   return out;
 }
 
+/** The tag every logger of this process uses once set (the command: front, serve, run…). */
+let processTag: string | null = null;
+
+/** One log tag per process: from now on every logger here writes `tsgi TAG[pid]`, whatever its component. */
+export function setLogTag(tag: string): void {
+  processTag = tag;
+}
+
 export function createLogger(component: string): Logger {
-  const tag = `tsgi ${component}[${process.pid}]`;
+  let tagged = '';
   const prefixes: Record<string, string> = {};
-  for (const level of LOG_LEVELS) prefixes[level] = `${tag} ${level}: `;
   const emit = (level: LogLevel, message: string, err?: unknown) => {
     if (RANK[level] < threshold) return;
+    const name = processTag ?? component;
+    if (name !== tagged) {
+      tagged = name;
+      for (const l of LOG_LEVELS) prefixes[l] = `tsgi ${name}[${process.pid}] ${l}: `;
+    }
     const prefix = prefixes[level]!;
     const text = capped(escapeControls(message));
     const now = Date.now();

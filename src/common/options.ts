@@ -8,10 +8,10 @@ import { type Address, parseAddress } from './address.js';
 import { LOG_LEVELS, type LogLevel } from './log.js';
 import { parseTrustProxy } from './trust-proxy.js';
 
-export type Command = 'front' | 'serve' | 'demo' | 'ctl';
+export type Command = 'front' | 'serve' | 'run' | 'demo' | 'ctl';
 
 type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level' | 'proxies'
-  | 'choice' | 'mounts';
+  | 'choice' | 'mounts' | 'bool';
 
 /** Kinds whose values are lists: a repeated flag adds to the list, and a config file may give an array. */
 const LIST_KINDS: ReadonlySet<Kind> = new Set(['addresses', 'proxies', 'mounts']);
@@ -37,13 +37,42 @@ interface OptionSpec {
   max?: number;
   /** For kind 'choice': the values accepted. */
   choices?: readonly string[];
+  /** The value's name in --help (`--workers N`); the kind's usual one when left out. */
+  meta?: string;
+  /** A one-letter form (`-w`), for the options given most often. */
+  short?: string;
+  /** Other long names taking the same value (`--bind` for `--listen`). */
+  aliases?: readonly string[];
 }
+
+/** The metavariable each kind shows in --help, unless its row names one. */
+const META: Record<Kind, string> = {
+  string: 'PATH', int: 'N', seconds: 'SECONDS', bytes: 'SIZE', address: 'ADDR', addresses: 'ADDR', mode: 'MODE',
+  level: 'LEVEL', proxies: 'PEERS', choice: 'CHOICE', mounts: '/PREFIX=DIR', bool: '',
+};
+
+/**
+ * How --help groups the options, in this order; an option in no group is listed under
+ * "Other options".
+ */
+const GROUPS: readonly (readonly [string, readonly string[]])[] = [
+  ['Application and addresses', ['appModule', 'listen', 'port', 'socket', 'uwsgiSocket', 'uwsgiListen', 'backends', 'control',
+    'register', 'scriptName', 'static', 'staticDotfiles', 'reload', 'config', 'check']],
+  ['Processes', ['workers', 'processes', 'timeout', 'maxRequests', 'maxRequestsJitter', 'gracefulTimeout']],
+  ['Trust and access', ['trustProxy', 'controlAllow', 'socketMode']],
+  ['Timeouts', ['responseTimeout', 'queueTimeout', 'keepAliveTimeout', 'headersTimeout', 'bodyTimeout', 'sendTimeout',
+    'lingerTimeout', 'pingInterval', 'pingTimeout']],
+  ['Limits', ['queueSize', 'maxHeaderSize', 'maxHeaders', 'maxBodySize', 'maxConnections', 'maxInFlight',
+    'maxResponseHeaderSize', 'maxRequestHeaderSize', 'maxStreams', 'window', 'maxFrameSize']],
+  ['Logs and metrics', ['logLevel', 'accessLog', 'logFormat', 'admin']],
+];
 
 /** The rows, as written (their literal types give the Options types below). */
 const TABLE = [
   // front
-  { key: 'listen', flag: '--listen', env: 'TSGI_LISTEN', kind: 'address', commands: ['front', 'serve'],
-    help: 'front: HTTP address (HOST:PORT or unix:PATH); serve: tsgi address (same forms)' },
+  { key: 'listen', flag: '--listen', short: '-b', aliases: ['--bind'], env: 'TSGI_LISTEN', kind: 'address',
+    commands: ['front', 'serve', 'run'], meta: 'HOST:PORT|unix:PATH',
+    help: 'front and run: HTTP address; serve: tsgi address' },
   { key: 'backends', flag: '--backend', env: 'TSGI_BACKENDS', kind: 'addresses', default: [], commands: ['front'],
     help: 'backend address: unix:PATH or tcp:HOST:PORT (uwsgi:unix:PATH or uwsgi:tcp:HOST:PORT for a uWSGI server); repeat for several (env: comma-separated)' },
   { key: 'trustProxy', flag: '--trust-proxy', env: 'TSGI_TRUST_PROXY', kind: 'proxies', default: [], commands: ['front'],
@@ -78,7 +107,7 @@ const TABLE = [
     help: 'serve files: /PREFIX=DIR (repeat for several; env: comma-separated); the longest matching prefix wins, other URLs go to the backends' },
   { key: 'staticDotfiles', flag: '--static-dotfiles', kind: 'choice', choices: ['ignore', 'deny', 'allow'], default: 'ignore',
     commands: ['front'], help: 'dotfiles under --static: ignore (404), deny (403) or allow' },
-  { key: 'accessLog', flag: '--access-log', env: 'TSGI_ACCESS_LOG', kind: 'string', commands: ['front'],
+  { key: 'accessLog', flag: '--access-log', env: 'TSGI_ACCESS_LOG', kind: 'string', meta: 'FILE', commands: ['front'],
     help: 'write an access log line per request to FILE, or - for stdout (off by default)' },
   { key: 'logFormat', flag: '--log-format', env: 'TSGI_LOG_FORMAT', kind: 'choice', choices: ['combined', 'common', 'json'],
     default: 'combined', commands: ['front'], help: 'access log format: combined, common or json (lines)' },
@@ -111,7 +140,7 @@ const TABLE = [
     help: 'HOST:PORT (or unix:PATH) to also serve the uwsgi protocol on' },
   { key: 'processes', flag: '--processes', env: 'TSGI_PROCESSES', kind: 'int', default: 1, min: 1, max: 64, commands: ['front'],
     help: 'front processes sharing the listener, each with its own connections to every backend (1: one process, no primary)' },
-  { key: 'workers', flag: '--workers', env: 'TSGI_WORKERS', kind: 'int', min: 1, max: 256, commands: ['serve'],
+  { key: 'workers', flag: '--workers', short: '-w', env: 'TSGI_WORKERS', kind: 'int', min: 1, max: 256, commands: ['serve'],
     help: 'run a supervisor and N worker processes sharing the socket (without it: one process, no supervisor)' },
   { key: 'timeout', flag: '--timeout', env: 'TSGI_TIMEOUT', kind: 'seconds', default: 0, commands: ['serve'],
     help: 'with --workers: a request running longer gets its worker replaced (0: never)' },
@@ -123,7 +152,7 @@ const TABLE = [
     help: 'a front\'s control socket: announce this backend there when ready, withdraw it on graceful stop' },
   { key: 'gracefulTimeout', flag: '--graceful-timeout', env: 'TSGI_GRACEFUL_TIMEOUT', kind: 'seconds', default: 30,
     commands: ['serve', 'front'], help: 'seconds in-flight requests get to finish on SIGTERM' },
-  { key: 'scriptName', flag: '--script-name', env: 'SCRIPT_NAME', kind: 'string', default: '', commands: ['serve'],
+  { key: 'scriptName', flag: '--script-name', env: 'SCRIPT_NAME', kind: 'string', meta: 'PREFIX', default: '', commands: ['serve'],
     help: 'URL prefix the app is mounted at: becomes SCRIPT_NAME and is cut from PATH_INFO' },
   { key: 'maxRequestHeaderSize', flag: '--max-request-header-size', kind: 'bytes', default: DEFAULTS.maxHeadSize, min: 1024,
     commands: ['serve'], help: 'largest request head taken from a front, decoded (bytes); the stream is refused beyond' },
@@ -143,12 +172,21 @@ const TABLE = [
   { key: 'socketMode', flag: '--socket-mode', kind: 'mode', default: 0o660, commands: ['front', 'serve'],
     help: 'permissions of Unix sockets we create (octal)' },
   { key: 'logLevel', flag: '--log-level', env: 'TSGI_LOG_LEVEL', kind: 'level', default: 'info',
-    commands: ['front', 'serve', 'demo'], help: `log threshold: ${LOG_LEVELS.join(', ')}` },
-  { key: 'config', flag: '--config', env: 'TSGI_CONFIG', kind: 'string', commands: ['front', 'serve'],
+    commands: ['front', 'serve', 'run', 'demo'], help: `log threshold: ${LOG_LEVELS.join(', ')}` },
+  { key: 'config', flag: '--config', short: '-c', env: 'TSGI_CONFIG', kind: 'string', commands: ['front', 'serve'], meta: 'FILE',
     help: 'JSON file of options: {"listen": "…", "backend": ["unix:…"], "response-timeout": 30, …} (flag names without --); SIGHUP re-reads the front\'s backends from it' },
+  { key: 'check', flag: '--check', kind: 'bool', default: false, commands: ['front', 'serve'],
+    help: 'check the options (serve: and load the app) without binding anything, then exit: 0 if all is well, 2 or 3 if not' },
+  { key: 'appModule', flag: '--app', env: 'TSGI_APP', kind: 'string', commands: ['serve', 'run'], meta: 'APP_MODULE',
+    help: 'the application module, as a config file names it ("app": "app.js"); APP_MODULE on the command line wins' },
   // demo
-  { key: 'port', flag: '--port', env: 'PORT', kind: 'int', default: 8080, min: 0, max: 65535, commands: ['demo'],
-    help: 'port for the demo front on 127.0.0.1' },
+  { key: 'port', flag: '--port', short: '-p', env: 'PORT', kind: 'int', default: 8080, min: 0, max: 65535, commands: ['demo'],
+    meta: 'PORT', help: 'port for the demo front on 127.0.0.1' },
+  // run
+  { key: 'port', flag: '--port', short: '-p', env: 'PORT', kind: 'int', default: 8000, min: 0, max: 65535, commands: ['run'],
+    meta: 'PORT', help: 'port on 127.0.0.1 for the development server (--listen picks another address)' },
+  { key: 'reload', flag: '--reload', env: 'TSGI_RELOAD', kind: 'bool', default: false, commands: ['run'],
+    help: 'restart the app when a file under its directory changes (development only)' },
 ] as const satisfies readonly OptionSpec[];
 
 export const OPTIONS: readonly OptionSpec[] = TABLE;
@@ -168,6 +206,7 @@ interface KindValues {
   proxies: string[];
   choice: string;
   mounts: StaticMount[];
+  bool: boolean;
 }
 
 type ValueOf<S extends Spec> = S extends { readonly choices: readonly (infer C)[] } ? C : KindValues[S['kind']];
@@ -192,6 +231,9 @@ function checkValue(spec: OptionSpec, value: unknown): void {
     throw new ConfigError(`${spec.flag}: expected ${expected}, got ${JSON.stringify(value)}`);
   };
   switch (spec.kind) {
+    case 'bool':
+      if (typeof value !== 'boolean') bad('true or false');
+      return;
     case 'int':
     case 'seconds':
     case 'bytes':
@@ -271,6 +313,9 @@ function convert(spec: OptionSpec, raw: string): unknown {
   switch (spec.kind) {
     case 'string':
       return raw;
+    case 'bool':
+      if (!/^(true|false|yes|no|1|0)$/i.test(raw)) fail(spec, raw, 'true or false');
+      return /^(true|yes|1)$/i.test(raw);
     case 'address':
       return parseAddress(raw, spec.flag);
     case 'addresses':
@@ -340,7 +385,10 @@ export function readConfigFile(path: string): Record<string, unknown> {
  */
 export function parseOptions<C extends Command>(command: C, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ParsedOptions<C> {
   const specs = OPTIONS.filter((o) => o.commands.includes(command));
-  const byFlag = new Map(specs.map((s) => [s.flag, s]));
+  const byFlag = new Map<string, OptionSpec>();
+  for (const s of specs) {
+    for (const name of [s.flag, ...(s.aliases ?? []), ...(s.short !== undefined ? [s.short] : [])]) byFlag.set(name, s);
+  }
   const values: Record<string, unknown> = {};
   const origin: Record<string, Origin> = {};
   const positionals: string[] = [];
@@ -349,8 +397,10 @@ export function parseOptions<C extends Command>(command: C, argv: readonly strin
     const arg = argv[i]!;
     if (arg === '--help' || arg === '-h') { help = true; continue; }
     if (arg === '--') { positionals.push(...argv.slice(i + 1)); break; }
-    if (!arg.startsWith('--')) { positionals.push(arg); continue; }
-    const eq = arg.indexOf('=');
+    const short = /^-[A-Za-z]/.test(arg);
+    if (!arg.startsWith('--') && !short) { positionals.push(arg); continue; }
+    // -w4 and -w=4 are -w 4; --flag=value is --flag value.
+    const eq = short ? (arg.length > 2 ? 2 : -1) : arg.indexOf('=');
     const flag = eq === -1 ? arg : arg.slice(0, eq);
     const spec = byFlag.get(flag);
     if (spec === undefined) {
@@ -358,7 +408,8 @@ export function parseOptions<C extends Command>(command: C, argv: readonly strin
       throw new ConfigError(`unknown option ${flag} for 'tsgi ${command}' (options: ${known} --help)`);
     }
     let raw: string;
-    if (eq !== -1) raw = arg.slice(eq + 1);
+    if (eq !== -1) raw = arg.slice(arg[eq] === '=' ? eq + 1 : eq);
+    else if (spec.kind === 'bool') raw = 'true';
     else {
       const next = argv[++i];
       if (next === undefined) throw new ConfigError(`${flag} needs a value`);
@@ -400,21 +451,31 @@ export function configValues(command: Command, data: Record<string, unknown>, pa
     if (spec.key === 'config') continue;
     const items = Array.isArray(value) ? value : [value];
     if (items.length !== 1 && !LIST_KINDS.has(spec.kind)) throw new ConfigError(`${path}: "${name}" takes one value`);
-    const converted = items.map((v) => convert(spec, String(v)));
+    const converted = items.map((v) => (spec.kind === 'bool' && typeof v === 'boolean' ? v : convert(spec, String(v))));
     out[spec.key] = LIST_KINDS.has(spec.kind) ? converted.flat() : converted[0];
   }
   return out;
 }
 
-/** The options part of `tsgi COMMAND --help`, generated from the table. */
+/** The options part of `tsgi COMMAND --help`, generated from the table: grouped, each with its metavariable. */
 export function optionsHelp(command: Command): string {
   const specs = OPTIONS.filter((o) => o.commands.includes(command));
-  const rows = specs.map((s) => {
-    const def = s.default === undefined || s.default === '' || (Array.isArray(s.default) && s.default.length === 0) ? ''
+  const row = (s: OptionSpec) => {
+    const def = s.default === undefined || s.default === '' || s.default === false || (Array.isArray(s.default) && s.default.length === 0) ? ''
       : ` (default: ${s.kind === 'mode' ? (s.default as number).toString(8) : String(s.default)})`;
     const env = s.env ? ` [env ${s.env}]` : '';
-    const choices = s.choices ? ` [${s.choices.join('|')}]` : '';
-    return `  ${s.flag.padEnd(22)} ${s.help}${choices}${def}${env}`;
-  });
-  return rows.join('\n');
+    const meta = s.kind === 'bool' ? '' : ` ${s.meta ?? (s.choices ? s.choices.join('|') : META[s.kind])}`;
+    const names = [...(s.short !== undefined ? [s.short] : []), s.flag, ...(s.aliases ?? [])].join(', ');
+    const left = `  ${names}${meta}`;
+    return `${left.length > 31 ? `${left}\n${' '.repeat(33)}` : left.padEnd(33)}${s.help}${def}${env}`;
+  };
+  const out: string[] = [];
+  const listed = new Set<string>();
+  for (const [title, keys] of [...GROUPS, ['Other options', specs.map((s) => s.key)] as const]) {
+    const rows = specs.filter((s) => keys.includes(s.key) && !listed.has(s.key));
+    if (rows.length === 0) continue;
+    for (const s of rows) listed.add(s.key);
+    out.push(`${title}:`, ...rows.map(row), '');
+  }
+  return out.join('\n').trimEnd();
 }

@@ -1,5 +1,8 @@
 // The options and addresses of the nginx/uWSGI interop: uwsgi: backend addresses (round-trip,
 // refused where they make no sense), --uwsgi-socket / --uwsgi-listen, and --trust-proxy lists.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -66,7 +69,7 @@ test('--static mounts: repeatable, comma-separated in the environment, checked; 
   assert.is(parseOptions('front', ['--log-format', 'json'], {}).values.logFormat, 'json');
   throwsCode(() => parseOptions('front', ['--log-format', 'xml'], {}), ConfigError, 'TSGI_ERR_CONFIG');
   throwsCode(() => parseOptions('front', ['--static-dotfiles', 'yes'], {}), ConfigError, 'TSGI_ERR_CONFIG');
-  assert.match(optionsHelp('front'), /\[ignore\|deny\|allow\]/);
+  assert.match(optionsHelp('front'), /--static-dotfiles ignore\|deny\|allow\s/);
 });
 
 test('the example config files are valid for their command', () => {
@@ -108,6 +111,61 @@ test('front() refuses a bad option with the flag\'s message before it binds anyt
   }
   assert.instance(err, ConfigError);
   assert.match((err as Error).message, /^--queue-size: expected at least 0, got -5$/);
+});
+
+test('short forms and aliases: -w workers, -b and --bind for --listen, -c config, -p port; -w4 and -w=4 too', () => {
+  let { values } = parseOptions('serve', ['app.js', '-w', '3', '-b', '127.0.0.1:9000'], {});
+  assert.is(values.workers, 3);
+  assert.equal(values.listen, { kind: 'tcp', host: '127.0.0.1', port: 9000 });
+  ({ values } = parseOptions('serve', ['app.js', '-w4', '--bind=unix:/x.sock'], {}));
+  assert.is(values.workers, 4);
+  assert.equal(values.listen, { kind: 'unix', path: '/x.sock' });
+  assert.is(parseOptions('serve', ['-w=5', 'app.js'], {}).values.workers, 5);
+  assert.is(parseOptions('run', ['app.js', '-p', '3000'], {}).values.port, 3000);
+  const dir = mkdtempSync(join(tmpdir(), 'tsgi-options-'));
+  const path = join(dir, 'front.json');
+  writeFileSync(path, '{"listen": "127.0.0.1:0"}');
+  const fromFile = parseOptions('front', ['-c', path], {});
+  rmSync(dir, { recursive: true });
+  assert.is(fromFile.values.config, path);
+  assert.equal(fromFile.values.listen, { kind: 'tcp', host: '127.0.0.1', port: 0 });
+  throwsCode(() => parseOptions('front', ['-w', '2'], {}), ConfigError, 'TSGI_ERR_CONFIG', '-w is not a front option');
+  assert.equal(parseOptions('serve', ['app.js', '-'], {}).positionals, ['app.js', '-'], 'a lone dash stays an argument');
+});
+
+test('flags without a value: --check, --reload; true/false from the environment and config files', () => {
+  assert.is(parseOptions('serve', ['app.js'], {}).values.check, false);
+  assert.is(parseOptions('serve', ['app.js', '--check', '--socket', '/x.sock'], {}).values.check, true);
+  assert.equal(parseOptions('serve', ['app.js', '--check', '--socket', '/x.sock'], {}).positionals, ['app.js'], '--check takes no value');
+  assert.is(parseOptions('run', ['app.js', '--reload'], {}).values.reload, true);
+  assert.is(parseOptions('run', ['app.js'], { TSGI_RELOAD: '1' }).values.reload, true);
+  assert.is(parseOptions('run', ['app.js', '--reload=false'], {}).values.reload, false);
+  assert.is(configValues('serve', { check: true }, 'f.json').check, true);
+  throwsCode(() => parseOptions('run', ['app.js', '--reload=maybe'], {}), ConfigError, 'TSGI_ERR_CONFIG');
+});
+
+test('a config file may name the app ("app": "app.js"), as --app or TSGI_APP do', () => {
+  assert.is(configValues('serve', { app: 'app.js', socket: '/x.sock' }, 'f.json').appModule, 'app.js');
+  assert.is(parseOptions('serve', [], { TSGI_APP: 'other.js' }).values.appModule, 'other.js');
+  throwsCode(() => configValues('front', { app: 'app.js' }, 'f.json'), ConfigError, 'TSGI_ERR_CONFIG', 'the front has no app');
+});
+
+test('--help: options grouped under titles, each with its metavariable and short form', () => {
+  const help = optionsHelp('serve');
+  const lines = help.split('\n');
+  assert.ok(lines.includes('Processes:') && lines.includes('Limits:'), help);
+  assert.ok(help.indexOf('Application and addresses:') < help.indexOf('Processes:'), 'the common options first');
+  assert.match(help, /^  -w, --workers N +run a supervisor/m);
+  assert.match(help, /^  -b, --listen, --bind HOST:PORT\|unix:PATH$/m);
+  assert.match(help, /^  -c, --config FILE +JSON file/m);
+  assert.match(help, /^  --check +check the options/m, 'a flag without a value has no metavariable');
+  assert.match(help, /^  --max-frame-size SIZE +largest frame/m);
+  assert.match(optionsHelp('run'), /^  --reload +restart the app/m);
+  for (const command of ['front', 'serve', 'run', 'demo', 'ctl'] as const) {
+    const flags = OPTIONS.filter((o) => o.commands.includes(command)).map((o) => o.flag);
+    assert.ok(flags.length > 0, command);
+    for (const flag of flags) assert.ok(optionsHelp(command).includes(` ${flag}`), `${command} --help lists ${flag}`);
+  }
 });
 
 test.run();
