@@ -115,49 +115,64 @@ function external(name: string, cmd: string, args: string[], dir: string, logFil
   };
 }
 
-/** The uwsgi_params nginx ships, for a prefix whose conf directory has none. */
-const UWSGI_PARAMS_FALLBACK = `uwsgi_param  QUERY_STRING       $query_string;
-uwsgi_param  REQUEST_METHOD     $request_method;
-uwsgi_param  CONTENT_TYPE       $content_type;
-uwsgi_param  CONTENT_LENGTH     $content_length;
-uwsgi_param  REQUEST_URI        $request_uri;
-uwsgi_param  PATH_INFO          $document_uri;
-uwsgi_param  DOCUMENT_ROOT      $document_root;
-uwsgi_param  SERVER_PROTOCOL    $server_protocol;
-uwsgi_param  REQUEST_SCHEME     $scheme;
-uwsgi_param  HTTPS              $https if_not_empty;
-uwsgi_param  REMOTE_ADDR        $remote_addr;
-uwsgi_param  REMOTE_PORT        $remote_port;
-uwsgi_param  SERVER_PORT        $server_port;
-uwsgi_param  SERVER_NAME        $server_name;
-`;
-
 export interface Nginx extends ExternalProc {
   readonly port: number;
   readonly url: string;
 }
 
 /**
- * nginx with examples/nginx/NAME, its placeholders filled in (`__PREFIX__`, `__PORT__` and
- * those given), on a fresh temporary prefix, as the current user; resolves once it listens.
+ * A main nginx.conf around a site file from examples/nginx/ (included as it is, or given as
+ * text): pid, logs and temp files under `prefix`, as the distribution's nginx.conf sets them.
  */
-export async function startNginx(name: string, placeholders: Record<string, string>): Promise<Nginx> {
-  const port = await freePort();
-  let conf = readFileSync(join(ROOT, 'examples/nginx', name), 'utf8');
-  const prefix = tempDir('tsgi-interop-nginx-');
-  for (const [key, value] of Object.entries({ __PREFIX__: prefix, __PORT__: String(port), ...placeholders })) {
-    conf = conf.split(key).join(value);
-  }
-  const left = /__[A-Z_]+__/.exec(conf.replace(/#.*$/gm, ''));
-  if (left !== null) {
+function mainConf(prefix: string, site: string): string {
+  return `pid ${prefix}/nginx.pid;
+error_log ${prefix}/error.log warn;
+events {
+    worker_connections 1024;
+}
+http {
+    include /etc/nginx/mime.types;
+    access_log ${prefix}/access.log;
+    client_body_temp_path ${prefix}/client_body;
+    proxy_temp_path ${prefix}/proxy;
+    fastcgi_temp_path ${prefix}/fastcgi;
+    uwsgi_temp_path ${prefix}/uwsgi;
+    scgi_temp_path ${prefix}/scgi;
+    include ${site};
+}
+`;
+}
+
+/** `nginx -t` on examples/nginx/NAME as it is, included in a main config; resolves with its output. */
+export function nginxCheck(name: string): { ok: boolean; output: string } {
+  const prefix = tempDir('tsgi-interop-nginx-t-');
+  try {
+    writeFileSync(join(prefix, 'nginx.conf'), mainConf(prefix, join(ROOT, 'examples/nginx', name)));
+    const r = spawnSync('nginx', ['-t', '-p', prefix, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log')],
+      { encoding: 'utf8', timeout: 10_000 });
+    return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+  } finally {
     rmSync(prefix, { recursive: true, force: true });
-    throw new Error(`examples/nginx/${name}: placeholder ${left[0]} was not filled in`);
   }
+}
+
+/**
+ * nginx (daemon off, master off, as the current user) with the site examples/nginx/NAME, on a
+ * fresh temporary prefix; each key of `replace` (a socket path, `listen 80;`) is replaced, each
+ * one required to be in the file. Resolves once it listens on its free port.
+ */
+export async function startNginx(name: string, replace: Record<string, string>): Promise<Nginx> {
+  const port = await freePort();
+  let site = readFileSync(join(ROOT, 'examples/nginx', name), 'utf8');
+  for (const [from, to] of Object.entries({ 'listen 80;': `listen 127.0.0.1:${port};`, ...replace })) {
+    if (!site.includes(from)) throw new Error(`examples/nginx/${name} has no '${from}' to replace`);
+    site = site.split(from).join(to);
+  }
+  const prefix = tempDir('tsgi-interop-nginx-');
   mkdirSync(join(prefix, 'html'));
+  writeFileSync(join(prefix, 'site.conf'), site);
   const confPath = join(prefix, 'nginx.conf');
-  writeFileSync(confPath, conf);
-  const params = '/etc/nginx/uwsgi_params';
-  writeFileSync(join(prefix, 'uwsgi_params'), existsSync(params) ? readFileSync(params, 'utf8') : UWSGI_PARAMS_FALLBACK);
+  writeFileSync(confPath, `daemon off;\nmaster_process off;\nworker_processes 1;\n${mainConf(prefix, join(prefix, 'site.conf'))}`);
   const errorLog = join(prefix, 'error.log');
   const proc = external('nginx', 'nginx', ['-p', prefix, '-c', confPath, '-e', errorLog], prefix, errorLog);
   try {

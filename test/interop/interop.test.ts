@@ -1,10 +1,11 @@
-// The interop suite: real nginx (uwsgi_pass to tsgi serve; proxy_pass to tsgi front) and a real
-// uWSGI running a Python WSGI app behind tsgi front. It runs when the programs are installed;
+// The interop suite: real nginx (uwsgi_pass to tsgi serve; proxy_pass to tsgi front), a real
+// uWSGI running a Python WSGI app behind tsgi front, and the deployment examples as written. It runs when the programs are installed;
 // under CI=true (.ci/run installs them) it requires them. Otherwise it says what is missing in
 // one line, and the rest of the test run goes on.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { findPrograms } from '../helpers/interop.js';
+import { nginxExamples, systemdDeploy, systemdSecurity } from './examples.js';
 import { frontToUwsgi } from './front-uwsgi.js';
 import { nginxToFront } from './nginx-front.js';
 import { nginxToBackend } from './nginx-uwsgi.js';
@@ -24,9 +25,12 @@ if (programs.missing.length > 0 && required) {
     const what = none ? 'all interop tests' : `the ${programs.nginx ? 'uWSGI' : 'nginx'} interop tests`;
     process.stdout.write(`interop: skipping ${what} — missing ${programs.missing.join('; ')}\n`);
   }
+  systemdSecurity();
   if (programs.curl && programs.nginx) {
+    nginxExamples();
     nginxToBackend();
     nginxToFront();
+    systemdDeploy();
   }
   if (programs.curl && programs.uwsgi) frontToUwsgi();
 }

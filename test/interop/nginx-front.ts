@@ -25,7 +25,7 @@ export function nginxToFront(): void {
       '--backend', `unix:${ctx.backend.socket}`, '--graceful-timeout', '5']);
     ctx.extra.push(front);
     await front.waitForStderr(/listening on http unix:/);
-    ctx.nginx = await startNginx('front.conf', { __FRONT_SOCKET__: socket });
+    ctx.nginx = await startNginx('front.conf', { '/run/tsgi/front.sock': socket });
     ctx.agent = newAgent();
   });
   test.after(async (ctx) => {

@@ -1,5 +1,5 @@
 // nginx → tsgi serve over uwsgi: examples/nginx/uwsgi.conf (uwsgi_pass unix:…; include
-// uwsgi_params;) in front of `tsgi serve --uwsgi-socket … --workers 2`, curl and undici as clients.
+// /etc/nginx/uwsgi_params;) in front of `tsgi serve --uwsgi-socket … --workers 2`, curl and undici as clients.
 import { rmSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -18,7 +18,7 @@ export function nginxToBackend(): void {
   setUp(test, async (ctx) => {
     ctx.dir = tempDir('tsgi-interop-');
     ctx.backend = await startUwsgiBackend(fixture('interop-app.js'), ['--workers', '2']);
-    ctx.nginx = await startNginx('uwsgi.conf', { __BACKEND_SOCKET__: ctx.backend.socket });
+    ctx.nginx = await startNginx('uwsgi.conf', { '/run/tsgi/app.uwsgi.sock': ctx.backend.socket });
     ctx.agent = newAgent();
   });
   test.after(async (ctx) => {
