@@ -117,6 +117,15 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
     checkSocketPath('--admin', values.admin);
     checkStatic(values.static);
     checkLogFile('--access-log', values.accessLog);
+    if ((values.tlsCert === undefined) !== (values.tlsKey === undefined)) {
+      throw new ConfigError(values.tlsCert === undefined ? '--tls-key needs --tls-cert' : '--tls-cert needs --tls-key');
+    }
+    if (values.tlsCert !== undefined) {
+      // The pair is read and matched as at start (a TLS context, no listener).
+      const { TlsEdge } = await import('./frontend/http/tls.js');
+      new TlsEdge({ certFile: values.tlsCert, keyFile: values.tlsKey!, minVersion: values.tlsMinVersion as 'TLSv1.2' | 'TLSv1.3',
+        http2: values.http2 === 'on', handshakeTimeoutMs: 0, log: createLogger('front') }, () => {});
+    }
     process.stdout.write(`tsgi front: the options are valid${values.config ? ` (${values.config})` : ''}; `
       + `would listen on ${formatAddress(listen)}, ${values.backends.length} backend(s) configured\n`);
     return;

@@ -59,10 +59,11 @@ const GROUPS: readonly (readonly [string, readonly string[]])[] = [
   ['Application and addresses', ['appModule', 'listen', 'port', 'socket', 'uwsgiSocket', 'uwsgiListen', 'backends', 'control',
     'register', 'scriptName', 'static', 'staticDotfiles', 'reload', 'config', 'check']],
   ['Processes', ['workers', 'processes', 'timeout', 'maxRequests', 'maxRequestsJitter', 'gracefulTimeout']],
+  ['TLS and HTTP/2', ['tlsCert', 'tlsKey', 'tlsMinVersion', 'http2']],
   ['Trust and access', ['trustProxy', 'controlAllow', 'socketMode']],
   ['Timeouts', ['responseTimeout', 'queueTimeout', 'keepAliveTimeout', 'headersTimeout', 'bodyTimeout', 'sendTimeout',
     'lingerTimeout', 'pingInterval', 'pingTimeout']],
-  ['Limits', ['queueSize', 'maxHeaderSize', 'maxHeaders', 'maxBodySize', 'maxConnections', 'maxInFlight',
+  ['Limits', ['queueSize', 'maxConcurrentStreams', 'maxHeaderSize', 'maxHeaders', 'maxBodySize', 'maxConnections', 'maxInFlight',
     'maxResponseHeaderSize', 'maxRequestHeaderSize', 'maxStreams', 'window', 'maxFrameSize']],
   ['Logs and metrics', ['logLevel', 'accessLog', 'logFormat', 'admin']],
 ];

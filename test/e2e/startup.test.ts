@@ -145,6 +145,10 @@ test('front --check: a --static directory that does not exist is exit 2, naming 
   r = await runCli([...base, '--access-log', join(dir, 'logs', 'access.log')]);
   assert.is(r.code, 2, r.stderr);
   assert.match(oneLine(r.stderr, 'front'), /--access-log \S+access\.log: the directory \S+logs does not exist$/);
+  writeFileSync(join(dir, 'cert.pem'), 'not a certificate\n');
+  r = await runCli([...base, '--tls-cert', join(dir, 'cert.pem'), '--tls-key', join(dir, 'cert.pem')]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(oneLine(r.stderr, 'front'), /error: --tls-cert \S+cert\.pem \/ --tls-key \S+cert\.pem: .*no start line/, 'the pair is read as at start');
   mkdirSync(join(dir, 'public'));
   r = await runCli([...base, '--static', `/static=${join(dir, 'public')}`, '--access-log', join(dir, 'access.log')]);
   assert.is(r.code, 0, r.stderr);
