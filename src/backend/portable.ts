@@ -2,7 +2,7 @@
 // for node:http (or anything that takes one: Express, a test server), toFetch(application) a
 // fetch(request) handler for Bun, Deno and Workers. The same environ, gateway rules and
 // tsgi.input as under tsgi serve, so an app written to the interface runs on any of them.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import { createLogger, type Logger } from '../common/log.js';
 import { HOP_BY_HOP } from '../protocol/http-grammar.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
@@ -86,9 +86,8 @@ export function toNodeHandler(application: Application, opts: PortableOptions = 
     });
     req.on('end', () => input.end());
     const signal = new LazySignal();
-    let finished = false;
     res.on('close', () => {
-      if (finished && res.writableFinished) return;
+      if (res.writableFinished) return;
       const err = new Error('the client went away');
       input.fail(err);
       signal.abort(err);
@@ -111,7 +110,7 @@ export function toNodeHandler(application: Application, opts: PortableOptions = 
     res.on('close', wake);
     const out: Responder = {
       head(status, reason, headers, end) {
-        res.writeHead(status, reason, headers);
+        res.writeHead(status, reason || STATUS_CODES[status] || '', headers); // '': the standard phrase
         if (end) res.end();
         // node:http sends a head with the first chunk; one sent alone (write('')) goes now.
         else queueMicrotask(() => { if (!wrote && !res.destroyed) res.flushHeaders(); });
@@ -143,7 +142,7 @@ export function toNodeHandler(application: Application, opts: PortableOptions = 
         res.end();
       },
     };
-    runApplication(application, environ, out, log, () => { finished = true; });
+    runApplication(application, environ, out, log);
   };
 }
 
@@ -194,7 +193,7 @@ export function toFetch(application: Application, opts: PortableOptions = {}): (
         for (let i = 0; i < headers.length; i += 2) h.append(headers[i]!, headers[i + 1]!);
         const nullBody = status === 204 || status === 205 || status === 304 || request.method === 'HEAD';
         if (end || nullBody) controller.close();
-        resolve(new Response(nullBody ? null : body, { status, statusText: reason, headers: h }));
+        resolve(new Response(nullBody ? null : body, { status, statusText: reason || STATUS_CODES[status] || '', headers: h }));
       },
       write(chunk, end) {
         if (aborted) return false;

@@ -94,6 +94,7 @@ for (const name of ['node', 'roundTrip']) {
   test(`${name}: the seed's hello app answers its page`, async ({ urls, agent }) => {
     const r = await request(`${urls[name]}/hello`, { dispatcher: agent });
     assert.is(r.statusCode, 200);
+    assert.is(r.statusText, 'OK', 'the standard reason phrase');
     assert.is(r.headers['content-type'], 'text/html');
     assert.is(await r.body.text(), '<h1>Hello, web</h1>');
   });
@@ -178,6 +179,7 @@ test('toFetch: a Request in, a Response out, as Bun, Deno and Workers call it', 
   let res = await fetch(new Request('https://example.test:8443/environ?q=1',
     { method: 'PUT', body: 'hi', headers: { 'x-a': 'b', connection: 'x-hop', 'x-hop': 'h', 'transfer-encoding': 'chunked' } }));
   assert.is(res.status, 200);
+  assert.is(res.statusText, 'OK');
   assert.is(res.headers.get('content-type'), 'application/json');
   const e = await res.json() as Record<string, string>;
   assert.is(e.REQUEST_METHOD, 'PUT');
