@@ -65,7 +65,7 @@ const GROUPS: readonly (readonly [string, readonly string[]])[] = [
     'lingerTimeout', 'pingInterval', 'pingTimeout']],
   ['Limits', ['queueSize', 'maxConcurrentStreams', 'maxHeaderSize', 'maxHeaders', 'maxBodySize', 'maxConnections', 'maxInFlight',
     'maxResponseHeaderSize', 'maxRequestHeaderSize', 'maxStreams', 'window', 'maxFrameSize']],
-  ['Logs and metrics', ['logLevel', 'accessLog', 'logFormat', 'admin']],
+  ['Logs, metrics and tracing', ['logLevel', 'accessLog', 'logFormat', 'admin', 'requestIdHeader', 'otlpEndpoint']],
 ];
 
 /** The rows, as written (their literal types give the Options types below). */
@@ -166,9 +166,9 @@ const TABLE = [
     commands: ['front', 'serve'], help: 'largest frame accepted from the peer (bytes)' },
   { key: 'admin', flag: '--admin', env: 'TSGI_ADMIN', kind: 'address', commands: ['front', 'serve'],
     help: 'HOST:PORT (or unix:PATH) for the admin server: /metrics (Prometheus), /status (JSON), / (live status page)' },
-  { key: 'requestIdHeader', flag: '--request-id-header', env: 'TSGI_REQUEST_ID_HEADER', kind: 'string', default: 'x-request-id',
+  { key: 'requestIdHeader', flag: '--request-id-header', meta: 'NAME', env: 'TSGI_REQUEST_ID_HEADER', kind: 'string', default: 'x-request-id',
     commands: ['front', 'serve'], help: 'front: the request id header, kept if a request has one, else added (a new id) for the app; both: the id named in log lines about the request' },
-  { key: 'otlpEndpoint', flag: '--otlp-endpoint', env: 'TSGI_OTLP_ENDPOINT', kind: 'string', commands: ['front', 'serve'],
+  { key: 'otlpEndpoint', flag: '--otlp-endpoint', meta: 'URL', env: 'TSGI_OTLP_ENDPOINT', kind: 'string', commands: ['front', 'serve'],
     help: 'OTLP/HTTP traces URL (e.g. http://127.0.0.1:4318/v1/traces): export a span per request (front: accept to end; serve: the app call), W3C traceparent propagated; none by default' },
   { key: 'socketMode', flag: '--socket-mode', kind: 'mode', default: 0o660, commands: ['front', 'serve'],
     help: 'permissions of Unix sockets we create (octal)' },
