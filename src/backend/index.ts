@@ -158,6 +158,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
         metrics: config.admin !== undefined,
         requestIdHeader: config.requestIdHeader,
         otlpEndpoint: config.otlpEndpoint,
+        requestTimeoutMs: config.timeout * 1000,
       },
     });
     ({ address: bound, uwsgiAddress: uwsgiBound } = await supervisor.start());
@@ -194,6 +195,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
     const server = address === null ? null : new BackendServer({
       address, app, log,
       ...tsgiServerOptions(config),
+      requestTimeoutMs: config.timeout * 1000,
       socketMode: config.socketMode,
       metrics,
     });
@@ -232,7 +234,17 @@ export async function start(given: BackendConfig): Promise<Backend> {
       await server?.stop({ graceful: false });
       throw err;
     }
+    // --timeout in one process: a request past it is answered 504 (or cut) and logged; there is
+    // no worker to replace (an app stuck on the CPU is answered by the front alone).
+    const limit = config.timeout * 1000;
+    const expiry = limit > 0 ? setInterval(() => {
+      for (const r of [...server?.expire(limit) ?? [], ...uwsgi?.expire(limit) ?? []]) {
+        log.error(`request ${r.method} ${r.uri} (running ${(r.ms / 1000).toFixed(1)} s) exceeded --timeout ${limit / 1000} s: answered 504`);
+      }
+    }, 100) : null;
+    expiry?.unref();
     stopServing = async (graceful) => {
+      if (expiry !== null) clearInterval(expiry);
       await Promise.all([
         server?.stop({ graceful, timeoutMs: gracefulMs }),
         uwsgi?.stop({ graceful, timeoutMs: gracefulMs }),

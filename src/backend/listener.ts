@@ -41,6 +41,8 @@ export abstract class SocketListener<T extends Tracked> {
   protected abstract readonly words: { readonly listening: string; readonly request: string };
   /** Graceful stop, before waiting for the requests: tell the peers (GOAWAY). */
   protected beforeDrain(): void {}
+  /** A request ran past --timeout: end it at once (the peer gets 504, or a cut after the head). */
+  protected timeOut(_request: T, _limitMs: number): void {}
   /** Graceful stop, after the requests: hand the peers what is still buffered for them. */
   protected afterDrain(): void {}
 
@@ -89,6 +91,18 @@ export abstract class SocketListener<T extends Tracked> {
 
   oldestRequest(): { method: string; uri: string; ms: number } | null {
     return this.requests.oldest();
+  }
+
+  /**
+   * Ends each request running for `limitMs` or longer (once), and says which: the hard
+   * --timeout, checked by the worker while its event loop is free.
+   */
+  expire(limitMs: number): { method: string; uri: string; ms: number }[] {
+    const now = performance.now();
+    return this.requests.overdue(limitMs).map((r) => {
+      this.timeOut(r, limitMs);
+      return { method: r.method, uri: r.uri, ms: Math.round(now - r.started) };
+    });
   }
 
   /**

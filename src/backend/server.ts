@@ -40,6 +40,8 @@ export interface BackendServerOptions {
   pingTimeoutMs?: number;
   /** --max-request-header-size: the largest request head taken from a front, decoded. */
   maxHeadSize?: number;
+  /** --timeout, in ms: told to fronts in HELLO, which enforce it too (0: none). */
+  requestTimeoutMs?: number;
 }
 
 /** A request stream's side of the gateway: the Responder that writes to the tsgi stream. */
@@ -244,6 +246,7 @@ export class BackendServer extends SocketListener<RequestState> {
       maxHeadSizeName: '--max-request-header-size',
       software: this.#opts.software ?? 'tsgi-serve',
       connectionsHint: this.#opts.connectionsHint,
+      requestTimeoutMs: this.#opts.requestTimeoutMs,
       onReady: () => {
         clearTimeout(handshake);
         pinger.start(conn);
@@ -306,6 +309,17 @@ export class BackendServer extends SocketListener<RequestState> {
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
     this.requests.finish(state);
     this.#opts.metrics?.observe(state.responder.status, state.started, state);
+  }
+
+  /** Past --timeout: the front answers 504 for a TIMEOUT reset before the head (a cut after it). */
+  protected override timeOut(state: RequestState, limitMs: number): void {
+    if (state.done || state.responder.aborted) return;
+    const err = new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `request ran past --timeout ${limitMs / 1000} s`);
+    state.responder.aborted = true;
+    state.responder.stream.reset(ResetCode.TIMEOUT, `request ran past the backend's --timeout ${limitMs / 1000} s`);
+    state.input.fail(err);
+    state.controller.abort(err);
+    state.responder._wake();
   }
 
   /** Graceful stop: GOAWAY on every connection, so the fronts send nothing new. */

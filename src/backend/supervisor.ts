@@ -17,6 +17,16 @@ import type { ServeReport } from './metrics.js';
 import type { SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
 
 const HEARTBEAT_TIMEOUT_MS = 10_000;
+/**
+ * A worker with a request past --timeout is killed this long after it answered it 504: its
+ * other requests get that much to finish (it takes no new ones: GOAWAY), then SIGKILL.
+ */
+const TIMEOUT_GRACE_MS = 1000;
+/**
+ * Heartbeats come every second: a ready worker silent for --timeout plus this long is stuck
+ * (on the CPU, most likely) in a request past --timeout, and is killed at once.
+ */
+const HEARTBEAT_SLACK_MS = 1500;
 /** How long a connection may wait for a starting worker before going to any ready one. */
 const HOLD_FOR_STARTING_MS = 1000;
 /** At most one connection moved between workers per this period. */
@@ -60,7 +70,10 @@ export interface SupervisorOptions {
   gracefulTimeoutMs: number;
   /** The app cannot be loaded and no worker is serving: the supervisor has stopped. */
   onFatal?: (err: TsgiError) => void;
-  /** A request running longer than this gets its worker replaced (0: never). */
+  /**
+   * --timeout: a request running longer is answered 504 at once (by its worker, or by the front
+   * when the worker is stuck) and its worker is killed after a short grace (0: never).
+   */
   requestTimeoutMs: number;
   maxRequests: number;
   maxRequestsJitter: number;
@@ -288,6 +301,18 @@ export class Supervisor {
       case 'log':
         this.#opts.onWorkerLog?.(msg.level, msg.message);
         return;
+      case 'timeout': {
+        if (worker.state === 'stopping') return;
+        const limit = this.#opts.requestTimeoutMs;
+        const what = msg.requests.map((r) => `${r.method} ${r.uri} (running ${(r.ms / 1000).toFixed(1)} s)`).join(', ');
+        const grace = Math.min(TIMEOUT_GRACE_MS, this.#opts.gracefulTimeoutMs);
+        this.#opts.log.error(`worker ${worker.id} (pid ${worker.handle.pid}): request ${what} exceeded --timeout `
+          + `${limit / 1000} s: answered 504; killing the worker in ${grace / 1000} s`);
+        this.#restarted('timeout');
+        this.#workers.stop(worker, { type: 'stop', graceMs: grace } satisfies SupervisorMessage, grace);
+        this.reconcile();
+        return;
+      }
       case 'retire':
         // max-requests reached: it serves on until its replacement is ready (reconcile).
         if (worker.state !== 'ready') return;
@@ -401,7 +426,11 @@ export class Supervisor {
     }
   }
 
-  /** Hangs and runaway requests: heartbeats that stop, or a request past --timeout. */
+  /**
+   * Hangs: a worker whose heartbeats stop. With --timeout, a ready worker silent for longer than
+   * it is stuck in a request past it (its own check cannot run): killed at once, the request
+   * named when a heartbeat saw it. (The front, told --timeout in HELLO, has answered it 504.)
+   */
   #checkHealth(): void {
     const now = this.#now();
     const limit = this.#opts.requestTimeoutMs;
@@ -409,12 +438,13 @@ export class Supervisor {
       if (w.state === 'stopping') continue;
       const silent = now - w.lastBeat;
       const request = w.oldest ? `${w.oldest.method} ${w.oldest.uri} (running ${((w.oldest.ms + silent) / 1000).toFixed(1)} s)` : null;
-      if (limit > 0 && w.oldest !== null && w.oldest.ms + silent > limit) {
-        this.#opts.log.error(`worker ${w.id} (pid ${w.handle.pid}): request ${request} exceeded --timeout ${limit / 1000} s; replacing the worker`);
+      if (limit > 0 && w.everReady && silent > limit + HEARTBEAT_SLACK_MS) {
+        this.#opts.log.error(`worker ${w.id} (pid ${w.handle.pid}) is stuck: no heartbeat for ${(silent / 1000).toFixed(1)} s, `
+          + `past --timeout ${limit / 1000} s, ${request !== null ? `last seen busy with ${request}` : 'in a request that started after its last heartbeat (the front\'s 504 line names it)'}; killing it`);
         this.#restarted('timeout');
-        // Stuck in a request: a short grace after the stop, then SIGKILL.
-        this.#retire(w, 'request timeout', Math.min(this.#opts.gracefulTimeoutMs, 5000));
-      } else if (silent > Math.max(HEARTBEAT_TIMEOUT_MS, limit)) {
+        w.state = 'stopping';
+        w.handle.kill('SIGKILL');
+      } else if (silent > HEARTBEAT_TIMEOUT_MS) {
         this.#opts.log.error(`worker ${w.id} (pid ${w.handle.pid}) sent no heartbeat for ${(silent / 1000).toFixed(1)} s`
           + `${request ? `; last seen busy with ${request}` : ''}; killing it`);
         this.#restarted('heartbeat');

@@ -15,6 +15,8 @@ export class RequestTracker<T extends Tracked> {
   /** Requests finished since start. */
   served = 0;
   readonly #active = new Set<T>();
+  /** Requests ended for running past --timeout (they stay active until their app returns). */
+  readonly #expired = new WeakSet<T>();
   #idleWaiters: (() => void)[] = [];
   readonly #onServed: ((served: number) => void) | undefined;
 
@@ -49,6 +51,19 @@ export class RequestTracker<T extends Tracked> {
     for (const r of this.#active) {
       if (out.length >= limit) break;
       out.push({ method: r.method, uri: r.uri, ms: Math.round(now - r.started) });
+    }
+    return out;
+  }
+
+  /** The requests running for `ms` or longer that were not returned before, oldest first. */
+  overdue(ms: number): T[] {
+    const now = performance.now();
+    const out: T[] = [];
+    for (const r of this.#active) {
+      if (now - r.started < ms) break; // started in order: the rest are younger
+      if (this.#expired.has(r)) continue;
+      this.#expired.add(r);
+      out.push(r);
     }
     return out;
   }

@@ -268,6 +268,25 @@ class UwsgiExchange {
     else socket.once('finish', arm);
   }
 
+  /** Past --timeout: 504 if no head went out (then the connection ends), else a cut. */
+  timeOut(limitMs: number): void {
+    if (this.#state !== 'running') return;
+    const responder = this.#responder!;
+    if (responder.aborted) return;
+    const err = new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `request ran past --timeout ${limitMs / 1000} s`);
+    if (responder.status === 0 && !this.socket.destroyed) {
+      responder.aborted = true;
+      responder.status = 504;
+      this.socket.end(Buffer.from(rawErrorResponse(err), 'latin1'));
+      this.#linger();
+      responder._wake();
+    } else {
+      responder.abort(err.message);
+    }
+    this.#input?.fail(err);
+    this.#signal.abort(err);
+  }
+
   #onEnd(): void {
     if (this.#state === 'packet') {
       const buffered = this.#parser?.buffered ?? 0;
@@ -316,6 +335,10 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
 
   protected serve(socket: Socket): void {
     new UwsgiExchange(this, socket, this.#opts);
+  }
+
+  protected override timeOut(ex: UwsgiExchange, limitMs: number): void {
+    ex.timeOut(limitMs);
   }
 
   _started(ex: UwsgiExchange): void {

@@ -33,6 +33,8 @@ export interface WorkerConfig {
   connections: number;
   /** --admin: count requests, and answer the supervisor's requests for metrics. */
   metrics?: boolean;
+  /** --timeout in ms (0: none): a request running longer is ended at once and reported. */
+  requestTimeoutMs?: number;
 }
 
 /** What a handed-over connection speaks: tsgi frames from a front, or a uwsgi request (nginx). */
@@ -45,6 +47,8 @@ export type WorkerMessage =
       /** --admin: this worker's part of the status page. */
       report?: ServeReport }
   | { type: 'retire'; served: number }
+  /** Requests that ran past --timeout, just answered 504 (or cut): the worker is to be replaced. */
+  | { type: 'timeout'; requests: { method: string; uri: string; ms: number }[] }
   /** This worker's register.getMetricsAsJSON(): the answer to request `id`, or (id 0) with a heartbeat. */
   | { type: 'metrics'; id: number; metrics: object[] }
   /** --admin: a warning or error this worker logged, for the supervisor's recent errors. */
@@ -52,7 +56,8 @@ export type WorkerMessage =
 
 export type SupervisorMessage =
   | { type: 'connection'; protocol?: ConnectionProtocol }
-  | { type: 'stop' }
+  /** Stop gracefully, giving requests `graceMs` (default --graceful-timeout) to finish. */
+  | { type: 'stop'; graceMs?: number }
   /** Move one front connection to another worker. */
   | { type: 'shed' }
   /** The worker target changed: the connection count to advertise to fronts. */
@@ -61,6 +66,8 @@ export type SupervisorMessage =
   | { type: 'metrics'; id: number };
 
 const HEARTBEAT_MS = 1000;
+/** How often requests are checked against --timeout. */
+const EXPIRE_EVERY_MS = 100;
 
 /** With --admin, the worker's warnings and errors also go to the supervisor (its /status). */
 function forwardErrors(log: Logger, id: number, send: (msg: WorkerMessage) => void): Logger {
@@ -142,6 +149,7 @@ async function main(): Promise<void> {
     pingIntervalMs: config.pingIntervalMs,
     pingTimeoutMs: config.pingTimeoutMs,
     connectionsHint: config.connections,
+    requestTimeoutMs: config.requestTimeoutMs,
     onServed,
     metrics,
   });
@@ -155,13 +163,23 @@ async function main(): Promise<void> {
   });
   metrics?.attach(server, uwsgi);
   let stopping = false;
-  const stop = async () => {
+  // --timeout, checked while the event loop is free: a request past it is ended at once (504)
+  // and reported; the supervisor logs it and replaces this worker. One spinning on the CPU
+  // cannot be checked here: the front (told the limit in HELLO) and the supervisor (no
+  // heartbeat) act on it.
+  const limit = config.requestTimeoutMs ?? 0;
+  const expiry = limit > 0 ? setInterval(() => {
+    const requests = [...server!.expire(limit), ...uwsgi!.expire(limit)];
+    if (requests.length > 0) send({ type: 'timeout', requests });
+  }, EXPIRE_EVERY_MS) : null;
+  expiry?.unref();
+  const stop = async (graceMs = config.gracefulTimeoutMs) => {
     if (stopping) return;
     stopping = true;
     clearInterval(timer);
     await Promise.all([
-      server!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
-      uwsgi!.stop({ graceful: true, timeoutMs: config.gracefulTimeoutMs }),
+      server!.stop({ graceful: true, timeoutMs: graceMs }),
+      uwsgi!.stop({ graceful: true, timeoutMs: graceMs }),
     ]);
     await sendMetrics().catch(() => {});
     await tracing?.stop().catch(() => {});
@@ -173,7 +191,7 @@ async function main(): Promise<void> {
       else if (msg.protocol === 'uwsgi') uwsgi!.accept(handle);
       else server!.accept(handle);
     } else if (msg.type === 'stop') {
-      void stop();
+      void stop(msg.graceMs);
     } else if (msg.type === 'shed') {
       server!.shedConnection();
     } else if (msg.type === 'target') {

@@ -144,7 +144,7 @@ const TABLE = [
   { key: 'workers', flag: '--workers', short: '-w', env: 'TSGI_WORKERS', kind: 'int', min: 1, max: 256, commands: ['serve'],
     help: 'run a supervisor and N worker processes sharing the socket (without it: one process, no supervisor)' },
   { key: 'timeout', flag: '--timeout', env: 'TSGI_TIMEOUT', kind: 'seconds', default: 0, commands: ['serve'],
-    help: 'with --workers: a request running longer gets its worker replaced (0: never)' },
+    help: 'a request running longer is answered 504 at once (cut, if its head went out); with --workers its worker is killed after 1 s and replaced (0: never)' },
   { key: 'maxRequests', flag: '--max-requests', env: 'TSGI_MAX_REQUESTS', kind: 'int', default: 0, min: 0, commands: ['serve'],
     help: 'with --workers: recycle a worker after this many requests (0: never)' },
   { key: 'maxRequestsJitter', flag: '--max-requests-jitter', kind: 'int', default: 0, min: 0, commands: ['serve'],

@@ -38,6 +38,11 @@ export interface ProxyOptions extends HeadLimits {
 const MAX_ATTEMPTS = 5;
 /** Methods a request lost with its connection may be sent again with (RFC 9110 9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/**
+ * A backend's --timeout (from its HELLO) is enforced here too, this much later: a backend that
+ * can act answers first (and names the request in its own log); one stuck on the CPU cannot.
+ */
+const HARD_TIMEOUT_MARGIN_MS = 250;
 const EMPTY = Buffer.alloc(0);
 
 export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, ResponseHandler {
@@ -72,6 +77,8 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   /** The client response is corked until the end of this tick. */
   #corked = false;
   #timer: NodeJS.Timeout | null = null;
+  /** The backend's --timeout, from dispatch: 504 (or a cut) even when the backend cannot answer. */
+  #hardTimer: NodeJS.Timeout | null = null;
   /** 444 once the app cut the connection (no head went out): what the access log and metrics record. */
   #unsentStatus: number | undefined = undefined;
   #bytesIn = 0;
@@ -157,6 +164,11 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     // The response timeout counts from the end of the request body: an upload slower than it is
     // bounded by --body-timeout (a stall) and --max-body-size, not taken for a silent backend.
     if (!this.req.hasBody || this.req.complete) this.#armResponseTimer();
+    const hard = link.conn.peerRequestTimeoutMs;
+    if (hard !== undefined && hard > 0) {
+      if (this.#hardTimer !== null) clearTimeout(this.#hardTimer);
+      this.#hardTimer = setTimeout(Exchange.#onHardTimeout, hard + HARD_TIMEOUT_MARGIN_MS, this, hard, performance.now());
+    }
     if (this.req.hasBody && this.#attempts === 1) {
       this.req.readBody(this);
       const ms = this.#opts.bodyTimeoutMs;
@@ -221,6 +233,8 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     this.#done = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
+    if (this.#hardTimer !== null) clearTimeout(this.#hardTimer);
+    this.#hardTimer = null;
     if (this.#bodyTimer !== null) clearTimeout(this.#bodyTimer);
     this.#bodyTimer = null;
     if (this.#admitted) this.#opts.pool.leave();
@@ -439,6 +453,8 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
         `${backend} refused the request ${body ? 'body' : 'head'} as too large${message ? ` (${message})` : ''}`);
     }
     // CANCEL before the head: the application cut its connection (node:http's socket.destroy()).
+    // TIMEOUT before the head: the request ran past the backend's --timeout.
+    else if (code === ResetCode.TIMEOUT && !this.#headReceived) err = new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `${backend}: ${message || 'request timed out'}`);
     else if (code === ResetCode.CANCEL && !this.#headReceived) err = new TsgiError('TSGI_ERR_CONNECTION_CUT', `${backend} cancelled the request: ${message}`);
     else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
     this.#fail(err);
@@ -484,6 +500,16 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     ex.#fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', ex.req.complete
       ? `no response from ${backend} within --response-timeout ${s} s`
       : `${backend} took no more of the request body (${ex.#bytesIn} bytes in) within --response-timeout ${s} s`));
+  }
+
+  static #onHardTimeout(ex: Exchange, limitMs: number, since: number): void {
+    ex.#hardTimer = null;
+    if (ex.#done) return;
+    const backend = ex.#link?.name ?? 'backend';
+    const ran = ((performance.now() - since) / 1000).toFixed(1);
+    ex.#stream?.reset(ResetCode.TIMEOUT, `request still running after the backend's --timeout ${limitMs / 1000} s`);
+    ex.#fail(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT',
+      `${backend} did not finish the request within its --timeout ${limitMs / 1000} s (running ${ran} s)`));
   }
 
   static #onBodyTimeout(ex: Exchange): void {

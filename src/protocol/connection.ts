@@ -45,6 +45,8 @@ export interface ConnectionOptions {
   software?: string;
   /** Connections the peer should open to us (a backend's worker count). */
   connectionsHint?: number;
+  /** A backend's hard limit on a request's run time, in ms (its --timeout; 0 or absent: none). */
+  requestTimeoutMs?: number;
   versions?: readonly number[];
   /** The peer's HELLO arrived and a version was agreed. */
   onReady?: (conn: Connection) => void;
@@ -85,6 +87,8 @@ export class Connection implements StreamOwner {
   readonly valueDecoder = new ValueDecoder();
   /** Connections the peer asked us to open (0: no preference). */
   peerConnections = 0;
+  /** The peer's hard limit on a request's run time, in ms (a backend's --timeout; 0: none). */
+  peerRequestTimeoutMs = 0;
   dataChunkSize: number = DEFAULTS.dataChunkSize;
   /** We sent GOAWAY: no new streams accepted (server) or opened (client). */
   goAwaySent = false;
@@ -126,6 +130,7 @@ export class Connection implements StreamOwner {
       maxStreams: this.maxStreams,
       software: this.#opts.software ?? 'tsgi',
       connections: this.#opts.connectionsHint ?? 0,
+      requestTimeoutMs: this.#opts.requestTimeoutMs ?? 0,
     }).finish());
   }
 
@@ -463,6 +468,7 @@ export class Connection implements StreamOwner {
     this.peerInitialWindow = clamp('initial_window', hello.initialWindow, PEER_LIMITS.initialWindow);
     this.peerMaxStreams = clamp('max_streams', hello.maxStreams, PEER_LIMITS.maxStreams);
     this.peerConnections = clamp('connections', hello.connections, PEER_LIMITS.connections);
+    this.peerRequestTimeoutMs = hello.requestTimeoutMs;
     this.dataChunkSize = Math.min(DEFAULTS.dataChunkSize, this.peerMaxFrameSize);
     if (clamped.length > 0) {
       this.#opts.onWarning?.(`peer HELLO (${this.peerSoftware || 'no software named'}) clamped: ${clamped.join(', ')}`);

@@ -15,6 +15,8 @@ export interface LinkConnection {
   readonly peerSoftware: string;
   /** Connections the backend asks for (one per worker). */
   readonly peerConnections: number;
+  /** The backend's hard limit on a request's run time (its --timeout), in ms; 0 or absent: none. */
+  readonly peerRequestTimeoutMs?: number;
 }
 
 /**
