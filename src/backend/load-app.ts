@@ -25,14 +25,15 @@ function pick(value: unknown): Application | null {
   return null;
 }
 
-export async function loadApplication(spec: string, reloadToken = ''): Promise<Application> {
-  let file = spec;
-  let exportName: string | null = null;
+/** APP_MODULE as a file path and an export name (`path/app.js:name`; null: the default ones). */
+export function splitAppSpec(spec: string): { file: string; exportName: string | null } {
   const m = /^(.*):([A-Za-z_$][\w$]*)$/.exec(spec);
-  if (m !== null && !existsSync(resolve(spec))) {
-    file = m[1]!;
-    exportName = m[2]!;
-  }
+  if (m !== null && !existsSync(resolve(spec))) return { file: m[1]!, exportName: m[2]! };
+  return { file: spec, exportName: null };
+}
+
+export async function loadApplication(spec: string, reloadToken = ''): Promise<Application> {
+  const { file, exportName } = splitAppSpec(spec);
   const path = resolve(file);
   if (!existsSync(path)) throw new TsgiError('TSGI_ERR_APP_LOAD', `application module ${path} does not exist`);
   const url = pathToFileURL(path).href + (reloadToken ? `?reload=${reloadToken}` : '');

@@ -3,7 +3,10 @@
 // uwsgi connection, one request, to the least busy), and keeps
 // the workers at the target. Signal handlers only record intent; one idempotent reconcile()
 // spawns, retires and reaps to reach it. A reload is "bump the generation, reconcile".
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
 import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../common/children.js';
@@ -14,6 +17,7 @@ import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { ChildSnapshots } from '../common/worker-metrics.js';
 import type { ServeReport } from './metrics.js';
+import { splitAppSpec } from './load-app.js';
 import type { SupervisorMessage, WorkerConfig, WorkerMessage } from './worker.js';
 
 const HEARTBEAT_TIMEOUT_MS = 10_000;
@@ -56,6 +60,8 @@ interface Worker extends Child {
   everReady: boolean;
   /** --admin: its part of the status page, as of its last heartbeat. */
   report?: ServeReport;
+  /** The copy of the app's entry module it loaded (see #codeOf). */
+  appSnapshot?: string;
 }
 
 export interface SupervisorOptions {
@@ -136,6 +142,14 @@ export class Supervisor {
    * down (Prometheus would read a drop as a counter reset).
    */
   readonly #snapshots = new ChildSnapshots();
+  /**
+   * What each generation loads: the app's path resolved then (a symlink swapped later does not
+   * move it) and a copy of its entry module, so that a worker respawned after a failed reload
+   * runs the code of the generation that serves, not the broken file on disk.
+   */
+  readonly #code = new Map<number, { app: string; appSnapshot?: string }>();
+  #codeDir: string | null = null;
+  readonly #codeFiles = new Set<string>();
 
   constructor(opts: SupervisorOptions) {
     this.#opts = opts;
@@ -267,13 +281,53 @@ export class Supervisor {
     const id = this.#nextId++;
     const o = this.#opts;
     const jitter = o.maxRequestsJitter > 0 ? Math.floor(Math.random() * (o.maxRequestsJitter + 1)) : 0;
+    const code = this.#codeOf(this.#generation);
     const config: WorkerConfig = {
-      ...o.worker, workerId: id, maxRequests: o.maxRequests > 0 ? o.maxRequests + jitter : 0, connections: this.#target,
+      ...o.worker, ...code, workerId: id, maxRequests: o.maxRequests > 0 ? o.maxRequests + jitter : 0, connections: this.#target,
     };
     return this.#workers.spawn(id, config, {
       generation: this.#generation, connections: 0, inFlight: 0, handed: 0, served: 0,
-      lastBeat: this.#now(), oldest: null, everReady: false,
+      lastBeat: this.#now(), oldest: null, everReady: false, appSnapshot: code.appSnapshot,
     });
+  }
+
+  /** The code of a generation: taken when its first worker spawns, kept while it may respawn. */
+  #codeOf(generation: number): { app: string; appSnapshot?: string } {
+    let code = this.#code.get(generation);
+    if (code !== undefined) return code;
+    const spec = this.#opts.worker.app;
+    const { file, exportName } = splitAppSpec(spec);
+    code = { app: spec };
+    try {
+      const real = realpathSync(file);
+      const source = readFileSync(real);
+      this.#codeDir ??= mkdtempSync(join(tmpdir(), 'tsgi-serve-'));
+      const snapshot = join(this.#codeDir, `generation-${generation}-${this.#nextId}`);
+      writeFileSync(snapshot, source, { mode: 0o600 });
+      this.#codeFiles.add(snapshot);
+      code = { app: exportName === null ? real : `${real}:${exportName}`, appSnapshot: snapshot };
+    } catch (err) {
+      // Unreadable now: the worker loads from disk and reports what is wrong.
+      this.#opts.log.debug(`generation ${generation}: no copy of ${file} (${(err as Error).message})`);
+    }
+    this.#code.set(generation, code);
+    return code;
+  }
+
+  /** Drops the copies of code that no generation to come and no worker left uses. */
+  #forgetCode(): void {
+    const workers = [...this.#workers.values()];
+    for (const g of this.#code.keys()) {
+      if (g < this.#generation && !workers.some((w) => w.generation === g)) this.#code.delete(g);
+    }
+    const kept = new Set([...this.#code.values()].map((c) => c.appSnapshot));
+    for (const w of workers) kept.add(w.appSnapshot);
+    for (const file of this.#codeFiles) {
+      if (!kept.has(file)) {
+        rmSync(file, { force: true });
+        this.#codeFiles.delete(file);
+      }
+    }
   }
 
   #onMessage(worker: Worker, msg: WorkerMessage): void {
@@ -332,6 +386,7 @@ export class Supervisor {
 
   #onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
     this.#servedByGone += worker.served;
+    this.#forgetCode();
     const how = signal ?? `code ${code}`;
     if (this.#stopping || worker.state === 'stopping') {
       this.#opts.log.debug(`worker ${worker.id} exited (${how})`);
@@ -366,6 +421,8 @@ export class Supervisor {
       this.#fatal = fatal;
       for (const w of this.#readyWaiters.splice(0)) w(fatal);
       void this.stop({ graceful: false }).catch(() => {});
+      if (this.#codeDir !== null) rmSync(this.#codeDir, { recursive: true, force: true }); // onFatal may exit
+      this.#codeDir = null;
       if (this.#started) this.#opts.onFatal?.(fatal);
       return;
     }
@@ -377,6 +434,8 @@ export class Supervisor {
         if (w.generation > working && w.state === 'starting') this.#retire(w, 'its generation failed to load');
       }
       this.#generation = working;
+      // The next reload reads the code afresh (the copy goes when its last worker has exited).
+      for (const g of this.#code.keys()) if (g > working) this.#code.delete(g);
     } else {
       this.#opts.log.error(`worker ${worker.id} could not load the application; retrying in ${LOAD_RETRY_MS / 1000} s`);
       this.#spawnAfter = this.#now() + LOAD_RETRY_MS;
@@ -484,6 +543,8 @@ export class Supervisor {
       }
     }
     await this.#workers.whenEmpty();
+    if (this.#codeDir !== null) rmSync(this.#codeDir, { recursive: true, force: true });
+    this.#codeDir = null;
     if (this.#fatal !== null) throw this.#fatal;
   }
 }

@@ -1,11 +1,15 @@
 // A worker process of `tsgi serve --workers N`: loads the application, takes the front (and
 // uwsgi) connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
 // told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
+import { readFileSync } from 'node:fs';
+import { register } from 'node:module';
 import type { Socket } from 'node:net';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { EXIT } from '../common/exit-codes.js';
 import { createLogger, setLogLevel, setLogTag, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
-import { loadApplication } from './load-app.js';
+import { loadApplication, splitAppSpec } from './load-app.js';
 import { ServeMetrics, type ServeReport } from './metrics.js';
 import { setRequestIdHeader } from './request-id.js';
 import { ServeTracing } from './tracing.js';
@@ -33,6 +37,11 @@ export interface WorkerConfig {
   connections: number;
   /** --admin: count requests, and answer the supervisor's requests for metrics. */
   metrics?: boolean;
+  /**
+   * A file holding the app's entry module as its generation read it: the module is loaded from
+   * it rather than from disk (whose file may have changed since, broken: a failed reload).
+   */
+  appSnapshot?: string;
   /** --timeout in ms (0: none): a request running longer is ended at once and reported. */
   requestTimeoutMs?: number;
 }
@@ -125,6 +134,21 @@ async function main(): Promise<void> {
   const tracing = config.otlpEndpoint !== undefined ? await ServeTracing.start(config.otlpEndpoint, log) : null;
   let app;
   try {
+    if (config.appSnapshot !== undefined) {
+      // Only when the file changed since its generation read it (the hooks cost a thread).
+      const file = resolve(splitAppSpec(config.app).file);
+      const source = readFileSync(config.appSnapshot, 'utf8');
+      let now: string | null = null;
+      try {
+        now = readFileSync(file, 'utf8');
+      } catch {
+        // gone: loadApplication says so
+      }
+      if (now !== null && now !== source) {
+        log.info(`${file} changed on disk since this generation read it; loading the copy it read`);
+        register(new URL('./snapshot-hooks.js', import.meta.url), { data: { url: pathToFileURL(file).href, source } });
+      }
+    }
     app = await loadApplication(config.app);
   } catch (err) {
     log.error((err as Error).message, (err as TsgiError).cause);
