@@ -91,8 +91,13 @@ function version(): string {
   return pkg.version;
 }
 
-/** SIGTERM / first SIGINT: graceful stop. Second SIGINT: immediate. */
-function onSignals(stop: (graceful: boolean) => Promise<void>, log = createLogger('cli')): void {
+/**
+ * SIGTERM, SIGQUIT (as nginx's QUIT) and a first SIGINT: graceful stop. A second SIGINT:
+ * immediate. SIGUSR1: `reopen` (the log files; without one, a line says so: and Node's
+ * inspector does not open). SIGUSR2: ignored, with a line. Every signal is documented in the
+ * README ("Signals"); none has Node's default effect.
+ */
+function onSignals(stop: (graceful: boolean) => Promise<void>, reopen: () => void, log = createLogger('cli')): void {
   let stopping = false;
   const graceful = (signal: string) => {
     if (stopping) {
@@ -107,7 +112,12 @@ function onSignals(stop: (graceful: boolean) => Promise<void>, log = createLogge
     });
   };
   process.on('SIGTERM', () => graceful('SIGTERM'));
+  process.on('SIGQUIT', () => graceful('SIGQUIT'));
   process.on('SIGINT', () => graceful('SIGINT'));
+  // logrotate: `postrotate kill -USR1 <pid>` (as for nginx). A listener also keeps Node from
+  // opening its inspector on 127.0.0.1:9229, SIGUSR1's default.
+  process.on('SIGUSR1', reopen);
+  process.on('SIGUSR2', () => log.info('SIGUSR2: ignored (tsgi gives it no meaning; see "Signals" in the README)'));
 }
 
 async function runFront(values: Options<'front'>, listen: Address, backendsFromFile: boolean): Promise<void> {
@@ -146,11 +156,12 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
     const { start } = await import('./frontend/index.js');
     front = await start({ ...values, listen });
   }
-  onSignals((graceful) => front.stop({ graceful }));
-  void notifyReady(`serving on ${formatAddress(listen)}`, createLogger('front'));
-  // logrotate: `postrotate kill -USR1 <pid>` (as for nginx).
-  process.on('SIGUSR1', () => front.reopenLogs());
   const log = createLogger('front');
+  void notifyReady(`serving on ${formatAddress(listen)}`, log);
+  onSignals((graceful) => front.stop({ graceful }), () => {
+    front.reopenLogs();
+    log.info(values.accessLog !== undefined ? `SIGUSR1: reopened the access log ${values.accessLog}` : 'SIGUSR1: no log file to reopen (no --access-log; the log goes to stderr)');
+  });
   process.on('SIGHUP', () => {
     const path = values.config;
     if (values.tlsCert !== undefined) {
@@ -200,8 +211,10 @@ async function runServe(values: Options<'serve'>, positionals: string[]): Promis
       process.exit(EXIT.APP_LOAD);
     },
   });
-  onSignals((graceful) => backend.stop({ graceful }));
-  void notifyReady(`serving ${app} on ${formatAddress(backend.address)}`, createLogger('serve'));
+  const log = createLogger('serve');
+  void notifyReady(`serving ${app} on ${formatAddress(backend.address)}`, log);
+  onSignals((graceful) => backend.stop({ graceful }),
+    () => log.info('SIGUSR1: no log file to reopen (tsgi serve logs to stderr only)'));
   process.on('SIGHUP', () => backend.reload());
   process.on('SIGTTIN', () => backend.scale(1));
   process.on('SIGTTOU', () => backend.scale(-1));
@@ -262,8 +275,8 @@ async function runDemo(values: Options<'demo'>): Promise<void> {
   run(['front', '--listen', `127.0.0.1:${values.port}`, '--backend', `unix:${socket}`]);
   const url = `http://127.0.0.1:${values.port}/`;
   process.stdout.write(`\ntsgi demo: open ${url} (hello) and ${url}environ (the environ)\nPress Ctrl-C to stop.\n\n`);
-  process.on('SIGINT', () => shutdown(EXIT.OK));
-  process.on('SIGTERM', () => shutdown(EXIT.OK));
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGQUIT'] as const) process.on(signal, () => shutdown(EXIT.OK));
+  for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) process.on(signal, () => {});
 }
 
 async function runCtl(values: Options<'ctl'>, positionals: string[]): Promise<void> {

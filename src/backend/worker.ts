@@ -226,7 +226,9 @@ async function main(): Promise<void> {
     }
   });
   process.on('SIGTERM', () => void stop());
-  process.on('SIGINT', () => {}); // the supervisor decides; Ctrl-C reaches the whole group
+  // The supervisor decides: Ctrl-C (INT), Ctrl-\ (QUIT) and a kill of the process group reach
+  // the workers too, and must not stop, suspend or open the inspector of a worker on their own.
+  for (const signal of ['SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU'] as const) process.on(signal, () => {});
   process.on('disconnect', () => void stop()); // the supervisor is gone
   send({ type: 'ready' });
   beat();

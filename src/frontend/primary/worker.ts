@@ -75,9 +75,8 @@ async function main(): Promise<void> {
         return;
     }
   });
-  // The primary decides: Ctrl-C reaches the whole process group, and a terminal's hangup too.
-  process.on('SIGINT', () => {});
-  process.on('SIGHUP', () => {});
+  // The primary decides: Ctrl-C (and Ctrl-\) reach the whole process group, and a terminal's hangup too.
+  for (const signal of ['SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const) process.on(signal, () => {});
   process.on('SIGTERM', () => stop(true));
   process.on('SIGUSR1', () => front?.reopenLogs()); // a signal to the whole group (the primary also asks)
   process.on('disconnect', () => stop(true)); // the primary is gone
