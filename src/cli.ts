@@ -13,7 +13,7 @@ import { createLogger, setLogLevel, setLogTag } from './common/log.js';
 import { notifyReady } from './common/notify.js';
 import { checkLogFile, checkSocketPath, checkStatic } from './common/preflight.js';
 import { type Command, configValues, type Options, optionsHelp, type ParsedOptions, parseOptions, readConfigFile } from './common/options.js';
-import { controlRequest, type ControlOp } from './common/control.js';
+import { controlRequest, type ControlOp, type ControlRequest } from './common/control.js';
 import { ConfigError, TsgiError } from './protocol/errors.js';
 import { EXIT } from './common/exit-codes.js';
 import type { FrontProcess } from './frontend/primary/primary.js';
@@ -54,17 +54,24 @@ the app's directory changes. Not for production: use tsgi front and tsgi serve t
 Examples:
   tsgi run app.js
   tsgi run app.js --port 3000 --reload`,
-  ctl: `Usage: tsgi ctl --control PATH (list | add ADDR | drain ADDR | remove ADDR)
+  ctl: `Usage: tsgi ctl --control PATH (list | add ADDR | drain ADDR | remove ADDR | scale +N|-N|N | reload)
 
 Talks to a running front's control socket (tsgi front --control PATH):
   list          each backend with its state, connections, in-flight requests and totals
   add ADDR      route to a backend (unix:PATH or tcp:HOST:PORT) from now on
-  drain ADDR    send it no new requests; let in-flight ones finish; then forget it
+  drain ADDR    send it no new requests; let in-flight ones finish; then forget it. The address
+                stays drained (its own announcements do not bring it back) until add ADDR,
+                or until its backend restarts
   remove ADDR   forget it now (requests in flight on it fail with 502)
+or to a backend's own control socket (tsgi serve --control PATH):
+  list          its workers: pid, generation, state, connections, in-flight requests, totals
+  scale +N|-N|N add or remove workers (as SIGTTIN / SIGTTOU do), or have N
+  reload        a rolling reload of the workers (as SIGHUP does)
 
 Examples:
   tsgi ctl --control /run/tsgi/front.ctl list
-  tsgi ctl --control /run/tsgi/front.ctl add unix:/run/tsgi/app-v2.sock`,
+  tsgi ctl --control /run/tsgi/front.ctl add unix:/run/tsgi/app-v2.sock
+  tsgi ctl --control /run/tsgi/app.ctl scale +1`,
   demo: `Usage: tsgi demo [--port 8080]
 
 Starts a front on 127.0.0.1:PORT and a backend running the demo app (examples/demo.js):
@@ -81,7 +88,7 @@ Commands:
   front    HTTP front: listens for HTTP/1.1 and forwards to backends over tsgi frames
   serve    backend: runs a gateway application on a tsgi socket
   run      development server: one process serving an app over HTTP, --reload on changes
-  ctl      lists, adds, drains and removes a running front's backends
+  ctl      lists, adds, drains and removes a front's backends; lists, scales and reloads a backend's workers
   demo     a front and a backend with the demo app, on 127.0.0.1:8080
 
 Run 'tsgi <command> --help' for the options of each.`;
@@ -279,19 +286,38 @@ async function runDemo(values: Options<'demo'>): Promise<void> {
   for (const signal of ['SIGUSR1', 'SIGUSR2'] as const) process.on(signal, () => {});
 }
 
+/** Prints rows as columns padded to their widest cell. */
+function printTable(table: string[][]): void {
+  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  for (const row of table) process.stdout.write(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+}
+
 async function runCtl(values: Options<'ctl'>, positionals: string[]): Promise<void> {
   const path = values.control;
-  if (path === undefined) throw new ConfigError('tsgi ctl needs --control PATH (the front\'s --control socket)');
-  const [op, address, ...extra] = positionals;
-  const ops: ControlOp[] = ['list', 'add', 'drain', 'remove'];
+  if (path === undefined) throw new ConfigError('tsgi ctl needs --control PATH (a front\'s or a backend\'s --control socket)');
+  const [op, arg, ...extra] = positionals;
+  const ops: ControlOp[] = ['list', 'add', 'drain', 'remove', 'scale', 'reload'];
   if (op === undefined || !ops.includes(op as ControlOp)) throw new ConfigError(`tsgi ctl: expected one of ${ops.join(', ')}`);
-  if (op !== 'list' && address === undefined) throw new ConfigError(`tsgi ctl ${op} needs a backend address (unix:PATH or tcp:HOST:PORT)`);
-  if (extra.length > 0 || (op === 'list' && address !== undefined)) throw new ConfigError(`unexpected arguments: ${positionals.slice(op === 'list' ? 1 : 2).join(' ')}`);
+  const bare = op === 'list' || op === 'reload';
+  if (!bare && arg === undefined) {
+    throw new ConfigError(op === 'scale' ? 'tsgi ctl scale needs +N, -N or N (workers to add, remove, or have)'
+      : `tsgi ctl ${op} needs a backend address (unix:PATH or tcp:HOST:PORT)`);
+  }
+  if (extra.length > 0 || (bare && arg !== undefined)) throw new ConfigError(`unexpected arguments: ${positionals.slice(bare ? 1 : 2).join(' ')}`);
+  const request: ControlRequest = { op: op as ControlOp };
+  if (op === 'scale') {
+    const m = /^([+-]?)(\d{1,3})$/.exec(arg!);
+    if (m === null) throw new ConfigError(`tsgi ctl scale: expected +N, -N or N, got ${JSON.stringify(arg)}`);
+    if (m[1] === '') request.workers = Number(m[2]);
+    else request.delta = Number(`${m[1]}${m[2]}`);
+  } else if (!bare) {
+    request.address = arg;
+  }
   let answer;
   try {
-    answer = await controlRequest(path, { op: op as ControlOp, address });
+    answer = await controlRequest(path, request);
   } catch (err) {
-    // One line: what failed, why, and which path (no stack: the front, not ctl, is what is wrong).
+    // One line: what failed, why, and which path (no stack: the peer, not ctl, is what is wrong).
     process.stderr.write(`tsgi ctl: ${(err as Error).message}\n`);
     process.exitCode = EXIT.FAILURE;
     return;
@@ -301,11 +327,16 @@ async function runCtl(values: Options<'ctl'>, positionals: string[]): Promise<vo
     process.exitCode = EXIT.FAILURE;
     return;
   }
+  if (answer.workers !== undefined) {
+    printTable([['WORKER', 'PID', 'GENERATION', 'STATE', 'CONNS', 'IN-FLIGHT', 'REQUESTS'],
+      ...answer.workers.map((w) => [String(w.id), String(w.pid ?? '-'), String(w.generation), w.state, String(w.connections),
+        String(w.inFlight), String(w.requests)])]);
+    process.stdout.write(`generation ${answer.generation}; target ${answer.target} worker(s)\n`);
+    return;
+  }
   const rows = answer.backends ?? [];
-  const table = [['BACKEND', 'STATE', 'SOURCE', 'CONNS', 'IN-FLIGHT', 'REQUESTS', 'FAILURES'],
-    ...rows.map((b) => [b.address, b.state, b.source, String(b.connections), String(b.inFlight), String(b.requests), String(b.failures)])];
-  const widths = table[0]!.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
-  for (const row of table) process.stdout.write(row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd() + '\n');
+  printTable([['BACKEND', 'STATE', 'SOURCE', 'CONNS', 'IN-FLIGHT', 'REQUESTS', 'FAILURES'],
+    ...rows.map((b) => [b.address, b.state, b.source, String(b.connections), String(b.inFlight), String(b.requests), String(b.failures)])]);
   if (op === 'list' && answer.queued) process.stdout.write(`queued requests: ${answer.queued}\n`);
 }
 

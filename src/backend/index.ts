@@ -1,10 +1,11 @@
 // The backend, `tsgi serve`: loads the application and serves it on a tsgi socket (and/or a
 // uwsgi socket for nginx), in this process or (--workers N) in N workers under a supervisor. start(config) and
 // stop({ graceful }) are the lifecycle verbs, as for the front.
+import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { type Address, formatAddress } from '../common/address.js';
 import { type AdminServer, packageVersion, recordErrors, startAdmin } from '../common/admin-server.js';
-import { controlRequest } from '../common/control.js';
+import { ControlListener, controlRequest, type WorkerInfo } from '../common/control.js';
 import { createLogger, type Logger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
 import { processUsage, type ProcessUsage } from '../common/process-usage.js';
@@ -13,6 +14,7 @@ import { presentStatus, type RollingPoints, sumPoints } from '../common/rolling.
 import { type Options, resolveOptions } from '../common/options.js';
 import { aggregate } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
+import { handleServeControl } from './control.js';
 import { loadApplication } from './load-app.js';
 import { ServeMetrics, type ServeReport, supervisorRegistry } from './metrics.js';
 import { setRequestIdHeader } from './request-id.js';
@@ -48,26 +50,53 @@ export interface Backend {
 }
 
 const REGISTER_EVERY_MS = 10_000;
+/** While the front cannot be reached, announcing again after 0.1 s, doubling up to REGISTER_EVERY_MS. */
+const REGISTER_RETRY_FIRST_MS = 100;
 
-/** Announces the backend to a front's control socket, and again periodically (fronts restart). */
+/**
+ * Announces the backend to a front's control socket, and again periodically (fronts restart);
+ * while the front cannot be reached, sooner (a backend started before its front registers as
+ * soon as the front is up). Each start is a new registration: a front holding the address
+ * drained (`tsgi ctl drain`) keeps it drained through the announcements of this one.
+ */
 function registration(path: string, address: Address, log: Logger): { withdraw(): Promise<void> } {
   const name = formatAddress(address.kind === 'unix' ? { ...address, path: resolve(address.path) } : address);
+  const id = randomUUID();
   let failing = false;
-  const announce = () => controlRequest(path, { op: 'add', address: name }).then((r) => {
+  let held = false;
+  let registered = false;
+  let retryMs = REGISTER_RETRY_FIRST_MS;
+  let timer: NodeJS.Timeout | null = null;
+  let withdrawn = false;
+  const announce = () => controlRequest(path, { op: 'add', address: name, registration: id }).then((r) => {
     if (!r.ok) throw new Error(r.error);
-    if (failing) log.info(`registered with the front at ${path} again`);
+    if (r.held === true) {
+      if (!held) log.warn(`the front at ${path} holds ${name} drained (tsgi ctl drain): it routes nothing here until tsgi ctl add`);
+    } else if (!registered || held) {
+      log.info(`registered ${name} with the front at ${path}`);
+    } else if (failing) {
+      log.info(`registered with the front at ${path} again`);
+    }
+    held = r.held === true;
+    registered = true;
     failing = false;
+    retryMs = REGISTER_RETRY_FIRST_MS;
   }).catch((err: Error) => {
     if (!failing) log.warn(`cannot register with the front at ${path}: ${err.message}; will keep trying`);
     failing = true;
+  }).finally(() => {
+    if (withdrawn) return;
+    const wait = failing ? retryMs : REGISTER_EVERY_MS;
+    if (failing) retryMs = Math.min(REGISTER_EVERY_MS, retryMs * 2);
+    timer = setTimeout(announce, wait);
+    timer.unref();
   });
-  void announce().then(() => { if (!failing) log.info(`registered ${name} with the front at ${path}`); });
-  const timer = setInterval(announce, REGISTER_EVERY_MS);
-  timer.unref();
+  void announce();
   return {
     async withdraw() {
-      clearInterval(timer);
-      await controlRequest(path, { op: 'drain', address: name }).catch((err: Error) => {
+      withdrawn = true;
+      if (timer !== null) clearTimeout(timer);
+      await controlRequest(path, { op: 'drain', address: name, registration: id }).catch((err: Error) => {
         log.warn(`could not withdraw from the front at ${path}: ${err.message}`);
       });
     },
@@ -136,6 +165,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
   const gracefulMs = config.gracefulTimeout * 1000;
   let stopServing: (graceful: boolean) => Promise<void>;
   let reload = () => log.warn('SIGHUP: reload needs --workers (a supervisor); ignored');
+  let workerList: () => { workers: WorkerInfo[]; generation: number; target: number };
   let scale = (_delta: number) => log.warn('SIGTTIN/SIGTTOU: scaling needs --workers (a supervisor); ignored');
   let bound: Address | null;
   let uwsgiBound: Address | null = null;
@@ -185,6 +215,11 @@ export async function start(given: BackendConfig): Promise<Backend> {
       };
     }
     stopServing = (graceful) => supervisor.stop({ graceful });
+    workerList = () => ({
+      workers: supervisor.workers.map((w) => ({ id: w.id, pid: w.pid, generation: w.generation, state: w.state,
+        connections: w.connections, inFlight: w.inFlight, requests: w.served })),
+      generation: supervisor.generation, target: supervisor.target,
+    });
     reload = () => supervisor.reload();
     scale = (delta) => supervisor.scale(delta);
   } else {
@@ -227,6 +262,11 @@ export async function start(given: BackendConfig): Promise<Backend> {
         };
       };
     }
+    workerList = () => ({
+      workers: [{ id: 0, pid: process.pid, generation: 1, state: 'ready', connections: server?.connections ?? 0,
+        inFlight: (server?.inFlight ?? 0) + (uwsgi?.inFlight ?? 0), requests: (server?.served ?? 0) + (uwsgi?.served ?? 0) }],
+      generation: 1, target: 1,
+    });
     bound = server === null ? null : await server.listen();
     try {
       uwsgiBound = uwsgi === null ? null : await uwsgi.listen();
@@ -270,6 +310,20 @@ export async function start(given: BackendConfig): Promise<Backend> {
       throw err;
     }
   }
+  let control: ControlListener | null = null;
+  if (config.control !== undefined) {
+    const supervised = config.workers !== undefined;
+    control = new ControlListener(config.control, (req) => handleServeControl({
+      list: workerList, scale: supervised ? scale : null, reload: supervised ? reload : null,
+    }, req, log), log);
+    try {
+      await control.listen(config.socketMode);
+    } catch (err) {
+      await stopServing(false);
+      await admin?.close();
+      throw err;
+    }
+  }
   const reg = config.register ? registration(config.register, announced, log) : null;
   let stopped: Promise<void> | null = null;
   return {
@@ -282,6 +336,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
       stopped ??= (async () => {
         // Withdraw first, so the front stops routing here before our GOAWAY arrives.
         if (reg !== null && graceful) await reg.withdraw();
+        await control?.close();
         await stopServing(graceful);
         await admin?.close();
       })();

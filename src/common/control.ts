@@ -1,14 +1,29 @@
-// The front's control protocol: one JSON object per line over a Unix socket, one answer line
-// per request. `tsgi ctl` and `tsgi serve --register` speak it as clients; the front serves it.
-import { connect } from 'node:net';
+// The control protocol: one JSON object per line over a Unix socket, one answer line per
+// request. A front's socket (tsgi front --control) lists, adds, drains and removes backends;
+// `tsgi serve --register` and `tsgi ctl` speak it as clients. A backend's own socket
+// (tsgi serve --control) lists, scales and reloads its workers, for `tsgi ctl` alone.
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { TsgiError } from '../protocol/errors.js';
+import { closeListener, listenOn } from './listen.js';
+import type { Logger } from './log.js';
 
-export type ControlOp = 'list' | 'add' | 'drain' | 'remove';
+/** list, add, drain, remove: a front's. list, scale, reload: a backend's. */
+export type ControlOp = 'list' | 'add' | 'drain' | 'remove' | 'scale' | 'reload';
 
 export interface ControlRequest {
   op: ControlOp;
   /** Backend address for add / drain / remove: unix:PATH or tcp:HOST:PORT. */
   address?: string;
+  /**
+   * A backend announcing itself (add) or withdrawing (drain): the id of its registration, new
+   * each time it starts. An address drained by `tsgi ctl drain` stays drained through the
+   * announcements of the same registration; a new one (the backend restarted) ends the hold.
+   */
+  registration?: string;
+  /** scale: workers to add (negative: to remove). */
+  delta?: number;
+  /** scale: the number of workers to have (instead of delta). */
+  workers?: number;
 }
 
 export interface BackendInfo {
@@ -21,11 +36,83 @@ export interface BackendInfo {
   failures: number;
 }
 
+/** One worker of a backend (tsgi serve --control). */
+export interface WorkerInfo {
+  id: number;
+  pid: number | undefined;
+  generation: number;
+  state: string;
+  connections: number;
+  inFlight: number;
+  requests: number;
+}
+
 export interface ControlResponse {
   ok: boolean;
   error?: string;
   backends?: BackendInfo[];
   queued?: number;
+  /** add from a registration: the address is held drained (`tsgi ctl drain`); nothing is routed to it. */
+  held?: boolean;
+  /** A backend's answer: its workers, generation and worker target. */
+  workers?: WorkerInfo[];
+  generation?: number;
+  target?: number;
+}
+
+/** Answers one control request. */
+export type ControlHandler = (req: ControlRequest) => ControlResponse | Promise<ControlResponse>;
+
+const MAX_LINE = 64 * 1024;
+
+/** Serves the control protocol on a Unix socket: a line in, the handler's answer out, in order. */
+export class ControlListener {
+  readonly #server: Server;
+  readonly #path: string;
+  readonly #log: Logger;
+
+  constructor(path: string, handle: ControlHandler, log: Logger) {
+    this.#path = path;
+    this.#log = log;
+    this.#server = createServer((socket) => serveLines(socket, handle));
+  }
+
+  async listen(socketMode?: number): Promise<void> {
+    await listenOn(this.#server, { kind: 'unix', path: this.#path }, socketMode);
+    this.#log.info(`control socket on ${this.#path}`);
+  }
+
+  close(): Promise<void> {
+    return closeListener(this.#server);
+  }
+}
+
+function serveLines(socket: Socket, handle: ControlHandler): void {
+  let buffer = '';
+  // Answers go out in the order of the requests, even when one takes longer.
+  let previous: Promise<void> = Promise.resolve();
+  socket.setEncoding('utf8');
+  socket.on('error', () => {});
+  socket.on('data', (chunk: string) => {
+    buffer += chunk;
+    if (buffer.length > MAX_LINE) {
+      socket.end(JSON.stringify({ ok: false, error: 'request line too long' }) + '\n');
+      return;
+    }
+    let nl;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      let answer: Promise<ControlResponse>;
+      try {
+        const req = JSON.parse(line) as ControlRequest;
+        answer = Promise.resolve(handle(req)).catch((err: Error) => ({ ok: false, error: err.message }));
+      } catch {
+        answer = Promise.resolve({ ok: false, error: 'malformed request: send one JSON object per line, e.g. {"op":"list"}' });
+      }
+      previous = previous.then(() => answer).then((a) => { socket.write(JSON.stringify(a) + '\n'); });
+    }
+  });
 }
 
 /** What the errors of connect() on a Unix socket path mean, in a few words. */
@@ -45,7 +132,7 @@ export function controlRequest(path: string, request: ControlRequest, timeoutMs 
     let buffer = '';
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `the front's control socket ${path} did not answer within ${timeoutMs} ms`));
+      reject(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `the control socket ${path} did not answer within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.setEncoding('utf8');
     socket.on('connect', () => socket.write(JSON.stringify(request) + '\n'));
@@ -58,13 +145,13 @@ export function controlRequest(path: string, request: ControlRequest, timeoutMs 
       try {
         resolve(JSON.parse(buffer.slice(0, nl)) as ControlResponse);
       } catch {
-        reject(new TsgiError('TSGI_ERR_PROTOCOL', `the front's control socket ${path} sent a malformed answer`));
+        reject(new TsgiError('TSGI_ERR_PROTOCOL', `the control socket ${path} sent a malformed answer`));
       }
     });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       const why = err.code === undefined ? err.message : `${err.code}${ERRNO_TEXT[err.code] === undefined ? '' : ` (${ERRNO_TEXT[err.code]})`}`;
-      reject(new TsgiError('TSGI_ERR_BACKEND_UNAVAILABLE', `cannot connect to the front's control socket ${path}: ${why}`, { cause: err }));
+      reject(new TsgiError('TSGI_ERR_BACKEND_UNAVAILABLE', `cannot connect to the control socket ${path}: ${why}`, { cause: err }));
     });
   });
 }

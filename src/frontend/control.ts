@@ -1,21 +1,20 @@
 // The front's control socket (`--control PATH`): backends register and withdraw themselves,
-// and `tsgi ctl` lists, adds, drains and removes them, all while the front keeps serving.
+// and `tsgi ctl` lists, adds, drains and removes them, all while the front keeps serving. An
+// address `tsgi ctl drain` drained is held: its backend's announcements do not bring it back
+// (until `tsgi ctl add`, or a registration of a restarted backend).
 // With --processes N the primary owns the socket, asks every process, and merges the answers.
 // Whoever can open the socket chooses where requests go: an `add` is admitted only for a backend
 // address that --control-allow lists (Unix sockets and loopback by default).
-import { createServer, isIP, type Server, type Socket } from 'node:net';
+import { isIP } from 'node:net';
 import { type Address, parseAddress, formatAddress } from '../common/address.js';
-import type { BackendInfo, ControlRequest, ControlResponse } from '../common/control.js';
-import { closeListener, listenOn } from '../common/listen.js';
+import { type BackendInfo, type ControlHandler, ControlListener, type ControlRequest, type ControlResponse } from '../common/control.js';
 import type { Logger } from '../common/log.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
 import { mergeBackendRows } from './observe/merge.js';
 import type { Pool } from './upstream/pool.js';
 
-const MAX_LINE = 64 * 1024;
-
 export function describeBackends(pool: Pool): BackendInfo[] {
-  return pool.backends.map((b) => ({
+  const rows: BackendInfo[] = pool.backends.map((b) => ({
     address: b.name,
     state: b.status,
     source: b.source,
@@ -24,6 +23,13 @@ export function describeBackends(pool: Pool): BackendInfo[] {
     requests: b.requests,
     failures: b.failures,
   }));
+  // Held addresses whose backend finished draining: listed as `drained` until `tsgi ctl add`.
+  for (const name of pool.held.keys()) {
+    if (!pool.backends.some((b) => b.name === name && b.state !== 'removed')) {
+      rows.push({ address: name, state: 'drained', source: 'held', connections: 0, inFlight: 0, requests: 0, failures: 0 });
+    }
+  }
+  return rows;
 }
 
 export function handleControl(pool: Pool, req: ControlRequest, log: Logger): ControlResponse {
@@ -40,19 +46,44 @@ export function handleControl(pool: Pool, req: ControlRequest, log: Logger): Con
       } catch (err) {
         return { ok: false, error: (err as Error).message };
       }
+      const name = formatAddress(address);
+      const registration = typeof req.registration === 'string' ? req.registration : undefined;
       if (req.op === 'add') {
+        if (registration !== undefined) {
+          // A backend announcing itself: not while `tsgi ctl drain` holds the address for this
+          // registration; a new registration (the backend restarted) ends the hold.
+          const held = pool.held.get(name);
+          if (held !== undefined && held === registration) return { ok: true, held: true, backends: describeBackends(pool) };
+          if (held !== undefined) {
+            pool.held.delete(name);
+            log.info(`control: ${name} registered anew (the backend restarted); no longer held drained`);
+          }
+          pool.registrations.set(name, registration);
+        } else if (pool.held.delete(name)) {
+          log.info(`control: add ${name}: no longer held drained`);
+        }
         pool.add(address, 'control');
         return { ok: true, backends: describeBackends(pool) };
       }
       const backend = pool.find(address);
-      if (backend === undefined) return { ok: false, error: `no backend ${formatAddress(address)}` };
-      log.info(`control: ${req.op} ${backend.name}`);
-      if (req.op === 'drain') backend.drain();
-      else backend.remove();
+      if (backend === undefined) {
+        if (req.op === 'remove' && pool.held.delete(name)) return { ok: true, backends: describeBackends(pool) };
+        return { ok: false, error: `no backend ${name}` };
+      }
+      log.info(`control: ${req.op} ${backend.name}${registration !== undefined ? ' (the backend withdraws)' : ''}`);
+      if (req.op === 'drain') {
+        // `tsgi ctl drain` holds the address; a backend withdrawing itself (graceful stop) does not.
+        if (registration === undefined) pool.held.set(name, pool.registrations.get(name) ?? null);
+        backend.drain();
+      } else {
+        pool.held.delete(name);
+        backend.remove();
+      }
       return { ok: true, backends: describeBackends(pool) };
     }
     default:
-      return { ok: false, error: `unknown op ${JSON.stringify((req as { op?: unknown }).op)}; use list, add, drain or remove` };
+      return { ok: false, error: `unknown op ${JSON.stringify((req as { op?: unknown }).op)}; use list, add, drain or remove`
+        + ((req as { op?: unknown }).op === 'scale' || (req as { op?: unknown }).op === 'reload' ? ' (scale and reload are ops of a backend\'s control socket: tsgi serve --control PATH)' : '') };
   }
 }
 
@@ -69,6 +100,7 @@ export function mergeAnswers(answers: ControlResponse[]): ControlResponse {
   if (lists.length > 0) {
     merged.backends = mergeBackendRows(lists, 'address', ['connections', 'inFlight', 'requests', 'failures']);
   }
+  if (answers.some((a) => a.held === true)) merged.held = true;
   if (answers.some((a) => a.queued !== undefined)) merged.queued = answers.reduce((n, a) => n + (a.queued ?? 0), 0);
   return merged;
 }
@@ -91,20 +123,16 @@ export function controlRefusal(address: Address, allow: ProxyTrust): string | nu
   return `${name} is not allowed: ${admitted}, checked against IP addresses; give ${host}'s address instead of its name`;
 }
 
-/** Answers one control request: in this process (its pool), or from all of them (the primary). */
-export type ControlHandler = (req: ControlRequest) => ControlResponse | Promise<ControlResponse>;
-
+/** The front's control socket: --control-allow checked on each `add`, then `handle` (this process's pool, or all of them: the primary). */
 export class ControlServer {
-  readonly #server: Server;
-  readonly #path: string;
+  readonly #listener: ControlListener;
   readonly #log: Logger;
   readonly #allow: ProxyTrust;
 
   constructor(path: string, handle: ControlHandler, log: Logger, allow: readonly string[] = CONTROL_ALLOW_DEFAULT) {
-    this.#path = path;
     this.#log = log;
     this.#allow = new ProxyTrust(allow);
-    this.#server = createServer((socket) => this.#serve(socket, handle));
+    this.#listener = new ControlListener(path, (req) => this.#refuse(req) ?? handle(req), log);
   }
 
   /** The answer to an `add` that --control-allow refuses (logged), or null. */
@@ -122,41 +150,11 @@ export class ControlServer {
     return { ok: false, error: why };
   }
 
-  async listen(socketMode?: number): Promise<void> {
-    await listenOn(this.#server, { kind: 'unix', path: this.#path }, socketMode);
-    this.#log.info(`control socket on ${this.#path}`);
-  }
-
-  #serve(socket: Socket, handle: ControlHandler): void {
-    let buffer = '';
-    // Answers go out in the order of the requests, even when one takes longer (the primary's).
-    let previous: Promise<void> = Promise.resolve();
-    socket.setEncoding('utf8');
-    socket.on('error', () => {});
-    socket.on('data', (chunk: string) => {
-      buffer += chunk;
-      if (buffer.length > MAX_LINE) {
-        socket.end(JSON.stringify({ ok: false, error: 'request line too long' }) + '\n');
-        return;
-      }
-      let nl;
-      while ((nl = buffer.indexOf('\n')) !== -1) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        let answer: Promise<ControlResponse>;
-        try {
-          const req = JSON.parse(line) as ControlRequest;
-          const refused = this.#refuse(req);
-          answer = refused !== null ? Promise.resolve(refused) : Promise.resolve(handle(req)).catch((err: Error) => ({ ok: false, error: err.message }));
-        } catch {
-          answer = Promise.resolve({ ok: false, error: 'malformed request: send one JSON object per line, e.g. {"op":"list"}' });
-        }
-        previous = previous.then(() => answer).then((a) => { socket.write(JSON.stringify(a) + '\n'); });
-      }
-    });
+  listen(socketMode?: number): Promise<void> {
+    return this.#listener.listen(socketMode);
   }
 
   close(): Promise<void> {
-    return closeListener(this.#server);
+    return this.#listener.close();
   }
 }

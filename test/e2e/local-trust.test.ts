@@ -108,7 +108,7 @@ test('tsgi ctl on a socket it cannot open: one line saying what, why and which p
   const r = await ctl(missing, 'list');
   assert.is(r.code, 1);
   assert.is(r.stdout, '');
-  assert.is(r.stderr, `tsgi ctl: cannot connect to the front's control socket ${missing}: ENOENT (no such file)\n`);
+  assert.is(r.stderr, `tsgi ctl: cannot connect to the control socket ${missing}: ENOENT (no such file)\n`);
   // A stale socket file: its front was killed.
   const stale = join(ctx.dir, 'stale.ctl');
   const dead = spawnCli(['front', '--listen', '127.0.0.1:0', '--control', stale]);
@@ -116,12 +116,12 @@ test('tsgi ctl on a socket it cannot open: one line saying what, why and which p
   await dead.kill9();
   const refused = await ctl(stale, 'add', 'unix:/x.sock');
   assert.is(refused.code, 1);
-  assert.is(refused.stderr, `tsgi ctl: cannot connect to the front's control socket ${stale}: ECONNREFUSED (nothing is listening on it)\n`);
+  assert.is(refused.stderr, `tsgi ctl: cannot connect to the control socket ${stale}: ECONNREFUSED (nothing is listening on it)\n`);
   const file = join(ctx.dir, 'not-a-socket');
   writeFileSync(file, '');
   const notSocket = await ctl(file, 'list');
   assert.is(notSocket.code, 1);
-  assert.match(notSocket.stderr, new RegExp(`^tsgi ctl: cannot connect to the front's control socket ${file}: E[A-Z]+ \\([^)]+\\)\\n$`));
+  assert.match(notSocket.stderr, new RegExp(`^tsgi ctl: cannot connect to the control socket ${file}: E[A-Z]+ \\([^)]+\\)\\n$`));
 });
 
 test('the control socket is born with --socket-mode 660: another user (nobody) cannot open it', async (ctx) => {
@@ -140,7 +140,7 @@ test('the control socket is born with --socket-mode 660: another user (nobody) c
     child.once('close', (code) => { clearTimeout(timer); resolve({ code, stderr }); });
   });
   assert.is(r.code, 1);
-  assert.match(r.stderr, new RegExp(`^tsgi ctl: cannot connect to the front's control socket ${ctx.control}: EACCES \\(permission denied`));
+  assert.match(r.stderr, new RegExp(`^tsgi ctl: cannot connect to the control socket ${ctx.control}: EACCES \\(permission denied`));
   assert.not.match((await ctl(ctx.control, 'list')).stdout, /evil/);
 });
 

@@ -134,7 +134,8 @@ test('tsgi ctl add and drain, and serve --register, apply in every process', asy
   await poll(async () => ((await ctlList(ctx.control)).get(name)?.conns === 2 ? true : undefined), 'both processes to connect');
   const drained = await runCli(['ctl', '--control', ctx.control, 'drain', name]);
   assert.is(drained.code, 0, drained.stderr);
-  await poll(async () => ((await ctlList(ctx.control)).has(name) ? undefined : true), 'both processes to drop it');
+  // Drained, and held so (not routed again until ctl add): listed as drained by both.
+  await poll(async () => ((await ctlList(ctx.control)).get(name)?.state === 'drained' ? true : undefined), 'both processes to drop it');
   const registered = await startBackend(fixture('hello.js'), ['--register', ctx.control]);
   ctx.extra.push(registered);
   const regName = `unix:${registered.socket}`;

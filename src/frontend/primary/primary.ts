@@ -279,7 +279,7 @@ export class FrontPrimary implements FrontProcess {
     const answers = await this.#askAll<ControlResponse>((id) => ({ type: 'control', id, request: req }),
       (w) => ({ ok: false, error: `front process ${w.handle.pid} did not answer within ${ASK_TIMEOUT_MS} ms` }));
     const merged = mergeAnswers(answers.map((a) => a.value));
-    if (merged.ok && req.op !== 'list' && typeof req.address === 'string') {
+    if (merged.ok && merged.held !== true && req.op !== 'list' && typeof req.address === 'string') {
       // Remember it, so that a worker started later has the same backends.
       const address = parseAddress(req.address, 'address', true);
       const name = formatAddress(address);

@@ -49,6 +49,13 @@ export class Pool {
   inFlight = 0;
   /** Requests shed since start because inFlight was at maxInFlight. */
   shed = 0;
+  /**
+   * Addresses `tsgi ctl drain` drained, with the registration id their backend had then (null:
+   * none): its announcements do not route to them again; `tsgi ctl add` or a new registration does.
+   */
+  readonly held = new Map<string, string | null>();
+  /** The latest registration id each self-registering backend announced. */
+  readonly registrations = new Map<string, string>();
 
   constructor(opts: PoolOptions) {
     this.#opts = opts;
