@@ -272,6 +272,9 @@ class Exchange {
     // Trailers need a body framed without a length (chunked), as node:http does.
     if (this.#headSent || head === null || head.code === 204 || head.code === 304 || this.#trailers !== null) return;
     if (head.length < 0) {
+      // An empty body for HEAD says nothing of the GET's length (a fetch handler's HEAD has a
+      // null body): no Content-Length then, as node:http sends none for a HEAD response.
+      if (total === 0 && this.#environ.REQUEST_METHOD === 'HEAD') return;
       head.flat.push('content-length', String(total));
     } else if (head.length !== total && this.#environ.REQUEST_METHOD !== 'HEAD') {
       throw new GatewayError('TSGI_ERR_BODY_LENGTH', `the body is ${total} bytes but its Content-Length says ${head.length}`);

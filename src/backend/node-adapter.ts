@@ -4,7 +4,7 @@
 // survive Express swapping the prototype), feed the gateway an async iterator: no HTTP bytes
 // are written or parsed, the head goes to startResponse, and write() reports backpressure.
 import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
-import { TsgiError } from '../protocol/errors.js';
+import { GatewayError, TsgiError } from '../protocol/errors.js';
 import { HOP_BY_HOP } from './gateway.js';
 import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
 import type { Application, Environ, ErrorStream, StartResponse, Write } from './types.js';
@@ -115,6 +115,15 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     }
     if (code < 200) return; // 1xx (103 Early Hints…): not relayed, and its headers not kept; the final head follows
     if (headers !== undefined && headers !== null) mergeHeaders(res, headers);
+    // A transfer coding other than chunked (gzip, deflate) cannot be relayed: the front frames
+    // the response, and transfer codings are hop-by-hop (RFC 9112 7). node:http passes it on
+    // unframed; here the body would reach the client still coded, as if it were the content.
+    const te = res.getHeader('transfer-encoding');
+    if (te !== undefined && !/^[\t ]*chunked[\t ]*$/i.test(String(te))) {
+      this.#reset(new GatewayError('TSGI_ERR_HEADER', `Transfer-Encoding ${JSON.stringify(String(te))} from the application: `
+        + 'the front frames the response and cannot relay a transfer coding; send Content-Encoding for compressed content'));
+      return;
+    }
     res.statusCode = code;
     if (message !== undefined) res.statusMessage = message as string;
     const pairs: [string, string][] = [];
@@ -161,8 +170,9 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
     const bytes = chunk === null || chunk === undefined ? null : toBuffer(chunk, encoding);
     if (!res._header) {
       // The whole body is known: a Content-Length, as Node sends for res.end(body).
+      // Not when the app removed it (res.removeHeader('content-length')): node:http then sends none.
       if (this.#written === 0 && !res.hasHeader('content-length') && !res.hasHeader('transfer-encoding')
-        && res.statusCode !== 204 && res.statusCode !== 304) {
+        && !(res as { _removedContLen?: boolean })._removedContLen && res.statusCode !== 204 && res.statusCode !== 304) {
         res.setHeader('Content-Length', bytes === null ? 0 : bytes.length);
       }
       res._implicitHeader();
@@ -239,7 +249,9 @@ class Exchange implements AsyncIterator<Buffer>, AsyncIterable<Buffer> {
    * at once without a promise; otherwise this iterator.
    */
   result(): Buffer[] | this {
-    if (!this.#ended || this.#closed || this.#noBody || this.#error !== null) return this;
+    // (An array gets a Content-Length from the gateway: not when the app removed it.)
+    if (!this.#ended || this.#closed || this.#noBody || this.#error !== null
+      || (this.res as { _removedContLen?: boolean })._removedContLen) return this;
     const body = this.#queue.splice(0);
     for (const cb of this.#callbacks.splice(0)) if (cb !== null) process.nextTick(cb, null);
     this.#queued = 0;
