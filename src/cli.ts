@@ -239,7 +239,7 @@ async function runRun(values: Options<'run'>, positionals: string[]): Promise<vo
     reload: values.reload, scriptName: '', logLevel: values.logLevel };
   const server = await (values.reload ? serveReloading(config, log) : serveHere(config, log));
   log.info(`serving ${app} on ${urlOf(server.address)}${values.reload ? ' (restarted on changes)' : ''}`);
-  onSignals(() => server.stop(), log);
+  onSignals(() => server.stop(), () => log.info('SIGUSR1: no log file to reopen (tsgi run logs to stderr only)'), log);
 }
 
 async function runDemo(values: Options<'demo'>): Promise<void> {
