@@ -171,7 +171,7 @@ async function runFront(values: Options<'front'>, listen: Address, backendsFromF
   });
   process.on('SIGHUP', () => {
     const path = values.config;
-    if (values.tlsCert !== undefined) {
+    if (values.tlsCert !== undefined || values.backendTlsCert !== undefined) {
       front.reloadTls();
       if (path === undefined) return; // the backends come from the command line: nothing else to reload
     }

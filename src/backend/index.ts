@@ -11,6 +11,8 @@ import { RecentErrors } from '../common/metrics.js';
 import { processUsage, type ProcessUsage } from '../common/process-usage.js';
 import { mergeResponses, type RecentResponse } from '../common/recent-responses.js';
 import { presentStatus, type RollingPoints, sumPoints } from '../common/rolling.js';
+import { shutdownDelayOf } from '../common/shutdown.js';
+import { SERVE_TLS_FLAGS, TlsContext, tlsFiles } from '../common/tls.js';
 import { type Options, resolveOptions } from '../common/options.js';
 import { aggregate } from '../common/worker-metrics.js';
 import { ConfigError } from '../protocol/errors.js';
@@ -162,7 +164,17 @@ export async function start(given: BackendConfig): Promise<Backend> {
   if (address === null && uwsgiAddress === null) {
     throw new ConfigError('tsgi serve needs --socket PATH or --listen HOST:PORT|unix:PATH (tsgi), or --uwsgi-socket PATH or --uwsgi-listen HOST:PORT (uwsgi), or both');
   }
+  const tls = tlsFiles({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa }, SERVE_TLS_FLAGS);
+  if (tls !== null && (address === null || address.kind !== 'tcp')) {
+    throw new ConfigError('--tls-cert/--tls-key/--tls-ca secure a TCP link: give --listen HOST:PORT (a Unix socket needs no TLS)');
+  }
+  // Read now, in this process, so that a wrong file stops start-up with the flag that named it.
+  const tlsContext = tls !== null ? new TlsContext(tls, SERVE_TLS_FLAGS) : null;
   const gracefulMs = config.gracefulTimeout * 1000;
+  const shutdownDelayMs = shutdownDelayOf(config.shutdownDelay) * 1000;
+  /** Why /readyz answers 503, or null: the moment a graceful stop begins, before anything drains. */
+  let notReady: (() => string | null) = () => null;
+  let stopReason: string | null = null;
   let stopServing: (graceful: boolean) => Promise<void>;
   let reload = () => log.warn('SIGHUP: reload needs --workers (a supervisor); ignored');
   let workerList: () => { workers: WorkerInfo[]; generation: number; target: number };
@@ -189,6 +201,7 @@ export async function start(given: BackendConfig): Promise<Backend> {
         requestIdHeader: config.requestIdHeader,
         otlpEndpoint: config.otlpEndpoint,
         requestTimeoutMs: config.timeout * 1000,
+        tls,
       },
     });
     ({ address: bound, uwsgiAddress: uwsgiBound } = await supervisor.start());
@@ -220,7 +233,20 @@ export async function start(given: BackendConfig): Promise<Backend> {
         connections: w.connections, inFlight: w.inFlight, requests: w.served })),
       generation: supervisor.generation, target: supervisor.target,
     });
-    reload = () => supervisor.reload();
+    notReady = () => (supervisor.workers.some((w) => w.state === 'ready') ? null : 'no worker is ready');
+    reload = () => {
+      // The new workers read the certificates again: check them here first, so that a broken file
+      // keeps the running workers instead of replacing them with ones that cannot serve.
+      if (tls !== null) {
+        try {
+          new TlsContext(tls, SERVE_TLS_FLAGS);
+        } catch (err) {
+          log.error(`SIGHUP: ${(err as Error).message}; keeping the running workers and their certificates`);
+          return;
+        }
+      }
+      supervisor.reload();
+    };
     scale = (delta) => supervisor.scale(delta);
   } else {
     setRequestIdHeader(config.requestIdHeader);
@@ -233,7 +259,9 @@ export async function start(given: BackendConfig): Promise<Backend> {
       requestTimeoutMs: config.timeout * 1000,
       socketMode: config.socketMode,
       metrics,
+      tls: tlsContext,
     });
+    if (tlsContext !== null) reload = () => { tlsContext.reload(log); };
     const uwsgi = uwsgiAddress === null ? null : new UwsgiServer({
       address: uwsgiAddress, app, log,
       scriptName: config.scriptName,
@@ -294,12 +322,14 @@ export async function start(given: BackendConfig): Promise<Backend> {
   }
 
   const announced: Address = bound ?? { ...uwsgiBound!, protocol: 'uwsgi' };
+  if (tls !== null) log.info(`TLS on ${formatAddress(announced)}: fronts must show a certificate signed by ${tls.ca}`);
   let admin: AdminServer | null = null;
   if (config.admin !== undefined && adminMetrics !== null && adminStatus !== null) {
     const status = adminStatus;
     try {
       admin = await startAdmin({
         address: config.admin, log, socketMode: config.socketMode, metrics: adminMetrics,
+        notReady: () => stopReason ?? notReady(),
         status: () => ({
           kind: 'serve', version: packageVersion(), pid: process.pid, uptime: (Date.now() - started) / 1000,
           listen: formatAddress(announced), ...presentStatus(status()), recentErrors: recent!.list(),
@@ -334,6 +364,13 @@ export async function start(given: BackendConfig): Promise<Backend> {
     scale: (delta) => scale(delta),
     stop({ graceful = true } = {}) {
       stopped ??= (async () => {
+        stopReason = 'stopping';
+        if (graceful && shutdownDelayMs > 0) {
+          // The orchestrator sees /readyz fail and takes this backend out of its Service; the fronts
+          // that still route here meanwhile are served.
+          log.info(`stopping: /readyz answers 503; serving ${shutdownDelayMs / 1000} s more (--shutdown-delay), then draining`);
+          await new Promise((r) => setTimeout(r, shutdownDelayMs));
+        }
         // Withdraw first, so the front stops routing here before our GOAWAY arrives.
         if (reg !== null && graceful) await reg.withdraw();
         await control?.close();

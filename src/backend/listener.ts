@@ -3,10 +3,12 @@
 // lets them finish. Each server says how a connection is served (serve) and what a graceful
 // stop tells its peers first (beforeDrain).
 import { createServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Address } from '../common/address.js';
 import { guardAccept } from '../common/accept-guard.js';
 import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
+import { type TlsContext, tlsReason } from '../common/tls.js';
 import { RequestTracker, type Tracked } from './tracker.js';
 
 export interface ListenerOptions {
@@ -16,6 +18,10 @@ export interface ListenerOptions {
   socketMode?: number;
   /** Called after each completed request with the running total. */
   onServed?: (served: number) => void;
+  /** --tls-cert/--tls-key/--tls-ca: connections are mutual TLS (the front's certificate is checked). */
+  tls?: TlsContext | null;
+  /** How long a TLS handshake may take (--ping-timeout). */
+  handshakeTimeoutMs?: number;
 }
 
 export abstract class SocketListener<T extends Tracked> {
@@ -24,6 +30,10 @@ export abstract class SocketListener<T extends Tracked> {
   protected readonly requests: RequestTracker<T>;
   protected closing = false;
   readonly #server: Server;
+  /** With TLS: takes each accepted socket through the handshake, then hands it on. */
+  readonly #tls: TlsServer | null = null;
+  /** Each raw connection's peer, read before the handshake (a failed one leaves none to read). */
+  readonly #peers = new WeakMap<Socket, string>();
   readonly #listen: ListenerOptions;
   #address: Address | null = null;
 
@@ -32,6 +42,32 @@ export abstract class SocketListener<T extends Tracked> {
     this.log = opts.log;
     this.requests = new RequestTracker(opts.onServed);
     this.#server = createServer(serverOptions, (socket) => this.#accept(socket));
+    const tls = opts.tls ?? null;
+    if (tls !== null) {
+      // The front's certificate is checked here, not by node:tls's rejectUnauthorized (which closes
+      // without saying why), so that the log says which front was refused and for what.
+      const server = createTlsServer({
+        ...tls.options, requestCert: true, rejectUnauthorized: false, handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
+      }, (socket) => {
+        if (socket.authorized) {
+          this.#secured(socket, serverOptions.noDelay === true);
+          return;
+        }
+        const why = socket.authorizationError === undefined ? 'it showed none' : `not accepted: ${socket.authorizationError}`;
+        this.log.warn(`TLS: refused front ${socket.remoteAddress}:${socket.remotePort}: certificate ${why} `
+          + `(the front's --backend-tls-cert must be signed by --tls-ca ${tls.files.ca})`);
+        socket.destroy();
+      });
+      // The handshake itself failed: most often the front does not trust our certificate.
+      server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+        const raw = (socket as TLSSocket & { _parent?: Socket })._parent;
+        const peer = raw !== undefined ? this.#peers.get(raw) : undefined;
+        this.log.warn(`TLS handshake with front ${peer ?? '(address unknown)'} failed: ${tlsReason(err)}; `
+          + 'connection closed (does the front trust the CA of --tls-cert, and ask for a name it carries?)');
+      });
+      tls.onReload = (options) => server.setSecureContext(options);
+      this.#tls = server;
+    }
     guardAccept(this.#server, { log: this.log, name: () => (this.words.request === 'request' ? 'backend' : 'uwsgi') });
   }
 
@@ -68,6 +104,25 @@ export abstract class SocketListener<T extends Tracked> {
       socket.destroy();
       return;
     }
+    if (this.#tls !== null) {
+      this.#peers.set(socket, `${socket.remoteAddress}:${socket.remotePort}`);
+      this.#tls.emit('connection', socket);
+      return;
+    }
+    this.#serveSocket(socket);
+  }
+
+  /** A TLS connection whose handshake succeeded. */
+  #secured(socket: TLSSocket, noDelay: boolean): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    if (noDelay) socket.setNoDelay(true);
+    this.#serveSocket(socket);
+  }
+
+  #serveSocket(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     this.serve(socket);

@@ -3,6 +3,7 @@
 import type { Socket } from 'node:net';
 import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
+import type { TlsContext } from '../common/tls.js';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
 import { Connection, LOCAL_CONNECTION_LOST, type HeaderFields, type Stream, type StreamHandler } from '../protocol/connection.js';
 import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
@@ -42,6 +43,8 @@ export interface BackendServerOptions {
   maxHeadSize?: number;
   /** --timeout, in ms: told to fronts in HELLO, which enforce it too (0: none). */
   requestTimeoutMs?: number;
+  /** --tls-cert/--tls-key/--tls-ca: fronts connect with mutual TLS. */
+  tls?: TlsContext | null;
 }
 
 /** A request stream's side of the gateway: the Responder that writes to the tsgi stream. */
@@ -187,7 +190,7 @@ export class BackendServer extends SocketListener<RequestState> {
   readonly #connections = new Set<Connection>();
 
   constructor(opts: BackendServerOptions) {
-    super(opts, { noDelay: true });
+    super({ ...opts, handshakeTimeoutMs: opts.pingTimeoutMs }, { noDelay: true });
     this.#opts = opts;
   }
 

@@ -13,6 +13,7 @@ import { loadApplication, splitAppSpec } from './load-app.js';
 import { ServeMetrics, type ServeReport } from './metrics.js';
 import { setRequestIdHeader } from './request-id.js';
 import { ServeTracing } from './tracing.js';
+import { SERVE_TLS_FLAGS, TlsContext, type TlsFiles } from '../common/tls.js';
 import { BackendServer } from './server.js';
 import { UwsgiServer } from './uwsgi-server.js';
 
@@ -44,6 +45,8 @@ export interface WorkerConfig {
   appSnapshot?: string;
   /** --timeout in ms (0: none): a request running longer is ended at once and reported. */
   requestTimeoutMs?: number;
+  /** --tls-cert/--tls-key/--tls-ca: read by each worker (a reload's new workers read them again). */
+  tls?: TlsFiles | null;
 }
 
 /** What a handed-over connection speaks: tsgi frames from a front, or a uwsgi request (nginx). */
@@ -174,6 +177,7 @@ async function main(): Promise<void> {
     pingTimeoutMs: config.pingTimeoutMs,
     connectionsHint: config.connections,
     requestTimeoutMs: config.requestTimeoutMs,
+    tls: config.tls ? new TlsContext(config.tls, SERVE_TLS_FLAGS) : null,
     onServed,
     metrics,
   });

@@ -1,5 +1,7 @@
 // The admin server of `tsgi front --admin` and `tsgi serve --admin`: GET /metrics (Prometheus
-// text format), /status (JSON) and / (a self-contained status page that polls /status).
+// text format), /status (JSON), / (a self-contained status page that polls /status), and the
+// probes of an orchestrator: /livez (the process answers) and /readyz (route to it; 503 from
+// the moment a graceful stop begins).
 // One small node:http server; it never shares a listener or a code path with the traffic.
 // On TCP it answers only a Host naming its own address or localhost (421 otherwise), so a web
 // page whose name is made to resolve to it (DNS rebinding) cannot read it from a browser.
@@ -20,6 +22,8 @@ export interface AdminOptions {
   metrics(): Promise<{ contentType: string; body: string }>;
   /** The /status document. */
   status(): unknown | Promise<unknown>;
+  /** /readyz: null when ready, else why not (answered with 503). */
+  notReady?(): string | null;
 }
 
 export interface AdminServer {
@@ -89,6 +93,13 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   let hostAllowed: ((host: string | undefined, socket: Socket) => boolean) | null = null;
   let misdirected = 0;
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?', 1)[0];
+    // The probes tell nothing worth reading through DNS rebinding, and a kubelet sends the pod's IP as Host.
+    if ((path === '/livez' || path === '/readyz') && (req.method === 'GET' || req.method === 'HEAD')) {
+      const why = path === '/readyz' ? opts.notReady?.() ?? null : null;
+      send(res, why === null ? 200 : 503, 'text/plain; charset=utf-8', why === null ? 'ok\n' : `not ready: ${why}\n`);
+      return;
+    }
     if (hostAllowed !== null && !hostAllowed(req.headers.host, req.socket)) {
       const why = `admin: 421 for Host ${JSON.stringify(req.headers.host)} (client ${req.socket.remoteAddress}): `
         + `the admin server (--admin ${formatAddress(bound)}) answers only its own address or localhost, `
@@ -98,7 +109,6 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       send(res, 421, 'text/plain; charset=utf-8', `misdirected request: ask for ${formatAddress(bound)} or localhost\n`);
       return;
     }
-    const path = (req.url ?? '/').split('?', 1)[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
@@ -112,7 +122,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
     } else if (path === '/' || path === '/index.html') {
       send(res, 200, 'text/html; charset=utf-8', STATUS_PAGE);
     } else {
-      send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status or /metrics\n');
+      send(res, 404, 'text/plain; charset=utf-8', 'not found: try /, /status, /metrics, /livez or /readyz\n');
     }
   };
   const server = createServer((req, res) => {
@@ -125,7 +135,7 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const bound = await listenOn(server, opts.address, opts.socketMode);
   // A Unix-socket admin server answers any Host: a browser cannot reach it.
   if (bound.kind === 'tcp') hostAllowed = hostCheck(bound);
-  opts.log.info(`admin on http ${formatAddress(bound)}: /metrics, /status, /`);
+  opts.log.info(`admin on http ${formatAddress(bound)}: /metrics, /status, /, /livez, /readyz`);
   return {
     address: bound,
     async close() {

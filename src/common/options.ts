@@ -10,11 +10,11 @@ import { parseTrustProxy } from './trust-proxy.js';
 
 export type Command = 'front' | 'serve' | 'run' | 'demo' | 'ctl';
 
-type Kind = 'string' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level' | 'proxies'
+type Kind = 'string' | 'strings' | 'int' | 'seconds' | 'bytes' | 'address' | 'addresses' | 'mode' | 'level' | 'proxies'
   | 'choice' | 'mounts' | 'bool';
 
 /** Kinds whose values are lists: a repeated flag adds to the list, and a config file may give an array. */
-const LIST_KINDS: ReadonlySet<Kind> = new Set(['addresses', 'proxies', 'mounts']);
+const LIST_KINDS: ReadonlySet<Kind> = new Set(['strings', 'addresses', 'proxies', 'mounts']);
 
 /** A `--static /PREFIX=DIR` mount: URLs under prefix are files under dir. */
 export interface StaticMount {
@@ -48,7 +48,7 @@ interface OptionSpec {
 /** The metavariable each kind shows in --help, unless its row names one. */
 const META: Record<Kind, string> = {
   string: 'PATH', int: 'N', seconds: 'SECONDS', bytes: 'SIZE', address: 'ADDR', addresses: 'ADDR', mode: 'MODE',
-  level: 'LEVEL', proxies: 'PEERS', choice: 'CHOICE', mounts: '/PREFIX=DIR', bool: '',
+  level: 'LEVEL', proxies: 'PEERS', choice: 'CHOICE', mounts: '/PREFIX=DIR', bool: '', strings: 'VALUE',
 };
 
 /**
@@ -56,10 +56,11 @@ const META: Record<Kind, string> = {
  * "Other options".
  */
 const GROUPS: readonly (readonly [string, readonly string[]])[] = [
-  ['Application and addresses', ['appModule', 'listen', 'port', 'socket', 'uwsgiSocket', 'uwsgiListen', 'backends', 'control',
+  ['Application and addresses', ['appModule', 'listen', 'port', 'socket', 'uwsgiSocket', 'uwsgiListen', 'backends', 'dnsServers', 'dnsInterval', 'control',
     'register', 'scriptName', 'static', 'staticDotfiles', 'reload', 'config', 'check']],
-  ['Processes', ['workers', 'processes', 'timeout', 'maxRequests', 'maxRequestsJitter', 'gracefulTimeout']],
-  ['TLS and HTTP/2', ['tlsCert', 'tlsKey', 'tlsMinVersion', 'http2']],
+  ['Processes', ['workers', 'processes', 'timeout', 'maxRequests', 'maxRequestsJitter', 'gracefulTimeout', 'shutdownDelay']],
+  ['TLS and HTTP/2', ['tlsCert', 'tlsKey', 'tlsCa', 'tlsMinVersion', 'http2', 'backendTlsCert', 'backendTlsKey', 'backendTlsCa',
+    'backendTlsServername']],
   ['Trust and access', ['trustProxy', 'controlAllow', 'socketMode']],
   ['Timeouts', ['responseTimeout', 'queueTimeout', 'keepAliveTimeout', 'headersTimeout', 'bodyTimeout', 'sendTimeout',
     'lingerTimeout', 'pingInterval', 'pingTimeout']],
@@ -116,9 +117,10 @@ const TABLE = [
     help: 'front: Unix socket for backend registration and tsgi ctl; serve: Unix socket for tsgi ctl (list, scale, reload the workers); ctl: the control socket to talk to' },
   { key: 'controlAllow', flag: '--control-allow', env: 'TSGI_CONTROL_ALLOW', kind: 'proxies', default: ['unix', 'loopback'],
     commands: ['front'], help: 'backend addresses the control socket may add: unix, loopback, IP addresses or CIDRs (comma-separated or repeated; replaces the default)' },
-  { key: 'tlsCert', flag: '--tls-cert', env: 'TSGI_TLS_CERT', kind: 'string', commands: ['front'],
-    help: 'serve HTTPS on --listen: the certificate (PEM; its chain after it in the same file); needs --tls-key; SIGHUP reloads it' },
-  { key: 'tlsKey', flag: '--tls-key', env: 'TSGI_TLS_KEY', kind: 'string', commands: ['front'],
+  { key: 'tlsCert', flag: '--tls-cert', env: 'TSGI_TLS_CERT', kind: 'string', commands: ['front', 'serve'],
+    help: 'front: serve HTTPS on --listen: the certificate (PEM; its chain after it in the same file); needs --tls-key; '
+      + 'serve: --listen HOST:PORT speaks mutual TLS to fronts (with --tls-key and --tls-ca); SIGHUP reloads it' },
+  { key: 'tlsKey', flag: '--tls-key', env: 'TSGI_TLS_KEY', kind: 'string', commands: ['front', 'serve'],
     help: 'the private key of --tls-cert (PEM)' },
   { key: 'tlsMinVersion', flag: '--tls-min-version', kind: 'choice', choices: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2',
     commands: ['front'], help: 'oldest TLS version accepted: TLSv1.2 or TLSv1.3' },
@@ -126,6 +128,18 @@ const TABLE = [
     help: 'HTTP/2 for clients: h2 by ALPN with TLS, h2c with prior knowledge (the connection preface) on the same port; off: HTTP/1.1 alone' },
   { key: 'maxConcurrentStreams', flag: '--max-concurrent-streams', kind: 'int', default: 100, min: 1, max: 65535,
     commands: ['front'], help: 'HTTP/2 streams a client may have open on one connection' },
+  { key: 'backendTlsCa', flag: '--backend-tls-ca', env: 'TSGI_BACKEND_TLS_CA', kind: 'string', commands: ['front'],
+    help: 'PEM CA file that signs the certificates of tls: backends (with --backend-tls-cert and --backend-tls-key; re-read on SIGHUP)' },
+  { key: 'backendTlsCert', flag: '--backend-tls-cert', env: 'TSGI_BACKEND_TLS_CERT', kind: 'string', commands: ['front'],
+    help: 'PEM certificate the front shows tls: backends (mutual TLS)' },
+  { key: 'backendTlsKey', flag: '--backend-tls-key', env: 'TSGI_BACKEND_TLS_KEY', kind: 'string', commands: ['front'],
+    help: 'PEM private key of --backend-tls-cert' },
+  { key: 'backendTlsServername', flag: '--backend-tls-servername', env: 'TSGI_BACKEND_TLS_SERVERNAME', kind: 'string', meta: 'NAME', commands: ['front'],
+    help: 'name every tls: backend\'s certificate must carry (default: the HOST, or the NAME of a dns:/srv: backend)' },
+  { key: 'dnsInterval', flag: '--dns-interval', kind: 'seconds', default: 5, commands: ['front'],
+    help: 'seconds between resolutions of dns: and srv: backends at most (sooner when the records\' TTL is shorter, but not under 1 s)' },
+  { key: 'dnsServers', flag: '--dns-server', env: 'TSGI_DNS_SERVERS', kind: 'strings', meta: 'IP[:PORT]', default: [], commands: ['front'],
+    help: 'DNS server (IP[:PORT]) for dns: and srv: backends instead of the system\'s (/etc/resolv.conf); repeat for several' },
   { key: 'maxResponseHeaderSize', flag: '--max-response-header-size', kind: 'bytes', default: DEFAULTS.maxHeadSize, min: 1024,
     commands: ['front'], help: 'largest response head taken from a backend, decoded (bytes); larger ones get 502' },
   { key: 'pingInterval', flag: '--ping-interval', kind: 'seconds', default: 5, commands: ['front', 'serve'],
@@ -153,6 +167,10 @@ const TABLE = [
     help: 'a front\'s control socket: announce this backend there when ready, withdraw it on graceful stop' },
   { key: 'gracefulTimeout', flag: '--graceful-timeout', env: 'TSGI_GRACEFUL_TIMEOUT', kind: 'seconds', default: 30,
     commands: ['serve', 'front'], help: 'seconds in-flight requests get to finish on SIGTERM' },
+  { key: 'shutdownDelay', flag: '--shutdown-delay', env: 'TSGI_SHUTDOWN_DELAY', kind: 'seconds', commands: ['serve', 'front'],
+    help: 'seconds to keep serving after SIGTERM, with /readyz already 503, before draining (default: 5 in a Kubernetes pod, where KUBERNETES_SERVICE_HOST is set; else 0)' },
+  { key: 'tlsCa', flag: '--tls-ca', env: 'TSGI_TLS_CA', kind: 'string', commands: ['serve'],
+    help: 'PEM CA file: only fronts with a certificate it signs may connect' },
   { key: 'scriptName', flag: '--script-name', env: 'SCRIPT_NAME', kind: 'string', meta: 'PREFIX', default: '', commands: ['serve'],
     help: 'URL prefix the app is mounted at: becomes SCRIPT_NAME and is cut from PATH_INFO' },
   { key: 'maxRequestHeaderSize', flag: '--max-request-header-size', kind: 'bytes', default: DEFAULTS.maxHeadSize, min: 1024,
@@ -197,6 +215,7 @@ type Spec = (typeof TABLE)[number];
 /** What each kind of option holds once parsed. */
 interface KindValues {
   string: string;
+  strings: string[];
   int: number;
   seconds: number;
   bytes: number;
@@ -253,6 +272,7 @@ function checkValue(spec: OptionSpec, value: unknown): void {
     case 'string':
       if (typeof value !== 'string') bad('a string');
       return;
+    case 'strings':
     case 'addresses':
     case 'proxies':
     case 'mounts':
@@ -317,6 +337,8 @@ function convert(spec: OptionSpec, raw: string): unknown {
     case 'bool':
       if (!/^(true|false|yes|no|1|0)$/i.test(raw)) fail(spec, raw, 'true or false');
       return /^(true|yes|1)$/i.test(raw);
+    case 'strings':
+      return raw.split(',').map((v) => v.trim()).filter(Boolean);
     case 'address':
       return parseAddress(raw, spec.flag);
     case 'addresses':

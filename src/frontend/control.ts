@@ -62,7 +62,11 @@ export function handleControl(pool: Pool, req: ControlRequest, log: Logger): Con
         } else if (pool.held.delete(name)) {
           log.info(`control: add ${name}: no longer held drained`);
         }
-        pool.add(address, 'control');
+        try {
+          pool.add(address, 'control');
+        } catch (err) {
+          return { ok: false, error: (err as Error).message };
+        }
         return { ok: true, backends: describeBackends(pool) };
       }
       const backend = pool.find(address);

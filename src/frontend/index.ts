@@ -11,6 +11,8 @@ import { createLogger } from '../common/log.js';
 import { RecentErrors } from '../common/metrics.js';
 import { type Options, resolveOptions } from '../common/options.js';
 import { ProxyTrust } from '../common/trust-proxy.js';
+import { shutdownDelayOf } from '../common/shutdown.js';
+import { FRONT_TLS_FLAGS, TlsContext, tlsFiles } from '../common/tls.js';
 import { ConfigError } from '../protocol/errors.js';
 import { AccessLog } from './observe/access-log.js';
 import { applyForwarded } from './http/forwarded.js';
@@ -49,7 +51,7 @@ export interface Front {
   setBackends(addresses: Address[]): void;
   /** SIGUSR1: reopen the access log file (logrotate moved it). */
   reopenLogs(): void;
-  /** SIGHUP: read the TLS certificate and key again (new connections get them; a bad file keeps the old pair). */
+  /** SIGHUP: read the TLS certificate and key again (new connections get them; a bad file keeps the old pair), and the --backend-tls-* files (backends down for a failed handshake are retried). */
   reloadTls(): void;
   /** The admin server's address, if --admin was given. */
   readonly adminAddress: Address | null;
@@ -103,8 +105,13 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     ? new AccessLog(config.accessLog, config.logFormat, log) : null;
   // Static mounts are checked before the proxy; with none, the proxy is the handler itself.
   const statics = StaticFiles.create(config.static, { log, dotfiles: config.staticDotfiles });
+  const tls = tlsFiles({ cert: config.backendTlsCert, key: config.backendTlsKey, ca: config.backendTlsCa }, FRONT_TLS_FLAGS);
   const pool = new Pool({
     log,
+    tls: tls !== null ? new TlsContext(tls, FRONT_TLS_FLAGS) : null,
+    tlsServername: config.backendTlsServername,
+    dnsIntervalMs: config.dnsInterval * 1000,
+    dnsServers: config.dnsServers,
     queueSize: config.queueSize,
     queueTimeoutMs: config.queueTimeout * 1000,
     maxInFlight: config.maxInFlight,
@@ -114,7 +121,12 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     pingIntervalMs: config.pingInterval * 1000,
     pingTimeoutMs: config.pingTimeout * 1000,
   });
-  for (const address of config.backends) pool.add(address, 'config');
+  try {
+    for (const address of config.backends) pool.add(address, 'config');
+  } catch (err) {
+    pool.stop();
+    throw err;
+  }
   const control = config.control !== undefined
     ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log, config.controlAllow) : null;
   await control?.listen(config.socketMode);
@@ -187,6 +199,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
         address: config.admin!, log, socketMode: config.socketMode,
         metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
         status: () => presentStatus(metrics.status()),
+        notReady: () => (stopping ? 'stopping' : null),
       });
     } catch (err) {
       server.close();
@@ -204,6 +217,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     + (statics === null ? '' : `; static files: ${statics.mounts.map((m) => `${m.prefix} -> ${m.root}`).join(', ')}`)
     + `; protocols: HTTP/1.1${config.http2 === 'on' ? (config.tlsCert === undefined ? ', h2c' : ', h2') : ''}`);
   const gracefulMs = config.gracefulTimeout * 1000;
+  const shutdownDelayMs = shutdownDelayOf(config.shutdownDelay) * 1000;
   let stopping = false;
   return {
     address: bound,
@@ -227,16 +241,23 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     },
     reloadTls() {
       server.reloadTls();
+      pool.reloadTls();
     },
     setBackends(addresses) {
       const names = new Set(addresses.map(formatAddress));
       for (const backend of [...pool.backends]) {
         if (backend.source === 'config' && !names.has(backend.name)) backend.drain();
       }
+      for (const name of [...pool.discoveries.keys()]) if (!names.has(name)) pool.forget(name);
       for (const address of addresses) pool.add(address, 'config');
     },
     async stop({ graceful = true } = {}) {
-      stopping = true;
+      stopping = true; // /readyz answers 503 from now on
+      if (graceful && shutdownDelayMs > 0 && handedOver === null) {
+        // Until the orchestrator has taken this front out of its Service, clients still arrive: serve them.
+        log.info(`stopping: /readyz answers 503; serving ${shutdownDelayMs / 1000} s more (--shutdown-delay), then draining`);
+        await new Promise((r) => setTimeout(r, shutdownDelayMs));
+      }
       await control?.close();
       // Not listener.close() itself: it would delete a newer front's socket file at the same path.
       // A worker's server never listened: its connections are the ones it was handed.

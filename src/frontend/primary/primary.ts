@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress, parseAddress } from '../../common/address.js';
 import { type AdminServer, recordErrors, startAdmin } from '../../common/admin-server.js';
 import { Backoff } from '../../common/backoff.js';
+import { shutdownDelayOf } from '../../common/shutdown.js';
 import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../../common/children.js';
 import type { ControlRequest, ControlResponse } from '../../common/control.js';
 import { closeListener, listenOn } from '../../common/listen.js';
@@ -185,6 +186,7 @@ export class FrontPrimary implements FrontProcess {
           address: c.admin, log: this.#log, socketMode: c.socketMode,
           metrics: async () => aggregate(own, await this.#workerMetrics()),
           status: () => this.#status(),
+          notReady: () => (this.#stopping ? 'stopping' : null),
         });
       }
     } catch (err) {
@@ -309,9 +311,11 @@ export class FrontPrimary implements FrontProcess {
     if (this.#config.accessLog !== undefined) this.#log.info(`access log: asked ${this.#workers.size} front processes to reopen it`);
   }
 
-  /** SIGHUP: every worker reads the TLS certificate and key again. */
+  /** SIGHUP: every worker reads the TLS certificate and key, and its --backend-tls-* files, again. */
   reloadTls(): void {
-    if (this.#config.tlsCert !== undefined) this.#workers.broadcast({ type: 'reload-tls' } satisfies PrimaryMessage);
+    if (this.#config.tlsCert !== undefined || this.#config.backendTlsCert !== undefined) {
+      this.#workers.broadcast({ type: 'reload-tls' } satisfies PrimaryMessage);
+    }
   }
 
   /** --admin: each worker's series (keyed by pid: a replacement is a new series source). */
@@ -362,7 +366,12 @@ export class FrontPrimary implements FrontProcess {
   /** Stops accepting, tells every worker to stop (graceful: finish in-flight requests), waits for all. */
   stop({ graceful = true }: { graceful?: boolean } = {}): Promise<void> {
     this.#stopped ??= (async () => {
-      this.#stopping = true;
+      this.#stopping = true; // /readyz answers 503 from now on
+      const delayMs = shutdownDelayOf(this.#config.shutdownDelay) * 1000;
+      if (graceful && delayMs > 0) {
+        this.#log.info(`stopping: /readyz answers 503; serving ${delayMs / 1000} s more (--shutdown-delay), then draining`);
+        await new Promise((r) => setTimeout(r, delayMs));
+      }
       await this.#control?.close();
       const closed = closeListener(this.#server);
       this.#workers.close();

@@ -20,7 +20,8 @@ const send = (msg: FrontWorkerMessage) => {
 function syncBackends(front: WorkerFront, entries: BackendEntry[]): void {
   front.setBackends(entries.filter((e) => e.source === 'config').map((e) => e.address));
   const names = new Set(entries.map((e) => front.pool.add(e.address, e.source).name));
-  for (const backend of [...front.pool.backends]) if (!names.has(backend.name)) backend.drain();
+  // An address found by DNS stays while its name is listed (its source is that name).
+  for (const backend of [...front.pool.backends]) if (!names.has(backend.name) && !names.has(backend.source)) backend.drain();
 }
 
 async function main(): Promise<void> {

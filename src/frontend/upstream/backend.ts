@@ -19,6 +19,11 @@ const MAX_LINKS = 64;
 export const MAX_EXTRA_LINKS = 8;
 /** A link up this long proved the address healthy: the backoff starts over. */
 const STABLE_MS = 1000;
+/**
+ * After a failed TLS handshake, the next attempt: certificates do not fix themselves within a
+ * backoff, so the address stays down this long, or until the front reloads its own (SIGHUP).
+ */
+const TLS_RETRY_MS = 30_000;
 /** A link beyond the wanted count that carried no request for this long is closed. */
 const EXTRA_IDLE_MS = 30_000;
 
@@ -64,6 +69,10 @@ export class Backend implements LinkOwner {
   #unanswered = new WeakMap<Link, number>();
   /** The links reached the cap and that was logged (again after the next idle sweep). */
   #capLogged = false;
+  /** The last TLS handshake failure logged (each new reason is logged once). */
+  #tlsLogged: string | null = null;
+  /** The address is down because its TLS handshake failed: SIGHUP's reload retries it at once. */
+  #tlsDown = false;
 
   constructor(opts: BackendOptions, source: string) {
     this.#opts = opts;
@@ -221,6 +230,36 @@ export class Backend implements LinkOwner {
     this.#retryTimer.unref();
   }
 
+  /**
+   * A TLS handshake failed: the address is down, and not retried in a loop. The reason is logged
+   * (once per reason) with the flags that fix it; the next attempt comes after TLS_RETRY_MS, or
+   * at once when the front reloads its certificates (retryTls).
+   */
+  #tlsFailed(link: Link, error: string): void {
+    this.#ended.add(link);
+    this.#connectFailures++;
+    this.#lastError = error;
+    this.#tlsDown = true;
+    if (this.#tlsLogged !== error) {
+      this.#tlsLogged = error;
+      this.#opts.log.warn(`backend ${this.name}: ${error}; marked down, next attempt in ${TLS_RETRY_MS / 1000} s or on SIGHUP `
+        + '(check --backend-tls-ca, --backend-tls-cert, --backend-tls-key and --backend-tls-servername here, '
+        + 'and --tls-cert, --tls-key and --tls-ca on the backend)');
+    }
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => { this.#retryTimer = null; this.reconcile(); }, TLS_RETRY_MS);
+    this.#retryTimer.unref();
+  }
+
+  /** The front reloaded its certificates: an address down for a failed handshake is tried again now. */
+  retryTls(): void {
+    if (!this.#tlsDown || this.state !== 'active') return;
+    this.#tlsDown = false;
+    if (this.#retryTimer !== null) clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.reconcile();
+  }
+
   /** After a failure, the address counts as healthy again once a link stayed up STABLE_MS. */
   #checkStable(): void {
     this.#stableTimer = null;
@@ -253,7 +292,7 @@ export class Backend implements LinkOwner {
     const linkOptions: LinkOptions = {
       owner: this, address: this.address, name: this.name, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
       pingIntervalMs: o.pingIntervalMs, pingTimeoutMs: o.pingTimeoutMs,
-      maxResponseHeaderSize: o.maxResponseHeaderSize,
+      maxResponseHeaderSize: o.maxResponseHeaderSize, tls: o.tls, tlsServername: o.tlsServername,
     };
     const Kind = this.address.protocol === 'uwsgi' ? UwsgiLink : BackendLink;
     const link = new Kind(linkOptions, {
@@ -264,6 +303,8 @@ export class Backend implements LinkOwner {
           o.log.info(`backend ${this.name} is back`);
         }
         this.#everReady = true;
+        this.#tlsDown = false;
+        this.#tlsLogged = null;
         this.#readyAt.set(l, Date.now());
         // The backoff starts over only once a link has stayed up (#checkStable).
         if (this.#connectFailures > 0) this.#armStable();
@@ -278,14 +319,15 @@ export class Backend implements LinkOwner {
         // live worker); after the backoff if it went away right after its handshake.
         this.#linkEnded(l, this.#readyAt.has(l), null);
       },
-      onClose: (l, established, error) => {
+      onClose: (l, established, error, tlsFailed) => {
         const i = this.links.indexOf(l);
         if (i !== -1) this.links.splice(i, 1);
         if (this.state !== 'active') {
           if (this.links.length === 0) this.#gone();
           return;
         }
-        if (this.#ended.has(l)) this.reconcile(); // counted at its GOAWAY
+        if (tlsFailed === true && !this.#ended.has(l)) this.#tlsFailed(l, error ?? 'TLS handshake failed');
+        else if (this.#ended.has(l)) this.reconcile(); // counted at its GOAWAY
         else this.#linkEnded(l, established, error);
       },
     });

@@ -3,6 +3,7 @@
 // that opens one connection per request (uwsgi-link.ts).
 import type { Address } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
+import type { TlsContext } from '../../common/tls.js';
 import type { HeaderFields, RequestHead, StreamHandler } from '../../protocol/connection.js';
 
 export type LinkState = 'connecting' | 'ready' | 'draining' | 'closed';
@@ -52,8 +53,11 @@ export interface Link {
 export interface LinkEvents {
   onReady(link: Link): void;
   onGoAway(link: Link, message: string): void;
-  /** The link closed; `established` tells whether it ever became ready. */
-  onClose(link: Link, established: boolean, error: string | null): void;
+  /**
+   * The link closed; `established` tells whether it ever became ready; `tlsFailed`, that the TLS
+   * handshake failed (a certificate not trusted, or ours refused): retrying soon would fail again.
+   */
+  onClose(link: Link, established: boolean, error: string | null, tlsFailed?: boolean): void;
 }
 
 export interface LinkOptions {
@@ -67,6 +71,10 @@ export interface LinkOptions {
   maxResponseHeaderSize?: number;
   pingIntervalMs: number;
   pingTimeoutMs: number;
+  /** --backend-tls-*: for a tls: address, the front's certificate and the CA it trusts. */
+  tls?: TlsContext | null;
+  /** --backend-tls-servername: the name the backend's certificate must carry (else the address's). */
+  tlsServername?: string;
 }
 
 /**

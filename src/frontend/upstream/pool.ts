@@ -8,8 +8,10 @@ import assert from 'node:assert/strict';
 import { type Address, formatAddress } from '../../common/address.js';
 import type { Logger } from '../../common/log.js';
 import { defaultOf } from '../../common/options.js';
-import { TsgiError } from '../../protocol/errors.js';
+import type { TlsContext } from '../../common/tls.js';
+import { ConfigError, TsgiError } from '../../protocol/errors.js';
 import { Backend } from './backend.js';
+import { checkDnsServers, DnsDiscovery } from './discovery.js';
 import type { Link } from './link.js';
 
 export interface Waiter {
@@ -30,6 +32,13 @@ export interface PoolOptions {
   maxResponseHeaderSize?: number;
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
+  /** --backend-tls-*: what links to tls: backends connect with (null: such backends are refused). */
+  tls?: TlsContext | null;
+  /** --backend-tls-servername. */
+  tlsServername?: string;
+  /** --dns-interval (ms) and --dns-server, for dns: and srv: backends. */
+  dnsIntervalMs?: number;
+  dnsServers?: string[];
 }
 
 interface Queued {
@@ -39,6 +48,8 @@ interface Queued {
 
 export class Pool {
   readonly backends: Backend[] = [];
+  /** The dns: and srv: names resolved for backends, by name; their addresses are in `backends`. */
+  readonly discoveries = new Map<string, DnsDiscovery>();
   #opts: PoolOptions;
   #queue: Queued[] = [];
   #head = 0;
@@ -60,6 +71,7 @@ export class Pool {
   constructor(opts: PoolOptions) {
     this.#opts = opts;
     this.#maxInFlight = opts.maxInFlight ?? 0;
+    checkDnsServers(opts.dnsServers ?? []);
   }
 
   /**
@@ -87,18 +99,56 @@ export class Pool {
     return this.backends.find((b) => b.name === name && b.state !== 'removed');
   }
 
-  /** Adds a backend (or re-activates a draining one with that address). */
-  add(address: Address, source = 'config'): Backend {
+  /**
+   * Adds a backend (or re-activates a draining one with that address). A dns: or srv: address
+   * starts resolving that name instead: each address it finds is added with the name as source.
+   */
+  add(address: Address, source = 'config'): { readonly name: string } {
+    if (address.kind === 'tcp' && address.discover !== undefined) return this.#discover(address);
+    return this.#add(address, source);
+  }
+
+  #discover(address: Address & { kind: 'tcp' }): DnsDiscovery {
+    const name = formatAddress(address);
+    const existing = this.discoveries.get(name);
+    if (existing !== undefined) return existing;
+    if (address.tls === true && (this.#opts.tls ?? null) === null) {
+      throw new ConfigError(`backend ${name}: a tls: backend needs --backend-tls-ca, --backend-tls-cert and --backend-tls-key`);
+    }
+    const o = this.#opts;
+    const discovery = new DnsDiscovery(address, {
+      add: (a, source) => { this.#add(a, source); },
+      drain: (a) => this.find(a)?.drain(),
+    }, { log: o.log, intervalMs: o.dnsIntervalMs ?? defaultOf('dnsInterval') * 1000, servers: o.dnsServers ?? [] });
+    this.discoveries.set(name, discovery);
+    o.log.info(`backend ${name} added: resolving it every ${(o.dnsIntervalMs ?? defaultOf('dnsInterval') * 1000) / 1000} s at most`
+      + `${o.dnsServers !== undefined && o.dnsServers.length > 0 ? ` with ${o.dnsServers.join(', ')}` : ''}`);
+    if (!this.#stopped) discovery.start();
+    return discovery;
+  }
+
+  /** Stops resolving a dns: or srv: name; its addresses are drained. */
+  forget(name: string): void {
+    const discovery = this.discoveries.get(name);
+    if (discovery === undefined) return;
+    this.discoveries.delete(name);
+    discovery.stop();
+  }
+
+  #add(address: Address, source: string): Backend {
     const existing = this.find(address);
     if (existing !== undefined) {
       existing.activate();
       return existing;
     }
     const o = this.#opts;
+    if (address.kind === 'tcp' && address.tls === true && (o.tls ?? null) === null) {
+      throw new ConfigError(`backend ${formatAddress(address)}: a tls: backend needs --backend-tls-ca, --backend-tls-cert and --backend-tls-key`);
+    }
     const backend = new Backend({
       address, log: o.log, window: o.window, maxFrameSize: o.maxFrameSize,
       pingIntervalMs: o.pingIntervalMs ?? defaultOf('pingInterval') * 1000, pingTimeoutMs: o.pingTimeoutMs ?? defaultOf('pingTimeout') * 1000,
-      maxResponseHeaderSize: o.maxResponseHeaderSize,
+      maxResponseHeaderSize: o.maxResponseHeaderSize, tls: o.tls, tlsServername: o.tlsServername,
       onReady: () => this.#drainQueue(),
       onGone: (b) => {
         const i = this.backends.indexOf(b);
@@ -110,6 +160,13 @@ export class Pool {
     if (!this.#stopped) backend.reconcile();
     o.log.info(`backend ${backend.name} added (${source})`);
     return backend;
+  }
+
+  /** SIGHUP: the front's certificates are read again; backends down for a failed handshake are retried. */
+  reloadTls(): void {
+    const tls = this.#opts.tls ?? null;
+    if (tls === null) return;
+    if (tls.reload(this.#opts.log)) for (const backend of this.backends) backend.retryTls();
   }
 
   /** Number of active backends: bounds how often a refused request is retried. */
@@ -170,7 +227,10 @@ export class Pool {
   /** What ran out, for the log line of a request that waits or is refused. */
   shortage(): string {
     const active = this.backends.filter((b) => b.state === 'active');
-    if (active.length === 0) return 'no backend configured';
+    if (active.length === 0) {
+      if (this.discoveries.size > 0) return `no address found in DNS yet for ${[...this.discoveries.keys()].join(', ')}`;
+      return 'no backend configured';
+    }
     return active.map((b) => b.shortage()).join('; ');
   }
 
@@ -242,6 +302,7 @@ export class Pool {
       const { waiter } = this.#shift()!;
       if (!waiter.cancelled) waiter.dispatch(null, new TsgiError('TSGI_ERR_NO_BACKEND', 'front is shutting down'));
     }
+    for (const discovery of this.discoveries.values()) discovery.stop();
     for (const backend of [...this.backends]) backend.remove();
   }
 }

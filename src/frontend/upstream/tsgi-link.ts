@@ -1,7 +1,9 @@
 // One persistent, multiplexed connection from the front to a backend: connects, handshakes,
 // answers for its health with pings, and drains on GOAWAY. A link is used once: when it
 // closes, its Backend opens a new one (with backoff if the address keeps failing).
-import { connect, type OnReadOpts, type Socket } from 'node:net';
+import { connect, isIP, type OnReadOpts, type Socket } from 'node:net';
+import { checkServerIdentity, connect as connectTls, type ConnectionOptions, type PeerCertificate } from 'node:tls';
+import { isTlsError, tlsReason } from '../../common/tls.js';
 import { closeAfterError, endSocket, socketWriter } from '../../common/socket-writer.js';
 import { Connection } from '../../protocol/connection.js';
 import { ReadBuffers } from './read-buffers.js';
@@ -19,6 +21,12 @@ export class BackendLink implements Link {
   requests = 0;
   #socket: Socket;
   #error: string | null = null;
+  #tlsFailed = false;
+  /** TLS: the TCP connection was made, and the TLS handshake completed (our side of it). */
+  #tcpConnected = false;
+  #secured = false;
+  /** Something was read from the backend. */
+  #gotBytes = false;
   #established = false;
   #pingTimer: NodeJS.Timeout | null = null;
   #pingSeq = 0;
@@ -37,13 +45,28 @@ export class BackendLink implements Link {
     const onread: OnReadOpts = {
       buffer: () => reads.next(),
       callback: (n, into) => {
+        this.#gotBytes = true;
         if (conn.receive(reads.filled(n, into as Buffer))) return true;
         paused = true;
         return false;
       },
     };
-    const socket = a.kind === 'unix' ? connect({ path: a.path, onread })
-      : connect({ host: a.host, port: a.port, noDelay: true, onread });
+    let socket: Socket;
+    if (a.kind === 'unix') socket = connect({ path: a.path, onread });
+    else if (a.tls !== true) socket = connect({ host: a.host, port: a.port, noDelay: true, onread });
+    else {
+      if (opts.tls == null) throw new Error(`backend ${this.name}: a tls: address without --backend-tls-* reached a link`);
+      // The backend's certificate must name what we asked for: --backend-tls-servername, the DNS
+      // name it was found under, or the host (an IP address is checked against the IP SANs).
+      const servername = opts.tlsServername ?? a.servername ?? a.host;
+      // onread works for tls.connect as for net.connect (Node's docs), though @types/node leaves it out.
+      socket = connectTls({
+        host: a.host, port: a.port, onread, secureContext: opts.tls.context,
+        servername: isIP(servername) === 0 ? servername : undefined,
+        checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(servername, cert),
+      } as ConnectionOptions);
+      socket.setNoDelay(true);
+    }
     this.#socket = socket;
     // A connection that never completes the HELLO exchange (accepted by a process that died,
     // or by one that hangs) is given up after --ping-timeout, so that a fresh one is tried.
@@ -92,15 +115,35 @@ export class BackendLink implements Link {
       },
     });
     this.conn = conn;
-    socket.on('connect', () => conn.start());
-    socket.on('error', (err: NodeJS.ErrnoException) => { this.#error ??= err.code ?? err.message; });
+    const tls = a.kind === 'tcp' && a.tls === true;
+    socket.on(tls ? 'secureConnect' : 'connect', () => {
+      this.#secured = tls;
+      conn.start();
+    });
+    if (tls) socket.once('connect', () => { this.#tcpConnected = true; });
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // Before the HELLO exchange is done, a TLS error is a failed handshake: with TLS 1.3 a client
+      // certificate the backend refuses shows only once the first bytes are read.
+      if (!this.#established && tls && (isTlsError(err) || (this.#tcpConnected && !this.#secured))) {
+        this.#tlsFailed = true;
+        this.#error = `TLS handshake failed: ${tlsReason(err)}`;
+      }
+      this.#error ??= err.code ?? err.message;
+    });
     socket.on('close', () => {
       if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
       clearTimeout(handshake);
       this.state = 'closed';
+      if (tls && this.#secured && !this.#established && this.#error === null && !this.#gotBytes) {
+        // The backend took our handshake and closed before a byte: it refused our certificate
+        // (node:tls servers close without an alert); its log names the reason.
+        this.#tlsFailed = true;
+        this.#error = 'TLS: the backend closed the connection right after the handshake: it refused the front\'s certificate '
+          + '(--backend-tls-cert must be signed by the backend\'s --tls-ca; its log says why)';
+      }
       reads.close();
       conn.destroy(`connection to backend ${this.name} lost${this.#error ? ` (${this.#error})` : ''}`);
-      events.onClose(this, this.#established, this.#error);
+      events.onClose(this, this.#established, this.#error, this.#tlsFailed);
     });
   }
 
