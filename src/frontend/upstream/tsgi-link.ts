@@ -134,7 +134,8 @@ export class BackendLink implements Link {
       if (this.#pingTimer !== null) clearInterval(this.#pingTimer);
       clearTimeout(handshake);
       this.state = 'closed';
-      if (tls && this.#secured && !this.#established && this.#error === null && !this.#gotBytes) {
+      if (tls && this.#secured && !this.#established && !this.#tlsFailed && !this.#gotBytes
+        && (this.#error === null || this.#error === 'ECONNRESET' || this.#error === 'EPIPE')) {
         // The backend took our handshake and closed before a byte: it refused our certificate
         // (node:tls servers close without an alert); its log names the reason.
         this.#tlsFailed = true;
