@@ -97,7 +97,7 @@ export class DnsDiscovery {
     let found: Found[] | null = null;
     let error: string | null = null;
     try {
-      found = this.#target.discover === 'srv' ? await this.#srv() : await this.#hosts(this.#target.host, this.#target.port);
+      found = this.#target.discover === 'srv' ? await this.#srv() : await this.#hosts(this.#target.host, this.#target.port, true);
     } catch (err) {
       error = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
     }
@@ -142,17 +142,25 @@ export class DnsDiscovery {
     this.#current = next;
   }
 
-  /** A and AAAA records of `host`; an empty list when the name has none (an answer, not a failure). */
-  async #hosts(host: string, port: number): Promise<Found[]> {
+  /**
+   * A and AAAA records of `host`; an empty list when the name has none (an answer, not a failure).
+   * When one family fails and the other answers, the failed family keeps its addresses of the
+   * last good answer (`keep`: for a dns: name; an SRV target fails whole).
+   */
+  async #hosts(host: string, port: number, keep = false): Promise<Found[]> {
     if (isIP(host) !== 0) return [{ address: this.#address(host, port), ttl: Infinity }];
     const [v4, v6] = await Promise.allSettled([
       this.#resolver.resolve4(host, { ttl: true }),
       this.#resolver.resolve6(host, { ttl: true }),
     ]);
+    const failed = [v4, v6].filter((r) => r.status === 'rejected' && !noRecords(r.reason)) as PromiseRejectedResult[];
+    if (failed.length === 2 || (failed.length === 1 && !keep)) throw failed[0]!.reason;
     const out: Found[] = [];
-    for (const r of [v4, v6]) {
+    for (const [family, r] of [[4, v4], [6, v6]] as const) {
       if (r.status === 'fulfilled') for (const rec of r.value) out.push({ address: this.#address(rec.address, port), ttl: rec.ttl });
-      else if (!noRecords(r.reason)) throw r.reason;
+      else if (!noRecords(r.reason)) {
+        for (const a of this.#current.values()) if (a.kind === 'tcp' && isIP(a.host) === family) out.push({ address: a, ttl: 0 });
+      }
     }
     return out;
   }

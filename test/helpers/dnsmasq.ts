@@ -1,0 +1,107 @@
+// A real DNS server for the discovery tests: dnsmasq (Debian's dnsmasq-base) run in the
+// foreground on 127.0.0.1 and a free port, answering only from a hosts file the test rewrites
+// (SIGHUP makes dnsmasq read it again) and from SRV records given at start. `--local=/test/`
+// makes it answer names under .test itself (NODATA for a missing AAAA) instead of refusing.
+// Stopped by its PID.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Resolver } from 'node:dns/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { tempDir } from './procs.js';
+import { freePort } from './interop.js';
+
+export interface Dnsmasq {
+  /** IP:PORT, for --dns-server. */
+  readonly server: string;
+  readonly port: number;
+  /** Replaces the hosts file (lines `IP NAME`) and has dnsmasq read it again. */
+  setHosts(lines: string[]): Promise<void>;
+  output(): string;
+  /** Stops it (SIGTERM, then SIGKILL); safe to call twice. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port, with the same records. */
+  restart(): Promise<void>;
+  /** Stops it and removes its directory. */
+  remove(): Promise<void>;
+}
+
+/** Whether dnsmasq is installed (CI requires it; elsewhere the suite is skipped with a note). */
+export function haveDnsmasq(): boolean {
+  return spawnSync('dnsmasq', ['--version'], { encoding: 'utf8' }).status === 0;
+}
+
+/** Starts dnsmasq with the hosts `lines` and SRV records (`_svc._tcp.NAME,TARGET,PORT`). */
+export async function startDnsmasq(lines: string[], srv: string[] = []): Promise<Dnsmasq> {
+  const dir = tempDir('tsgi-dns-');
+  // dnsmasq started as root reads the hosts file as nobody: the directory must be searchable.
+  chmodSync(dir, 0o755);
+  const hosts = join(dir, 'hosts');
+  const write = (l: string[]) => writeFileSync(hosts, l.map((x) => `${x}\n`).join(''), { mode: 0o644 });
+  write(lines);
+  const port = await freePort();
+  let child: ChildProcess | null = null;
+  let out = '';
+  const launch = async () => {
+    const c = spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', `--port=${port}`, '--listen-address=127.0.0.1',
+      '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/', `--addn-hosts=${hosts}`, '--pid-file=',
+      '--log-facility=-', '--log-queries', ...srv.map((r) => `--srv-host=${r}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    c.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    c.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    child = c;
+    await answering(port, c, () => out);
+  };
+  const stop = async () => {
+    const c = child;
+    child = null;
+    if (c === null || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  };
+  await launch();
+  return {
+    server: `127.0.0.1:${port}`,
+    port,
+    async setHosts(l) {
+      write(l);
+      const reads = (out.match(/read .*hosts/g) ?? []).length;
+      child?.kill('SIGHUP');
+      // dnsmasq logs each read of the file: wait for the new one.
+      for (let i = 0; i < 200 && (out.match(/read .*hosts/g) ?? []).length <= reads; i++) await sleep(10);
+      if ((out.match(/read .*hosts/g) ?? []).length <= reads) throw new Error(`dnsmasq did not reread its hosts file:\n${out}`);
+    },
+    output: () => out,
+    stop: async () => {
+      await stop();
+    },
+    async restart() {
+      await stop();
+      await launch();
+    },
+    async remove() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Waits until the server answers a query (any answer, even NXDOMAIN). */
+async function answering(port: number, child: ChildProcess, output: () => string): Promise<void> {
+  const r = new Resolver({ timeout: 200, tries: 1 });
+  r.setServers([`127.0.0.1:${port}`]);
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`dnsmasq exited (${child.exitCode}):\n${output()}`);
+    try {
+      await r.resolve4('probe.test');
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTFOUND' || code === 'ENODATA') return;
+    }
+    await sleep(50);
+  }
+  throw new Error(`dnsmasq did not answer on 127.0.0.1:${port}:\n${output()}`);
+}
