@@ -133,6 +133,8 @@ export class FrontPrimary implements FrontProcess {
   #admin: AdminServer | null = null;
   #restarts = 0;
   #stopping = false;
+  /** A graceful stop began: /readyz fails, though connections are still taken for --shutdown-delay. */
+  #unready = false;
   #stopped: Promise<void> | null = null;
   /** Until start() resolves: a worker of the first set failing to start fails start(). */
   #starting: { resolve(): void; reject(err: Error): void } | null = null;
@@ -186,7 +188,7 @@ export class FrontPrimary implements FrontProcess {
           address: c.admin, log: this.#log, socketMode: c.socketMode,
           metrics: async () => aggregate(own, await this.#workerMetrics()),
           status: () => this.#status(),
-          notReady: () => (this.#stopping ? 'stopping' : null),
+          notReady: () => (this.#unready ? 'stopping' : null),
         });
       }
     } catch (err) {
@@ -366,12 +368,13 @@ export class FrontPrimary implements FrontProcess {
   /** Stops accepting, tells every worker to stop (graceful: finish in-flight requests), waits for all. */
   stop({ graceful = true }: { graceful?: boolean } = {}): Promise<void> {
     this.#stopped ??= (async () => {
-      this.#stopping = true; // /readyz answers 503 from now on
+      this.#unready = true; // /readyz answers 503 from now on
       const delayMs = shutdownDelayOf(this.#config.shutdownDelay) * 1000;
       if (graceful && delayMs > 0) {
         this.#log.info(`stopping: /readyz answers 503; serving ${delayMs / 1000} s more (--shutdown-delay), then draining`);
         await new Promise((r) => setTimeout(r, delayMs));
       }
+      this.#stopping = true;
       await this.#control?.close();
       const closed = closeListener(this.#server);
       this.#workers.close();
