@@ -3,7 +3,8 @@
 // a Node reverse proxy (node:http + undici), and, when installed, nginx in front of node:http,
 // of uWSGI and of `tsgi serve --uwsgi-socket`. Each starts one app kind on loopback / Unix
 // sockets in the run's directory and is stopped by its processes' PIDs.
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nginxErrorSummary, startNginx } from './nginx.js';
 import { APPS, CLI, ROOT, childPids, freePort, run, start, waitForListen, which, withDescendants, type Proc } from './proc.js';
@@ -80,6 +81,47 @@ function tsgi(id: string, label: string, serveArgs: string[], frontArgs: string[
   };
 }
 
+/**
+ * A CA, a backend certificate for 127.0.0.1 and a front certificate, made with openssl in `dir`
+ * (the run's temp directory): what a tls: link needs.
+ */
+function makeCerts(dir: string): { ca: string; server: string[]; client: string[] } {
+  const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  ssl(['req', '-x509', ...ec, '-days', '1', '-subj', '/CN=bench CA', '-keyout', 'ca.key', '-out', 'ca.pem']);
+  for (const [name, usage, san] of [['server', 'serverAuth', 'subjectAltName=IP:127.0.0.1'], ['client', 'clientAuth', '']] as const) {
+    writeFileSync(join(dir, `${name}.ext`), `extendedKeyUsage=${usage}\n${san}\n`);
+    ssl(['req', ...ec, '-subj', `/CN=${name}`, '-keyout', `${name}.key`, '-out', `${name}.csr`]);
+    ssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '1',
+      '-extfile', `${name}.ext`, '-out', `${name}.pem`]);
+  }
+  return {
+    ca: join(dir, 'ca.pem'),
+    server: ['--tls-cert', join(dir, 'server.pem'), '--tls-key', join(dir, 'server.key'), '--tls-ca', join(dir, 'ca.pem')],
+    client: ['--backend-tls-cert', join(dir, 'client.pem'), '--backend-tls-key', join(dir, 'client.key'), '--backend-tls-ca', join(dir, 'ca.pem')],
+  };
+}
+
+/** tsgi front → tsgi serve over a TCP link on 127.0.0.1, plain or mutual TLS: what the link costs against a Unix socket. */
+function tsgiTcp(id: string, label: string, tls: boolean): Config {
+  return {
+    id, label,
+    async start(app, dir) {
+      const sub = mkdtempSync(join(dir, `${id}-`));
+      const certs = tls ? makeCerts(sub) : null;
+      const backendPort = await freePort();
+      const backend = node([CLI, 'serve', TSGI_APPS[app], '--listen', `127.0.0.1:${backendPort}`, '--graceful-timeout', '2',
+        ...(certs?.server ?? [])], `tsgi serve (${id})`);
+      await backend.waitFor(/serving on 127\.0\.0\.1:/);
+      const port = await freePort();
+      const front = node([CLI, 'front', '--listen', `127.0.0.1:${port}`, '--backend', `${tls ? 'tls:' : 'tcp:'}127.0.0.1:${backendPort}`,
+        '--graceful-timeout', '2', ...(certs?.client ?? [])], `tsgi front (${id})`);
+      await front.waitFor(/listening on http /);
+      return running(`http://127.0.0.1:${port}/`, [front, backend], () => [front.pid]);
+    },
+  };
+}
+
 const bare: Config = {
   id: 'bare', label: 'bare node:http serving the app itself (no proxy)',
   async start(app) {
@@ -138,7 +180,7 @@ async function tsgiUwsgiBackend(app: AppKind, socket: string): Promise<Proc> {
 }
 
 /** Every configuration id, installed or not (BENCH_ONLY accepts them all). */
-export const CONFIG_IDS = ['bare', 'tsgi', 'tsgi-w2', 'tsgi-p2', 'node-proxy', 'nginx-node', 'nginx-uwsgi', 'nginx-tsgi-uwsgi'] as const;
+export const CONFIG_IDS = ['bare', 'tsgi', 'tsgi-tcp', 'tsgi-tls', 'tsgi-w2', 'tsgi-p2', 'node-proxy', 'nginx-node', 'nginx-uwsgi', 'nginx-tsgi-uwsgi'] as const;
 
 export interface Availability {
   configs: Config[];
@@ -158,12 +200,15 @@ export async function configurations(): Promise<Availability> {
   const configs: Config[] = [
     bare,
     tsgi('tsgi', 'tsgi front → tsgi serve', []),
+    tsgiTcp('tsgi-tcp', 'tsgi front → tsgi serve over a tcp: link (127.0.0.1)', false),
     tsgi('tsgi-w2', 'tsgi front → tsgi serve --workers 2', ['--workers', '2']),
     tsgi('tsgi-p2', 'tsgi front --processes 2 → tsgi serve --workers 2', ['--workers', '2'], ['--processes', '2']),
     nodeProxy,
   ];
   const notes: string[] = [];
   const versions: string[] = [];
+  if (which('openssl') === null) notes.push('openssl is not installed (it makes the certificates): tsgi-tls skipped');
+  else configs.splice(3, 0, tsgiTcp('tsgi-tls', 'tsgi front → tsgi serve over a tls: link (mutual TLS, ECDSA P-256, 127.0.0.1)', true));
   const nginx = which('nginx');
   const uwsgi = which('uwsgi');
   if (nginx === null) {
