@@ -369,7 +369,7 @@ export async function main(argv: string[]): Promise<void> {
     const { values, origin } = parsed;
     setLogLevel(values.logLevel);
     if (values.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
-    if (values.backends.length === 0 && values.control === undefined) {
+    if (values.backends.length === 0 && values.control === undefined && values.controlListen === undefined) {
       throw new ConfigError('tsgi front needs at least one --backend (or a --control socket for backends to register on)');
     }
     return runFront(values, values.listen, origin.backends === 'file');

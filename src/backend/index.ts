@@ -56,13 +56,27 @@ const REGISTER_EVERY_MS = 10_000;
 const REGISTER_RETRY_FIRST_MS = 100;
 
 /**
+ * What --register announces: the --advertise address, or the one bound (refused when it is a
+ * wildcard, which a front elsewhere cannot dial); tls: when the link is mutual TLS.
+ */
+function advertised(bound: Address, advertise: Address | undefined, tls: boolean): Address {
+  const a: Address = advertise === undefined ? bound : { ...advertise, ...(bound.protocol !== undefined ? { protocol: bound.protocol } : {}) };
+  if (a.kind === 'unix') return { ...a, path: resolve(a.path) };
+  if (advertise === undefined && (a.host === '' || a.host === '0.0.0.0' || a.host === '::' || a.host === '[::]')) {
+    throw new ConfigError(`--register: this backend listens on ${formatAddress(a)}, a wildcard address that a front cannot dial; `
+      + `give --advertise HOST:${a.port} with the address fronts reach it at (in Kubernetes, the pod's IP from the downward API)`);
+  }
+  return tls ? { ...a, tls: true } : a;
+}
+
+/**
  * Announces the backend to a front's control socket, and again periodically (fronts restart);
  * while the front cannot be reached, sooner (a backend started before its front registers as
  * soon as the front is up). Each start is a new registration: a front holding the address
  * drained (`tsgi ctl drain`) keeps it drained through the announcements of this one.
  */
-function registration(path: string, address: Address, log: Logger): { withdraw(): Promise<void> } {
-  const name = formatAddress(address.kind === 'unix' ? { ...address, path: resolve(address.path) } : address);
+function registration(path: string, address: Address, log: Logger, tls: TlsContext | null): { withdraw(): Promise<void> } {
+  const name = formatAddress(address);
   const id = randomUUID();
   let failing = false;
   let held = false;
@@ -70,7 +84,7 @@ function registration(path: string, address: Address, log: Logger): { withdraw()
   let retryMs = REGISTER_RETRY_FIRST_MS;
   let timer: NodeJS.Timeout | null = null;
   let withdrawn = false;
-  const announce = () => controlRequest(path, { op: 'add', address: name, registration: id }).then((r) => {
+  const announce = () => controlRequest(path, { op: 'add', address: name, registration: id }, 5000, tls).then((r) => {
     if (!r.ok) throw new Error(r.error);
     if (r.held === true) {
       if (!held) log.warn(`the front at ${path} holds ${name} drained (tsgi ctl drain): it routes nothing here until tsgi ctl add`);
@@ -98,7 +112,7 @@ function registration(path: string, address: Address, log: Logger): { withdraw()
     async withdraw() {
       withdrawn = true;
       if (timer !== null) clearTimeout(timer);
-      await controlRequest(path, { op: 'drain', address: name, registration: id }).catch((err: Error) => {
+      await controlRequest(path, { op: 'drain', address: name, registration: id }, 5000, tls).catch((err: Error) => {
         log.warn(`could not withdraw from the front at ${path}: ${err.message}`);
       });
     },
@@ -354,7 +368,24 @@ export async function start(given: BackendConfig): Promise<Backend> {
       throw err;
     }
   }
-  const reg = config.register ? registration(config.register, announced, log) : null;
+  let reg: { withdraw(): Promise<void> } | null = null;
+  if (config.register) {
+    try {
+      if (config.register.startsWith('tls:') && tls === null) {
+        throw new ConfigError(`--register ${config.register}: registration over TCP is mutual TLS, as the links: give --tls-cert, --tls-key and --tls-ca`);
+      }
+      if (!config.register.startsWith('tls:') && /^[^/.][^/]*:\d+$/.test(config.register)) {
+        throw new ConfigError(`--register ${config.register}: over TCP, write tls:${config.register} (a front's --control-listen speaks mutual TLS only)`);
+      }
+      // The same files serve both ways: our certificate, and the CA that signs the fronts'.
+      reg = registration(config.register, advertised(announced, config.advertise, tls !== null), log,
+        config.register.startsWith('tls:') ? tlsContext : null);
+    } catch (err) {
+      await admin?.close();
+      await stopServing(false);
+      throw err;
+    }
+  }
   let stopped: Promise<void> | null = null;
   return {
     address: announced,

@@ -1,11 +1,15 @@
-// The control protocol: one JSON object per line over a Unix socket, one answer line per
-// request. A front's socket (tsgi front --control) lists, adds, drains and removes backends;
-// `tsgi serve --register` and `tsgi ctl` speak it as clients. A backend's own socket
-// (tsgi serve --control) lists, scales and reloads its workers, for `tsgi ctl` alone.
-import { connect, createServer, type Server, type Socket } from 'node:net';
+// The control protocol: one JSON object per line over a Unix socket (or mutual TLS to a front's
+// --control-listen), one answer line per request. A front's socket (tsgi front --control) lists,
+// adds, drains and removes backends; `tsgi serve --register` and `tsgi ctl` speak it as clients.
+// A backend's own socket (tsgi serve --control) lists, scales and reloads its workers, for
+// `tsgi ctl` alone.
+import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
+import { checkServerIdentity, connect as connectTls, type PeerCertificate } from 'node:tls';
 import { TsgiError } from '../protocol/errors.js';
+import { parseAddress } from './address.js';
 import { closeListener, listenOn } from './listen.js';
 import type { Logger } from './log.js';
+import { type TlsContext, tlsReason } from './tls.js';
 
 /** list, add, drain, remove: a front's. list, scale, reload: a backend's. */
 export type ControlOp = 'list' | 'add' | 'drain' | 'remove' | 'scale' | 'reload';
@@ -68,16 +72,25 @@ const MAX_LINE = 64 * 1024;
 /** Serves the control protocol on a Unix socket: a line in, the handler's answer out, in order. */
 export class ControlListener {
   readonly #server: Server;
-  readonly #path: string;
+  /** The Unix socket path; null when requests come only from accept() (a TLS listener). */
+  readonly #path: string | null;
   readonly #log: Logger;
+  readonly #handle: ControlHandler;
 
-  constructor(path: string, handle: ControlHandler, log: Logger) {
+  constructor(path: string | null, handle: ControlHandler, log: Logger) {
     this.#path = path;
     this.#log = log;
+    this.#handle = handle;
     this.#server = createServer((socket) => serveLines(socket, handle));
   }
 
+  /** Serves a connection accepted elsewhere (a front's --control-listen, after its TLS handshake). */
+  accept(socket: Socket): void {
+    serveLines(socket, this.#handle);
+  }
+
   async listen(socketMode?: number): Promise<void> {
+    if (this.#path === null) return;
     await listenOn(this.#server, { kind: 'unix', path: this.#path }, socketMode);
     this.#log.info(`control socket on ${this.#path}`);
   }
@@ -125,17 +138,38 @@ const ERRNO_TEXT: Record<string, string> = {
   EPERM: 'not permitted',
 };
 
-/** Sends one request to a control socket and resolves with the answer. */
-export function controlRequest(path: string, request: ControlRequest, timeoutMs = 5000): Promise<ControlResponse> {
+/** Opens a connection to a control socket PATH, or (with `tls`) to tls:HOST:PORT. */
+function dial(path: string, tls: TlsContext | null): Socket {
+  if (!path.startsWith('tls:')) return connect(path);
+  const a = parseAddress(path, '--register', true);
+  if (a.kind !== 'tcp' || tls === null) throw new TsgiError('TSGI_ERR_CONFIG', `${path}: registration over TCP needs --tls-cert, --tls-key and --tls-ca`);
+  return connectTls({
+    host: a.host, port: a.port, secureContext: tls.context, servername: isIP(a.host) === 0 ? a.host : undefined,
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(a.host, cert),
+  });
+}
+
+/**
+ * Sends one request to a control socket (a PATH, or tls:HOST:PORT with the TLS context of
+ * --tls-*) and resolves with the answer.
+ */
+export function controlRequest(path: string, request: ControlRequest, timeoutMs = 5000, tls: TlsContext | null = null): Promise<ControlResponse> {
   return new Promise((resolve, reject) => {
-    const socket = connect(path);
+    const tcp = path.startsWith('tls:');
+    let socket: Socket;
+    try {
+      socket = dial(path, tls);
+    } catch (err) {
+      reject(err);
+      return;
+    }
     let buffer = '';
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `the control socket ${path} did not answer within ${timeoutMs} ms`));
     }, timeoutMs);
     socket.setEncoding('utf8');
-    socket.on('connect', () => socket.write(JSON.stringify(request) + '\n'));
+    socket.on(tcp ? 'secureConnect' : 'connect', () => socket.write(JSON.stringify(request) + '\n'));
     socket.on('data', (chunk: string) => {
       buffer += chunk;
       const nl = buffer.indexOf('\n');
@@ -148,9 +182,16 @@ export function controlRequest(path: string, request: ControlRequest, timeoutMs 
         reject(new TsgiError('TSGI_ERR_PROTOCOL', `the control socket ${path} sent a malformed answer`));
       }
     });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      // A no-op once answered; otherwise the front hung up without an answer.
+      reject(new TsgiError('TSGI_ERR_BACKEND_UNAVAILABLE', `the control socket ${path} closed the connection without an answer`
+        + (tcp ? ' (over TLS: it refused our certificate? its log says why)' : '')));
+    });
     socket.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const why = err.code === undefined ? err.message : `${err.code}${ERRNO_TEXT[err.code] === undefined ? '' : ` (${ERRNO_TEXT[err.code]})`}`;
+      const why = tcp ? tlsReason(err)
+        : err.code === undefined ? err.message : `${err.code}${ERRNO_TEXT[err.code] === undefined ? '' : ` (${ERRNO_TEXT[err.code]})`}`;
       reject(new TsgiError('TSGI_ERR_BACKEND_UNAVAILABLE', `cannot connect to the control socket ${path}: ${why}`, { cause: err }));
     });
   });

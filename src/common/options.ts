@@ -56,8 +56,8 @@ const META: Record<Kind, string> = {
  * "Other options".
  */
 const GROUPS: readonly (readonly [string, readonly string[]])[] = [
-  ['Application and addresses', ['appModule', 'listen', 'port', 'socket', 'uwsgiSocket', 'uwsgiListen', 'backends', 'dnsServers', 'dnsInterval', 'control',
-    'register', 'scriptName', 'static', 'staticDotfiles', 'reload', 'config', 'check']],
+  ['Application and addresses', ['appModule', 'listen', 'port', 'socket', 'uwsgiSocket', 'uwsgiListen', 'backends', 'dnsServers', 'dnsInterval', 'control', 'controlListen',
+    'register', 'advertise', 'scriptName', 'static', 'staticDotfiles', 'reload', 'config', 'check']],
   ['Processes', ['workers', 'processes', 'timeout', 'maxRequests', 'maxRequestsJitter', 'gracefulTimeout', 'shutdownDelay']],
   ['TLS and HTTP/2', ['tlsCert', 'tlsKey', 'tlsCa', 'tlsMinVersion', 'http2', 'backendTlsCert', 'backendTlsKey', 'backendTlsCa',
     'backendTlsServername']],
@@ -115,6 +115,8 @@ const TABLE = [
     default: 'combined', commands: ['front'], help: 'access log format: combined, common or json (lines)' },
   { key: 'control', flag: '--control', env: 'TSGI_CONTROL', kind: 'string', commands: ['front', 'serve', 'ctl'],
     help: 'front: Unix socket for backend registration and tsgi ctl; serve: Unix socket for tsgi ctl (list, scale, reload the workers); ctl: the control socket to talk to' },
+  { key: 'controlListen', flag: '--control-listen', env: 'TSGI_CONTROL_LISTEN', kind: 'address', commands: ['front'],
+    help: 'HOST:PORT where backends on other hosts register (tsgi serve --register tls:HOST:PORT): mutual TLS with the --backend-tls-* files' },
   { key: 'controlAllow', flag: '--control-allow', env: 'TSGI_CONTROL_ALLOW', kind: 'proxies', default: ['unix', 'loopback'],
     commands: ['front'], help: 'backend addresses the control socket may add: unix, loopback, IP addresses or CIDRs (comma-separated or repeated; replaces the default)' },
   { key: 'tlsCert', flag: '--tls-cert', env: 'TSGI_TLS_CERT', kind: 'string', commands: ['front', 'serve'],
@@ -164,7 +166,9 @@ const TABLE = [
   { key: 'maxRequestsJitter', flag: '--max-requests-jitter', kind: 'int', default: 0, min: 0, commands: ['serve'],
     help: 'add up to this many (random) to --max-requests per worker, so they do not recycle together' },
   { key: 'register', flag: '--register', env: 'TSGI_REGISTER', kind: 'string', commands: ['serve'],
-    help: 'a front\'s control socket: announce this backend there when ready, withdraw it on graceful stop' },
+    help: 'a front\'s control socket (PATH), or tls:HOST:PORT of its --control-listen (mutual TLS with --tls-*): announce this backend there when ready, withdraw it on graceful stop' },
+  { key: 'advertise', flag: '--advertise', env: 'TSGI_ADVERTISE', kind: 'address', commands: ['serve'],
+    help: 'HOST:PORT --register announces, as fronts on other hosts reach it (default: the --listen address, unless it is a wildcard such as 0.0.0.0)' },
   { key: 'gracefulTimeout', flag: '--graceful-timeout', env: 'TSGI_GRACEFUL_TIMEOUT', kind: 'seconds', default: 30,
     commands: ['serve', 'front'], help: 'seconds in-flight requests get to finish on SIGTERM' },
   { key: 'shutdownDelay', flag: '--shutdown-delay', env: 'TSGI_SHUTDOWN_DELAY', kind: 'seconds', commands: ['serve', 'front'],

@@ -5,7 +5,7 @@
 // With --processes N the primary owns the socket, asks every process, and merges the answers.
 // Whoever can open the socket chooses where requests go: an `add` is admitted only for a backend
 // address that --control-allow lists (Unix sockets and loopback by default).
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { type Address, parseAddress, formatAddress } from '../common/address.js';
 import { type BackendInfo, type ControlHandler, ControlListener, type ControlRequest, type ControlResponse } from '../common/control.js';
 import type { Logger } from '../common/log.js';
@@ -133,7 +133,8 @@ export class ControlServer {
   readonly #log: Logger;
   readonly #allow: ProxyTrust;
 
-  constructor(path: string, handle: ControlHandler, log: Logger, allow: readonly string[] = CONTROL_ALLOW_DEFAULT) {
+  /** `path`: the Unix socket; null when requests come only over --control-listen (accept()). */
+  constructor(path: string | null, handle: ControlHandler, log: Logger, allow: readonly string[] = CONTROL_ALLOW_DEFAULT) {
     this.#log = log;
     this.#allow = new ProxyTrust(allow);
     this.#listener = new ControlListener(path, (req) => this.#refuse(req) ?? handle(req), log);
@@ -152,6 +153,11 @@ export class ControlServer {
     if (why === null) return null;
     this.#log.warn(`control: refused add: ${why}`);
     return { ok: false, error: why };
+  }
+
+  /** Serves a connection accepted elsewhere (--control-listen's TLS listener). */
+  accept(socket: Socket): void {
+    this.#listener.accept(socket);
   }
 
   listen(socketMode?: number): Promise<void> {

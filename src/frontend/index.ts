@@ -3,7 +3,8 @@
 // startWorker(config) runs the same front in a worker of `--processes N` (see primary/primary.ts).
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
-import { ControlServer, handleControl } from './control.js';
+import { handleControl } from './control.js';
+import { openControl } from './control-listen.js';
 import { closeListener, listenOn } from '../common/listen.js';
 import { guardAccept, refuse503 } from '../common/accept-guard.js';
 import { type AdminServer, recordErrors, startAdmin } from '../common/admin-server.js';
@@ -87,7 +88,7 @@ export async function start(config: FrontConfig): Promise<Front> {
  * bound; the primary also owns the control socket and the admin server, so they are not opened here.
  */
 export function startWorker(config: FrontConfig, listen: Address): Promise<WorkerFront> {
-  return launch({ ...config, listen, control: undefined, processes: undefined }, listen);
+  return launch({ ...config, listen, control: undefined, controlListen: undefined, processes: undefined }, listen);
 }
 
 async function launch(given: FrontConfig, handedOver: Address | null): Promise<WorkerFront> {
@@ -97,7 +98,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
   const recent = config.admin !== undefined ? new RecentErrors() : null;
   const log = recent !== null ? recordErrors(createLogger('front'), recent) : createLogger('front');
   if (config.listen === undefined) throw new ConfigError('tsgi front needs --listen HOST:PORT or unix:PATH');
-  if (config.backends.length === 0 && config.control === undefined && handedOver === null) {
+  if (config.backends.length === 0 && config.control === undefined && config.controlListen === undefined && handedOver === null) {
     throw new ConfigError('tsgi front needs at least one --backend unix:PATH or tcp:HOST:PORT, or a --control socket for backends to register on');
   }
   // Opened before anything starts: a path that cannot be opened stops start-up.
@@ -106,9 +107,10 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
   // Static mounts are checked before the proxy; with none, the proxy is the handler itself.
   const statics = StaticFiles.create(config.static, { log, dotfiles: config.staticDotfiles });
   const tls = tlsFiles({ cert: config.backendTlsCert, key: config.backendTlsKey, ca: config.backendTlsCa }, FRONT_TLS_FLAGS);
+  const tlsContext = tls !== null ? new TlsContext(tls, FRONT_TLS_FLAGS) : null;
   const pool = new Pool({
     log,
-    tls: tls !== null ? new TlsContext(tls, FRONT_TLS_FLAGS) : null,
+    tls: tlsContext,
     tlsServername: config.backendTlsServername,
     dnsIntervalMs: config.dnsInterval * 1000,
     dnsServers: config.dnsServers,
@@ -127,9 +129,10 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     pool.stop();
     throw err;
   }
-  const control = config.control !== undefined
-    ? new ControlServer(config.control, (req) => handleControl(pool, req, log), log, config.controlAllow) : null;
-  await control?.listen(config.socketMode);
+  const control = await openControl(config, tlsContext, (req) => handleControl(pool, req, log), log).catch((err: unknown) => {
+    pool.stop();
+    throw err;
+  });
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog, {
     queueSize: config.queueSize, maxInFlight: config.maxInFlight, maxConnections: config.maxConnections,
   }) : null;

@@ -15,7 +15,7 @@ export interface Pki {
   dir: string;
   ca: string;
   /** Issues a certificate signed by this CA (SANs as `DNS:name` / `IP:1.2.3.4`). */
-  issue(name: string, sans: string[], usage: 'serverAuth' | 'clientAuth'): CertFiles;
+  issue(name: string, sans: string[], usage: 'serverAuth' | 'clientAuth' | 'serverAuth,clientAuth'): CertFiles;
   remove(): void;
 }
 

@@ -31,7 +31,9 @@ import { defineMetric, defineProcessMetrics, promClient, RecentErrors } from '..
 import { resolveOptions } from '../../common/options.js';
 import { aggregate, ChildSnapshots } from '../../common/worker-metrics.js';
 import { ConfigError } from '../../protocol/errors.js';
-import { ControlServer, mergeAnswers } from '../control.js';
+import { mergeAnswers } from '../control.js';
+import { type ControlEndpoints, openControl } from '../control-listen.js';
+import { FRONT_TLS_FLAGS, TlsContext, tlsFiles } from '../../common/tls.js';
 import type { FrontConfig } from '../index.js';
 import { addTotals, type FrontStatus, type FrontTotals, noTotals, sumStatuses } from '../observe/metrics.js';
 import { presentStatus } from '../../common/rolling.js';
@@ -129,7 +131,9 @@ export class FrontPrimary implements FrontProcess {
   readonly #backends = new Map<string, BackendEntry>();
   readonly #since = Date.now();
   #address: Address | null = null;
-  #control: ControlServer | null = null;
+  #control: ControlEndpoints | null = null;
+  /** --control-listen's certificates (the links' files), reloaded on SIGHUP with the workers'. */
+  #controlTls: TlsContext | null = null;
   #admin: AdminServer | null = null;
   #restarts = 0;
   #stopping = false;
@@ -173,10 +177,10 @@ export class FrontPrimary implements FrontProcess {
     const c = this.#config;
     this.#address = await listenOn(this.#server, c.listen, c.socketMode);
     try {
-      if (c.control !== undefined) {
-        this.#control = new ControlServer(c.control, (req) => this.#controlOp(req), this.#log, c.controlAllow);
-        await this.#control.listen(c.socketMode);
-      }
+      // --control-listen's TLS uses the links' files (each worker reads them for its own links).
+      const tls = tlsFiles({ cert: c.backendTlsCert, key: c.backendTlsKey, ca: c.backendTlsCa }, FRONT_TLS_FLAGS);
+      this.#controlTls = tls === null ? null : new TlsContext(tls, FRONT_TLS_FLAGS);
+      this.#control = await openControl(c, this.#controlTls, (req) => this.#controlOp(req), this.#log);
       await new Promise<void>((resolve, reject) => {
         this.#starting = { resolve, reject };
         this.reconcile();
@@ -315,6 +319,7 @@ export class FrontPrimary implements FrontProcess {
 
   /** SIGHUP: every worker reads the TLS certificate and key, and its --backend-tls-* files, again. */
   reloadTls(): void {
+    this.#controlTls?.reload(this.#log);
     if (this.#config.tlsCert !== undefined || this.#config.backendTlsCert !== undefined) {
       this.#workers.broadcast({ type: 'reload-tls' } satisfies PrimaryMessage);
     }
