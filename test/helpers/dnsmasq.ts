@@ -1,5 +1,5 @@
 // A real DNS server for the discovery tests: dnsmasq (Debian's dnsmasq-base) run in the
-// foreground on 127.0.0.1 and a free port, answering only from a hosts file the test rewrites
+// foreground on 127.0.0.1 and a free port (or where asked, e.g. in a network namespace), answering only from a hosts file the test rewrites
 // (SIGHUP makes dnsmasq read it again) and from SRV records given at start. `--local=/test/`
 // makes it answer names under .test itself (NODATA for a missing AAAA) instead of refusing.
 // Stopped by its PID.
@@ -31,25 +31,36 @@ export function haveDnsmasq(): boolean {
   return spawnSync('dnsmasq', ['--version'], { encoding: 'utf8' }).status === 0;
 }
 
+export interface DnsmasqOptions {
+  /** Run it under this command, which execs it in place (`ip netns exec NS`). */
+  prefix?: string[];
+  /** Listen here instead of 127.0.0.1 and a free port. */
+  host?: string;
+  port?: number;
+}
+
 /** Starts dnsmasq with the hosts `lines` and SRV records (`_svc._tcp.NAME,TARGET,PORT`). */
-export async function startDnsmasq(lines: string[], srv: string[] = []): Promise<Dnsmasq> {
+export async function startDnsmasq(lines: string[], srv: string[] = [], opts: DnsmasqOptions = {}): Promise<Dnsmasq> {
   const dir = tempDir('tsgi-dns-');
   // dnsmasq started as root reads the hosts file as nobody: the directory must be searchable.
   chmodSync(dir, 0o755);
   const hosts = join(dir, 'hosts');
   const write = (l: string[]) => writeFileSync(hosts, l.map((x) => `${x}\n`).join(''), { mode: 0o644 });
   write(lines);
-  const port = await freePort();
+  const port = opts.port ?? await freePort();
+  const host = opts.host ?? '127.0.0.1';
+  const prefix = opts.prefix ?? [];
   let child: ChildProcess | null = null;
   let out = '';
   const launch = async () => {
-    const c = spawn('dnsmasq', ['--no-daemon', '--conf-file=/dev/null', `--port=${port}`, '--listen-address=127.0.0.1',
+    const argv = [...prefix, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', `--port=${port}`, `--listen-address=${host}`,
       '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/', `--addn-hosts=${hosts}`, '--pid-file=',
-      '--log-facility=-', '--log-queries', ...srv.map((r) => `--srv-host=${r}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--log-facility=-', '--log-queries', ...srv.map((r) => `--srv-host=${r}`)];
+    const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
     c.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
     child = c;
-    await answering(port, c, () => out);
+    await answering(host, port, c, () => out);
   };
   const stop = async () => {
     const c = child;
@@ -63,7 +74,7 @@ export async function startDnsmasq(lines: string[], srv: string[] = []): Promise
   };
   await launch();
   return {
-    server: `127.0.0.1:${port}`,
+    server: `${host}:${port}`,
     port,
     async setHosts(l) {
       write(l);
@@ -89,9 +100,9 @@ export async function startDnsmasq(lines: string[], srv: string[] = []): Promise
 }
 
 /** Waits until the server answers a query (any answer, even NXDOMAIN). */
-async function answering(port: number, child: ChildProcess, output: () => string): Promise<void> {
+async function answering(host: string, port: number, child: ChildProcess, output: () => string): Promise<void> {
   const r = new Resolver({ timeout: 200, tries: 1 });
-  r.setServers([`127.0.0.1:${port}`]);
+  r.setServers([`${host}:${port}`]);
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`dnsmasq exited (${child.exitCode}):\n${output()}`);
     try {
@@ -103,5 +114,5 @@ async function answering(port: number, child: ChildProcess, output: () => string
     }
     await sleep(50);
   }
-  throw new Error(`dnsmasq did not answer on 127.0.0.1:${port}:\n${output()}`);
+  throw new Error(`dnsmasq did not answer on ${host}:${port}:\n${output()}`);
 }
