@@ -5,7 +5,7 @@
 // service's name. Backends listen on 127.0.0.2-5 (all loopback on Linux), on one port.
 // Runs when dnsmasq is installed; under CI=true (.ci/run installs it) it requires it.
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -161,6 +161,28 @@ function dnsSuite(): void {
     assert.is(status, 200);
     assert.match(text, /^d pid=/);
     assert.not.match(tlsFront.stderr(), /TLS handshake failed/);
+  });
+
+  test('--processes 2: each front process resolves the name; a control operation keeps the addresses found', async (ctx) => {
+    const dir = tempDir('tsgi-dns-ctl-');
+    const control = join(dir, 'front.ctl');
+    const multi = await frontTo(ctx, `dns:app.test:${ctx.port}`, ['--processes', '2', '--control', control]);
+    await poll(async () => (count(multi.stderr(), /: 2 addresses in DNS \(added /) >= 2 ? true : undefined), 'both processes resolved');
+    for (let i = 0; i < 10; i++) {
+      const { status, text } = await call(`${multi.url}/`, { dispatcher: ctx.agent });
+      assert.is(status, 200);
+      assert.match(text, /^[bc] pid=/);
+    }
+    // An add over the control socket makes the primary send every process its list of backends:
+    // the addresses found by DNS are not on it by name, and must stay.
+    const added = await runCli(['ctl', '--control', control, 'add', `unix:${join(dir, 'none.sock')}`]);
+    assert.is(added.code, 0, added.stderr);
+    const list = await runCli(['ctl', '--control', control, 'list']);
+    assert.match(list.stdout, new RegExp(`127\\.0\\.0\\.3:${ctx.port}\\s+up\\s+dns:app\\.test:${ctx.port}`));
+    assert.match(list.stdout, new RegExp(`127\\.0\\.0\\.4:${ctx.port}\\s+up\\s+dns:app\\.test:${ctx.port}`));
+    assert.not.match(multi.stderr(), /draining 127\.0\.0\.[34]|127\.0\.0\.[34]:\d+ drained/);
+    await ctx.extra.pop()!.stop();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test('start-up checks: --dns-server takes IP[:PORT]; dns: takes NAME:PORT', async () => {
