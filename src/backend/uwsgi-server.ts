@@ -6,7 +6,7 @@ import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { DEFAULTS } from '../protocol/constants.js';
 import { TsgiError, rawErrorResponse, reasonPhrase } from '../protocol/errors.js';
-import { Modifier1, PING_REPLY, UwsgiPacketParser, type UwsgiPacket } from '../protocol/uwsgi.js';
+import { Modifier1, PING_REPLY, UwsgiPacketParser, wholePacket, type UwsgiPacket } from '../protocol/uwsgi.js';
 import { LazySignal, buildEnvironFromVars } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
@@ -33,10 +33,13 @@ export interface UwsgiServerOptions {
   metrics?: ServeMetrics;
 }
 
-/** A client that sends no complete packet within this long is dropped. */
+/** A client that sends no complete packet within this long is dropped (within twice this long). */
 const PACKET_TIMEOUT_MS = 30_000;
 /** After the response, unread request bytes are drained for at most this long before closing. */
 const LINGER_MS = 2000;
+/** A first chunk of body up to this size goes out in one buffer with the head. */
+const JOIN_MAX = 16 * 1024;
+const flushHead = (responder: SocketResponder): void => responder.flush();
 const BAD_REQUEST = Buffer.from(rawErrorResponse(new TsgiError('TSGI_ERR_BAD_REQUEST', 'malformed uwsgi packet')), 'latin1');
 
 /** Writes the response to the socket as raw HTTP/1.1, honouring the socket's backpressure. */
@@ -47,6 +50,8 @@ class SocketResponder implements Responder {
   readonly #socket: Socket;
   readonly #headRequest: boolean;
   #bodyless = false;
+  /** A head held back to go out with the first chunk of body. */
+  #head: string | null = null;
   #waiter: (() => void) | null = null;
 
   constructor(socket: Socket, headRequest: boolean) {
@@ -59,12 +64,20 @@ class SocketResponder implements Responder {
     let text = `HTTP/1.1 ${status} ${reason || reasonPhrase(status) || 'Unknown'}\r\n`;
     for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
     this.#bodyless = end || this.#headRequest || status === 204 || status === 304;
-    const socket = this.#socket;
-    if (socket.destroyed) return;
-    // The head and the first chunk of body (often all of it) go out in one write.
-    socket.cork();
-    process.nextTick(() => socket.uncork());
-    socket.write(Buffer.from(text + '\r\n', 'latin1'));
+    if (this.#socket.destroyed) return;
+    this.#head = text + '\r\n';
+    // The gateway follows the head with its first chunk at once (then both go out in one
+    // write); when it does not (a head alone, write('')), the head leaves on the next tick.
+    if (end) this.#flushHead();
+    else process.nextTick(flushHead, this);
+  }
+
+  /** Writes a head still held back, alone. */
+  #flushHead(): void {
+    const head = this.#head;
+    if (head === null) return;
+    this.#head = null;
+    if (!this.#socket.destroyed) this.#socket.write(Buffer.from(head, 'latin1'));
   }
 
   /** uwsgi carries one response: an interim one would end it (nginx takes the first status line). */
@@ -75,8 +88,23 @@ class SocketResponder implements Responder {
 
   write(chunk: Uint8Array, _end: boolean): boolean {
     if (this.aborted || this.#socket.destroyed) return false;
+    const head = this.#head;
+    if (head !== null && !this.#bodyless && chunk.length > 0 && chunk.length <= JOIN_MAX) {
+      // Head and body in one buffer: one write, one system call, no writev.
+      this.#head = null;
+      const bytes = Buffer.allocUnsafe(head.length + chunk.length);
+      bytes.write(head, 0, 'latin1');
+      bytes.set(chunk, head.length);
+      return this.#socket.write(bytes);
+    }
+    if (head !== null) this.#flushHead();
     if (this.#bodyless || chunk.length === 0) return true;
     return this.#socket.write(chunk);
+  }
+
+  /** The response is complete: a head still held back goes out now. */
+  flush(): void {
+    this.#flushHead();
   }
 
   drain(): Promise<void> {
@@ -112,12 +140,31 @@ class SocketResponder implements Responder {
   }
 }
 
+const kExchange = Symbol('tsgi.uwsgiExchange');
+type ExchangeSocket = Socket & { [kExchange]: UwsgiExchange };
+
+function onData(this: ExchangeSocket, chunk: Buffer): void {
+  this[kExchange]._onData(chunk);
+}
+
+function onEnd(this: ExchangeSocket): void {
+  this[kExchange]._onEnd();
+}
+
+function onError(this: ExchangeSocket, err: Error): void {
+  this[kExchange]._error(err);
+}
+
+function onClose(this: ExchangeSocket): void {
+  this[kExchange]._onClose();
+}
+
 /** One connection: the packet, then one request with its body, then the close. */
 class UwsgiExchange {
   readonly socket: Socket;
   readonly #server: UwsgiServer;
   readonly #opts: UwsgiServerOptions;
-  #parser: UwsgiPacketParser | null;
+  #parser: UwsgiPacketParser | null = null;
   #state: 'packet' | 'running' | 'done' = 'packet';
   #input: InputStream | null = null;
   #signal = new LazySignal();
@@ -127,7 +174,6 @@ class UwsgiExchange {
   /** Body bytes received and not yet taken by the application. */
   #buffered = 0;
   #paused = false;
-  #timer: NodeJS.Timeout | null;
   method = '';
   uri = '';
   started = 0;
@@ -136,17 +182,23 @@ class UwsgiExchange {
     this.#server = server;
     this.socket = socket;
     this.#opts = opts;
-    this.#parser = new UwsgiPacketParser(opts.maxVarsSize);
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      opts.log.warn(`uwsgi: no complete packet from ${this.#peer()} within ${PACKET_TIMEOUT_MS / 1000} s; closing`);
-      socket.destroy();
-    }, PACKET_TIMEOUT_MS);
-    this.#timer.unref();
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('end', () => this.#onEnd());
-    socket.on('error', (err) => opts.log.debug(`uwsgi connection error: ${err.message}`));
-    socket.on('close', () => this.#onClose());
+    // One listener function per event for every connection, each finding its exchange on the
+    // socket: no closures made per connection.
+    (socket as ExchangeSocket)[kExchange] = this;
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  }
+
+  /** No complete packet within the packet timeout: dropped (called by the server's sweep). */
+  _expire(): void {
+    this.#opts.log.warn(`uwsgi: no complete packet from ${this.#peer()} within ${PACKET_TIMEOUT_MS / 1000} s; closing`);
+    this.socket.destroy();
+  }
+
+  _error(err: Error): void {
+    this.#opts.log.debug(`uwsgi connection error: ${err.message}`);
   }
 
   #peer(): string {
@@ -154,19 +206,22 @@ class UwsgiExchange {
     return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'a unix-socket client';
   }
 
-  #onData(chunk: Buffer): void {
+  _onData(chunk: Buffer): void {
     if (this.#state === 'packet') {
       let parsed: { packet: UwsgiPacket; rest: Buffer } | null;
       try {
-        parsed = this.#parser!.push(chunk);
+        parsed = this.#parser === null ? wholePacket(chunk, this.#opts.maxVarsSize) : null;
+        if (parsed === null) {
+          this.#parser ??= new UwsgiPacketParser(this.#opts.maxVarsSize);
+          parsed = this.#parser.push(chunk);
+        }
       } catch (err) {
         this.#refuse((err as Error).message);
         return;
       }
       if (parsed === null) return;
       this.#parser = null;
-      if (this.#timer !== null) clearTimeout(this.#timer);
-      this.#timer = null;
+      this.#server._gotPacket(this);
       this.#packet(parsed.packet, parsed.rest);
     } else if (this.#state === 'running' && this.#remaining > 0) {
       this.#body(chunk);
@@ -198,8 +253,7 @@ class UwsgiExchange {
   #refuse(message: string): void {
     this.#opts.log.warn(`uwsgi: refusing a malformed packet from ${this.#peer()}: ${message}`);
     this.#state = 'done';
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#server._gotPacket(this);
     this.socket.end(BAD_REQUEST);
     this.#linger();
   }
@@ -249,7 +303,7 @@ class UwsgiExchange {
     this.#opts.metrics?.observe(this.#responder!.status, this.started, this);
     const socket = this.socket;
     if (this.#responder!.aborted || socket.destroyed) return;
-    while (socket.writableCorked > 0) socket.uncork();
+    this.#responder!.flush();
     if (this.#remaining === 0 && socket.writableLength === 0) {
       // The whole request was read and the whole response is in the kernel: closing now sends
       // it and then the end, as shutdown() and waiting for the peer's close would, in two
@@ -296,7 +350,7 @@ class UwsgiExchange {
     this.#signal.abort(err);
   }
 
-  #onEnd(): void {
+  _onEnd(): void {
     if (this.#state === 'packet') {
       const buffered = this.#parser?.buffered ?? 0;
       if (buffered > 0) this.#opts.log.warn(`uwsgi: ${this.#peer()} closed the connection in the middle of a packet (${buffered} bytes)`);
@@ -313,9 +367,8 @@ class UwsgiExchange {
     } // else: the socket closes once our side has ended too
   }
 
-  #onClose(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+  _onClose(): void {
+    if (this.#state === 'packet') this.#server._gotPacket(this);
     if (this.#state !== 'running') return;
     const err = new TsgiError('TSGI_ERR_CLIENT_GONE', 'the client closed the uwsgi connection');
     const responder = this.#responder!;
@@ -329,6 +382,13 @@ class UwsgiExchange {
 export class UwsgiServer extends SocketListener<UwsgiExchange> {
   protected readonly words = { listening: 'accepting uwsgi on', request: 'uwsgi request' };
   readonly #opts: UwsgiServerOptions;
+  /**
+   * Connections waiting for their packet, by age: a sweep every PACKET_TIMEOUT_MS drops those
+   * already waiting at the one before (one timer for all, not one per connection).
+   */
+  #young = new Set<UwsgiExchange>();
+  #old = new Set<UwsgiExchange>();
+  #sweep: NodeJS.Timeout | null = null;
 
   constructor(opts: UwsgiServerOptions) {
     super(opts, { allowHalfOpen: true });
@@ -343,7 +403,27 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
   }
 
   protected serve(socket: Socket): void {
-    new UwsgiExchange(this, socket, this.#opts);
+    this.#young.add(new UwsgiExchange(this, socket, this.#opts));
+    this.#sweep ??= setInterval(() => this.#expire(), PACKET_TIMEOUT_MS).unref();
+  }
+
+  /** The connection has its packet (or is gone): out of the packet timeout's reach. */
+  _gotPacket(ex: UwsgiExchange): void {
+    if (!this.#young.delete(ex)) this.#old.delete(ex);
+  }
+
+  /** One sweep: connections already waiting at the last one are dropped; the newer ones age. */
+  #expire(): void {
+    const old = this.#old;
+    this.#old = this.#young;
+    this.#young = new Set();
+    for (const ex of old) ex._expire();
+  }
+
+  override async stop(opts?: { graceful?: boolean; timeoutMs?: number }): Promise<void> {
+    if (this.#sweep !== null) clearInterval(this.#sweep);
+    this.#sweep = null;
+    await super.stop(opts);
   }
 
   protected override timeOut(ex: UwsgiExchange, limitMs: number): void {

@@ -136,6 +136,21 @@ export function decodeVars(block: Buffer): [string, string][] {
 }
 
 /**
+ * A packet that arrived whole in one chunk (nginx writes it with one call), read without a
+ * parser; null when the chunk holds less than the packet, or a vars block over `maxVarsSize`
+ * (then UwsgiPacketParser, fed the same chunk, waits for the rest or refuses it).
+ */
+export function wholePacket(chunk: Buffer, maxVarsSize: number = UWSGI_MAX_VARS_SIZE): { packet: UwsgiPacket; rest: Buffer } | null {
+  if (chunk.length < UWSGI_HEADER_SIZE) return null;
+  const size = chunk.readUInt16LE(1);
+  if (size > maxVarsSize || chunk.length < UWSGI_HEADER_SIZE + size) return null;
+  const modifier1 = chunk[0]!;
+  const end = UWSGI_HEADER_SIZE + size;
+  const vars = modifier1 === Modifier1.PING && size === 0 ? [] : decodeVars(chunk.subarray(UWSGI_HEADER_SIZE, end));
+  return { packet: { modifier1, modifier2: chunk[3]!, vars }, rest: chunk.subarray(end) };
+}
+
+/**
  * Reads one packet from a byte stream, chunk by chunk. The declared vars size is checked
  * against the limit as soon as the header is complete, before any of the block is buffered.
  */

@@ -4,6 +4,7 @@
 // control both ways: a body the app does not read and a client that does not read.
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -128,6 +129,39 @@ test('a GET: raw HTTP/1.1 back, status line with its reason, then the connection
   const custom = await request(path, GET('/environ'));
   assert.is(custom.statusLine, 'HTTP/1.1 200 0K', 'a custom reason phrase is kept');
   assert.is(JSON.parse(custom.body.toString()).HTTP_HOST, 'example.test');
+});
+
+test('a response whole in the kernel closes the connection at once, while the client still holds its end', async ({ path }) => {
+  const socket = connect({ path, allowHalfOpen: true });
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  const ended = new Promise<void>((resolve) => socket.once('end', resolve));
+  const failed = new Promise<NodeJS.ErrnoException>((resolve) => socket.once('error', resolve));
+  socket.write(packet(GET('/hello')));
+  await ended;
+  assert.is(parseRaw(Buffer.concat(chunks)).body.toString(), '<h1>Hello, web</h1>');
+  // A server that only shut down its side would still read (and drop) these bytes; one that
+  // closed has no socket left to take them.
+  socket.write('after the response');
+  const timer = setTimeout(() => socket.emit('error', Object.assign(new Error('no error within 10 s'), { code: 'none' })), 10_000);
+  const err = await failed;
+  clearTimeout(timer);
+  assert.ok(err.code === 'EPIPE' || err.code === 'ECONNRESET', `write after the close: ${err.code}`);
+  socket.destroy();
+});
+
+test('a packet that arrives in pieces is served', async ({ path }) => {
+  const bytes = packet(GET('/hello'));
+  const socket = dial(path);
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  for (const [from, to] of [[0, 2], [2, 7], [7, bytes.length]] as const) {
+    socket.write(bytes.subarray(from, to));
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  await closed;
+  assert.is(parseRaw(Buffer.concat(chunks)).body.toString(), '<h1>Hello, web</h1>');
 });
 
 test('modifier1 100 (ping) is answered with a bare header', async ({ path }) => {

@@ -10,7 +10,7 @@ import { HttpResponseParser } from '../../src/protocol/http-response.js';
 import {
   HeaderBlock, ProtocolError, STATIC_NAMES, TABLE_ENTRIES, ValueDecoder, ValueEncoder, packHeaders, unpackHeaders, type tsgi,
 } from '../../src/protocol/index.js';
-import { UwsgiPacketParser, decodeVars, encodePacket, encodeVars } from '../../src/protocol/uwsgi.js';
+import { UwsgiPacketParser, decodeVars, encodePacket, encodeVars, wholePacket } from '../../src/protocol/uwsgi.js';
 import { byteMutationArb, corpus, fuzzRuns, mutateBytes, rawResponse, rawResponseArb, splitAt } from '../helpers/fuzz.js';
 
 const runs = (n: number): fc.Parameters<unknown> => ({ numRuns: fuzzRuns(n), includeErrorInReport: true });
@@ -92,6 +92,35 @@ uwsgi('damaged packets: the same verdict whole and cut, and only ProtocolError',
       const cut = parse(splitAt(bytes, cuts), limit);
       const show = (r: typeof whole) => (r === null ? 'incomplete' : r instanceof ProtocolError ? `refused: ${r.message}` : JSON.stringify(r.vars));
       assert.is(show(cut), show(whole));
+    },
+  ), runs(400));
+});
+
+uwsgi('wholePacket (a packet in one chunk, no parser) agrees with the parser, or leaves the chunk to it', () => {
+  fc.assert(fc.property(
+    varsArb, fc.array(fc.oneof(byteMutationArb, uwsgiMutationArb), { maxLength: 3 }), fc.uint8Array({ maxLength: 50 }), fc.constantFrom(undefined, 64, 1024),
+    (vars, mutations, body, limit) => {
+      let bytes = encodePacket(vars);
+      for (const m of mutations) {
+        bytes = 'size' in m || m.kind === 'modifier1' ? damageUwsgi(bytes, m as never) : mutateBytes(bytes, [m as never]);
+      }
+      bytes = Buffer.concat([bytes, body]);
+      const parsed = parse([bytes], limit);
+      const fast = refusedOr(() => wholePacket(bytes, limit));
+      if (fast === null) {
+        // Left to the parser: a packet still incomplete, or one over the limit it refuses.
+        assert.ok(parsed === null || (parsed instanceof ProtocolError && /the limit is/.test(parsed.message)), `parser: ${String(parsed)}`);
+        return;
+      }
+      if (fast instanceof ProtocolError) {
+        assert.ok(parsed instanceof ProtocolError, 'refused by both');
+        assert.is(fast.message, parsed.message);
+        return;
+      }
+      assert.ok(parsed !== null && !(parsed instanceof ProtocolError), 'parsed by both');
+      assert.equal(fast.packet.vars, parsed.vars);
+      assert.is(fast.packet.modifier1, parsed.m1);
+      assert.ok(fast.rest.equals(parsed.rest), 'the same bytes handed on');
     },
   ), runs(400));
 });
