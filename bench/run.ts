@@ -1,13 +1,15 @@
 // `npm run bench`: runs tsgi beside its peers on this machine with one load generator and
 // prints one markdown table (figures and ratios to tsgi), the latency floor and frame sizes.
-// Env: BENCH_SECONDS (5 per cell), BENCH_CONNECTIONS (50), BENCH_ONLY (ids of configurations
-// and/or workloads, comma-separated), BENCH_LOADGEN=undici (skip wrk), BENCH_WRK_THREADS (1).
+// Then the fixed-rate cell (bench/rate.ts). Env: BENCH_SECONDS (5 per cell), BENCH_CONNECTIONS
+// (50), BENCH_ONLY (ids of configurations and/or workloads, comma-separated), BENCH_LOADGEN=undici
+// (skip wrk), BENCH_WRK_THREADS (1), BENCH_RATE (req/s of the fixed-rate cell).
 import { rmSync } from 'node:fs';
 import { CONFIG_IDS, configurations, type Config } from './configs.js';
 import { latencyFloor } from './floor.js';
 import { frameSizeReport } from './frame-size.js';
 import { pickGenerator } from './loadgen.js';
 import { machineLines } from './machine.js';
+import { RATE_CONFIGS, RATE_ID, chooseRate, measureRate, rateTable, type RateCell } from './rate.js';
 import { CLI, installCleanup, run, stopAll, tempDir } from './proc.js';
 import { connectStormNote, latencySummary, table } from './report.js';
 import { measure, uploadFile, workloads, type Cell, type Settings, type Workload } from './workloads.js';
@@ -23,15 +25,17 @@ function settings(): Settings {
 }
 
 /** BENCH_ONLY: configuration ids narrow the configurations, workload ids the workloads. */
-function select(configs: Config[], all: Workload[]): { configs: Config[]; workloads: Workload[] } {
+function select(configs: Config[], all: Workload[]): { configs: Config[]; workloads: Workload[]; rate: boolean } {
   const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-  const known = new Set<string>([...CONFIG_IDS, ...all.map((w) => w.id)]);
+  const known = new Set<string>([...CONFIG_IDS, ...all.map((w) => w.id), RATE_ID]);
   const unknown = only.filter((id) => !known.has(id));
   if (unknown.length > 0) throw new UsageError(`BENCH_ONLY: unknown id(s) ${unknown.join(', ')}; known: ${[...known].join(', ')}`);
   const named = (ids: readonly string[]) => only.some((id) => ids.includes(id));
+  const anyWorkload = named([...all.map((w) => w.id), RATE_ID]);
   return {
     configs: named(CONFIG_IDS) ? configs.filter((x) => only.includes(x.id)) : configs,
-    workloads: named(all.map((w) => w.id)) ? all.filter((x) => only.includes(x.id)) : all,
+    workloads: anyWorkload ? all.filter((x) => only.includes(x.id)) : all,
+    rate: !anyWorkload || only.includes(RATE_ID),
   };
 }
 
@@ -71,6 +75,19 @@ async function main(): Promise<number> {
       cells.push(cell);
     }
   }
+  const rateConfigs = chosen.rate ? chosen.configs.filter((c) => RATE_CONFIGS.includes(c.id)) : [];
+  const rateCells: RateCell[] = [];
+  const { rate, why } = rateConfigs.length === 0 ? { rate: 0, why: '' }
+    : await chooseRate(rateConfigs.find((c) => c.id === 'tsgi'), s.seconds, dir);
+  for (const config of rateConfigs) {
+    process.stderr.write(`bench: ${config.id} × ${RATE_ID} (${rate}/s) …\n`);
+    const cell = await measureRate(config, rate, s.seconds, dir);
+    if (cell.error !== null) {
+      process.stderr.write(`bench: ${config.id} × ${RATE_ID}: ${cell.error}\n`);
+      await stopAll();
+    }
+    rateCells.push(cell);
+  }
   const wantsFloor = chosen.workloads.some((w) => w.id === 'latency');
   const floor = wantsFloor ? await latencyFloor(dir, s.seconds) : [];
 
@@ -88,10 +105,16 @@ async function main(): Promise<number> {
     out();
     out(note);
   }
+  if (rateCells.length > 0) {
+    out();
+    out('## Latency at a fixed rate');
+    out();
+    out(rateTable(rateCells, why));
+  }
   out();
   out(`Finished in ${((Date.now() - began) / 1000).toFixed(0)} s.`);
   await stopAll();
-  const failed = cells.filter((c) => c.result === null).length;
+  const failed = cells.filter((c) => c.result === null).length + rateCells.filter((c) => c.error !== null).length;
   rmSync(dir, { recursive: true, force: true });
   dir = null;
   return failed > 0 ? 1 : 0;
