@@ -36,11 +36,17 @@ export abstract class SocketListener<T extends Tracked> {
   readonly #peers = new WeakMap<Socket, string>();
   readonly #listen: ListenerOptions;
   #address: Address | null = null;
+  /** A socket's 'close' listener: one function for every socket, not a closure per connection. */
+  readonly #untrack: (this: Socket) => void;
 
   constructor(opts: ListenerOptions, serverOptions: { noDelay?: boolean; allowHalfOpen?: boolean }) {
     this.#listen = opts;
     this.log = opts.log;
     this.requests = new RequestTracker(opts.onServed);
+    const sockets = this.sockets;
+    this.#untrack = function untrack(this: Socket) {
+      sockets.delete(this);
+    };
     this.#server = createServer(serverOptions, (socket) => this.#accept(socket));
     const tls = opts.tls ?? null;
     if (tls !== null) {
@@ -124,7 +130,7 @@ export abstract class SocketListener<T extends Tracked> {
 
   #serveSocket(socket: Socket): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('close', this.#untrack);
     this.serve(socket);
   }
 

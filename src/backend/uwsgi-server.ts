@@ -271,20 +271,21 @@ class UwsgiExchange {
       this.#refuse(`modifier1 ${packet.modifier1} is not supported (0: request, 100: ping)`);
       return;
     }
-    let length = 0;
-    for (const [key, value] of packet.vars) {
-      if (key !== 'CONTENT_LENGTH' || value === '') continue;
-      if (!CONTENT_LENGTH.test(value)) {
-        this.#refuse(`CONTENT_LENGTH ${JSON.stringify(value.slice(0, 40))} is not a number of bytes`);
-        return;
-      }
-      length = Number(value);
-    }
     const input = new InputStream((n) => this.#consumed(n));
-    this.#input = input;
     const environ = buildEnvironFromVars(packet.vars, {
       input, signal: this.#signal, scriptName: this.#opts.scriptName ?? '', multiprocess: this.#opts.multiprocess ?? false,
     });
+    // The environ holds the last CONTENT_LENGTH var, as a loop over the vars would find it.
+    const declared = environ.CONTENT_LENGTH;
+    let length = 0;
+    if (declared !== undefined && declared !== '') {
+      if (!CONTENT_LENGTH.test(declared)) {
+        this.#refuse(`CONTENT_LENGTH ${JSON.stringify(declared.slice(0, 40))} is not a number of bytes`);
+        return;
+      }
+      length = Number(declared);
+    }
+    this.#input = input;
     this.method = environ.REQUEST_METHOD;
     this.uri = environ.REQUEST_URI;
     this.started = performance.now();
