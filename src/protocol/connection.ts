@@ -3,6 +3,7 @@
 // `write` function it is given, so the same code runs over a Unix socket, TCP or a test pair.
 import {
   DEFAULTS, Flags, FrameType, MAX_PEER_TEXT, MAX_STREAM_ID, PEER_LIMITS, PROTOCOL_VERSIONS, REPLY_LIMITS, RESET_CODE_NAMES, ResetCode,
+  TUNNEL_VERSION,
 } from './constants.js';
 import { ProtocolError, TsgiError } from './errors.js';
 import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
@@ -346,7 +347,10 @@ export class Connection implements StreamOwner {
           return;
         }
         // Final statuses travel (the gateway refuses others); 0 is an empty or damaged head.
-        if (head.status < 200 || head.status > 999) {
+        // A 101 answers an upgrade request only, and opens a tunnel (it cannot end the stream).
+        if (head.status === 101 && stream.upgrade && !end) {
+          stream.tunnel = true;
+        } else if (head.status < 200 || head.status > 999) {
           this._failStream(stream, ResetCode.PROTOCOL_ERROR, `RESPONSE with status ${head.status}`);
           return;
         }
@@ -495,6 +499,11 @@ export class Connection implements StreamOwner {
     if (head.serverIp.length > 0) head.serverAddr = addressFrom(head.serverIp);
     const stream = new Stream(this, id, this.peerInitialWindow, this.initialWindow);
     if (end) stream.remoteEnded = true;
+    // An upgrade needs a version-2 peer and an open stream; otherwise it is a plain request.
+    if (head.upgrade) {
+      if (end || this.version < TUNNEL_VERSION) head.upgrade = false;
+      else stream.upgrade = true;
+    }
     if (this.goAwaySent || this.streams.size >= this.maxStreams) {
       stream.closed = true;
       this.#replyReset(id, ResetCode.REFUSED_STREAM, this.goAwaySent ? 'going away' : 'too many streams');

@@ -1,8 +1,14 @@
 // Numbers both ends of a tsgi connection agree on: frame types, flags, reset codes, defaults.
 // Plain `as const` objects rather than enums, so the TypeScript stays erasable.
 
-/** Protocol versions this build speaks, oldest first. */
-export const PROTOCOL_VERSIONS: readonly number[] = [1];
+/**
+ * Protocol versions this build speaks, oldest first. 2 adds tunnels: Request.upgrade, answered
+ * by a 101 RESPONSE after which DATA carries the upgraded protocol both ways.
+ */
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+
+/** The first protocol version with tunnels (Request.upgrade, a 101 RESPONSE). */
+export const TUNNEL_VERSION = 2;
 
 /** Bytes in a frame header: length u32 | type u8 | flags u8 | stream u32. */
 export const FRAME_HEADER_SIZE = 10;

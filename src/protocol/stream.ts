@@ -1,6 +1,6 @@
 // One stream of a tsgi connection: its state (ended each way, closed), its flow-control
 // windows in both directions, and the queue of body bytes waiting for credit.
-import { Flags, FrameType, MAX_STREAM_ID, ResetCode } from './constants.js';
+import { Flags, FrameType, MAX_STREAM_ID, ResetCode, TUNNEL_VERSION } from './constants.js';
 import { TsgiError } from './errors.js';
 import { Request, Response, Trailers, Window } from './messages.js';
 import type { ValueEncoder } from './value-table.js';
@@ -47,6 +47,8 @@ function parseIpv4(address: string): Uint8Array | null {
  * Declared here so that the stream imports nothing of the connection.
  */
 export interface StreamOwner {
+  /** The protocol version agreed (TUNNEL_VERSION and up: upgrade requests, 101 responses). */
+  readonly version: number;
   readonly initialWindow: number;
   readonly peerInitialWindow: number;
   readonly peerMaxFrameSize: number;
@@ -102,6 +104,13 @@ export class Stream {
   credited = false;
   /** Who hears what arrives on the stream: an object whose methods live on its prototype. */
   handler: StreamHandler | null = null;
+  /**
+   * The request asked to upgrade (Request.upgrade, on a connection of TUNNEL_VERSION or later):
+   * a 101 may answer it.
+   */
+  upgrade = false;
+  /** A 101 went (server) or came (client): DATA carries the upgraded protocol's bytes both ways. */
+  tunnel = false;
 
   constructor(connection: StreamOwner, id: number, sendWindow: number, recvWindow: number) {
     this.connection = connection;
@@ -117,6 +126,10 @@ export class Stream {
 
   sendResponse(head: ResponseHead, endStream: boolean): void {
     if (this.closed || this.localEnded) return;
+    if (head.status === 101) {
+      if (!this.upgrade || endStream) throw new TsgiError('TSGI_ERR_PROTOCOL', 'a 101 answers only an upgrade request, and opens a tunnel (no END_STREAM)');
+      this.tunnel = true;
+    }
     const { block, commit } = this.connection.valueEncoder.encode(head.headers);
     const wire: ResponseHead = { status: head.status, reason: head.reason, headers: block };
     this.#sendHead(FrameType.RESPONSE, Response.encode(wire).finish(), endStream, commit);
@@ -129,12 +142,17 @@ export class Stream {
     // object shape for every request keeps the generated encoder monomorphic.
     const remote = ipv4Bytes(head.remoteAddr);
     const server = ipv4Bytes(head.serverAddr);
+    // A peer of version 1 knows no tunnels: the request goes as a plain one (the sender strips
+    // the Upgrade header, as for any request it does not upgrade).
+    const upgrade = head.upgrade === true && this.connection.version >= TUNNEL_VERSION && !endStream;
+    this.upgrade = upgrade;
     const wire: RequestHead = {
       method: head.method, target: head.target, headers: block,
       remoteAddr: remote === null ? head.remoteAddr : '', remotePort: head.remotePort,
       serverAddr: server === null ? head.serverAddr : '', serverPort: head.serverPort,
       scheme: head.scheme, protocol: head.protocol, timeoutMs: head.timeoutMs,
       remoteIp: remote ?? undefined, serverIp: server ?? undefined,
+      upgrade: upgrade ? true : undefined, // absent (not false) on a plain request: no bytes spent
     };
     this.#sendHead(FrameType.REQUEST, Request.encode(wire).finish(), endStream, commit);
   }

@@ -361,6 +361,92 @@ function conformance(transport: Transport): void {
     assert.ok(p.client.closed && p.server.closed);
   });
 
+  test('version 2: an upgrade request is answered by a 101 and the stream carries bytes both ways, each half-closed on its own', async () => {
+    const heads: tsgi.Request[] = [];
+    const p = await open({
+      server: {
+        onRequest: (stream, head, end) => {
+          heads.push(head);
+          assert.not.ok(end, 'an upgrade request keeps its stream open');
+          assert.ok(stream.upgrade);
+          stream.sendResponse({ status: 101, headers: packHeaders(['Upgrade', 'websocket', 'Connection', 'Upgrade']) }, false);
+          assert.ok(stream.tunnel);
+          stream.handler = {
+            onData: (chunk, end) => {
+              stream.consume(chunk.length);
+              if (chunk.length > 0) stream.write(Buffer.from(chunk.toString('latin1').toUpperCase(), 'latin1'));
+              if (end) stream.end();
+            },
+          };
+        },
+      },
+    });
+    assert.is(p.client.version, 2);
+    const stream = p.client.open({ ...requestHead('/ws'), method: 'GET', upgrade: true }, false);
+    assert.ok(stream.upgrade);
+    const w = watch(stream);
+    await eventually(() => w.head !== null, 'the 101');
+    assert.is(w.head!.status, 101);
+    assert.ok(stream.tunnel);
+    assert.equal(unpackHeaders(w.head!.headers).map((x) => x.toLowerCase()), ['upgrade', 'websocket', 'connection', 'upgrade'],
+      'the 101 carries its headers (hop-by-hop ones included)');
+    stream.write(Buffer.from('hello'));
+    await eventually(() => w.bytes === 5, 'the echo');
+    assert.is(Buffer.concat(w.chunks).toString(), 'HELLO');
+    stream.end();
+    await eventually(() => w.ended, 'the server half-closes after the client did');
+    assert.is(heads[0]!.upgrade, true);
+    await eventually(() => p.client.streams.size === 0 && p.server.streams.size === 0, 'both stream tables to empty');
+    noErrors(p);
+  });
+
+  test('version 1: a peer that speaks only 1 never gets an upgrade request, and a 101 it did not ask for is refused', async () => {
+    const seen: [boolean, boolean][] = [];
+    const p = await open({
+      client: { versions: [1, 2] },
+      server: {
+        versions: [1],
+        onRequest: (stream, head, end) => {
+          seen.push([head.upgrade, end]);
+          assert.not.ok(stream.upgrade);
+          try {
+            stream.sendResponse({ status: 101, headers: {} }, false);
+            assert.unreachable('a 101 without an upgrade request');
+          } catch (err) {
+            assert.is((err as TsgiError).code, 'TSGI_ERR_PROTOCOL');
+          }
+          stream.sendResponse({ status: 200, headers: {} }, true);
+        },
+      },
+    });
+    assert.is(p.client.version, 1);
+    assert.is(p.server.version, 1);
+    const stream = p.client.open({ ...requestHead('/ws'), method: 'GET', upgrade: true }, true);
+    assert.not.ok(stream.upgrade, 'not sent as an upgrade to a version-1 peer');
+    const w = watch(stream);
+    await eventually(() => w.ended, 'the response');
+    assert.is(w.head!.status, 200);
+    assert.equal(seen, [[false, true]]);
+    const req = sent(p, 'client>', FrameType.REQUEST)[0]!;
+    assert.is(Request.decode(req.payload!).upgrade, false, 'no upgrade field on the wire');
+    noErrors(p);
+  });
+
+  test('a 101 to a stream that did not ask to upgrade resets it with PROTOCOL_ERROR', async () => {
+    const p = await open({
+      server: {
+        onRequest: (stream) => {
+          p.rawToClient(encodeFrame(FrameType.RESPONSE, 0, stream.id, Response.encode({ status: 101 }).finish()));
+        },
+      },
+    });
+    const stream = p.client.open(requestHead('/plain'), true);
+    const w = watch(stream);
+    await eventually(() => w.resets.length === 1, 'the reset');
+    assert.is(w.resets[0]![0], ResetCode.PROTOCOL_ERROR);
+    assert.is(w.head, null);
+  });
+
   test('a frame before HELLO: onError, GOAWAY(PROTOCOL_ERROR), the connection destroyed', async () => {
     const early = [
       encodeFrame(FrameType.PING, 0, 0, Ping.encode({ id: 1 }).finish()),
