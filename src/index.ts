@@ -6,9 +6,14 @@ export type {
 } from './backend/types.js';
 export { start as serve, type Backend, type BackendConfig } from './backend/index.js';
 export { start as front, type Front, type FrontConfig } from './frontend/index.js';
-export { fromFetch } from './backend/fetch-adapter.js';
-export { fromNodeHandler, type NodeHandler } from './backend/node-adapter.js';
+export { fromFetch, upgradeWebSocket } from './backend/fetch-adapter.js';
+export {
+  fromHttpServer, fromNodeHandler, type NodeHandler, type NodeHandlerOptions, type UpgradeHandler,
+} from './backend/node-adapter.js';
 export { toFetch, toNodeHandler, type PortableOptions } from './backend/portable.js';
+export { TsgiWebSocket, type WebSocketOptions } from './backend/websocket.js';
+export { onDrain, type DrainNotice } from './backend/draining.js';
+export { CloseCode } from './common/ws-frames.js';
 export { InputStream } from './backend/input.js';
 export { parseAddress, type Address } from './common/address.js';
 export { TsgiError, ProtocolError, GatewayError, ConfigError, type TsgiErrorCode } from './protocol/errors.js';

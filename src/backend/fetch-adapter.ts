@@ -2,8 +2,37 @@
 // export) as a gateway application: the environ becomes a Request (body streamed from
 // tsgi.input, signal from tsgi.signal), the Response becomes startResponse + body chunks.
 import { STATUS_CODES } from 'node:http';
+import { TsgiError } from '../protocol/errors.js';
 import { HOP_BY_HOP } from './gateway.js';
 import type { Application, Chunk, Environ, FetchHandler, Write } from './types.js';
+import { type TsgiWebSocket, type WebSocketOptions, premadeWebSocket } from './websocket.js';
+
+/** environ['tsgi.websocket'], with the WebSocket made ahead of the handshake. */
+type Accept = (options?: WebSocketOptions, premade?: TsgiWebSocket) => TsgiWebSocket;
+
+/** The environ of each upgrade request turned into a Request (plain requests are not recorded). */
+const UPGRADES = new WeakMap<Request, Environ>();
+/** The responses upgradeWebSocket() made, and what accepting them takes. */
+const ACCEPTS = new WeakMap<Response, { accept: Accept; socket: TsgiWebSocket; options: WebSocketOptions | undefined }>();
+
+/**
+ * Deno.upgradeWebSocket for fetch-style handlers served by tsgi: `socket` is a WebSocket
+ * (CONNECTING until the handshake; 'open' then fires), and `response` is what the handler
+ * returns; tsgi then completes the handshake (the 101) instead of sending that response.
+ * Throws TSGI_ERR_WEBSOCKET for a request that is not a WebSocket upgrade served by tsgi.
+ */
+export function upgradeWebSocket(request: Request, options?: WebSocketOptions): { socket: TsgiWebSocket; response: Response } {
+  const environ = UPGRADES.get(request);
+  const accept = environ?.['tsgi.websocket'] as Accept | undefined;
+  if (accept === undefined) {
+    throw new TsgiError('TSGI_ERR_WEBSOCKET', `upgradeWebSocket: ${request.method} ${request.url} is not a WebSocket upgrade request`
+      + ' (Upgrade: websocket, over a front that forwards upgrades)');
+  }
+  const socket = premadeWebSocket();
+  const response = new Response(null, { status: 200 });
+  ACCEPTS.set(response, { accept, socket, options });
+  return { socket, response };
+}
 
 const NO_BODY = new Set(['GET', 'HEAD']);
 const EMPTY = new Uint8Array(0);
@@ -36,7 +65,9 @@ export function requestFromEnviron(environ: Environ): Request {
     init.body = ReadableStream.from(input) as unknown as ReadableStream<Uint8Array>;
     init.duplex = 'half';
   }
-  return new Request(url, init);
+  const request = new Request(url, init);
+  if (environ['tsgi.websocket'] !== undefined) UPGRADES.set(request, environ);
+  return request;
 }
 
 /** Wraps a fetch-style handler as a gateway Application. */
@@ -46,6 +77,16 @@ export function fromFetch(handler: FetchHandler): Application {
     const response = await handler.fetch(requestFromEnviron(environ), environ, ctx);
     if (!(response instanceof Response)) {
       throw new TypeError(`fetch handler returned ${response === null ? 'null' : typeof response}, not a Response`);
+    }
+    const upgrade = ACCEPTS.get(response);
+    if (upgrade !== undefined) {
+      try {
+        upgrade.accept(upgrade.options, upgrade.socket);
+      } catch (err) {
+        upgrade.socket.emit('close', 1006, Buffer.alloc(0)); // the handshake was refused (a 400 went out)
+        throw err;
+      }
+      return null;
     }
     const headers: [string, string][] = [];
     response.headers.forEach((value, name) => {

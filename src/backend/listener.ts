@@ -87,6 +87,11 @@ export abstract class SocketListener<T extends Tracked> {
   protected timeOut(_request: T, _limitMs: number): void {}
   /** Graceful stop, after the requests: hand the peers what is still buffered for them. */
   protected afterDrain(): void {}
+  /**
+   * Graceful stop, while the requests finish: connections the application took over (upgrades)
+   * end, or are closed, within `timeoutMs`. `closeCode` is the WebSocket close code to use.
+   */
+  protected async drainTunnels(_timeoutMs: number, _closeCode: number): Promise<void> {}
 
   get address(): Address | null {
     return this.#address;
@@ -170,14 +175,21 @@ export abstract class SocketListener<T extends Tracked> {
    * Stops accepting connections. Graceful: the peers are told (beforeDrain), and the requests
    * running get up to `timeoutMs` to finish before the sockets are closed.
    */
-  async stop({ graceful = true, timeoutMs = 30_000 }: { graceful?: boolean; timeoutMs?: number } = {}): Promise<void> {
+  async stop({ graceful = true, timeoutMs = 30_000, closeCode = 1001 }: {
+    graceful?: boolean; timeoutMs?: number;
+    /** The WebSocket close code for open WebSockets: 1001 Going Away (a stop), 1012 Service Restart (a reload). */
+    closeCode?: number;
+  } = {}): Promise<void> {
     this.closing = true;
     const closed = closeListener(this.#server);
     if (graceful) {
       this.beforeDrain();
-      if (!(await this.requests.idle(timeoutMs))) {
-        this.log.warn(`graceful timeout: ${this.inFlight} ${this.words.request}(s) still running are cut`);
-      }
+      await Promise.all([
+        this.requests.idle(timeoutMs).then((idle) => {
+          if (!idle) this.log.warn(`graceful timeout: ${this.inFlight} ${this.words.request}(s) still running are cut`);
+        }),
+        this.drainTunnels(timeoutMs, closeCode),
+      ]);
     }
     this.afterDrain();
     // Give the final bytes a moment to flush before forcing the sockets closed. Not unref'd: with

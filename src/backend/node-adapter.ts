@@ -3,7 +3,9 @@
 // res is a real http.ServerResponse whose output methods, replaced on the instance (so they
 // survive Express swapping the prototype), feed the gateway an async iterator: no HTTP bytes
 // are written or parsed, the head goes to startResponse, and write() reports backpressure.
-import { type IncomingMessage, STATUS_CODES, ServerResponse } from 'node:http';
+import { type IncomingMessage, STATUS_CODES, Server as HttpServer, ServerResponse } from 'node:http';
+import { Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
 import { GatewayError, TsgiError } from '../protocol/errors.js';
 import { HOP_BY_HOP } from './gateway.js';
 import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
@@ -12,6 +14,18 @@ import type { InputStream } from './input.js';
 
 /** A (req, res) handler, as node:http's createServer takes. */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+/**
+ * An 'upgrade' listener, as node:http's Server calls it: the request, the connection (a Duplex
+ * over the tsgi stream, close enough to a net.Socket for ws and socket.io), and the bytes that
+ * came after the head (always empty here: the front sends the client's bytes after the 101).
+ */
+export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => unknown;
+
+export interface NodeHandlerOptions {
+  /** Runs upgrade requests (Connection: upgrade); without it they go to the handler as any request. */
+  upgrade?: UpgradeHandler;
+}
 
 /** res.write() answers false once this many bytes wait for the gateway to take them. */
 const HIGH_WATER_MARK = 64 * 1024;
@@ -344,7 +358,7 @@ function emitDrain(res: ServerResponse): void {
 function emitFinishAndClose(res: ServerResponse, req: Req): void {
   res.emit('finish');
   res.emit('close');
-  req[kState].socket.close(false); // one request per "connection": it closes after the response
+  (req[kState].socket as PeerSocket).close(false); // one request per "connection": it closes after the response
   // As node:http does: a request body nobody read is drained, so req ends and closes too.
   if (!req._consuming && !req.destroyed && !req.readableEnded) {
     req.removeAllListeners('data');
@@ -446,9 +460,12 @@ function makeResponse(req: Req, exchange: Exchange): Res {
  * Wraps a Node `(req, res)` handler as a gateway Application. A promise the handler returns is
  * watched: a rejection becomes a 500 (or a reset stream, once the head went out).
  */
-export function fromNodeHandler(handler: NodeHandler): Application {
+export function fromNodeHandler(handler: NodeHandler, options: NodeHandlerOptions = {}): Application {
   if (typeof handler !== 'function') throw new TypeError('fromNodeHandler needs a function (req, res)');
+  const upgrade = options.upgrade;
+  if (upgrade !== undefined && typeof upgrade !== 'function') throw new TypeError('fromNodeHandler: options.upgrade must be a function (req, socket, head)');
   return (environ, startResponse) => {
+    if (upgrade !== undefined && environ['tsgi.upgrade'] !== undefined) return runUpgrade(environ, upgrade);
     const exchange = new Exchange(environ, startResponse);
     const result = handler(exchange.req, exchange.res);
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
@@ -456,6 +473,49 @@ export function fromNodeHandler(handler: NodeHandler): Application {
     }
     return exchange.result();
   };
+}
+
+/**
+ * An upgrade request given to an 'upgrade' listener: it takes the connection (the gateway sends
+ * nothing) and answers on the socket with a raw HTTP response (a 101, or a refusal).
+ */
+function runUpgrade(environ: Environ, upgrade: UpgradeHandler): null {
+  const socket = (environ['tsgi.upgrade'] as () => Duplex)();
+  const req = makeRequest(environ, { socket, read() {}, cut() { socket.destroy(); } });
+  (req as { upgrade?: boolean }).upgrade = true;
+  const failed = (err: unknown) => {
+    environ['tsgi.errors'].write(`tsgi: the 'upgrade' listener for ${req.method} ${req.url} failed: ${(err as Error)?.stack ?? String(err)}\n`);
+    socket.destroy();
+  };
+  try {
+    const result = upgrade(req, socket, Buffer.alloc(0));
+    if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
+      (result as Promise<unknown>).then(undefined, failed);
+    }
+  } catch (err) {
+    failed(err);
+  }
+  return null;
+}
+
+/**
+ * Runs an http.Server (or https.Server) that was made and never listened on, as node:http would:
+ * each request is its 'request' event (req, res), and an upgrade request its 'upgrade' event
+ * (req, socket, head) when it has 'upgrade' listeners (ws's WebSocketServer({ server }),
+ * socket.io's Server(httpServer), @hono/node-ws), else a 'request' too.
+ */
+export function fromHttpServer(server: HttpServer | HttpsServer): Application {
+  const request = fromNodeHandler((req, res) => server.emit('request', req, res));
+  const upgrade: UpgradeHandler = (req, socket, head) => server.emit('upgrade', req, socket, head);
+  return (environ, startResponse) => {
+    if (environ['tsgi.upgrade'] !== undefined && server.listenerCount('upgrade') > 0) return runUpgrade(environ, upgrade);
+    return request(environ, startResponse);
+  };
+}
+
+/** An http.Server or https.Server (made with createServer, never listened on). */
+export function isHttpServer(x: unknown): x is HttpServer | HttpsServer {
+  return x instanceof HttpServer || x instanceof HttpsServer;
 }
 
 /** An Express or Connect app: a function with handle(), use() and listen() (never guessed by arity). */

@@ -12,7 +12,8 @@ export const kState = Symbol('tsgi.node');
 
 /** What the request side needs from the exchange that owns it. */
 export interface RequestOwner {
-  readonly socket: PeerSocket;
+  /** req.socket: a PeerSocket, or the TunnelSocket of an upgrade request. */
+  readonly socket: { readonly destroyed: boolean; destroy(err?: Error | null): unknown };
   /** req._read: take the next chunk of tsgi.input and push it. */
   read(): void;
   /** The app destroyed the connection: no response (or no more of it) goes out, the stream resets. */

@@ -10,12 +10,16 @@ import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
 import { TsgiError } from '../protocol/errors.js';
 import { packHeaders, unpackHeaders } from '../protocol/header-table.js';
 import type { tsgi } from '../protocol/generated/tsgi.js';
+import { asksForWebSocket } from '../common/ws-frames.js';
+import { notifyDrain } from './draining.js';
 import { LazySignal, buildEnviron } from './environ.js';
 import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
 import { SocketListener } from './listener.js';
+import { TunnelSocket, type TunnelOwner } from './tunnel.js';
 import type { Application } from './types.js';
+import { type TsgiWebSocket, acceptWebSocket, type WebSocketOptions } from './websocket.js';
 
 export interface BackendServerOptions {
   /** Where to listen; null for a worker, whose connections come from its supervisor. */
@@ -106,6 +110,8 @@ class RequestState implements StreamHandler {
   readonly method: string;
   readonly uri: string;
   done = false;
+  /** An upgrade request's connection (null for any other request). */
+  socket: TunnelSocket | null = null;
 
   constructor(stream: Stream, head: tsgi.Request) {
     this.input = new InputStream((n) => stream.consume(n));
@@ -139,6 +145,30 @@ class RequestState implements StreamHandler {
     this.responder._wake();
   }
 }
+
+/** An upgrade request: its DATA and credit go to the tunnel socket, and a reset closes that too. */
+class UpgradeState extends RequestState {
+  override onData(chunk: Buffer, end: boolean): void {
+    this.socket!.fromFront(chunk, end);
+  }
+
+  override onDrain(): void {
+    super.onDrain();
+    this.socket!.drained();
+  }
+
+  override onReset(code: number, message: string): void {
+    super.onReset(code, message);
+    this.socket!.reset();
+  }
+}
+
+/**
+ * How long the end of a graceful stop gives open WebSockets: their close frames go out spread
+ * over `spread` (so that clients do not all reconnect at once), then `handshake` for the close
+ * replies. Each is at most a quarter of the graceful timeout.
+ */
+const WEBSOCKET_CLOSE = { spread: 5000, handshake: 2000 } as const;
 
 /** Pings one connection every interval; one without an answer for the timeout is given up. */
 class Pinger {
@@ -188,10 +218,40 @@ export class BackendServer extends SocketListener<RequestState> {
   protected readonly words = { listening: 'serving on', request: 'request' };
   readonly #opts: BackendServerOptions;
   readonly #connections = new Set<Connection>();
+  /** Connections taken over by the application (upgrade requests), open now. */
+  readonly #tunnels = new Set<TunnelSocket>();
+  #tunnelWaiters: (() => void)[] = [];
+  readonly #tunnelOwner: TunnelOwner;
 
   constructor(opts: BackendServerOptions) {
     super({ ...opts, handshakeTimeoutMs: opts.pingTimeoutMs }, { noDelay: true });
     this.#opts = opts;
+    const tunnels = this.#tunnels;
+    this.#tunnelOwner = {
+      log: opts.log,
+      taken: (socket) => {
+        const state = socket.stream.handler as RequestState;
+        // The application answers on the socket: the gateway sends nothing, and the deadline
+        // (for the response head) no longer applies.
+        state.responder.aborted = true;
+        if (state.responder.status === 0) state.responder.status = 101;
+        if (state.timer !== null) clearTimeout(state.timer);
+        state.timer = null;
+        state.responder._wake();
+        if (!socket.destroyed) tunnels.add(socket);
+      },
+      answered: (socket, status) => {
+        (socket.stream.handler as RequestState).responder.status = status;
+      },
+      closed: (socket) => {
+        if (tunnels.delete(socket) && tunnels.size === 0) for (const w of this.#tunnelWaiters.splice(0)) w();
+      },
+    };
+  }
+
+  /** Connections the application took over (WebSockets and other upgrades) open now. */
+  get tunnels(): number {
+    return this.#tunnels.size;
   }
 
   /** Front connections open now. */
@@ -280,10 +340,10 @@ export class BackendServer extends SocketListener<RequestState> {
   }
 
   #handle(stream: Stream, head: tsgi.Request, end: boolean): void {
-    const state = new RequestState(stream, head);
+    const state = stream.upgrade ? new UpgradeState(stream, head) : new RequestState(stream, head);
     const { input, controller, responder } = state;
     stream.handler = state;
-    if (end) input.end();
+    if (end || stream.upgrade) input.end(); // an upgrade request has no body: what follows is the tunnel's
     if (head.timeoutMs > 0) {
       state.timer = setTimeout(() => {
         controller.abort(new TsgiError('TSGI_ERR_BACKEND_TIMEOUT', `request deadline of ${head.timeoutMs} ms passed`));
@@ -301,13 +361,37 @@ export class BackendServer extends SocketListener<RequestState> {
       stream.reset(ResetCode.PROTOCOL_ERROR, (err as Error).message);
       return;
     }
+    if (stream.upgrade) this.#offerUpgrade(stream, environ, state);
     this.requests.start(state);
     runApplication(this.#opts.app, environ, responder, this.#opts.log, () => this.#finished(stream, state));
+  }
+
+  /**
+   * An upgrade request: environ['tsgi.upgrade']() hands the application the connection, and,
+   * when a WebSocket is asked for, environ['tsgi.websocket']() accepts it.
+   */
+  #offerUpgrade(stream: Stream, environ: Record<string, unknown>, state: RequestState): void {
+    const socket = new TunnelSocket(stream, environ as never, this.#tunnelOwner, asksForWebSocket(environ['tsgi.headers'] as string[]));
+    state.socket = socket;
+    environ['tsgi.upgrade'] = () => socket.takeOver();
+    if (socket.websocket) {
+      environ['tsgi.websocket'] = (options?: WebSocketOptions, premade?: TsgiWebSocket) =>
+        acceptWebSocket(environ as never, socket, options, premade ?? null);
+    }
   }
 
   #finished(stream: Stream, state: RequestState): void {
     state.done = true;
     if (state.timer !== null) clearTimeout(state.timer);
+    const socket = state.socket;
+    if (socket !== null) {
+      if (socket.taken) {
+        this.requests.finish(state);
+        this.#opts.metrics?.observe(state.responder.status, state.started);
+        return;
+      }
+      socket.destroy(); // answered as an ordinary request: the connection was not taken
+    }
     // The response is complete but the body never was read to its end: stop the front sending it.
     if (!stream.closed && !stream.remoteEnded && stream.localEnded) stream.reset(ResetCode.NO_ERROR, 'response complete');
     this.requests.finish(state);
@@ -328,6 +412,49 @@ export class BackendServer extends SocketListener<RequestState> {
   /** Graceful stop: GOAWAY on every connection, so the fronts send nothing new. */
   protected override beforeDrain(): void {
     for (const conn of this.#connections) conn.goAway(ResetCode.NO_ERROR, 'backend shutting down');
+  }
+
+  /**
+   * Graceful stop: tunnels keep running until they end or the end of the graceful timeout
+   * nears; then each WebSocket still open is closed with `closeCode` (1001 on a stop, 1012 on a
+   * reload), the close frames spread over a window, and whatever is left at the deadline is cut.
+   */
+  protected override async drainTunnels(timeoutMs: number, closeCode: number): Promise<void> {
+    const started = Date.now();
+    const spread = Math.min(WEBSOCKET_CLOSE.spread, timeoutMs / 4);
+    const handshake = Math.min(WEBSOCKET_CLOSE.handshake, timeoutMs / 4);
+    const closeAt = started + timeoutMs - spread - handshake;
+    notifyDrain(closeCode, closeAt);
+    if (this.#tunnels.size === 0) return;
+    if (await this.#tunnelsEnd(closeAt - Date.now())) return;
+    const open = [...this.#tunnels];
+    let closing = 0;
+    const timers = open.map((socket, i) => setTimeout(() => {
+      if (socket.goingAway(closeCode)) closing++;
+    }, (spread * i) / open.length));
+    this.log.info(`graceful stop: closing ${open.length} open tunnel(s) (WebSockets with close code ${closeCode}) over ${Math.round(spread)} ms`);
+    const ended = await this.#tunnelsEnd(started + timeoutMs - Date.now());
+    for (const t of timers) clearTimeout(t);
+    if (!ended) {
+      this.log.warn(`graceful timeout: ${this.#tunnels.size} tunnel(s) still open are cut (${closing} WebSocket(s) were sent a close frame)`);
+      for (const socket of [...this.#tunnels]) socket.destroy();
+    }
+  }
+
+  /** Resolves true once no tunnel is open, false after `ms`. */
+  async #tunnelsEnd(ms: number): Promise<boolean> {
+    if (this.#tunnels.size === 0) return true;
+    if (ms <= 0) return false;
+    let timer: NodeJS.Timeout | undefined;
+    let waiter!: () => void;
+    await Promise.race([
+      new Promise<void>((resolve) => { waiter = resolve; this.#tunnelWaiters.push(resolve); }),
+      new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); }),
+    ]);
+    clearTimeout(timer);
+    const i = this.#tunnelWaiters.indexOf(waiter);
+    if (i !== -1) this.#tunnelWaiters.splice(i, 1);
+    return this.#tunnels.size === 0;
   }
 
   /** The last frames (responses, GOAWAY) still batched for each front go out before the close. */

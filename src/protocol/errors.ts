@@ -30,7 +30,8 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_STATIC_FORBIDDEN'
   | 'TSGI_ERR_STATIC_NOT_FOUND'
   | 'TSGI_ERR_STATIC_METHOD'
-  | 'TSGI_ERR_NOT_IMPLEMENTED';
+  | 'TSGI_ERR_NOT_IMPLEMENTED'
+  | 'TSGI_ERR_WEBSOCKET';
 
 export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_PROTOCOL: 502,
@@ -72,6 +73,8 @@ export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_STATIC_METHOD: 405,
   /** A request the front does not serve at all (CONNECT over HTTP/2). */
   TSGI_ERR_NOT_IMPLEMENTED: 501,
+  /** A WebSocket handshake refused (not an upgrade request, a bad Sec-WebSocket-Key or -Version). */
+  TSGI_ERR_WEBSOCKET: 400,
 };
 
 export class TsgiError extends Error {

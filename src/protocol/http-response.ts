@@ -10,8 +10,11 @@ export interface ParsedResponseHead {
   reason: string;
   /** Header fields as sent, flat: [name, value, name, value, …]. */
   headers: string[];
-  /** How the body is delimited: none (HEAD, 204, 304, length 0), length, chunked, or close. */
-  framing: 'none' | 'length' | 'chunked' | 'close';
+  /**
+   * How the body is delimited: none (HEAD, 204, 304, length 0), length, chunked, or close; or
+   * 'tunnel' after a 101 (with `upgrade`): every later byte is the upgraded protocol's.
+   */
+  framing: 'none' | 'length' | 'chunked' | 'close' | 'tunnel';
 }
 
 export interface ResponseEvents {
@@ -27,6 +30,8 @@ export interface ResponseParserOptions {
   maxHeadSize?: number;
   /** The request was HEAD: whatever the headers say, no body follows. */
   headRequest?: boolean;
+  /** The request asked to upgrade: a 101 is final, and what follows it goes to onBody, unparsed. */
+  upgrade?: boolean;
 }
 
 type State = 'head' | 'length' | 'size' | 'data' | 'data-end' | 'trailers' | 'close' | 'done';
@@ -39,6 +44,7 @@ export class HttpResponseParser {
   readonly #events: ResponseEvents;
   readonly #maxHead: number;
   readonly #headRequest: boolean;
+  readonly #upgrade: boolean;
   #state: State = 'head';
   /** Bytes of the head not yet complete. */
   #pending: Buffer | null = null;
@@ -50,6 +56,7 @@ export class HttpResponseParser {
     this.#events = events;
     this.#maxHead = opts.maxHeadSize ?? 64 * 1024;
     this.#headRequest = opts.headRequest ?? false;
+    this.#upgrade = opts.upgrade ?? false;
   }
 
   get done(): boolean {
@@ -168,6 +175,11 @@ export class HttpResponseParser {
       if (lower === 'content-length') (lengths ??= []).push(value);
       else if (lower === 'transfer-encoding') codings = codings === null ? value : `${codings}, ${value}`;
       headers.push(name, value);
+    }
+    if (status === 101 && this.#upgrade) {
+      this.#state = 'close';
+      this.#events.onHead({ status, reason: m[2] ?? '', headers, framing: 'tunnel' });
+      return;
     }
     if (status < 200) {
       if (status === 101) throw new ProtocolError('a uwsgi backend cannot switch protocols (101)');

@@ -56,6 +56,7 @@ const EXPECTED: Record<TsgiErrorCode, [number, boolean, string?]> = {
   TSGI_ERR_STATIC_NOT_FOUND: [404, false],
   TSGI_ERR_STATIC_METHOD: [405, false, 'allow'],
   TSGI_ERR_NOT_IMPLEMENTED: [501, false],
+  TSGI_ERR_WEBSOCKET: [400, false],
 };
 
 test('every code becomes its status, reason, body, headers and close', () => {
