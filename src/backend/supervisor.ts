@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
 import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../common/children.js';
+import { CloseCode } from '../common/ws-frames.js';
 import { EXIT } from '../common/exit-codes.js';
 import { guardAccept } from '../common/accept-guard.js';
 import { closeListener, listenOn, reachable } from '../common/listen.js';
@@ -363,7 +364,7 @@ export class Supervisor {
         this.#opts.log.error(`worker ${worker.id} (pid ${worker.handle.pid}): request ${what} exceeded --timeout `
           + `${limit / 1000} s: answered 504; killing the worker in ${grace / 1000} s`);
         this.#restarted('timeout');
-        this.#workers.stop(worker, { type: 'stop', graceMs: grace } satisfies SupervisorMessage, grace);
+        this.#workers.stop(worker, { type: 'stop', graceMs: grace, closeCode: CloseCode.SERVICE_RESTART } satisfies SupervisorMessage, grace);
         this.reconcile();
         return;
       }
@@ -381,7 +382,10 @@ export class Supervisor {
   #retire(worker: Worker, why: string, killAfterMs = this.#opts.gracefulTimeoutMs + 1000): void {
     if (worker.state === 'stopping') return;
     this.#opts.log.info(`worker ${worker.id} (pid ${worker.handle.pid}) retiring: ${why}`);
-    this.#workers.stop(worker, { type: 'stop' } satisfies SupervisorMessage, killAfterMs);
+    // Its WebSockets close with 1001 Going Away when the backend stops, else 1012 Service
+    // Restart (a reload, a recycled or replaced worker: the service goes on, reconnect).
+    const closeCode = this.#stopping ? CloseCode.GOING_AWAY : CloseCode.SERVICE_RESTART;
+    this.#workers.stop(worker, { type: 'stop', closeCode } satisfies SupervisorMessage, killAfterMs);
   }
 
   #onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {

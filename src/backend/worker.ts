@@ -7,6 +7,7 @@ import type { Socket } from 'node:net';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { EXIT } from '../common/exit-codes.js';
+import { CloseCode } from '../common/ws-frames.js';
 import { createLogger, setLogLevel, setLogTag, type Logger, type LogLevel } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { loadApplication, splitAppSpec } from './load-app.js';
@@ -68,8 +69,11 @@ export type WorkerMessage =
 
 export type SupervisorMessage =
   | { type: 'connection'; protocol?: ConnectionProtocol }
-  /** Stop gracefully, giving requests `graceMs` (default --graceful-timeout) to finish. */
-  | { type: 'stop'; graceMs?: number }
+  /**
+   * Stop gracefully, giving requests `graceMs` (default --graceful-timeout) to finish; open
+   * WebSockets close with closeCode (1001 on a stop, the default; 1012 on a reload).
+   */
+  | { type: 'stop'; graceMs?: number; closeCode?: number }
   /** Move one front connection to another worker. */
   | { type: 'shed' }
   /** The worker target changed: the connection count to advertise to fronts. */
@@ -201,12 +205,12 @@ async function main(): Promise<void> {
     if (requests.length > 0) send({ type: 'timeout', requests });
   }, EXPIRE_EVERY_MS) : null;
   expiry?.unref();
-  const stop = async (graceMs = config.gracefulTimeoutMs) => {
+  const stop = async (graceMs = config.gracefulTimeoutMs, closeCode: number = CloseCode.GOING_AWAY) => {
     if (stopping) return;
     stopping = true;
     clearInterval(timer);
     await Promise.all([
-      server!.stop({ graceful: true, timeoutMs: graceMs }),
+      server!.stop({ graceful: true, timeoutMs: graceMs, closeCode }),
       uwsgi!.stop({ graceful: true, timeoutMs: graceMs }),
     ]);
     await sendMetrics().catch(() => {});
@@ -219,7 +223,7 @@ async function main(): Promise<void> {
       else if (msg.protocol === 'uwsgi') uwsgi!.accept(handle);
       else server!.accept(handle);
     } else if (msg.type === 'stop') {
-      void stop(msg.graceMs);
+      void stop(msg.graceMs, msg.closeCode);
     } else if (msg.type === 'shed') {
       server!.shedConnection();
     } else if (msg.type === 'target') {

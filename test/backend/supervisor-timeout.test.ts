@@ -49,7 +49,7 @@ test('a worker reporting a request past --timeout: logged with the request and i
   await start;
   a!.say({ type: 'timeout', requests: [{ method: 'GET', uri: '/slow?x=1', ms: 2043 }] });
   await turn();
-  assert.equal(a!.got('stop').map((s) => s.message), [{ type: 'stop', graceMs: 1000 }], 'a short grace, not --graceful-timeout');
+  assert.equal(a!.got('stop').map((s) => s.message), [{ type: 'stop', graceMs: 1000, closeCode: 1012 }], 'a short grace, not --graceful-timeout; its WebSockets close with 1012');
   assert.ok(log.lines.some((l) => /worker 1 \(pid [^)]*\): request GET \/slow\?x=1 \(running 2\.0 s\) exceeded --timeout 2 s: answered 504; killing the worker in 1 s/.test(l)),
     log.lines.join('\n'));
   assert.is(sup.restartsByReason.get('timeout'), 1);
