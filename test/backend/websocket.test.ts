@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { BackendServer } from '../../src/backend/server.js';
+import { fromNodeHandler } from '../../src/backend/node-adapter.js';
 import { loadApplication } from '../../src/backend/load-app.js';
 import type { Application } from '../../src/backend/types.js';
 import { ResetCode } from '../../src/protocol/index.js';
@@ -47,7 +48,7 @@ function body(answer: { socket: import('node:stream').Duplex }): Promise<string>
 }
 
 test.before(async () => {
-  for (const name of ['ws-node-server', 'ws-gateway', 'ws-fetch', 'ws-hono', 'ws-hono-node', 'ws-socketio']) await serve(name);
+  for (const name of ['ws-node-server', 'ws-gateway', 'ws-fetch', 'ws-hono', 'ws-hono-node', 'ws-socketio', 'ws-upgrade-export']) await serve(name);
 });
 
 test.after(async () => {
@@ -214,6 +215,32 @@ test('socket.io on an exported http.Server: the long-polling handshake, then the
   const done = closed(ws);
   ws.close(1000);
   assert.is((await done).code, 1000);
+});
+
+test('a nodeHandler with an upgrade export beside it: upgrades go to upgrade(req, socket, head), the rest to the handler', async () => {
+  const c = client('ws-upgrade-export');
+  const { ws } = await c.websocket('/up?x=1');
+  ws.send('m');
+  assert.is(await nextMessage(ws), 'upgrade export /up?x=1: m');
+  const plain = await c.request('/plain', [], { upgrade: false });
+  assert.is(await body(plain), 'handler /plain\n');
+  ws.close(1000);
+});
+
+test('fromNodeHandler(handler, { upgrade }): an upgrade listener that rejects cuts the connection (no response) and is reported', async () => {
+  const errors: string[] = [];
+  const app = fromNodeHandler((_req, res) => res.end('plain'), {
+    upgrade: async (req) => { throw new Error(`cannot upgrade ${req.url}`); },
+  });
+  await serve('rejects', (environ, startResponse) => {
+    environ['tsgi.errors'] = { write: (m: string) => errors.push(m), flush() {} };
+    return app(environ, startResponse);
+  });
+  const c = client('rejects');
+  const err = await c.request('/nope', ['Upgrade', 'websocket', 'Connection', 'Upgrade']).then(() => null, (e: { resetCode: number }) => e);
+  assert.is(err?.resetCode, ResetCode.CANCEL);
+  assert.is(errors.length, 1);
+  assert.match(errors[0]!, /the 'upgrade' listener for GET \/nope failed: Error: cannot upgrade \/nope/);
 });
 
 test('an app that takes the connection and writes no response: the stream is reset (CANCEL), no head', async () => {

@@ -119,6 +119,28 @@ for (const c of cases) {
   });
 }
 
+test('with upgrade: a 101 is the final head, and every byte after it is the tunnel\'s, split anywhere', () => {
+  const text = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi\r\n\r\nHTTP/1.1 200 OK\r\n\r\n';
+  const bytes = Buffer.from(text, 'latin1');
+  for (let cut = 1; cut < bytes.length; cut++) {
+    const heads: ParsedResponseHead[] = [];
+    let body = '';
+    const parser = new HttpResponseParser({
+      onHead: (h) => heads.push(h), onBody: (c) => { body += c.toString('latin1'); }, onEnd: () => assert.unreachable('no end in a tunnel'),
+    }, { upgrade: true });
+    parser.push(bytes.subarray(0, cut));
+    parser.push(bytes.subarray(cut));
+    assert.is(heads.length, 1, `cut at ${cut}`);
+    assert.equal([heads[0]!.status, heads[0]!.framing, heads[0]!.headers], [101, 'tunnel', ['Upgrade', 'websocket', 'Connection', 'Upgrade']]);
+    assert.is(body, '\x81\x02hi\r\n\r\nHTTP/1.1 200 OK\r\n\r\n', `cut at ${cut}: later bytes untouched, even ones that look like HTTP`);
+  }
+  // A refusal is an ordinary response.
+  const out: string[] = [];
+  const parser = new HttpResponseParser({ onHead: (h) => out.push(`${h.status} ${h.framing}`), onBody: (c) => out.push(c.toString()), onEnd: () => out.push('end') }, { upgrade: true });
+  parser.push(Buffer.from('HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad'));
+  assert.equal(out, ['400 length', 'bad', 'end']);
+});
+
 test('body chunks are views of the input, not copies', () => {
   const input = Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody');
   const seen: Buffer[] = [];
