@@ -232,18 +232,23 @@ export class BackendServer extends SocketListener<RequestState> {
       taken: (socket) => {
         const state = socket.stream.handler as RequestState;
         // The application answers on the socket: the gateway sends nothing, and the deadline
-        // (for the response head) no longer applies.
+        // (for the response head) no longer applies. The request is over as a request (in
+        // flight, --timeout): what follows is a tunnel, however long the app's call runs.
         state.responder.aborted = true;
-        if (state.responder.status === 0) state.responder.status = 101;
         if (state.timer !== null) clearTimeout(state.timer);
         state.timer = null;
         state.responder._wake();
+        this.requests.finish(state);
         if (!socket.destroyed) tunnels.add(socket);
       },
       answered: (socket, status) => {
-        (socket.stream.handler as RequestState).responder.status = status;
+        const state = socket.stream.handler as RequestState;
+        state.responder.status = status;
+        this.#opts.metrics?.observe(status, state.started);
       },
       closed: (socket) => {
+        const state = socket.stream.handler as RequestState;
+        if (socket.taken && state.responder.status === 0) this.#opts.metrics?.observe(0, state.started); // no answer
         if (tunnels.delete(socket) && tunnels.size === 0) for (const w of this.#tunnelWaiters.splice(0)) w();
       },
     };
@@ -385,11 +390,7 @@ export class BackendServer extends SocketListener<RequestState> {
     if (state.timer !== null) clearTimeout(state.timer);
     const socket = state.socket;
     if (socket !== null) {
-      if (socket.taken) {
-        this.requests.finish(state);
-        this.#opts.metrics?.observe(state.responder.status, state.started);
-        return;
-      }
+      if (socket.taken) return; // counted when it was taken; the socket's owner from then on
       socket.destroy(); // answered as an ordinary request: the connection was not taken
     }
     // The response is complete but the body never was read to its end: stop the front sending it.

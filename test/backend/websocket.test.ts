@@ -122,6 +122,9 @@ test('gateway app: environ[\'tsgi.websocket\']() with a subprotocol, for await o
   assert.is(header(headers, 'sec-websocket-protocol'), 'echo');
   ws.send('shout');
   assert.is(await nextMessage(ws), 'SHOUT');
+  const { server } = servers.get('ws-gateway')!;
+  assert.is(server.tunnels, 1);
+  assert.is(server.inFlight, 0, 'an open WebSocket is not a request in flight, though the app\'s call still runs');
   ws.send(Buffer.from([0, 1, 2, 255]));
   assert.equal([...(await nextMessage(ws) as Buffer)], [0, 1, 2, 255]);
   const done = closed(ws);
