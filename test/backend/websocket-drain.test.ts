@@ -135,7 +135,7 @@ test('the close to the client waits for the end of a frame the app is writing; n
   assert.is(code, 1012);
 });
 
-test('a reload (SIGHUP) of tsgi serve --workers 1 closes the old worker\'s WebSockets with 1012 Service Restart', async () => {
+test('tsgi serve --workers 1: a reload (SIGHUP) closes the old worker\'s WebSockets with 1012 Service Restart, a stop (SIGTERM) with 1001', async () => {
   const file = join(dir, 'closes.jsonl');
   process.env.WS_CLOSES_FILE = file;
   let backend: BackendProc;
@@ -165,7 +165,12 @@ test('a reload (SIGHUP) of tsgi serve --workers 1 closes the old worker\'s WebSo
   second.ws.send('whoami');
   const after = await nextMessage(second.ws) as string;
   assert.is.not(after.split(' pid ')[1], before.split(' pid ')[1], 'served by the new worker');
+  // SIGTERM: the backend stops, and that WebSocket closes with 1001 Going Away.
+  const secondClosed = closed(second.ws);
   await backend.stop();
+  assert.is((await secondClosed).code, 1001);
+  const all = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { url: string; code: number });
+  assert.equal(all.filter((l) => l.url === '/after'), [{ url: '/after', code: 1001, reason: '' }]);
   assert.not.match(backend.stderr(), /tunnel\(s\) still open are cut/);
 });
 
