@@ -7,7 +7,7 @@
 // close it cleanly: a close frame to the client at a frame boundary, and one to the app as the
 // client would send it (goingAway).
 import { Duplex } from 'node:stream';
-import { FrameTracker, clientCloseFrame, serverCloseFrame } from '../common/ws-frames.js';
+import { WebSocketCloser } from '../common/ws-frames.js';
 import type { Logger } from '../common/log.js';
 import type { Stream } from '../protocol/connection.js';
 import { ResetCode } from '../protocol/constants.js';
@@ -54,15 +54,8 @@ export class TunnelSocket extends Duplex {
   #waiting: Callback | null = null;
   /** Credit owed to the front for bytes pushed while the readable side was full. */
   #owed = 0;
-  /** WebSocket frame boundaries: server to client (what the app writes) and client to server. */
-  #out: FrameTracker | null = null;
-  #in: FrameTracker | null = null;
-  /** The close code tsgi is closing the WebSocket with (0: none). */
-  #closing = 0;
-  /** Our close frame went to the client: the app's later bytes (its close reply) are dropped. */
-  #outCut = false;
-  /** Our close frame went to the app: the client's later bytes are dropped. */
-  #inCut = false;
+  /** A WebSocket tunnel's frames both ways, and its close when the backend stops. */
+  #ws: WebSocketCloser | null = null;
 
   constructor(stream: Stream, environ: Environ, owner: TunnelOwner, websocket: boolean) {
     super({ allowHalfOpen: true, decodeStrings: true });
@@ -124,21 +117,11 @@ export class TunnelSocket extends Duplex {
   /** DATA from the front (the client's bytes), and its END_STREAM. */
   fromFront(chunk: Buffer, end: boolean): void {
     if (chunk.length > 0) {
-      const t = this.#in;
-      if (t === null) {
+      if (this.#ws === null) {
         this.#deliver(chunk);
-      } else if (this.#inCut) {
-        this.stream.consume(chunk.length); // after our close to the app: the client's close reply, dropped
-      } else if (this.#closing !== 0 && !t.closed && t.error === null) {
-        const n = t.atBoundary ? 0 : t.advance(chunk, true);
-        if (n > 0) this.#deliver(chunk.subarray(0, n));
-        if (t.atBoundary) {
-          this.#closeToApp();
-          if (n < chunk.length) this.stream.consume(chunk.length - n);
-        }
       } else {
-        t.advance(chunk);
-        this.#deliver(chunk);
+        const dropped = this.#ws.fromClient(chunk); // after our close to the app: the client's reply
+        if (dropped > 0) this.stream.consume(dropped);
       }
     }
     if (end && !this.destroyed) this.push(null);
@@ -240,10 +223,7 @@ export class TunnelSocket extends Duplex {
       // Forwarded verbatim (Upgrade, Connection, Sec-WebSocket-Accept…): the front writes them on.
       stream.sendResponse({ status: 101, reason: '', headers: packHeaders(head.headers) }, false);
       this.#phase = 'tunnel';
-      if (this.websocket) {
-        this.#out = new FrameTracker();
-        this.#in = new FrameTracker();
-      }
+      if (this.websocket) this.#ws = new WebSocketCloser((b) => this.stream.write(b), (b) => this.#deliver(b));
     } else {
       const flat: string[] = [];
       const h = head.headers;
@@ -274,18 +254,8 @@ export class TunnelSocket extends Duplex {
 
   /** Tunnel bytes from the application to the client. */
   #toClient(chunk: Buffer): void {
-    const t = this.#out;
-    if (t !== null) {
-      if (this.#outCut) return; // the app's answer to our close: the client has had its close
-      if (this.#closing !== 0 && !t.closed && t.error === null) {
-        const n = t.atBoundary ? 0 : t.advance(chunk, true);
-        if (n > 0) this.stream.write(chunk.subarray(0, n));
-        if (t.atBoundary) this.#closeToClient();
-        return;
-      }
-      t.advance(chunk);
-    }
-    this.stream.write(chunk);
+    if (this.#ws === null) this.stream.write(chunk);
+    else this.#ws.fromServer(chunk); // after our close to the client: the app's reply, dropped
   }
 
   /**
@@ -296,24 +266,8 @@ export class TunnelSocket extends Duplex {
    * is not a WebSocket (it is cut at the end of the graceful stop).
    */
   goingAway(code: number): boolean {
-    const out = this.#out;
-    const into = this.#in;
-    if (this.#phase !== 'tunnel' || out === null || into === null || this.#closing !== 0 || this.destroyed) return false;
-    if (out.error !== null || into.error !== null) return false;
-    this.#closing = code;
-    if (!out.closed && out.atBoundary) this.#closeToClient();
-    if (!into.closed && into.atBoundary) this.#closeToApp();
-    return true;
-  }
-
-  #closeToClient(): void {
-    this.#outCut = true;
-    this.stream.write(serverCloseFrame(this.#closing));
-  }
-
-  #closeToApp(): void {
-    this.#inCut = true;
-    this.#deliver(clientCloseFrame(this.#closing));
+    if (this.#phase !== 'tunnel' || this.#ws === null || this.destroyed) return false;
+    return this.#ws.close(code);
   }
 
   /** The app wrote a response head that cannot go out: the client gets a 502 from the front. */

@@ -132,6 +132,92 @@ export class FrameTracker {
   }
 }
 
+/**
+ * Closes a WebSocket from the middle, cleanly both ways (what a server or proxy that stops does
+ * for an app that does nothing about it): it follows both directions' frames, and once close()
+ * is called, the client gets a close frame at the next frame boundary of the server's bytes and
+ * the server one as the client would send it (masked) at the next boundary of the client's.
+ * Each side's later bytes (its close reply) are dropped. Feed every byte of both directions.
+ */
+export class WebSocketCloser {
+  /** Server to client, and client to server. */
+  readonly toClient = new FrameTracker();
+  readonly toServer = new FrameTracker();
+  #code = 0;
+  #clientDone = false;
+  #serverDone = false;
+  readonly #sendClient: (bytes: Buffer) => void;
+  readonly #sendServer: (bytes: Buffer) => void;
+
+  /** `sendClient` / `sendServer` forward bytes on; the close frames go through them too. */
+  constructor(sendClient: (bytes: Buffer) => void, sendServer: (bytes: Buffer) => void) {
+    this.#sendClient = sendClient;
+    this.#sendServer = sendServer;
+  }
+
+  /** The close code in use (0 until close()). */
+  get closing(): number {
+    return this.#code;
+  }
+
+  /**
+   * Starts closing with `code`. False (and nothing done) when already closing, or when either
+   * direction is not WebSocket frames; a side that already sent its close frame gets none.
+   */
+  close(code: number): boolean {
+    if (this.#code !== 0 || this.toClient.error !== null || this.toServer.error !== null) return false;
+    this.#code = code;
+    if (this.toClient.closed) this.#clientDone = true; // the server closed already: the client has its close
+    else if (this.toClient.atBoundary) this.#closeClient();
+    if (this.toServer.closed) this.#serverDone = true;
+    else if (this.toServer.atBoundary) this.#closeServer();
+    return true;
+  }
+
+  /** Bytes from the server: forwarded, up to the close frame once it is due. Returns the bytes dropped. */
+  fromServer(chunk: Buffer): number {
+    return this.#pass(chunk, this.toClient, true);
+  }
+
+  /** Bytes from the client: forwarded, up to the close frame once it is due. Returns the bytes dropped. */
+  fromClient(chunk: Buffer): number {
+    return this.#pass(chunk, this.toServer, false);
+  }
+
+  #pass(chunk: Buffer, t: FrameTracker, toClient: boolean): number {
+    if (toClient ? this.#clientDone : this.#serverDone) return chunk.length;
+    if (this.#code === 0 || t.error !== null) {
+      t.advance(chunk);
+      (toClient ? this.#sendClient : this.#sendServer)(chunk);
+      return 0;
+    }
+    const n = t.atBoundary ? 0 : t.advance(chunk, true);
+    if (n > 0) (toClient ? this.#sendClient : this.#sendServer)(n === chunk.length ? chunk : chunk.subarray(0, n));
+    if (t.atBoundary) {
+      if (t.closed) {
+        // The frame just finished was that side's own close: it goes through, and nothing of ours.
+        if (toClient) this.#clientDone = true;
+        else this.#serverDone = true;
+      } else if (toClient) {
+        this.#closeClient();
+      } else {
+        this.#closeServer();
+      }
+    }
+    return chunk.length - n;
+  }
+
+  #closeClient(): void {
+    this.#clientDone = true;
+    this.#sendClient(serverCloseFrame(this.#code));
+  }
+
+  #closeServer(): void {
+    this.#serverDone = true;
+    this.#sendServer(clientCloseFrame(this.#code));
+  }
+}
+
 /** Bytes in a header whose second byte is `b1` (length code and mask bit). */
 function headerLength(b1: number): number {
   const len7 = b1 & 0x7f;

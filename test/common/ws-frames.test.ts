@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as wsModule from 'ws';
 import {
-  CloseCode, FrameTracker, asksForWebSocket, clientCloseFrame, parseClosePayload, serverCloseFrame,
+  CloseCode, FrameTracker, WebSocketCloser, asksForWebSocket, clientCloseFrame, parseClosePayload, serverCloseFrame,
 } from '../../src/common/ws-frames.js';
 
 const test = suite('common/ws-frames');
@@ -154,6 +154,56 @@ test('close frames: a server one read by a client ws Receiver, a client (masked)
   assert.is(long.length, 2 + 125);
   assert.equal(parseClosePayload(long.subarray(2)), { code: 1001, reason: 'x'.repeat(123) });
   assert.is(parseClosePayload(Buffer.alloc(0)), null);
+});
+
+/** Every message and the close a ws Receiver reads from `bytes`. */
+function readAll(isServer: boolean, bytes: Buffer): Promise<{ messages: string[]; close: { code: number; reason: string } | null }> {
+  return new Promise((resolve, reject) => {
+    const r = new Receiver({ isServer, maxPayload: 0 });
+    const messages: string[] = [];
+    r.on('message', (data: Buffer) => messages.push(data.toString()));
+    r.on('conclude', (code: number, reason: Buffer) => resolve({ messages, close: { code, reason: reason.toString() } }));
+    r.on('error', reject);
+    r.write(bytes);
+    setImmediate(() => resolve({ messages, close: null }));
+  });
+}
+
+test('WebSocketCloser: close() mid-frame both ways: each frame in progress is finished, then the close frames; later bytes dropped', async () => {
+  const toClient: Buffer[] = [];
+  const toServer: Buffer[] = [];
+  const closer = new WebSocketCloser((b) => toClient.push(Buffer.from(b)), (b) => toServer.push(Buffer.from(b)));
+  const s1 = frame(Buffer.from('server one'), { opcode: 1, fin: true, mask: false });
+  const s2 = frame(Buffer.from('server two'.repeat(20)), { opcode: 1, fin: true, mask: false });
+  const c1 = frame(Buffer.from('client one'), { opcode: 1, fin: true, mask: true });
+  const c2 = frame(Buffer.from('client two'.repeat(20)), { opcode: 1, fin: true, mask: true });
+  assert.is(closer.fromServer(Buffer.concat([s1, s2.subarray(0, 50)])), 0);
+  assert.is(closer.fromClient(Buffer.concat([c1, c2.subarray(0, 3)])), 0);
+  assert.ok(closer.close(CloseCode.GOING_AWAY));
+  assert.not.ok(closer.close(CloseCode.GOING_AWAY), 'once');
+  // The rest of each frame, then a reply that must not pass (each side's own close).
+  const serverReply = serverCloseFrame(1001);
+  const clientReply = clientCloseFrame(1001);
+  assert.is(closer.fromServer(Buffer.concat([s2.subarray(50), serverReply])), serverReply.length, 'the server\'s reply is dropped');
+  assert.is(closer.fromClient(Buffer.concat([c2.subarray(3), clientReply])), clientReply.length, 'the client\'s reply is dropped');
+  assert.equal(await readAll(false, Buffer.concat(toClient)),
+    { messages: ['server one', 'server two'.repeat(20)], close: { code: 1001, reason: '' } }, 'the client reads both messages whole, then 1001');
+  assert.equal(await readAll(true, Buffer.concat(toServer)),
+    { messages: ['client one', 'client two'.repeat(20)], close: { code: 1001, reason: '' } }, 'the server reads both whole, then a masked 1001');
+});
+
+test('WebSocketCloser: a side that already sent its close gets no second one; bytes that are not frames are never closed', async () => {
+  const toClient: Buffer[] = [];
+  const toServer: Buffer[] = [];
+  const closer = new WebSocketCloser((b) => toClient.push(b), (b) => toServer.push(b));
+  closer.fromServer(serverCloseFrame(1000, 'server done'));
+  assert.ok(closer.close(CloseCode.SERVICE_RESTART));
+  assert.equal(toClient.map((b) => b.length), [serverCloseFrame(1000, 'server done').length], 'only the server\'s own close went to the client');
+  assert.equal((await readAll(true, Buffer.concat(toServer))).close, { code: 1012, reason: '' }, 'the server still hears the client-side close');
+  const raw = new WebSocketCloser(() => {}, () => {});
+  raw.fromServer(Buffer.from([0x89, 126, 0, 200])); // not a valid frame
+  assert.not.ok(raw.close(1001));
+  assert.is(raw.closing, 0);
 });
 
 test('asksForWebSocket: an Upgrade header naming websocket, in any case, among other tokens', () => {
