@@ -1,6 +1,24 @@
 // The gateway interface: what application authors write, and what tsgi hands them.
 // Semantics follow PEP 3333 (WSGI) where they apply; see README "The gateway interface".
+import type { Duplex } from 'node:stream';
+import type { WebSocket } from 'ws';
 import type { InputStream } from './input.js';
+
+/** Options of environ['tsgi.websocket'] and upgradeWebSocket(). */
+export interface WebSocketOptions {
+  /**
+   * The subprotocol to answer with: a name (taken if the client offers it), or a function that
+   * picks one of those offered (false: none). Default: none.
+   */
+  protocol?: string | ((offered: ReadonlySet<string>) => string | false);
+  /** Largest message accepted, in bytes (ws's default: 100 MiB); a larger one closes with 1009. */
+  maxPayload?: number;
+  /** Negotiate permessage-deflate when the client offers it (default: no). */
+  perMessageDeflate?: boolean;
+}
+
+/** The WebSocket tsgi hands apps: ws's, whose messages can also be read with for await. */
+export type AppWebSocket = WebSocket & AsyncIterable<string | Buffer>;
 
 export type Chunk = string | Uint8Array;
 
@@ -60,5 +78,17 @@ export interface Environ {
   'tsgi.signal': AbortSignal;
   /** The request headers as received, flat: [name, value, name, value, …]. */
   'tsgi.headers': readonly string[];
+  /**
+   * Only on an upgrade request (Connection: upgrade, over a front that forwards upgrades): takes
+   * the connection. The app writes a raw HTTP response head on the socket (a 101 opens the
+   * tunnel); the gateway then sends nothing, whatever the app returns.
+   */
+  'tsgi.upgrade'?: () => Duplex;
+  /**
+   * Only on a WebSocket upgrade request (Upgrade: websocket): accepts the handshake (the 101 goes
+   * out at once) and returns the WebSocket. Throws TSGI_ERR_WEBSOCKET when the handshake is
+   * invalid (a 400 went to the client).
+   */
+  'tsgi.websocket'?: (options?: WebSocketOptions) => AppWebSocket;
   [key: string]: unknown;
 }

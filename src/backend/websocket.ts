@@ -5,19 +5,10 @@ import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
 import { TsgiError } from '../protocol/errors.js';
 import { makeRequest } from './node-request.js';
 import type { TunnelSocket } from './tunnel.js';
-import type { Environ } from './types.js';
+import type { Environ, WebSocketOptions } from './types.js';
 
-export interface WebSocketOptions {
-  /**
-   * The subprotocol to answer with: a name (taken if the client offers it), or a function that
-   * picks one of those offered (false: none). Default: none.
-   */
-  protocol?: string | ((offered: ReadonlySet<string>) => string | false);
-  /** Largest message accepted, in bytes (ws's default: 100 MiB); a larger one closes with 1009. */
-  maxPayload?: number;
-  /** Negotiate permessage-deflate when the client offers it (default: no). */
-  perMessageDeflate?: boolean;
-}
+export type { WebSocketOptions };
+
 
 /** Messages queued by an async iterator that is not being read: past this, the socket is paused. */
 const ITERATOR_HIGH_WATER = 16;
