@@ -2,7 +2,8 @@
 // external assets) whose script polls ./status every second and renders, for the front's
 // backends or the backend's workers: responses by status class and the 5xx share, latency
 // percentiles over the last minute, sparklines of the last minutes, the requests in flight
-// (oldest first), the limits, each process's CPU and memory, and the recent errors.
+// (oldest first), the limits, a front's upgraded connections (tunnels), each process's CPU and
+// memory, and the recent errors.
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -47,12 +48,14 @@ export const STATUS_PAGE = `<!doctype html>
  <div class="card" id="card-queued"><b id="queued">0</b><span id="queued-label">queued</span></div>
  <div class="card" id="card-conns"><b id="connections">0</b><span id="connections-label">connections</span></div>
  <div class="card"><b id="extra">0</b><span id="extra-label"></span></div>
+ <div class="card" id="tunnels-card" style="display: none"><b id="tunnels">0</b><span>upgraded connections open</span></div>
 </div>
 <div class="sparks">
  <div class="spark"><span>requests / s, last <span class="span-min">5</span> min</span><svg class="line" id="spark-rps" width="240" height="40"></svg></div>
  <div class="spark"><span>5xx / s</span><svg class="line" id="spark-errors" width="240" height="40"></svg></div>
  <div class="spark"><span>p99 ms</span><svg class="line" id="spark-p99" width="240" height="40"></svg></div>
 </div>
+<div class="meta" id="tunnel-line"></div>
 <h2 id="table-title">Backends</h2>
 <table id="table"><thead id="thead"></thead><tbody id="rows"></tbody></table>
 <h2>Requests in flight <span class="note">(oldest first)</span></h2>
@@ -154,6 +157,14 @@ function render(s) {
     rowsTable([['backend', (b) => b.name], ['state', (b) => b.state, (b) => b.state], ['source', (b) => b.source],
       ['connections', (b) => b.links, 'num'], ['in flight', (b) => b.inFlight, 'num'], ['requests', (b) => b.requests, 'num'],
       ['failures', (b) => b.failures, (b) => (b.failures > 0 ? 'num err5' : 'num')], ...classCols], s.backends);
+    const t = s.tunnels;
+    if (t) {
+      $('tunnels-card').style.display = '';
+      text('tunnels', t.open);
+      const closed = Object.entries(t.closed || {}).map(([k, v]) => k + ' ' + v).join(', ') || 'none';
+      text('tunnel-line', 'upgraded connections: ' + t.opened + ' opened; closed: ' + closed + '; bytes from clients '
+        + t.bytesIn + ', to clients ' + t.bytesOut);
+    }
   } else {
     text('inflight', s.inFlight); text('inflight-label', 'in flight');
     text('queued', s.workers.length + ' / ' + s.workersTarget); text('queued-label', 'workers / target');

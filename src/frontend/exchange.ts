@@ -5,7 +5,10 @@
 // request's body and of its response (methods on its prototype: no closures per request), and
 // keeps its state to itself.
 // Limits checked here: header count, body size (declared, then counted), body stalls, and
-// admission (--max-in-flight, in the pool); a refusal closes the client connection.
+// admission (--max-in-flight, in the pool; --max-tunnels for an upgrade request); a refusal
+// closes the client connection. An upgrade request goes to a backend that can tunnel (else as a
+// plain one); a 101 hands its socket and its stream to a Tunnel (tunnel.ts), and the exchange
+// is then only what the access log and the metrics record when the tunnel closes.
 import assert from 'node:assert/strict';
 import type { Logger } from '../common/log.js';
 import { type HeaderFields, LOCAL_CONNECTION_LOST, type RequestHead, type StreamHandler } from '../protocol/connection.js';
@@ -19,7 +22,8 @@ import type { Link, LinkStream } from './upstream/link.js';
 import { channels, type Observed, type Observer, statusOf } from './observe/observe.js';
 import type { Pool, Waiter } from './upstream/pool.js';
 import { retain } from './upstream/read-buffers.js';
-import { type HeadLimits, admissionError, requestHead, responseHeaders } from './http/request-head.js';
+import { type HeadLimits, admissionError, requestHead, responseHeaders, upgradeHead } from './http/request-head.js';
+import { Tunnel, type Tunnels } from './tunnel.js';
 
 export { requestHead };
 
@@ -32,6 +36,8 @@ export interface ProxyOptions extends HeadLimits {
   observe?: Observer;
   /** A request body that sends nothing for this long gets 408; 0 for no limit. */
   bodyTimeoutMs?: number;
+  /** Upgraded connections (--max-tunnels, --tunnel-idle-timeout); without it, upgrade requests go as plain ones. */
+  tunnels?: Tunnels;
 }
 
 /** A refused request (never processed) is sent again, up to this many times in all. */
@@ -83,14 +89,21 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   #unsentStatus: number | undefined = undefined;
   #bytesIn = 0;
   #bytesOut = 0;
+  /** The Upgrade header of a request that asks to upgrade (while it still may), else null. */
+  #upgrade: string | null;
+  /** Counted in the tunnels' pending (reserve()) until the answer. */
+  #reserved = false;
+  /** After a 101: the tunnel that carries the connection. */
+  #tunnel: Tunnel | null = null;
 
   constructor(req: HttpRequest, res: HttpResponse, opts: ProxyOptions) {
     this.req = req;
     this.res = res;
     this.#opts = opts;
-    const { head, problem } = requestHead(req);
+    const { head, problem, upgrade } = requestHead(req);
     this.head = head;
     this.#problem = problem;
+    this.#upgrade = opts.tunnels === undefined ? null : upgrade;
     if (req.hasBody) this.#replay = [];
     res.handler = this;
     if (channels.start.hasSubscribers) channels.start.publish({ method: req.method, url: req.url, remote: this.remote });
@@ -104,14 +117,14 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     return this.head.remoteAddr ?? '';
   }
 
-  /** Body bytes read from the client. */
+  /** Body bytes read from the client (after a 101, the tunnel's). */
   get bytesIn(): number {
-    return this.#bytesIn;
+    return this.#tunnel === null ? this.#bytesIn : this.#tunnel.bytesIn;
   }
 
-  /** Body bytes written to the client. */
+  /** Body bytes written to the client (after a 101, the tunnel's). */
   get bytesOut(): number {
-    return this.#bytesOut;
+    return this.#tunnel === null ? this.#bytesOut : this.#tunnel.bytesOut;
   }
 
   get unsentStatus(): number | undefined {
@@ -126,7 +139,12 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   start(): void {
     const o = this.#opts;
     const req = this.req;
-    const err = admissionError(req, this.#problem, o) ?? o.pool.admit();
+    let err = admissionError(req, this.#problem, o);
+    if (err === null && this.#upgrade !== null) {
+      err = o.tunnels!.reserve();
+      this.#reserved = err === null;
+    }
+    err ??= o.pool.admit();
     if (err !== null) {
       this.#fail(err);
       return;
@@ -144,9 +162,23 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       return;
     }
     this.#attempts++;
+    let head = this.head;
+    let end = !this.req.hasBody;
+    if (this.#upgrade !== null) {
+      // Only a backend that can tunnel gets the upgrade; with none, it is a plain request (RFC 9110 7.8).
+      if (!link.tunnels) link = this.#opts.pool.pickTunnel() ?? link;
+      if (link.tunnels) {
+        head = upgradeHead(head, this.#upgrade);
+        end = false; // the stream stays open for the tunnel
+      } else {
+        this.#opts.log.debug(`${this.req.method} ${this.req.url}: no ready backend can carry an upgraded connection; sent as a plain request`);
+        this.#upgrade = null;
+        this.#release();
+      }
+    }
     let stream: LinkStream;
     try {
-      stream = link.conn.open(this.head, !this.req.hasBody);
+      stream = link.conn.open(head, end);
     } catch (e) {
       this.#fail(e instanceof TsgiError && e.code === 'TSGI_ERR_FRAME_TOO_LARGE'
         ? new TsgiError('TSGI_ERR_PROTOCOL', `request head too large for backend ${link.name}: ${e.message}`)
@@ -228,9 +260,18 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     res.end(Buffer.from(answer.body));
   }
 
+  /** The upgrade request will not be upgraded: it no longer counts against --max-tunnels. */
+  #release(): void {
+    if (this.#reserved) {
+      this.#reserved = false;
+      this.#opts.tunnels!.release();
+    }
+  }
+
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
+    this.#release();
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     if (this.#hardTimer !== null) clearTimeout(this.#hardTimer);
@@ -251,7 +292,10 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   onResponseClose(): void {
     const { req, res } = this;
     const opts = this.#opts;
-    if (!this.#done && !res.ended) {
+    if (this.#tunnel !== null) {
+      this.#tunnel.socketClosed(); // the upgraded connection is over: its stream and link go now
+      opts.pool.release(this.#link!);
+    } else if (!this.#done && !res.ended) {
       this.#cancelled = true;
       opts.log.debug(`${req.method} ${req.url}: client went away`);
       this.#finish();
@@ -337,6 +381,11 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       clearTimeout(this.#timer);
       this.#timer = null;
     }
+    if (this.#stream!.tunnel) {
+      this.#openTunnel(head);
+      return;
+    }
+    this.#release();
     const res = this.res;
     try {
       res.writeHead(head.status, head.reason || undefined, responseHeaders(head.headers as tsgi.HeaderBlock));
@@ -458,6 +507,47 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     else if (code === ResetCode.CANCEL && !this.#headReceived) err = new TsgiError('TSGI_ERR_CONNECTION_CUT', `${backend} cancelled the request: ${message}`);
     else err = new TsgiError('TSGI_ERR_BACKEND_RESET', `${backend} reset the stream: ${RESET_CODE_NAMES[code] ?? code}${message ? ` (${message})` : ''}`);
     this.#fail(err);
+  }
+
+  /**
+   * The backend answered the upgrade with 101: the head goes to the client and a Tunnel takes
+   * the socket and the stream over. The request is done (it leaves --max-in-flight), its stream
+   * and link stay the tunnel's until the socket closes (onResponseClose).
+   */
+  #openTunnel(head: tsgi.Response): void {
+    let headers: string[];
+    try {
+      headers = responseHeaders(head.headers as tsgi.HeaderBlock, true);
+    } catch (err) {
+      this.#fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid 101 head: ${(err as Error).message}`));
+      return;
+    }
+    let upgrade = false;
+    for (let i = 0; i < headers.length; i += 2) if (headers[i]!.toLowerCase() === 'upgrade') upgrade = true;
+    if (!upgrade) {
+      this.#fail(new TsgiError('TSGI_ERR_PROTOCOL', `${this.#link!.name} sent a 101 without an Upgrade header`));
+      return;
+    }
+    const { req, res } = this;
+    const stream = this.#stream!;
+    const tunnel = new Tunnel(this.#opts.tunnels!, req.socket, stream, `${req.method} ${req.url}`,
+      /(^|[\s,])websocket($|[\s,])/i.test(this.#upgrade!));
+    let held: Buffer | null;
+    try {
+      held = res.switchProtocols!(head.reason || undefined, headers, tunnel);
+    } catch (err) {
+      this.#fail(new TsgiError('TSGI_ERR_PROTOCOL', `backend sent an invalid 101 head: ${(err as Error).message}`));
+      return;
+    }
+    if (channels.head.hasSubscribers) channels.head.publish({ method: req.method, url: req.url, status: 101 });
+    this.#done = true;
+    if (this.#hardTimer !== null) clearTimeout(this.#hardTimer); // the backend's --timeout ends at the 101 too
+    this.#hardTimer = null;
+    this.#reserved = false; // the tunnel counts now
+    this.#tunnel = tunnel;
+    stream.handler = tunnel;
+    if (this.#admitted) this.#opts.pool.leave();
+    tunnel.start(held);
   }
 
   /** Ends the response; one whose body fell short of its Content-Length is cut instead. */

@@ -28,6 +28,7 @@ import { Exchange, type ProxyOptions } from './exchange.js';
 import { RequestIds } from './observe/request-id.js';
 import { FrontTracing } from './observe/tracing.js';
 import { StaticFiles } from './static/files.js';
+import { Tunnels } from './tunnel.js';
 
 /**
  * A front's configuration: the options of `tsgi front` (the table in common/options.ts, by key),
@@ -133,14 +134,15 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     pool.stop();
     throw err;
   });
+  const tunnels = new Tunnels(config.maxTunnels, config.tunnelIdleTimeout * 1000, log);
   const metrics = recent !== null ? new FrontMetrics(pool, recent, formatAddress(config.listen), accessLog, {
     queueSize: config.queueSize, maxInFlight: config.maxInFlight, maxConnections: config.maxConnections,
-  }) : null;
+  }, tunnels) : null;
   if (metrics !== null && handedOver !== null) metrics.role = 'front process';
   const tracing = config.otlpEndpoint !== undefined ? await FrontTracing.start(config.otlpEndpoint, log) : null;
   const maxHeaders = config.maxHeaders;
   const proxy: ProxyOptions = {
-    pool, log, responseTimeoutMs: config.responseTimeout * 1000,
+    pool, log, tunnels, responseTimeoutMs: config.responseTimeout * 1000,
     maxHeaders, maxBodySize: config.maxBodySize, bodyTimeoutMs: config.bodyTimeout * 1000,
     observe: combineObservers([accessLog?.observe, metrics?.observe, tracing?.observe]),
   };
@@ -184,6 +186,7 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     maxConnections: config.maxConnections,
     bodyTimeoutMs: proxy.bodyTimeoutMs,
     sendTimeoutMs: config.sendTimeout * 1000,
+    tunnelIdleTimeoutMs: tunnels.idleMs,
     lingerTimeoutMs: config.lingerTimeout * 1000,
     maxDropBytes: Math.min(proxy.maxBodySize || MAX_DROP_BYTES, MAX_DROP_BYTES),
     onRefused: metrics?.refused,
@@ -266,6 +269,9 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
       // A worker's server never listened: its connections are the ones it was handed.
       const listenerClosed = handedOver === null ? closeListener(server.listener) : Promise.resolve();
       server.close(); // idle connections close now, busy ones once their response is done
+      // Upgraded connections are closed politely (WebSocket close frames), spread over the first
+      // half of --graceful-timeout (10 s at most) so that their clients do not reconnect at once.
+      if (graceful) tunnels.shutdown(Math.min(gracefulMs / 2, TUNNEL_SHUTDOWN_SPREAD_MS));
       const closed = listenerClosed.then(() => allClosed(server));
       if (!graceful) server.closeAllConnections();
       else {
@@ -282,6 +288,9 @@ async function launch(given: FrontConfig, handedOver: Address | null): Promise<W
     },
   };
 }
+
+/** The longest a graceful stop spreads the closing of upgraded connections over. */
+const TUNNEL_SHUTDOWN_SPREAD_MS = 10_000;
 
 /** Resolves once every client connection has closed (a closing server ends each after its response). */
 function allClosed(server: HttpServer): Promise<void> {

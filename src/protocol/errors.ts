@@ -25,6 +25,7 @@ export type TsgiErrorCode =
   | 'TSGI_ERR_HEADERS_TOO_LARGE'
   | 'TSGI_ERR_EXPECTATION_FAILED'
   | 'TSGI_ERR_OVERLOADED'
+  | 'TSGI_ERR_TOO_MANY_TUNNELS'
   | 'TSGI_ERR_CONFIG'
   | 'TSGI_ERR_STATIC_BAD_PATH'
   | 'TSGI_ERR_STATIC_FORBIDDEN'
@@ -65,6 +66,8 @@ export const STATUS: Readonly<Record<TsgiErrorCode, number>> = {
   TSGI_ERR_EXPECTATION_FAILED: 417,
   /** Over --max-in-flight or --max-connections: shed at once, with Retry-After. */
   TSGI_ERR_OVERLOADED: 503,
+  /** An upgrade request over --max-tunnels (upgraded connections open at once): 503 with Retry-After. */
+  TSGI_ERR_TOO_MANY_TUNNELS: 503,
   TSGI_ERR_CONFIG: 500,
   // Static files at the front: a malformed or hostile path, a refused file, a missing one, a method.
   TSGI_ERR_STATIC_BAD_PATH: 400,

@@ -50,6 +50,7 @@ const EXPECTED: Record<TsgiErrorCode, [number, boolean, string?]> = {
   TSGI_ERR_HEADERS_TOO_LARGE: [431, true],
   TSGI_ERR_EXPECTATION_FAILED: [417, true],
   TSGI_ERR_OVERLOADED: [503, false, 'retry-after'],
+  TSGI_ERR_TOO_MANY_TUNNELS: [503, false, 'retry-after'],
   TSGI_ERR_CONFIG: [500, false],
   TSGI_ERR_STATIC_BAD_PATH: [400, true],
   TSGI_ERR_STATIC_FORBIDDEN: [403, false],

@@ -1,12 +1,13 @@
 // One client connection of the front's HTTP/1.1 server: its parser, the request in progress and
 // the bytes waiting behind it (pipelining, one request at a time), the half-close, and the
 // timeouts the server's sweeper applies (headers, keep-alive, body, send, linger) with the
-// bounds on what is read and dropped.
+// bounds on what is read and dropped. After a 101 the socket is handed over (takeOver): nothing
+// more is parsed, and its bytes, its FIN, its drain and the sweeps go to the new owner.
 import type { Socket } from 'node:net';
 import { type ParsedRequestHead, HttpRequestParser, type RequestEvents } from '../../protocol/http-request.js';
 import { TsgiError, httpStatusFor, rawErrorResponse } from '../../protocol/errors.js';
 import { HttpRequest } from './request.js';
-import { Http1Response, type HttpResponse } from './response.js';
+import { Http1Response, type HttpResponse, type SocketTaker } from './response.js';
 import type { Logger } from '../../common/log.js';
 
 /** The HTTP/2 connection preface's first line (RFC 9113 3.4): enough to tell h2c from HTTP/1.1. */
@@ -83,6 +84,8 @@ export class Connection implements RequestEvents {
   #clientEnded = false;
   /** 100 Continue lines written to a half-closed client to learn whether it is still there. */
   #probes = 0;
+  /** The owner of the socket after a 101: nothing is parsed any more. */
+  #taker: SocketTaker | null = null;
 
   constructor(server: ConnectionHost, socket: Socket) {
     this.server = server;
@@ -91,6 +94,10 @@ export class Connection implements RequestEvents {
     server.connections.add(this);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => {
+      if (this.#taker !== null) {
+        this.#taker.onSocketDrain();
+        return;
+      }
       const res = this.drainWaiter;
       this.drainWaiter = null;
       res?.drained();
@@ -114,6 +121,10 @@ export class Connection implements RequestEvents {
    */
   #onClientEnd(): void {
     this.#clientEnded = true;
+    if (this.#taker !== null) {
+      this.#taker.onSocketEnd();
+      return;
+    }
     if (this.#ending) return;
     const req = this.req;
     const res = this.res;
@@ -147,6 +158,10 @@ export class Connection implements RequestEvents {
   }
 
   checkTimeouts(now: number, headersMs: number, keepAliveMs: number, bodyMs: number): void {
+    if (this.#taker !== null) {
+      this.#taker.checkIdle(now);
+      return;
+    }
     const socket = this.socket;
     const server = this.server;
     if (socket.writableLength > 0) {
@@ -246,12 +261,38 @@ export class Connection implements RequestEvents {
     if (!this.#ending && (this.res === null || this.res.ended)) this.#end();
   }
 
+  /**
+   * Hands the socket to `taker` (a 101 went out): nothing more is parsed, no keep-alive, no
+   * linger. Returns the client's bytes read after the request head (sent before the 101),
+   * which the taker forwards first; the socket stays paused until the taker resumes it.
+   */
+  takeOver(taker: SocketTaker): Buffer | null {
+    this.#taker = taker;
+    this.keepAlive = false;
+    this.drainWaiter = null;
+    this.#awaitingDrain = false;
+    const held = this.#held === null ? null : this.#held.subarray(this.#heldAt);
+    this.#held = null;
+    this.#socketPaused = true;
+    this.socket.pause();
+    return held !== null && held.length > 0 ? held : null;
+  }
+
+  /** The client sent its FIN. */
+  get clientEnded(): boolean {
+    return this.#clientEnded;
+  }
+
   /** The rest of an answered body starts being read and dropped now. */
   discardStarted(): void {
     this.#discardSince = Date.now();
   }
 
   #onData(chunk: Buffer): void {
+    if (this.#taker !== null) {
+      this.#taker.onSocketData(chunk);
+      return;
+    }
     if (this.#requests === 0 && chunk[0] === 0x50 /* P */ && this.req === null && this.#held === null
         && this.server.http2 !== null && startsWithPreface(chunk)) {
       this.#toHttp2(chunk);

@@ -1,6 +1,7 @@
 // Translating heads between HTTP/1.1 and tsgi at the front: the request head the front sends
 // (end-to-end headers only, peer addresses, defaults left out) and the response headers it
-// writes back (hop-by-hop ones dropped).
+// writes back (hop-by-hop ones dropped); an upgrade request's head keeps its Upgrade for a
+// backend that can tunnel (upgradeHead), and a 101's headers keep Upgrade and Connection.
 import type { Socket } from 'node:net';
 import type { RequestHead } from '../../protocol/connection.js';
 import { TsgiError } from '../../protocol/errors.js';
@@ -15,12 +16,15 @@ const idx = (name: string) => STATIC_NAMES.indexOf(name);
 const I_CONNECTION = idx('connection');
 const I_TRANSFER_ENCODING = idx('transfer-encoding');
 const I_HOST = idx('host');
+const I_UPGRADE = idx('upgrade');
 /**
  * Hop-by-hop headers (http-grammar.ts), by static index: never forwarded in either direction;
  * spelled out (index 0) by a backend that does not use the table, the name is looked up instead.
  */
 const HOP_BY_HOP_INDEX = new Set([...HOP_BY_HOP].map(idx).filter((i) => i !== 0));
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
+/** The hop-by-hop headers a 101 passes on to the client: they say what the connection becomes. */
+const SWITCH_HEADERS = new Set(['upgrade', 'connection']);
 /** host[:port] (RFC 9110 7.2): a reg-name or IPv4 address, or an [IPv6] literal; no userinfo, path or spaces. */
 const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(?::[0-9]*)?$/;
 
@@ -49,6 +53,12 @@ export interface TranslatedHead {
   head: RequestHead;
   /** Why the request must be refused with 400 (what the parser lets through), or null. */
   problem: string | null;
+  /**
+   * The Upgrade header's value when the request asks to upgrade the connection (HTTP/1.1,
+   * `Connection: upgrade`, an Upgrade header, no body), else null. `head` leaves it out: a plain
+   * request, as RFC 9110 7.8 lets a server take it; upgradeHead() puts it back.
+   */
+  upgrade: string | null;
 }
 
 /**
@@ -67,6 +77,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
   let problem: string | null = null;
   let hasHost = false;
   let connectionTokens: string[] | null = null;
+  let upgrade: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
@@ -91,6 +102,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
       }
       continue;
     } else if (HOP_BY_HOP_INDEX.has(index) || (index === 0 && HOP_BY_HOP.has(name.toLowerCase()))) {
+      if (index === I_UPGRADE) upgrade = upgrade === null ? value : `${upgrade}, ${value}`;
       continue;
     }
     names.push(index);
@@ -98,6 +110,8 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     if (index === 0) (literalNames ??= []).push(name);
   }
   if (connectionTokens !== null) {
+    if (upgrade !== null && (!connectionTokens.includes('upgrade') || req.hasBody || req.httpVersion !== '1.1'
+      || trimOws(upgrade) === '')) upgrade = null;
     // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1): drop them (rare path).
     const drop = new Set(connectionTokens);
     let lit = 0;
@@ -131,7 +145,21 @@ export function requestHead(req: HttpRequest): TranslatedHead {
   if ((req.socket as { encrypted?: boolean }).encrypted === true) head.scheme = 'https';
   if (req.httpVersion !== '1.1') head.protocol = `HTTP/${req.httpVersion}`;
   else if (!hasHost) problem = 'HTTP/1.1 request without Host';
-  return { head, problem };
+  if (connectionTokens === null) upgrade = null;
+  return { head, problem, upgrade };
+}
+
+/**
+ * The head of an upgrade request for a backend that can tunnel: `head` with its Upgrade header
+ * and `Connection: upgrade` back, and Request.upgrade set.
+ */
+export function upgradeHead(head: RequestHead, upgrade: string): RequestHead {
+  const h = head.headers!;
+  const names = [...h.names!, I_UPGRADE, I_CONNECTION];
+  const values = [...h.values!, upgrade, 'upgrade'];
+  const headers = h.literalNames === undefined || h.literalNames === null ? { names, values }
+    : { names, literalNames: h.literalNames, values };
+  return { ...head, headers, upgrade: true };
 }
 
 /** A list element without the SP and HTAB around it (RFC 9110 5.6.3), and nothing else. */
@@ -147,8 +175,9 @@ function trimOws(s: string): string {
  * The response head's headers for Node's writeHead, hop-by-hop ones dropped. Names and values
  * Node would refuse are refused here first: a writeHead that throws has already taken the
  * status (a 204's "no body"), and the 502 written after it came out without its body.
+ * `switching`: the headers of a 101, whose Upgrade and Connection go to the client.
  */
-export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): string[] {
+export function responseHeaders(block: tsgi.HeaderBlock | null | undefined, switching = false): string[] {
   const out: string[] = [];
   if (!block) return out;
   const { names, values, literalNames } = block;
@@ -160,10 +189,10 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined): str
       const name = literalNames[lit++];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', 'response head is missing a literal header name');
       if (!TOKEN.test(name)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response header name ${JSON.stringify(name.slice(0, 40))}`);
-      if (HOP_BY_HOP.has(name.toLowerCase())) continue;
+      if (HOP_BY_HOP.has(name.toLowerCase()) && !(switching && SWITCH_HEADERS.has(name.toLowerCase()))) continue;
       if (BAD_FIELD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
       out.push(name, value);
-    } else if (!HOP_BY_HOP_INDEX.has(index)) {
+    } else if (!HOP_BY_HOP_INDEX.has(index) || (switching && (index === I_UPGRADE || index === I_CONNECTION))) {
       const name = STATIC_NAMES[index];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header index ${index} is not in the table`);
       if (BAD_FIELD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);

@@ -1,6 +1,7 @@
 // A response on a client connection: the head held until the first body bytes (or the end) and
 // written with them, its framing decided then (Content-Length when the whole body is known,
 // chunked for a streamed HTTP/1.1 body, the close for HTTP/1.0; no body for HEAD, 204, 304).
+// A 101 is written at once, and the socket handed to the tunnel that takes over.
 import type { Socket } from 'node:net';
 import { TsgiError, reasonPhrase } from '../../protocol/errors.js';
 import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../../protocol/http-grammar.js';
@@ -30,6 +31,19 @@ function dateHeader(): string {
   return dateLine;
 }
 
+/**
+ * Who owns a connection's socket after a 101 (frontend/tunnel.ts's Tunnel is one): the
+ * connection hands it the socket's events, and the sweeper asks it for its own timeout.
+ */
+export interface SocketTaker {
+  onSocketData(chunk: Buffer): void;
+  /** The client's FIN. */
+  onSocketEnd(): void;
+  onSocketDrain(): void;
+  /** The sweep, at `now` (Date.now()). */
+  checkIdle(now: number): void;
+}
+
 /** What a response needs of its connection (connection.ts's Connection is one). */
 export interface ResponseConnection {
   readonly socket: Socket;
@@ -39,6 +53,7 @@ export interface ResponseConnection {
   drainWaiter: Http1Response | null;
   readonly server: { readonly closing: boolean; readonly keepAliveHeader: string };
   responseEnded(res: Http1Response): void;
+  takeOver(taker: SocketTaker): Buffer | null;
 }
 
 /** Who hears a response's events: methods on the handler's prototype (no closures per request). */
@@ -93,6 +108,11 @@ export interface HttpResponse {
   end(last?: Buffer, done?: () => void): void;
   /** Cuts the response (and, on HTTP/1.1, its connection): it cannot be completed. */
   destroy(): void;
+  /**
+   * HTTP/1.1 only (an upgrade request is never anything else): writes a 101 and hands the
+   * connection's socket to `taker`; returns the client's bytes read after the request head.
+   */
+  switchProtocols?(reason: string | undefined, headers: readonly string[], taker: SocketTaker): Buffer | null;
 }
 
 /**
@@ -168,6 +188,34 @@ export class Http1Response implements HttpResponse {
     this.#noBody = status === 204 || status === 304 || this.req.method === 'HEAD';
     this.statusCode = status;
     this.#head = head;
+  }
+
+  /**
+   * Writes a 101 head with `headers` (Upgrade and Connection among them; `Connection: upgrade`
+   * is added when missing) and hands the socket to `taker`: the response then stays open until
+   * the socket closes, and nothing else is written through it. Returns the client's bytes read
+   * after the request head, for the taker to forward first.
+   */
+  switchProtocols(reason: string | undefined, headers: readonly string[], taker: SocketTaker): Buffer | null {
+    if (this.headersSent) throw new Error('switchProtocols: the head was already sent');
+    if (reason !== undefined && BAD_FIELD_VALUE.test(reason)) {
+      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid reason ${JSON.stringify(reason.slice(0, 40))}`);
+    }
+    let head = `HTTP/1.1 101 ${reason || 'Switching Protocols'}\r\n`;
+    let hasConnection = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      if (name.length === 10 && name.toLowerCase() === 'connection') hasConnection = true;
+      head += `${name}: ${headers[i + 1]!}\r\n`;
+    }
+    if (!hasConnection) head += 'Connection: upgrade\r\n';
+    this.#head = null;
+    this.headersSent = true;
+    this.statusCode = 101;
+    const conn = this.#conn;
+    const held = conn.takeOver(taker);
+    conn.socket.write(`${head}\r\n`, 'latin1');
+    return held;
   }
 
   /** Writes `100 Continue`: the client may send the body it announced with Expect. */

@@ -47,6 +47,8 @@ export interface HttpServerOptions {
   lingerTimeoutMs?: number;
   /** A response that cannot hand the kernel a byte for this long, in ms, is abandoned and its connection closed (0: no limit). */
   sendTimeoutMs?: number;
+  /** An upgraded connection that passes no byte either way for this long, in ms, is closed (0: no limit; the tunnel applies it at each sweep). */
+  tunnelIdleTimeoutMs?: number;
   /**
    * The most bytes a connection reads and drops once nothing will use them (the rest of an
    * unread request body, what comes after a close): beyond it the front stops reading and closes.
@@ -121,7 +123,7 @@ export class HttpServer {
       ...opts.tls, http2: this.http2 !== null, handshakeTimeoutMs: opts.headersTimeoutMs, log: opts.log,
     }, (socket) => this.#secure(socket));
     const timeouts = [opts.headersTimeoutMs, opts.keepAliveTimeoutMs, opts.bodyTimeoutMs ?? 0, this.lingerTimeoutMs,
-      this.sendTimeoutMs].filter((t) => t > 0);
+      this.sendTimeoutMs, opts.tunnelIdleTimeoutMs ?? 0].filter((t) => t > 0);
     if (timeouts.length > 0 && opts.sweeper !== false) {
       // One timer looks at every connection (as Node's server does), not a timer per connection.
       const every = Math.min(1000, Math.max(100, Math.min(...timeouts) / 4));

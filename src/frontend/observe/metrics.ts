@@ -14,6 +14,7 @@ import { mergeBackendRows } from './merge.js';
 import type { Observed } from './observe.js';
 import { statusOf } from './observe.js';
 import type { Pool } from '../upstream/pool.js';
+import type { Tunnels } from '../tunnel.js';
 
 const STATES = ['up', 'connecting', 'down', 'draining'] as const;
 
@@ -34,6 +35,8 @@ export interface FrontStatus {
   backends: { name: string; source: string; state: string; links: number; inFlight: number; requests: number; failures: number;
     /** The last minutes of its responses (summed over processes, then summarized as `recent`). */
     window?: RollingPoints; recent?: RollingSummary }[];
+  /** Upgraded connections (WebSockets): open now, opened, closed by reason, bytes from and to clients. */
+  tunnels: TunnelCounts;
   recentErrors: { time: string; level: string; message: string }[];
   /** Client connections open, and the limits the page shows the counts against (per process). */
   connections: number;
@@ -52,10 +55,20 @@ export interface FrontStatus {
 /** --queue-size, --max-in-flight, --max-connections (0: no limit), and the processes that each have them. */
 export interface FrontLimits { queueSize: number; maxInFlight: number; maxConnections: number; processes: number }
 
-/** The counts of a status that only grow: what an exited process still adds to the sums. */
-export type FrontTotals = Pick<FrontStatus, 'requests' | 'statuses' | 'refused' | 'bytesIn' | 'bytesOut'>;
+export interface TunnelCounts {
+  open: number;
+  opened: number;
+  closed: Record<string, number>;
+  bytesIn: number;
+  bytesOut: number;
+}
 
-export const noTotals = (): FrontTotals => ({ requests: 0, statuses: {}, refused: {}, bytesIn: 0, bytesOut: 0 });
+/** The counts of a status that only grow: what an exited process still adds to the sums. */
+export type FrontTotals = Pick<FrontStatus, 'requests' | 'statuses' | 'refused' | 'bytesIn' | 'bytesOut' | 'tunnels'>;
+
+const noTunnels = (): TunnelCounts => ({ open: 0, opened: 0, closed: {}, bytesIn: 0, bytesOut: 0 });
+
+export const noTotals = (): FrontTotals => ({ requests: 0, statuses: {}, refused: {}, bytesIn: 0, bytesOut: 0, tunnels: noTunnels() });
 
 function addCounts(into: Record<string, number>, from: Record<string, number>): void {
   for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
@@ -68,6 +81,12 @@ export function addTotals(into: FrontTotals, from: FrontTotals): void {
   into.bytesOut += from.bytesOut;
   addCounts(into.statuses, from.statuses);
   addCounts(into.refused, from.refused);
+  // `open` is not a total: sumStatuses adds it from the live processes only.
+  const t = from.tunnels ?? noTunnels();
+  into.tunnels.opened += t.opened;
+  into.tunnels.bytesIn += t.bytesIn;
+  into.tunnels.bytesOut += t.bytesOut;
+  addCounts(into.tunnels.closed, t.closed);
 }
 
 /**
@@ -85,6 +104,7 @@ export function sumStatuses(parts: FrontStatus[], gone: FrontTotals, own: Pick<F
   const errors = [...own.recentErrors];
   for (const p of parts) {
     addTotals(totals, p);
+    totals.tunnels.open += p.tunnels?.open ?? 0;
     inFlight += p.inFlight;
     queued += p.queued;
     connections += p.connections;
@@ -133,11 +153,15 @@ export class FrontMetrics {
   /** Counts a client refused before any request was parsed: bound once. */
   readonly refused: (status: number) => void;
 
+  readonly #tunnels: Tunnels | null;
+
   /** `accessLog`: the --access-log whose dropped lines are counted, if any. */
   constructor(pool: Pool, recent: RecentErrors, listen: string, accessLog: { readonly droppedTotal: number } | null = null,
-    limits: Omit<FrontLimits, 'processes'> = { queueSize: 0, maxInFlight: 0, maxConnections: 0 }) {
+    limits: Omit<FrontLimits, 'processes'> = { queueSize: 0, maxInFlight: 0, maxConnections: 0 },
+    tunnels: Tunnels | null = null) {
     this.#limits = { ...limits, processes: 1 };
     this.#pool = pool;
+    this.#tunnels = tunnels;
     this.#recent = recent;
     this.#listen = listen;
     this.observe = (r) => this.record(r);
@@ -158,6 +182,14 @@ export class FrontMetrics {
     defineMetric(reg, 'tsgi_queue_depth', 'requests waiting for a ready backend', 'gauge', () => [{ value: this.#pool.queued }]);
     defineMetric(reg, 'tsgi_http_request_bytes_total', 'request body bytes received', 'counter', () => [{ value: this.bytesIn }]);
     defineMetric(reg, 'tsgi_http_response_bytes_total', 'response body bytes sent', 'counter', () => [{ value: this.bytesOut }]);
+    defineMetric(reg, 'tsgi_tunnels_open', 'upgraded connections (WebSockets) open', 'gauge',
+      () => [{ value: tunnels?.open.size ?? 0 }]);
+    defineMetric(reg, 'tsgi_tunnels_opened_total', 'upgraded connections opened (101 from a backend)', 'counter',
+      () => [{ value: tunnels?.opened ?? 0 }]);
+    defineMetric(reg, 'tsgi_tunnels_closed_total', 'upgraded connections closed, by reason', 'counter',
+      () => Object.entries(tunnels?.closed ?? {}).map(([reason, value]) => ({ labels: { reason }, value })));
+    defineMetric(reg, 'tsgi_tunnel_bytes_total', 'bytes carried by upgraded connections: in from clients, out to clients', 'counter',
+      () => [{ labels: { direction: 'in' }, value: tunnels?.bytesIn ?? 0 }, { labels: { direction: 'out' }, value: tunnels?.bytesOut ?? 0 }]);
     defineMetric(reg, 'tsgi_backend_up', '1 if the backend has a ready connection', 'gauge',
       perBackend((b) => (b.status === 'up' ? 1 : 0)));
     defineMetric(reg, 'tsgi_backend_state', 'the backend\'s state (1 for the current one)', 'gauge', () => {
@@ -211,6 +243,8 @@ export class FrontMetrics {
   get inFlight(): number {
     let n = this.#pool.queued;
     for (const b of this.#pool.backends) n += b.inFlight;
+    // A backend's streams include its upgraded connections; requests in flight do not.
+    n = Math.max(0, n - (this.#tunnels?.open.size ?? 0));
     return n;
   }
 
@@ -238,6 +272,7 @@ export class FrontMetrics {
         name: b.name, source: b.source, state: b.status, links: b.links.length, inFlight: b.inFlight,
         requests: b.requests, failures: b.failures, window: this.#windowOf(b.name).export(now),
       })),
+      tunnels: this.tunnelCounts(),
       recentErrors: this.#recent.list(),
       connections: this.#server?.connections.size ?? 0,
       limits: this.#limits,
@@ -246,5 +281,11 @@ export class FrontMetrics {
       recentResponses: this.#errors.list(),
       processUsage: [processUsage(this.role)],
     };
+  }
+
+  tunnelCounts(): TunnelCounts {
+    const t = this.#tunnels;
+    if (t === null) return noTunnels();
+    return { open: t.open.size, opened: t.opened, closed: { ...t.closed }, bytesIn: t.bytesIn, bytesOut: t.bytesOut };
   }
 }

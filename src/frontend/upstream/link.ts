@@ -42,6 +42,8 @@ export interface Link {
   /** Requests in flight on it. */
   readonly load: number;
   readonly canOpen: boolean;
+  /** The backend can carry an upgraded connection (a tsgi link of protocol version 2 and up; never a uwsgi one). */
+  readonly tunnels: boolean;
   readonly conn: LinkConnection;
   /** A request on this link finished: a draining link closes once it has none left. */
   release(): void;
@@ -90,6 +92,8 @@ export interface LinkStream {
   readonly blocked: boolean;
   /** The backend granted flow-control credit: it took the stream (a uwsgi request always counts as taken). */
   readonly credited: boolean;
+  /** A 101 answered the upgrade request: DATA carries the upgraded connection's bytes both ways. */
+  readonly tunnel: boolean;
   write(chunk: Uint8Array): boolean;
   end(): void;
   /** Ends the request body with trailer fields (a backend that cannot carry them just sees the end). */

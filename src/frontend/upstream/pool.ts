@@ -202,6 +202,21 @@ export class Pool {
     return best;
   }
 
+  /**
+   * The least-loaded ready link that can carry an upgraded connection (open tunnels count in a
+   * link's load), or null when no ready backend can: an upgrade request then goes as a plain one.
+   */
+  pickTunnel(): Link | null {
+    let best: Link | null = null;
+    for (const backend of this.backends) {
+      if (backend.state !== 'active') continue;
+      for (const link of backend.links) {
+        if (link.canOpen && link.tunnels && (best === null || link.load < best.load)) best = link;
+      }
+    }
+    return best;
+  }
+
   /** Hands the waiter a link now, or queues it until one is ready (bounded in size and time). */
   acquire(waiter: Waiter): void {
     const link = this.queued === 0 ? this.pick() : null;

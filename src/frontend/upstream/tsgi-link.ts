@@ -6,6 +6,7 @@ import { checkServerIdentity, connect as connectTls, type ConnectionOptions, typ
 import { isTlsError, tlsReason } from '../../common/tls.js';
 import { closeAfterError, endSocket, socketWriter } from '../../common/socket-writer.js';
 import { Connection } from '../../protocol/connection.js';
+import { TUNNEL_VERSION } from '../../protocol/constants.js';
 import { ReadBuffers } from './read-buffers.js';
 import type { Link, LinkOwner, LinkEvents, LinkOptions, LinkState } from './link.js';
 
@@ -155,6 +156,11 @@ export class BackendLink implements Link {
 
   get canOpen(): boolean {
     return this.state === 'ready' && this.conn.canOpen;
+  }
+
+  /** The backend agreed a protocol version with tunnels in HELLO. */
+  get tunnels(): boolean {
+    return this.conn.version >= TUNNEL_VERSION;
   }
 
   #startPings(opts: LinkOptions): void {

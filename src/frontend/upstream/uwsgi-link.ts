@@ -50,6 +50,8 @@ class UwsgiStream implements LinkStream {
   handler: StreamHandler | null = null;
   /** A uwsgi backend acknowledges nothing: a request lost with its connection is never sent again. */
   readonly credited = true;
+  /** uwsgi carries no upgraded connection. */
+  readonly tunnel = false;
   closed = false;
   localEnded = false;
   remoteEnded = false;
@@ -287,6 +289,11 @@ export class UwsgiLink implements Link {
 
   get canOpen(): boolean {
     return this.state === 'ready';
+  }
+
+  /** A uwsgi backend cannot carry an upgraded connection: upgrade requests go to it as plain ones. */
+  get tunnels(): boolean {
+    return false;
   }
 
   /** There is no handshake: the backend is ready once a connection to it opens. */
