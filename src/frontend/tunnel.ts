@@ -236,7 +236,7 @@ export class Tunnel implements SocketTaker, StreamHandler {
     this.#tunnels.log.debug(`${this.#what}: upgraded connection ${lost ? 'lost with its backend' : `reset by the backend: `
       + `${RESET_CODE_NAMES[code] ?? code}`}${message ? ` (${message})` : ''}`);
     this.#reason ??= lost ? 'backend_lost' : 'backend_reset';
-    this.#socket.destroy();
+    this.#socket.resetAndDestroy(); // an abort: the client sees a reset, not a clean end
   }
 
   /**
@@ -299,6 +299,6 @@ export class Tunnel implements SocketTaker, StreamHandler {
   #abort(reason: TunnelCloseReason, code: number, message: string): void {
     this.#reason ??= reason;
     this.#stream.reset(code, message);
-    this.#socket.destroy();
+    this.#socket.resetAndDestroy();
   }
 }
