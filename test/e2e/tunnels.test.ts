@@ -37,6 +37,8 @@ interface TunnelCtx extends Ctx {
   flood: { written: number; waiting: boolean; done: boolean };
   /** /sink: the bytes received so far, and the stream (to grant credit later). */
   sink: { received: number; stream: Stream | null };
+  /** /ws-slow: the stream, half-way through a 256 KiB message, and what the app received. */
+  slow: { stream: Stream | null; ws: WsEcho | null; ended: boolean };
   /** A front with both backends (--admin, --access-log), one with only the version-1 backend, one with tight limits. */
   both?: FrontProc;
   v1only?: FrontProc;
@@ -53,6 +55,8 @@ function header(flat: string[], name: string): string | undefined {
 /** Server frames from masked client frames: a minimal WebSocket echo (enough for the ws client). */
 class WsEcho {
   #buf = Buffer.alloc(0);
+  /** The codes of the close frames received. */
+  readonly closeCodes: number[] = [];
   /** Frames to send back for `chunk`; `close` once a close frame went by. */
   push(chunk: Buffer): { out: Buffer[]; close: boolean } {
     this.#buf = Buffer.concat([this.#buf, chunk]);
@@ -81,7 +85,10 @@ class WsEcho {
         : len < 65536 ? Buffer.from([b[0]!, 126, len >> 8, len & 0xff])
           : Buffer.concat([Buffer.from([b[0]!, 127]), (() => { const x = Buffer.alloc(8); x.writeBigUInt64BE(BigInt(len)); return x; })()]);
       out.push(head, payload);
-      if (opcode === 8) close = true;
+      if (opcode === 8) {
+        close = true;
+        this.closeCodes.push(payload.length >= 2 ? payload.readUInt16BE(0) : 1005);
+      }
       this.#buf = b.subarray(pos + 4 + len);
     }
     return { out, close };
@@ -157,6 +164,22 @@ function answer(ctx: TunnelCtx, stream: Stream, head: tsgi.Request): void {
   } else if (target === '/sink') {
     ctx.sink.stream = stream;
     stream.handler = { onData: (chunk) => { ctx.sink.received += chunk.length; } };
+  } else if (target === '/ws-slow') {
+    // A binary message of 256 KiB whose second half waits for the test: a stop in between must
+    // not cut the frame.
+    const ws = new WsEcho();
+    ctx.slow = { stream, ws, ended: false };
+    stream.write(Buffer.concat([Buffer.from([0x82, 127, 0, 0, 0, 0, 0, 4, 0, 0]), Buffer.alloc(128 * 1024, 0x31)]));
+    stream.handler = {
+      onData: (chunk, end) => {
+        stream.consume(chunk.length);
+        ws.push(chunk);
+        if (end) {
+          ctx.slow.ended = true;
+          stream.end();
+        }
+      },
+    };
   } else if (target === '/ws') {
     const ws = new WsEcho();
     stream.handler = {
@@ -262,7 +285,8 @@ async function status(ctx: TunnelCtx): Promise<{ tunnels: { open: number; opened
 
 const test = suite<TunnelCtx>('e2e/tunnels', {
   ...newCtx(), dir: '', v2Path: '', v1Path: '', servers: [], sockets: new Set(), seen: { v1: [], v2: [] },
-  flood: { written: 0, waiting: false, done: false }, sink: { received: 0, stream: null }, admin: '', accessLog: '',
+  flood: { written: 0, waiting: false, done: false }, sink: { received: 0, stream: null },
+  slow: { stream: null, ws: null, ended: false }, admin: '', accessLog: '',
 });
 
 setUp(test, async (ctx) => {
@@ -496,6 +520,37 @@ test('--max-tunnels: one over gets 503 with a log line; --response-timeout ends 
   const next = await openTunnel(front.port, upgradeRequest('/echo'));
   assert.match(next.head, /^HTTP\/1\.1 101 /, 'the slot is free again');
   next.socket.destroy();
+});
+
+test('a graceful stop closes a WebSocket between two frames: 1001 to the client, a client close to the app', async (ctx) => {
+  const front = await startFront([ctx.v2Path]);
+  ctx.extra.push(front);
+  const ws = new WebSocket(`ws://127.0.0.1:${front.port}/ws-slow`);
+  const messages: Buffer[] = [];
+  ws.on('message', (m: Buffer) => messages.push(m));
+  const closed = new Promise<{ code: number; reason: string }>((r) => ws.once('close', (code: number, reason: Buffer) => r({ code, reason: reason.toString() })));
+  await within(new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  }), 'the ws handshake');
+  await until(() => ctx.slow.stream !== null, 'the app to start its message');
+  const exited = front.stop('SIGTERM');
+  await front.waitForStderr(/closing 1 upgraded connection/);
+  // The app receives its close frame (the client's direction is between frames) …
+  await until(() => ctx.slow.ws!.closeCodes.length === 1, 'a close frame at the app');
+  assert.equal(ctx.slow.ws!.closeCodes, [1001]);
+  // … and the client's waits for the end of the message in flight.
+  assert.is(messages.length, 0);
+  ctx.slow.stream!.write(Buffer.alloc(128 * 1024, 0x32));
+  const { code } = await within(closed, 'the client\'s close');
+  assert.is(code, 1001);
+  assert.is(messages.length, 1, 'the message in flight arrived whole');
+  assert.is(messages[0]!.length, 256 * 1024);
+  assert.is(messages[0]![256 * 1024 - 1], 0x32);
+  ctx.slow.stream!.end();
+  const exit = await within(exited, 'the front to exit');
+  assert.is(exit.code, 0);
+  assert.not.match(front.stderr(), /graceful-timeout|closing .* connections? by force/i);
 });
 
 test.run();
