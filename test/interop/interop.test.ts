@@ -8,6 +8,7 @@ import { findPrograms } from '../helpers/interop.js';
 import { nginxExamples, systemdDeploy, systemdSecurity } from './examples.js';
 import { frontToUwsgi } from './front-uwsgi.js';
 import { nginxToFront } from './nginx-front.js';
+import { nginxTunnels } from './nginx-tunnels.js';
 import { nginxToBackend } from './nginx-uwsgi.js';
 
 const programs = findPrograms();
@@ -31,6 +32,7 @@ if (programs.missing.length > 0 && required) {
     nginxToBackend();
     nginxToFront();
     systemdDeploy();
+    nginxTunnels();
   }
   if (programs.curl && programs.uwsgi) frontToUwsgi();
 }
