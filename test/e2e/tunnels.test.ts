@@ -189,6 +189,27 @@ test('upgrades only go to the backend that can tunnel; a version-1 backend gets 
   c.socket.destroy();
 });
 
+test('least-busy balancing counts open tunnels: six at once split three and three over two backends', async (ctx) => {
+  const second = join(ctx.dir, 'v2-second.sock');
+  await fakeBackend(ctx, second, 2);
+  const front = await startFront([ctx.v2Path, second]);
+  ctx.extra.push(front);
+  await front.waitForStderr(/v2-second\.sock is ready/);
+  await front.waitForStderr(/v2\.sock is ready/);
+  const from = ctx.seen.v2.length;
+  const clients = [];
+  for (let i = 0; i < 6; i++) {
+    const c = await openTunnel(front.port, upgradeRequest('/echo'));
+    assert.match(c.head, /^HTTP\/1\.1 101 /);
+    clients.push(c);
+  }
+  const counts = new Map<string, number>();
+  for (const s of ctx.seen.v2.slice(from)) counts.set(s.backend, (counts.get(s.backend) ?? 0) + 1);
+  assert.equal([...counts.values()], [3, 3], 'each new tunnel went to the backend with fewer open');
+  for (const c of clients) c.socket.destroy();
+  await front.stop();
+});
+
 test('the ws client: messages echo through the front, and a close ends the tunnel', async (ctx) => {
   const ws = new WebSocket(`ws://127.0.0.1:${ctx.both!.port}/ws`);
   await new Promise<void>((resolve, reject) => {

@@ -14,6 +14,8 @@ export const MiB = 1024 * 1024;
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
 export interface Seen {
+  /** The fake backend's socket path. */
+  backend: string;
   target: string;
   upgrade: boolean;
   headers: string[];
@@ -111,9 +113,9 @@ export function flood(ctx: TunnelBackends, stream: Stream, total: number): void 
   go();
 }
 
-export function answer(ctx: TunnelBackends, stream: Stream, head: tsgi.Request): void {
+export function answer(ctx: TunnelBackends, stream: Stream, head: tsgi.Request, backend: string): void {
   const flat = unpackHeaders(head.headers);
-  ctx.seen.v2.push({ target: head.target, upgrade: head.upgrade === true, headers: flat });
+  ctx.seen.v2.push({ backend, target: head.target, upgrade: head.upgrade === true, headers: flat });
   const target = head.target;
   if (!stream.upgrade || target === '/no') {
     const body = Buffer.from(JSON.stringify({ upgrade: head.upgrade === true, headers: flat }));
@@ -200,11 +202,11 @@ export function fakeBackend(ctx: TunnelBackends, path: string, version: 1 | 2): 
       versions: [version], connectionsHint: 1,
       onRequest: (stream, head) => {
         if (version === 2) {
-          answer(ctx, stream, head);
+          answer(ctx, stream, head, path);
           return;
         }
         const flat = unpackHeaders(head.headers);
-        ctx.seen.v1.push({ target: head.target, upgrade: head.upgrade === true, headers: flat });
+        ctx.seen.v1.push({ backend: path, target: head.target, upgrade: head.upgrade === true, headers: flat });
         const body = Buffer.from(JSON.stringify({ upgrade: head.upgrade === true, headers: flat }));
         stream.sendResponse({ status: 200, headers: packHeaders(['Content-Length', String(body.length)]) }, false);
         stream.write(body, true);
