@@ -29,7 +29,8 @@ interface TunnelCtx extends Ctx, TunnelBackends {
   accessLog: string;
 }
 
-async function status(ctx: TunnelCtx): Promise<{ tunnels: { open: number; opened: number; closed: Record<string, number>; bytesIn: number; bytesOut: number }; inFlight: number }> {
+async function status(ctx: TunnelCtx): Promise<{ tunnels: { open: number; opened: number; closed: Record<string, number>; bytesIn: number; bytesOut: number }; inFlight: number;
+  requestsInFlight: unknown[] }> {
   const res = await fetch(`${ctx.admin}/status`);
   return await res.json() as never;
 }
@@ -239,6 +240,7 @@ test('metrics, /status and the access log count tunnels: open, opened, closed by
   assert.is(during.tunnels.open, 1);
   assert.is(during.tunnels.opened, before.tunnels.opened + 1);
   assert.is(during.inFlight, 0, 'a tunnel is not a request in flight');
+  assert.equal(during.requestsInFlight, [], 'nor listed among them');
   c.socket.end();
   await within(c.closed, 'the client socket to close');
   const after = await poll(async () => {

@@ -29,7 +29,7 @@ export function inFlightRequests(server: HttpServer, limit = 50): InFlightReques
   const out: InFlightRequest[] = [];
   for (const res of server.responses()) {
     const req = res.req;
-    if (res.ended) continue;
+    if (res.ended || res.statusCode === 101) continue; // a 101 is an upgraded connection: counted as a tunnel
     const ex = res.handler as Partial<Shown> | null;
     if (ex === null || typeof ex.started !== 'number' || typeof ex.backendName !== 'string') continue;
     const q = req.url.indexOf('?');
