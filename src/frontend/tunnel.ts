@@ -15,6 +15,9 @@ import type { SocketTaker } from './http/response.js';
 import type { LinkStream } from './upstream/link.js';
 import { retain } from './upstream/read-buffers.js';
 
+/** RFC 6455 7.4.1: the server met a condition that kept it from serving (the app reset the stream). */
+const CLOSE_INTERNAL_ERROR = 1011;
+
 /** Why a tunnel closed (the label of tsgi_tunnels_closed_total). */
 export type TunnelCloseReason = 'closed' | 'client_abort' | 'backend_reset' | 'backend_lost' | 'idle_timeout' | 'shutdown';
 
@@ -236,7 +239,17 @@ export class Tunnel implements SocketTaker, StreamHandler {
     this.#tunnels.log.debug(`${this.#what}: upgraded connection ${lost ? 'lost with its backend' : `reset by the backend: `
       + `${RESET_CODE_NAMES[code] ?? code}`}${message ? ` (${message})` : ''}`);
     this.#reason ??= lost ? 'backend_lost' : 'backend_reset';
-    this.#socket.resetAndDestroy(); // an abort: the client sees a reset, not a clean end
+    const socket = this.#socket;
+    if (this.#toClient !== null && this.#toClient.atBoundary && !this.#closeSentToClient && !socket.destroyed) {
+      // A WebSocket between two frames gets a close frame rather than a cut: 1012 when its backend
+      // went away (a restart: reconnect), 1011 when the app reset it.
+      this.#closeSentToClient = true;
+      this.#write(serverCloseFrame(lost ? CloseCode.SERVICE_RESTART : CLOSE_INTERNAL_ERROR,
+        lost ? 'backend went away' : 'backend failed'), false);
+      socket.end();
+      return;
+    }
+    socket.resetAndDestroy(); // an abort: the client sees a reset, not a clean end
   }
 
   /**

@@ -230,6 +230,17 @@ test('the ws client: messages echo through the front, and a close ends the tunne
   assert.is(await within(closed, 'the ws close'), 1000);
 });
 
+test('a WebSocket whose app resets it gets a close frame (1011), not a cut', async (ctx) => {
+  const ws = new WebSocket(`ws://127.0.0.1:${ctx.both!.port}/ws-reset`);
+  const closed = new Promise<number>((r) => ws.once('close', (code: number) => r(code)));
+  await within(new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  }), 'the ws handshake');
+  ws.send('fail, please');
+  assert.is(await within(closed, 'the close'), 1011);
+});
+
 test('metrics, /status and the access log count tunnels: open, opened, closed by reason, bytes each way', async (ctx) => {
   await poll(async () => ((await status(ctx)).tunnels.open === 0 ? true : undefined), 'every tunnel closed');
   const before = await status(ctx);
@@ -254,7 +265,7 @@ test('metrics, /status and the access log count tunnels: open, opened, closed by
   assert.match(metrics, /^tsgi_tunnels_open 0$/m);
   assert.match(metrics, /^tsgi_tunnels_opened_total \d+$/m);
   assert.match(metrics, /^tsgi_tunnels_closed_total\{reason="closed"\} \d+$/m);
-  assert.match(metrics, /^tsgi_tunnels_closed_total\{reason="backend_reset"\} 1$/m);
+  assert.match(metrics, /^tsgi_tunnels_closed_total\{reason="backend_reset"\} 2$/m);
   assert.match(metrics, /^tsgi_tunnel_bytes_total\{direction="in"\} \d+$/m);
   const line = await poll(async () => {
     const lines = readFileSync(ctx.accessLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);

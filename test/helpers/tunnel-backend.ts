@@ -179,6 +179,9 @@ export function answer(ctx: TunnelBackends, stream: Stream, head: tsgi.Request, 
         }
       },
     };
+  } else if (target === '/ws-reset') {
+    // The app fails on the first message it gets.
+    stream.handler = { onData: () => stream.reset(ResetCode.INTERNAL_ERROR, 'the app failed') };
   } else if (target === '/ws') {
     const ws = new WsEcho();
     stream.handler = {
