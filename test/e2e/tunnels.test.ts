@@ -10,9 +10,9 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import WebSocket from 'ws';
 import { newCtx, poll, setUp, type Ctx } from '../helpers/e2e.js';
-import { startFront, tempDir, type FrontProc } from '../helpers/procs.js';
+import { spawnCli, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
 import {
-  MiB, type TunnelBackends, closeBackends, fakeBackend, header, newBackends, openTunnel, until, upgradeRequest, within,
+  MiB, type Client, type TunnelBackends, closeBackends, fakeBackend, header, newBackends, openTunnel, until, upgradeRequest, within,
 } from '../helpers/tunnel-backend.js';
 
 const WINDOW = 256 * 1024;
@@ -198,7 +198,7 @@ test('least-busy balancing counts open tunnels: six at once split three and thre
   await front.waitForStderr(/v2-second\.sock is ready/);
   await front.waitForStderr(/v2\.sock is ready/);
   const from = ctx.seen.v2.length;
-  const clients = [];
+  const clients: Client[] = [];
   for (let i = 0; i < 6; i++) {
     const c = await openTunnel(front.port, upgradeRequest('/echo'));
     assert.match(c.head, /^HTTP\/1\.1 101 /);
@@ -275,6 +275,36 @@ test('metrics, /status and the access log count tunnels: open, opened, closed by
   assert.is(line.target, '/echo');
   assert.is(line.backend, `unix:${ctx.v2Path}`);
   assert.type(line.duration_ms, 'number');
+});
+
+test('--processes 2: the primary\'s /status and /metrics sum the tunnels of its processes', async (ctx) => {
+  const front = spawnCli(['front', '--listen', '127.0.0.1:0', '--processes', '2', '--graceful-timeout', '5',
+    '--backend', `unix:${ctx.v2Path}`, '--admin', '127.0.0.1:0']);
+  ctx.extra.push(front);
+  const port = Number((await front.waitForStderr(/listening on http 127\.0\.0\.1:(\d+) with 2 processes/))[1]);
+  const admin = `http://${(await front.waitForStderr(/admin on http (127\.0\.0\.1:\d+)/))[1]}`;
+  const clients: Client[] = [];
+  for (let i = 0; i < 4; i++) {
+    const c = await openTunnel(port, upgradeRequest('/echo'));
+    assert.match(c.head, /^HTTP\/1\.1 101 /);
+    c.socket.write('12345');
+    clients.push(c);
+  }
+  await until(() => clients.every((c) => c.body().length === 5), 'the echoes');
+  const open = await poll(async () => {
+    const s = await (await fetch(`${admin}/status`)).json() as { tunnels: { open: number; opened: number; bytesIn: number } };
+    return s.tunnels.open === 4 ? s : undefined;
+  }, 'four tunnels open in the sum');
+  assert.is(open.tunnels.opened, 4);
+  assert.is(open.tunnels.bytesIn, 20);
+  assert.match(await (await fetch(`${admin}/metrics`)).text(), /^tsgi_tunnels_open 4$/m);
+  for (const c of clients) c.socket.end();
+  for (const c of clients) await within(c.closed, 'the client socket to close');
+  await poll(async () => {
+    const s = await (await fetch(`${admin}/status`)).json() as { tunnels: { open: number; closed: Record<string, number> } };
+    return s.tunnels.open === 0 && s.tunnels.closed.closed === 4 ? true : undefined;
+  }, 'four closed in the sum');
+  await front.stop();
 });
 
 test('--max-tunnels: one over gets 503 with a log line; --response-timeout ends at the 101; --tunnel-idle-timeout closes an idle tunnel', async (ctx) => {
