@@ -53,6 +53,7 @@ class SilentStream implements LinkStream {
   remoteEnded = false;
   blocked = false;
   credited = false;
+  tunnel = false;
   written = 0;
   /** The stream was opened with the end of the request (a request without a body). */
   endedAtOpen = false;
