@@ -1,6 +1,7 @@
 // Derives the environ (CGI keys, HTTP_* keys and tsgi.* keys) from the raw request head that
 // the front sends: the front ships method, target, headers and addresses; the CGI view is
 // computed here, once, in the process that needs it.
+import { requestIdHeader, requestIdKey } from './request-id.js';
 import { createLogger, writeStderr } from '../common/log.js';
 import { bytesToText, cgiKey, decodePath, splitHost, splitTarget } from '../protocol/cgi.js';
 import { STATIC_NAMES } from '../protocol/header-table.js';
@@ -175,6 +176,11 @@ export function buildEnviron(head: tsgi.Request, ctx: EnvironContext): Environ {
       else if (key === 'HTTP_COOKIE') environ[key] = `${prev as string}; ${value}`;
       else environ[key] = `${prev as string}, ${value}`;
     }
+  }
+  // A request id the front made (the request had none): the app sees it as the header.
+  if (head.requestId) {
+    flat.push(requestIdHeader(), head.requestId);
+    environ[requestIdKey()] = head.requestId;
   }
   fillFromHost(environ, environ.HTTP_HOST as string | undefined, scheme, true);
   return environ;

@@ -1,6 +1,7 @@
 // The front, `tsgi front`: an HTTP/1.1 listener that carries each request to a backend over
 // persistent multiplexed tsgi connections. start(config) and stop({ graceful }) are its verbs;
 // startWorker(config) runs the same front in a worker of `--processes N` (see primary/primary.ts).
+import { setRequestIdHeader as setUwsgiRequestIdHeader } from './upstream/uwsgi-vars.js';
 import type { Socket } from 'node:net';
 import { type Address, formatAddress } from '../common/address.js';
 import { handleControl } from './control.js';
@@ -95,6 +96,7 @@ export function startWorker(config: FrontConfig, listen: Address): Promise<Worke
 async function launch(given: FrontConfig, handedOver: Address | null): Promise<WorkerFront> {
   const config = resolveOptions('front', given); // each option checked, each default from the table
   const ids = new RequestIds(config.requestIdHeader); // a bad header name stops start-up here
+  setUwsgiRequestIdHeader(ids.header);
   // With --admin, warnings and errors are also kept for /status and the status page.
   const recent = config.admin !== undefined ? new RecentErrors() : null;
   const log = recent !== null ? recordErrors(createLogger('front'), recent) : createLogger('front');

@@ -153,6 +153,7 @@ export class Stream {
       scheme: head.scheme, protocol: head.protocol, timeoutMs: head.timeoutMs,
       remoteIp: remote ?? undefined, serverIp: server ?? undefined,
       upgrade: upgrade ? true : undefined, // absent (not false) on a plain request: no bytes spent
+      requestId: head.requestId,
     };
     this.#sendHead(FrameType.REQUEST, Request.encode(wire).finish(), endStream, commit);
   }

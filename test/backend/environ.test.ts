@@ -81,6 +81,13 @@ test('the seed request: the CGI keys a WSGI app would see', () => {
   ]);
 });
 
+test('a request id the front made (request_id) reaches the app as the header, in the CGI view and tsgi.headers', () => {
+  const e = env('/', ['Host', 'example.test'], { requestId: 'abc-1' });
+  assert.is(e.HTTP_X_REQUEST_ID, 'abc-1');
+  assert.equal(e['tsgi.headers'], ['host', 'example.test', 'x-request-id', 'abc-1']);
+  assert.is(env('/').HTTP_X_REQUEST_ID, undefined, 'none made: none there');
+});
+
 test('tsgi.signal: an own enumerable key, copied by a spread, lazily created, one getter shared by every environ', () => {
   const head = { target: '/', serverAddr: '127.0.0.1', serverPort: 80, remoteAddr: '127.0.0.1', remotePort: 1 } as Head;
   let made = 0;

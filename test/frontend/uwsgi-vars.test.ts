@@ -25,6 +25,11 @@ function sent(head: RequestHead, contentLength?: number): Map<string, string> {
   return new Map(pairs);
 }
 
+test('a request id the front made goes to a uwsgi backend as the header\'s var', () => {
+  assert.is(sent({ ...SEED, requestId: 'r-7' }).get('HTTP_X_REQUEST_ID'), 'r-7');
+  assert.is(sent(SEED).get('HTTP_X_REQUEST_ID'), undefined);
+});
+
 test('the seed request: the CGI keys of uwsgi_params and one HTTP_* per header', () => {
   const v = sent(SEED);
   assert.is(v.get('REQUEST_METHOD'), 'GET');

@@ -18,6 +18,13 @@ export function contentLengthOf(head: RequestHead): string | undefined {
   return undefined;
 }
 
+/** --request-id-header, lowercase: a request id the front made goes to a uwsgi backend as this header. */
+let requestIdHeader = 'x-request-id';
+
+export function setRequestIdHeader(name: string): void {
+  requestIdHeader = name.toLowerCase();
+}
+
 /**
  * The vars for a request. `contentLength` overrides the header (a chunked body the front
  * buffered). Header names with '_' are left out, as nginx does, so X_Foo cannot pose as X-Foo;
@@ -28,6 +35,7 @@ export function requestVars(head: RequestHead, contentLength?: number): [string,
   const { path, query } = splitTarget(target);
   const scheme = head.scheme || 'http';
   const flat = unpackHeaders(head.headers);
+  if (head.requestId) flat.push(requestIdHeader, head.requestId); // a request id the front made
   const http = new Map<string, string>();
   let contentType: string | undefined;
   let length: string | undefined;
