@@ -9,6 +9,7 @@ import { nginxExamples, systemdDeploy, systemdSecurity } from './examples.js';
 import { frontToUwsgi } from './front-uwsgi.js';
 import { nginxToFront } from './nginx-front.js';
 import { nginxTunnels } from './nginx-tunnels.js';
+import { nginxWebSocket } from './nginx-websocket.js';
 import { nginxToBackend } from './nginx-uwsgi.js';
 
 const programs = findPrograms();
@@ -33,6 +34,7 @@ if (programs.missing.length > 0 && required) {
     nginxToFront();
     systemdDeploy();
     nginxTunnels();
+    nginxWebSocket();
   }
   if (programs.curl && programs.uwsgi) frontToUwsgi();
 }
