@@ -65,13 +65,13 @@ export function nginxWebSocket(): void {
 
   test('socket.io through nginx and the front: polling, the upgrade to websocket, an event and its ack', async ({ sio }) => {
     const socket = ioClient(sio!.url, { reconnection: false, timeout: 10_000 });
+    assert.is(socket.io.engine.transport.name, 'polling');
+    const upgraded = new Promise<string>((resolve) => socket.io.engine.once('upgrade', (t: { name: string }) => resolve(t.name)));
     try {
       await within(new Promise<void>((resolve, reject) => {
         socket.once('connect', () => resolve());
         socket.once('connect_error', reject);
       }), 'the socket.io connection');
-      assert.is(socket.io.engine.transport.name, 'polling');
-      const upgraded = new Promise<string>((resolve) => socket.io.engine.once('upgrade', (t: { name: string }) => resolve(t.name)));
       assert.is(await within(upgraded, 'the upgrade'), 'websocket');
       const echoed = new Promise<string>((resolve) => socket.once('echoed', resolve));
       assert.is(await within(socket.timeout(10_000).emitWithAck('echo', 'via nginx'), 'the ack'), 'acked');
