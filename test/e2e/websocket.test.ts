@@ -291,12 +291,13 @@ swap('backend B registers, A stops (SIGTERM): every WebSocket on A gets 1001 or 
   const chatter = Promise.all(onA.map(async (c, i) => {
     for (let k = 0; chatting && c.ws.readyState === c.ws.OPEN; k++) {
       c.ws.send(`m ${i} ${k}`);
+      let m: { data: Buffer };
       try {
-        const m = await c.next('a chat echo');
-        assert.is(m.data.toString(), `m ${i} ${k}`);
+        m = await c.next('a chat echo');
       } catch {
         return; // closed while waiting: the close is checked below
       }
+      assert.is(m.data.toString(), `m ${i} ${k}`, 'every echo before the close, in order');
     }
   }));
   const b = await startBackend(fixture('ws-control.js'), ['--register', ctx.control]);
