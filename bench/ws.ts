@@ -4,7 +4,9 @@
 // awaiting its echo, in a loop. Prints echo messages per second and the CPU per message of the
 // server side (every process but the generator), then the RSS per idle WebSocket with 1,000 open
 // (RSS after opening them minus before, over 1,000) for each process.
-// Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_BYTES (32), BENCH_IDLE (1000).
+// Every cell's processes run from the start; the idle figures come first (fresh processes), then
+// BENCH_ROUNDS echo rounds with the cells in turn, and the medians are printed.
+// Env: BENCH_SECONDS (5), BENCH_CONNECTIONS (50), BENCH_BYTES (32), BENCH_IDLE (1000), BENCH_ROUNDS (3).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { nginxPreamble } from './nginx.js';
@@ -22,6 +24,7 @@ interface Setup {
 
 interface Measured {
   rate: number;
+  /** Over every round. */
   errors: number;
   /** Server-side CPU µs per message, per part and in all. */
   cpu: Map<string, number>;
@@ -31,8 +34,8 @@ interface Measured {
 
 const sum = (pids: number[], f: (pid: number) => number | null): number => pids.reduce((s, pid) => s + (f(pid) ?? 0), 0);
 
-async function measure(setup: Setup, seconds: number, k: number, bytes: number, idleCount: number): Promise<Measured> {
-  // A first socket and a few messages, so that the code paths are loaded before the baseline.
+/** RSS per idle WebSocket, per part: `idleCount` opened on fresh processes after one warm-up socket. */
+async function measureIdle(setup: Setup, bytes: number, idleCount: number): Promise<Map<string, number>> {
   const warm = await run('ws-load warm-up', process.execPath, [LOAD, 'echo', setup.url, '1', '0.3', String(bytes)]);
   if (warm.info.code !== 0) throw new Error(`warm-up against ${setup.name} failed:\n${warm.output}`);
   const idle = new Map<string, number>();
@@ -41,7 +44,11 @@ async function measure(setup: Setup, seconds: number, k: number, bytes: number, 
   await holder.waitFor(/open \d+/, 60_000);
   setup.parts().forEach((p, i) => idle.set(p.role, (sum(p.pids, rssMiB) - before[i]!) * 1024 * 1024 / idleCount));
   await holder.stop();
+  return idle;
+}
 
+/** One echo round: messages per second, errors, and server-side CPU µs per message, per part. */
+async function measureEcho(setup: Setup, seconds: number, k: number, bytes: number): Promise<{ rate: number; errors: number; cpu: Map<string, number> }> {
   const parts = setup.parts();
   const c0 = parts.map((p) => sum(p.pids, cpuUs));
   const { info, output } = await run('ws-load echo', process.execPath, [LOAD, 'echo', setup.url, String(k), String(seconds), String(bytes)]);
@@ -51,14 +58,17 @@ async function measure(setup: Setup, seconds: number, k: number, bytes: number, 
   const messages = Number(m[1]);
   const cpu = new Map<string, number>();
   parts.forEach((p, i) => cpu.set(p.role, (c1[i]! - c0[i]!) / messages));
-  return { rate: messages / Number(m[3]), errors: Number(m[2]), cpu, idle };
+  return { rate: messages / Number(m[3]), errors: Number(m[2]), cpu };
 }
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<number> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 5);
   const k = Number(process.env.BENCH_CONNECTIONS ?? 50);
   const bytes = Number(process.env.BENCH_BYTES ?? 32);
   const idleCount = Number(process.env.BENCH_IDLE ?? 1000);
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const dir = tempDir('tsgi-bench-ws-');
   installCleanup(() => dir);
   const out = (text = '') => process.stdout.write(`${text}\n`);
@@ -119,7 +129,7 @@ async function main(): Promise<number> {
 
   out('# tsgi WebSocket benchmark');
   out();
-  out(`- echo: the ws client in its own process, ${k} connections each sending ${bytes} bytes and awaiting the echo, in a loop, ${seconds} s per cell`);
+  out(`- echo: the ws client in its own process, ${k} connections each sending ${bytes} bytes and awaiting the echo, in a loop, ${seconds} s per cell; ${rounds} rounds with the cells in turn, medians`);
   out('- CPU: every server-side process (the front — tsgi\'s front, nginx\'s one worker — and the app), per message echoed');
   out(`- idle: RSS after opening ${idleCount.toLocaleString('en')} WebSockets minus before (fresh processes, after one warm-up socket), over ${idleCount.toLocaleString('en')}`);
   out(nginx === null ? '- skipped: nginx (not installed)' : '- nginx: one worker, proxy_pass with Upgrade/Connection set from a map, upstream over a Unix socket');
@@ -127,9 +137,19 @@ async function main(): Promise<number> {
   out('| cell | messages/s | errors | CPU µs/msg: front | app | total | idle bytes/socket: front | app | total |');
   out('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   const results = new Map<string, Measured>();
-  for (const s of setups) {
-    const setup = await s.setup();
-    const r = await measure(setup, seconds, k, bytes, idleCount);
+  const started: Setup[] = [];
+  for (const s of setups) started.push(await s.setup());
+  const idles = new Map<string, Map<string, number>>();
+  for (const setup of started) idles.set(setup.name, await measureIdle(setup, bytes, idleCount));
+  const echoes = new Map<string, { rate: number; errors: number; cpu: Map<string, number> }[]>(started.map((s) => [s.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    for (const setup of started) echoes.get(setup.name)!.push(await measureEcho(setup, seconds, k, bytes));
+  }
+  for (const setup of started) {
+    const runs = echoes.get(setup.name)!;
+    const cpu = new Map<string, number>();
+    for (const role of runs[0]!.cpu.keys()) cpu.set(role, median(runs.map((r) => r.cpu.get(role)!)));
+    const r: Measured = { rate: median(runs.map((x) => x.rate)), errors: runs.reduce((a, x) => a + x.errors, 0), cpu, idle: idles.get(setup.name)! };
     results.set(setup.name, r);
     const cpuTotal = [...r.cpu.values()].reduce((a, b) => a + b, 0);
     const idleTotal = [...r.idle.values()].reduce((a, b) => a + b, 0);
@@ -137,8 +157,8 @@ async function main(): Promise<number> {
     const kb = (v: number | undefined) => (v === undefined ? '–' : Math.round(v).toLocaleString('en'));
     out(`| ${setup.name} | ${Math.round(r.rate).toLocaleString('en')} | ${r.errors} | ${f(r.cpu.get('front'))} | ${f(r.cpu.get('app'))} | ${f(cpuTotal)} `
       + `| ${kb(r.idle.get('front'))} | ${kb(r.idle.get('app'))} | ${kb(idleTotal)} |`);
-    await stopAll();
   }
+  await stopAll();
   const tsgi = results.get('tsgi front → tsgi serve (ws app)');
   const viaNginx = results.get('nginx → node:http + ws');
   out();
