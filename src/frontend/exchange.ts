@@ -530,7 +530,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     }
     const { req, res } = this;
     const stream = this.#stream!;
-    const tunnel = new Tunnel(this.#opts.tunnels!, req.socket, stream, `${req.method} ${req.url}`,
+    const tunnel = new Tunnel(this.#opts.tunnels!, res.tunnelSocket ?? req.socket, stream, `${req.method} ${req.url}`,
       /(^|[\s,])websocket($|[\s,])/i.test(this.#upgrade!));
     let held: Buffer | null;
     try {

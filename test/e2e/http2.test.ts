@@ -12,7 +12,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { Agent, request } from 'undici';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { newCtx, setUp, type Ctx } from '../helpers/e2e.js';
+import { call, newCtx, setUp, type Ctx } from '../helpers/e2e.js';
 import { fixture, startBackend, startFront, tempDir, type FrontProc } from '../helpers/procs.js';
 import { makeCa, makeServerPair, readPem } from '../helpers/tls.js';
 import { eventually } from '../helpers/assert.js';
@@ -362,3 +362,61 @@ test('CONTINUATION flood (CVE-2024-27316): HEADERS that never end are cut off; t
 });
 
 test.run();
+
+// RFC 8441: a WebSocket over an HTTP/2 stream, to an unchanged ws app behind tsgi serve.
+const ws = suite<Ctx>('e2e/http2-websocket', newCtx());
+setUp(ws, async (ctx) => {
+  ctx.backend = await startBackend(fixture('ws-node-server.js'));
+  ctx.front = await startFront([ctx.backend.socket]);
+});
+
+/** A masked client text frame (RFC 6455 5.2), short payloads only. */
+function clientText(text: string): Buffer {
+  const payload = Buffer.from(text);
+  const mask = Buffer.from([1, 2, 3, 4]);
+  const masked = Buffer.from(payload.map((b, i) => b ^ mask[i % 4]!));
+  return Buffer.concat([Buffer.from([0x81, 0x80 | payload.length]), mask, masked]);
+}
+
+ws('extended CONNECT with :protocol websocket: a 200, then WebSocket frames both ways on the stream, to an unchanged ws app', async (ctx) => {
+  const session = h2connect(ctx.front!.url);
+  try {
+    await new Promise((resolve) => session.once('remoteSettings', resolve));
+    assert.ok(session.remoteSettings.enableConnectProtocol, 'the front offers extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL)');
+    const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/chat', ':scheme': 'http',
+      ':authority': `127.0.0.1:${ctx.front!.port}`, 'sec-websocket-version': '13' }, { endStream: false });
+    const head = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      stream.once('response', resolve);
+      stream.once('error', reject);
+    });
+    assert.is(head[':status'], 200);
+    assert.is(head['sec-websocket-accept'], undefined, 'the HTTP/1.1 handshake stays between the front and the backend');
+    let got = Buffer.alloc(0);
+    stream.on('data', (c: Buffer) => { got = Buffer.concat([got, c]); });
+    stream.write(clientText('hello over h2'));
+    await eventually(() => got.length >= 2 + 13, 'the echo');
+    assert.equal([...got.subarray(0, 2)], [0x81, 13], 'an unmasked text frame of 13 bytes');
+    assert.is(got.subarray(2, 15).toString(), 'hello over h2');
+    stream.write(clientText('whoami'));
+    await eventually(() => got.includes(Buffer.from('/chat ')), 'the app saw the path');
+    stream.close();
+  } finally {
+    session.destroy();
+  }
+  assert.match((await call(`${ctx.front!.url}/plain`)).text, /plain GET \/plain upgrade=-/, 'plain requests still served');
+});
+
+ws('CONNECT without :protocol websocket is refused with 501', async (ctx) => {
+  const session = h2connect(ctx.front!.url);
+  try {
+    await new Promise((resolve) => session.once('remoteSettings', resolve));
+    const stream = session.request({ ':method': 'CONNECT', ':authority': 'example.com:443' }, { endStream: false });
+    const head = await new Promise<Record<string, unknown>>((resolve) => stream.once('response', resolve));
+    assert.is(head[':status'], 501);
+    stream.close();
+  } finally {
+    session.destroy();
+  }
+});
+
+ws.run();

@@ -9,13 +9,14 @@
 // cleartext connection (h2c with prior knowledge, on the HTTP/1.1 port), or an embedder.
 import { constants, createServer, type IncomingHttpHeaders, type Http2Server, type OutgoingHttpHeaders,
   type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../common/log.js';
 import { TsgiError, errorResponse } from '../../protocol/errors.js';
 import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP } from '../../protocol/http-grammar.js';
 import type { ParsedRequestHead } from '../../protocol/http-request.js';
 import { HttpRequest, type RequestConnection } from './request.js';
-import type { HttpResponse, ResponseHandler } from './response.js';
+import type { HttpResponse, ResponseHandler, SocketTaker } from './response.js';
 import { dateValue } from './response.js';
 
 export interface Http2EdgeOptions {
@@ -51,6 +52,8 @@ export class Http2Edge {
         // (as on HTTP/1.1); nghttp2 resets a stream whose list is over this one.
         maxHeaderListSize: opts.maxHeaderSize * 2,
         enablePush: false,
+        // RFC 8441: a WebSocket over an HTTP/2 stream (extended CONNECT with :protocol).
+        enableConnectProtocol: true,
       },
       maxHeaderListPairs: opts.maxHeaders * 2 + 8,
       // Streams a client opens beyond SETTINGS_MAX_CONCURRENT_STREAMS, and frames nghttp2 finds
@@ -108,7 +111,9 @@ export class Http2Edge {
     this.sessions.set(session, (this.sessions.get(session) ?? 0) + 1);
 
     stream.on('error', (err: NodeJS.ErrnoException) => this.#opts.log.debug(`HTTP/2 stream ${stream.id}: ${err.code ?? err.message}`));
-    const method = headers[':method'] ?? '';
+    // RFC 8441: CONNECT with :protocol websocket goes on as the HTTP/1.1 upgrade a backend knows.
+    const websocket = headers[':method'] === 'CONNECT' && headers[':protocol'] === 'websocket';
+    const method = websocket ? 'GET' : headers[':method'] ?? '';
     const res = new Http2Response(stream, session.socket as Socket, method);
     this.responses.add(res);
     stream.once('close', () => {
@@ -116,7 +121,7 @@ export class Http2Edge {
       const n = this.sessions.get(session);
       if (n !== undefined) this.sessions.set(session, n - 1);
     });
-    const refused = this.#check(headers, raw);
+    const refused = this.#check(headers, raw, websocket);
     const fields: string[] = [];
     const authority = headers[':authority'];
     let hasHost = false;
@@ -128,8 +133,13 @@ export class Http2Edge {
     }
     // :authority is the Host (RFC 9113 8.3.1); a Host field beside it is kept as sent.
     if (!hasHost && typeof authority === 'string') fields.unshift('host', authority);
+    if (websocket) {
+      // The HTTP/1.1 handshake's fields (RFC 6455 4.1), the key made here: HTTP/2 has none.
+      fields.push('connection', 'upgrade', 'upgrade', 'websocket', 'sec-websocket-key', randomBytes(16).toString('base64'));
+    }
     const length = headers['content-length'];
-    const ended = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0 || stream.readableEnded;
+    // An extended CONNECT has no request body: its stream's bytes are the WebSocket's.
+    const ended = websocket || (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0 || stream.readableEnded;
     const head: ParsedRequestHead = {
       method,
       target: headers[':path'] ?? '',
@@ -141,6 +151,7 @@ export class Http2Edge {
       contentLength: !ended && length !== undefined ? Number(length) : 0,
     };
     const req = new HttpRequest(res, head, '2.0');
+    req.extendedConnect = websocket;
     res.req = req;
     if (refused !== null) {
       const answer = errorResponse(refused);
@@ -155,9 +166,11 @@ export class Http2Edge {
   }
 
   /** What HTTP/2 adds to the HTTP/1.1 checks the exchange makes: the pseudo-headers, a numeric Content-Length. */
-  #check(headers: IncomingHttpHeaders, raw: string[]): TsgiError | null {
+  #check(headers: IncomingHttpHeaders, raw: string[], websocket: boolean): TsgiError | null {
     const method = headers[':method'];
-    if (method === 'CONNECT') return new TsgiError('TSGI_ERR_NOT_IMPLEMENTED', 'CONNECT over HTTP/2 is not served');
+    if (method === 'CONNECT' && !websocket) {
+      return new TsgiError('TSGI_ERR_NOT_IMPLEMENTED', `CONNECT over HTTP/2 is served for :protocol websocket only (${String(headers[':protocol'] ?? 'none')})`);
+    }
     const path = headers[':path'];
     if (typeof path !== 'string' || path === '') return new TsgiError('TSGI_ERR_BAD_REQUEST', 'HTTP/2 request without :path');
     const length = headers['content-length'];
@@ -174,6 +187,52 @@ export class Http2Edge {
       return new TsgiError('TSGI_ERR_HEADERS_TOO_LARGE', `header list of ${size} bytes over --max-header-size ${this.#opts.maxHeaderSize}`);
     }
     return null;
+  }
+}
+
+/**
+ * An HTTP/2 stream with the part of a net.Socket a tunnel uses: write, end, pause, resume, the
+ * peer's address, and a reset (RST_STREAM CANCEL for a socket's TCP reset).
+ */
+class StreamSocket {
+  readonly #stream: ServerHttp2Stream;
+  readonly remoteAddress: string | undefined;
+
+  constructor(stream: ServerHttp2Stream, socket: Socket) {
+    this.#stream = stream;
+    this.remoteAddress = socket.remoteAddress;
+  }
+
+  get destroyed(): boolean {
+    return this.#stream.destroyed || this.#stream.closed;
+  }
+
+  get writableEnded(): boolean {
+    return this.#stream.writableEnded;
+  }
+
+  write(chunk: Uint8Array, done?: () => void): boolean {
+    return this.#stream.write(chunk, done);
+  }
+
+  end(): void {
+    this.#stream.end();
+  }
+
+  pause(): void {
+    this.#stream.pause();
+  }
+
+  resume(): void {
+    this.#stream.resume();
+  }
+
+  resetAndDestroy(): void {
+    if (!this.#stream.closed) this.#stream.close(constants.NGHTTP2_CANCEL);
+  }
+
+  destroy(): void {
+    this.resetAndDestroy();
   }
 }
 
@@ -212,6 +271,9 @@ export class Http2Response implements HttpResponse, RequestConnection {
   #awaitingDrain = false;
   /** Trailer fields to end the stream with; sent on 'wantTrailers'. */
   #trailers: OutgoingHttpHeaders | null = null;
+  /** After a WebSocket's 101 (RFC 8441): the tunnel that has the stream's bytes. */
+  #taker: SocketTaker | null = null;
+  #tunnelSocket: Socket | null = null;
 
   constructor(stream: ServerHttp2Stream, socket: Socket, method: string) {
     this.#stream = stream;
@@ -308,6 +370,34 @@ export class Http2Response implements HttpResponse, RequestConnection {
     if (headers.length > 0 && !this.ended) this.#trailers = fieldsObject(headers);
   }
 
+  /**
+   * The backend's 101 to an extended CONNECT (RFC 8441): the client gets a 200 with the
+   * WebSocket's fields (not the HTTP/1.1 handshake's Upgrade, Connection, Sec-WebSocket-Accept),
+   * and the stream's bytes both ways are the tunnel's from now on.
+   */
+  switchProtocols(_reason: string | undefined, headers: readonly string[], taker: SocketTaker): Buffer | null {
+    if (this.headersSent) throw new Error('switchProtocols: the head was already sent');
+    const head = fieldsObject(headers);
+    delete head['sec-websocket-accept'];
+    head[':status'] = 200;
+    this.headersSent = true;
+    this.statusCode = 101;
+    this.#taker = taker;
+    const stream = this.#stream;
+    stream.respond(head, { endStream: false });
+    stream.pause();
+    stream.on('data', (chunk: Buffer) => taker.onSocketData(chunk));
+    stream.on('end', () => taker.onSocketEnd());
+    return null;
+  }
+
+  /** The stream as the socket a tunnel writes to and reads from. */
+  get tunnelSocket(): Socket | undefined {
+    if (!this.req?.extendedConnect) return undefined;
+    this.#tunnelSocket ??= new StreamSocket(this.#stream, this.socket) as unknown as Socket;
+    return this.#tunnelSocket;
+  }
+
   cork(): void {}
 
   uncork(): void {}
@@ -390,6 +480,10 @@ export class Http2Response implements HttpResponse, RequestConnection {
   }
 
   #drained(): void {
+    if (this.#taker !== null) {
+      this.#taker.onSocketDrain();
+      return;
+    }
     if (!this.#awaitingDrain) return;
     this.#awaitingDrain = false;
     this.handler?.onResponseDrain?.();

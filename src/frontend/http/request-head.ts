@@ -110,7 +110,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
     if (index === 0) (literalNames ??= []).push(name);
   }
   if (connectionTokens !== null) {
-    if (upgrade !== null && (!connectionTokens.includes('upgrade') || req.hasBody || req.httpVersion !== '1.1'
+    if (upgrade !== null && (!connectionTokens.includes('upgrade') || req.hasBody || (req.httpVersion !== '1.1' && !req.extendedConnect)
       || trimOws(upgrade) === '')) upgrade = null;
     // Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1): drop them (rare path).
     const drop = new Set(connectionTokens);

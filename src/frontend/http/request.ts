@@ -38,6 +38,11 @@ export class HttpRequest {
   readonly contentLength: number;
   /** The whole request, body included, has been read. */
   complete: boolean;
+  /**
+   * An HTTP/2 extended CONNECT for a WebSocket (RFC 8441): h2.ts made it a GET asking to upgrade,
+   * and the stream carries the WebSocket once the backend's 101 comes.
+   */
+  extendedConnect = false;
   /** The body's trailer fields, flat [name, value, …], once it has ended with some; else null. */
   trailers: string[] | null = null;
   /** Who reads the body: set by readBody, cleared by discard. */

@@ -113,6 +113,8 @@ export interface HttpResponse {
    * connection's socket to `taker`; returns the client's bytes read after the request head.
    */
   switchProtocols?(reason: string | undefined, headers: readonly string[], taker: SocketTaker): Buffer | null;
+  /** What a tunnel writes to and reads from, when it is not `socket` (an HTTP/2 stream). */
+  readonly tunnelSocket?: Socket;
 }
 
 /**
