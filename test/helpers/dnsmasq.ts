@@ -7,7 +7,6 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Resolver } from 'node:dns/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { tempDir } from './procs.js';
 import { freePort } from './interop.js';
 
@@ -52,15 +51,41 @@ export async function startDnsmasq(lines: string[], srv: string[] = [], opts: Dn
   const prefix = opts.prefix ?? [];
   let child: ChildProcess | null = null;
   let out = '';
+  /** Called on each piece of dnsmasq's output (and its exit): the waits below check their condition. */
+  const watchers = new Set<() => void>();
+  const heard = (s: string) => {
+    out += s;
+    for (const w of watchers) w();
+  };
+  /** Resolves once `ready()` holds, checked at each output; rejects at the deadline or the exit. */
+  const until = (ready: () => boolean, what: string, c: ChildProcess, ms = 5000) => new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (ready()) done(resolve);
+      else if (c.exitCode !== null || c.signalCode !== null) done(() => reject(new Error(`dnsmasq exited before ${what}:\n${out}`)));
+    };
+    const timer = setTimeout(() => done(() => reject(new Error(`dnsmasq: no ${what} within ${ms} ms:\n${out}`))), ms);
+    const done = (then: () => void) => {
+      clearTimeout(timer);
+      watchers.delete(check);
+      c.off('exit', check);
+      then();
+    };
+    watchers.add(check);
+    c.on('exit', check);
+    check();
+  });
   const launch = async () => {
     const argv = [...prefix, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', `--port=${port}`, `--listen-address=${host}`,
       '--bind-interfaces', '--no-resolv', '--no-hosts', '--local=/test/', `--addn-hosts=${hosts}`, '--pid-file=',
       '--log-facility=-', '--log-queries', ...srv.map((r) => `--srv-host=${r}`)];
     const c = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    c.stdout!.setEncoding('utf8').on('data', (s: string) => { out += s; });
-    c.stderr!.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    c.stdout!.setEncoding('utf8').on('data', heard);
+    c.stderr!.setEncoding('utf8').on('data', heard);
     child = c;
-    await answering(host, port, c, () => out);
+    const from = out.length;
+    // dnsmasq logs 'started' once its sockets are bound; a query then shows it answers.
+    await until(() => /started, version/.test(out.slice(from)), 'start', c);
+    await answering(host, port, () => out);
   };
   const stop = async () => {
     const c = child;
@@ -79,10 +104,11 @@ export async function startDnsmasq(lines: string[], srv: string[] = [], opts: Dn
     async setHosts(l) {
       write(l);
       const reads = (out.match(/read .*hosts/g) ?? []).length;
-      child?.kill('SIGHUP');
+      const c = child;
+      if (c === null) throw new Error('dnsmasq is not running');
+      c.kill('SIGHUP');
       // dnsmasq logs each read of the file: wait for the new one.
-      for (let i = 0; i < 200 && (out.match(/read .*hosts/g) ?? []).length <= reads; i++) await sleep(10);
-      if ((out.match(/read .*hosts/g) ?? []).length <= reads) throw new Error(`dnsmasq did not reread its hosts file:\n${out}`);
+      await until(() => (out.match(/read .*hosts/g) ?? []).length > reads, 'reread of its hosts file', c);
     },
     output: () => out,
     stop: async () => {
@@ -99,20 +125,14 @@ export async function startDnsmasq(lines: string[], srv: string[] = [], opts: Dn
   };
 }
 
-/** Waits until the server answers a query (any answer, even NXDOMAIN). */
-async function answering(host: string, port: number, child: ChildProcess, output: () => string): Promise<void> {
-  const r = new Resolver({ timeout: 200, tries: 1 });
+/** One query answered (any answer, even NXDOMAIN): the server is up. Each try waits on its own reply or timeout. */
+async function answering(host: string, port: number, output: () => string): Promise<void> {
+  const r = new Resolver({ timeout: 500, tries: 3 });
   r.setServers([`${host}:${port}`]);
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error(`dnsmasq exited (${child.exitCode}):\n${output()}`);
-    try {
-      await r.resolve4('probe.test');
-      return;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOTFOUND' || code === 'ENODATA') return;
-    }
-    await sleep(50);
+  try {
+    await r.resolve4('probe.test');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTFOUND' && code !== 'ENODATA') throw new Error(`dnsmasq did not answer on ${host}:${port} (${code}):\n${output()}`);
   }
-  throw new Error(`dnsmasq did not answer on ${host}:${port}:\n${output()}`);
 }
