@@ -22,16 +22,36 @@ export interface RequestOwner {
 
 export type Req = IncomingMessage & { [kState]: RequestOwner; _consuming: boolean; _addHeaderLines(h: string[], n: number): void };
 
+/** The addresses a net.Socket carries (and `encrypted` over https). */
+export interface PeerAddresses {
+  remoteAddress: string;
+  remotePort: number | undefined;
+  remoteFamily: string;
+  localAddress: string;
+  localPort: number | undefined;
+  encrypted?: true;
+}
+
+/** Sets a socket's addresses from the environ, as node:http's socket would have them. */
+export function setPeer(socket: PeerAddresses, environ: Environ): void {
+  socket.remoteAddress = environ.REMOTE_ADDR;
+  socket.remotePort = environ.REMOTE_PORT ? Number(environ.REMOTE_PORT) : undefined;
+  socket.remoteFamily = environ.REMOTE_ADDR.includes(':') ? 'IPv6' : 'IPv4';
+  socket.localAddress = environ.SERVER_NAME;
+  socket.localPort = environ.SERVER_PORT ? Number(environ.SERVER_PORT) : undefined;
+  if (environ['tsgi.url_scheme'] === 'https') socket.encrypted = true;
+}
+
 /**
  * The connection as the handler sees it (req.socket, res.socket): the peer's addresses, and
  * `encrypted` over https. destroy() cuts it as on node:http: the stream resets with no response
  * (or no more of it), the client's connection is cut, and 'error' (given one) then 'close' follow.
  */
 export class PeerSocket extends EventEmitter {
-  remoteAddress: string;
+  remoteAddress!: string;
   remotePort: number | undefined;
-  remoteFamily: string;
-  localAddress: string;
+  remoteFamily!: string;
+  localAddress!: string;
   localPort: number | undefined;
   encrypted?: true;
   readable = true;
@@ -44,12 +64,7 @@ export class PeerSocket extends EventEmitter {
   constructor(environ: Environ, exchange: Pick<RequestOwner, 'cut'>) {
     super();
     this.#exchange = exchange;
-    this.remoteAddress = environ.REMOTE_ADDR;
-    this.remotePort = environ.REMOTE_PORT ? Number(environ.REMOTE_PORT) : undefined;
-    this.remoteFamily = environ.REMOTE_ADDR.includes(':') ? 'IPv6' : 'IPv4';
-    this.localAddress = environ.SERVER_NAME;
-    this.localPort = environ.SERVER_PORT ? Number(environ.SERVER_PORT) : undefined;
-    if (environ['tsgi.url_scheme'] === 'https') this.encrypted = true;
+    setPeer(this, environ);
   }
 
   address(): { address: string; port: number | undefined; family: string } {

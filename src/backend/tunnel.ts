@@ -14,6 +14,7 @@ import { ResetCode } from '../protocol/constants.js';
 import { HOP_BY_HOP } from '../protocol/http-grammar.js';
 import { packHeaders } from '../protocol/header-table.js';
 import { HttpResponseParser, type ParsedResponseHead } from '../protocol/http-response.js';
+import { setPeer } from './node-request.js';
 import type { Environ } from './types.js';
 
 /** What a tunnel tells the server that owns its stream. */
@@ -35,10 +36,10 @@ type Callback = (err?: Error | null) => void;
  */
 export class TunnelSocket extends Duplex {
   readonly stream: Stream;
-  remoteAddress: string;
+  remoteAddress!: string;
   remotePort: number | undefined;
-  remoteFamily: string;
-  localAddress: string;
+  remoteFamily!: string;
+  localAddress!: string;
   localPort: number | undefined;
   encrypted?: true;
   readonly connecting = false;
@@ -62,12 +63,7 @@ export class TunnelSocket extends Duplex {
     this.stream = stream;
     this.#owner = owner;
     this.websocket = websocket;
-    this.remoteAddress = environ.REMOTE_ADDR;
-    this.remotePort = environ.REMOTE_PORT ? Number(environ.REMOTE_PORT) : undefined;
-    this.remoteFamily = environ.REMOTE_ADDR.includes(':') ? 'IPv6' : 'IPv4';
-    this.localAddress = environ.SERVER_NAME;
-    this.localPort = environ.SERVER_PORT ? Number(environ.SERVER_PORT) : undefined;
-    if (environ['tsgi.url_scheme'] === 'https') this.encrypted = true;
+    setPeer(this, environ);
     this.#parser = new HttpResponseParser({
       onHead: (head) => this.#head(head),
       onBody: (chunk) => this.#body(chunk),

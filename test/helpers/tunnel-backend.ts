@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { socketWriter } from '../../src/common/socket-writer.js';
 import { Connection, ResetCode, packHeaders, unpackHeaders, type Stream, type tsgi } from '../../src/protocol/index.js';
-import { poll } from './e2e.js';
+import { eventually } from './assert.js';
 
 export const MiB = 1024 * 1024;
 /** RFC 6455 1.3: what Sec-WebSocket-Accept hashes the key with. */
@@ -276,6 +276,7 @@ export async function within<T>(p: Promise<T>, what: string, ms = 20_000): Promi
   }
 }
 
-export async function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
-  await poll(async () => (cond() ? true : undefined), what, ms);
+/** assert.ts's eventually, with this suite's longer deadline (16 MiB echoes under load). */
+export function until(cond: () => boolean, what: string, ms = 15_000): Promise<void> {
+  return eventually(cond, what, ms);
 }

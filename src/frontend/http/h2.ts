@@ -16,8 +16,8 @@ import { TsgiError, errorResponse } from '../../protocol/errors.js';
 import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP } from '../../protocol/http-grammar.js';
 import type { ParsedRequestHead } from '../../protocol/http-request.js';
 import { HttpRequest, type RequestConnection } from './request.js';
-import type { HttpResponse, ResponseHandler, SocketTaker } from './response.js';
-import { dateValue } from './response.js';
+import { type HttpResponse, type ResponseHandler, type SocketTaker, checkContentLength, checkStatus, dateValue,
+  lengthError } from './response.js';
 
 export interface Http2EdgeOptions {
   log: Logger;
@@ -241,13 +241,17 @@ function fieldsObject(fields: readonly string[]): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!.toLowerCase();
-    if (HOP_BY_HOP.has(name)) continue;
-    const prev = out[name];
-    if (prev === undefined) out[name] = fields[i + 1]!;
-    else if (Array.isArray(prev)) prev.push(fields[i + 1]!);
-    else out[name] = [prev as string, fields[i + 1]!];
+    if (!HOP_BY_HOP.has(name)) addField(out, name, fields[i + 1]!);
   }
   return out;
+}
+
+/** Adds a field to node:http2 headers, a repeated one as an array. */
+function addField(out: OutgoingHttpHeaders, name: string, value: string): void {
+  const prev = out[name];
+  if (prev === undefined) out[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else out[name] = [prev as string, value];
 }
 
 /**
@@ -322,9 +326,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
 
   writeHead(status: number, reason: string | undefined, headers: readonly string[]): void {
     if (this.headersSent) throw new Error('writeHead: the head was already sent');
-    if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_FIELD_VALUE.test(reason))) {
-      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status}`);
-    }
+    checkStatus(status, reason);
     // HTTP/2 has no reason phrase (RFC 9113 8.3.2); field names go lowercase (8.2.1).
     const head: OutgoingHttpHeaders = { ':status': status };
     let length: string | null = null;
@@ -337,16 +339,12 @@ export class Http2Response implements HttpResponse, RequestConnection {
         continue;
       }
       // Connection-specific fields are malformed in HTTP/2 (8.2.2): the front's own Connection: close among them.
-      if (HOP_BY_HOP.has(name)) continue;
-      const prev = head[name];
-      if (prev === undefined) head[name] = value;
-      else if (Array.isArray(prev)) prev.push(value);
-      else head[name] = [prev as string, value];
+      if (!HOP_BY_HOP.has(name)) addField(head, name, value);
     }
-    if (length !== null && !CONTENT_LENGTH.test(length)) {
-      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
+    if (length !== null) {
+      checkContentLength(length);
+      head['content-length'] = length;
     }
-    if (length !== null) head['content-length'] = length;
     if (head.date === undefined) head.date = dateValue();
     this.#hasLength = length !== null;
     this.#remaining = length !== null ? Number(length) : 0;
@@ -418,10 +416,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
       return true;
     }
     if (this.#hasLength) {
-      if (chunk.length > this.#remaining) {
-        done?.();
-        throw new TsgiError('TSGI_ERR_PROTOCOL', `body length does not match the Content-Length: ${chunk.length} more bytes with ${this.#remaining} left`);
-      }
+      if (chunk.length > this.#remaining) throw lengthError(`${chunk.length} more bytes with ${this.#remaining} left`, done);
       this.#remaining -= chunk.length;
     }
     return stream.write(chunk, done);
@@ -434,10 +429,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
       return;
     }
     const n = last === undefined || this.#noBody ? 0 : last.length;
-    if (this.#hasLength && !this.#noBody && n !== this.#remaining) {
-      done?.();
-      throw new TsgiError('TSGI_ERR_PROTOCOL', `body length does not match the Content-Length: ${n} bytes at the end with ${this.#remaining} left`);
-    }
+    if (this.#hasLength && !this.#noBody && n !== this.#remaining) throw lengthError(`${n} bytes at the end with ${this.#remaining} left`, done);
     this.ended = true;
     if (this.#head !== null) {
       if (!this.#hasLength && !this.#noBody) this.#head['content-length'] = n;

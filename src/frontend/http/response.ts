@@ -159,9 +159,7 @@ export class Http1Response implements HttpResponse {
    */
   writeHead(status: number, reason: string | undefined, headers: readonly string[]): void {
     if (this.headersSent) throw new Error('writeHead: the head was already sent');
-    if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_FIELD_VALUE.test(reason))) {
-      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status} ${JSON.stringify((reason ?? '').slice(0, 40))}`);
-    }
+    checkStatus(status, reason);
     let head = `HTTP/1.1 ${status} ${reason || reasonPhrase(status) || 'Unknown'}\r\n`;
     let length: string | null = null;
     let hasDate = false;
@@ -181,9 +179,7 @@ export class Http1Response implements HttpResponse {
       }
       head += `${name}: ${value}\r\n`;
     }
-    if (length !== null && !CONTENT_LENGTH.test(length)) {
-      throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
-    }
+    if (length !== null) checkContentLength(length);
     this.#hasLength = length !== null;
     this.#remaining = length !== null ? Number(length) : 0;
     if (!hasDate) head += dateHeader();
@@ -398,8 +394,20 @@ function wantsTrailers(req: HttpRequest): boolean {
   return te !== undefined && /(?:^|,)\s*trailers\s*(?:;|,|$)/i.test(te);
 }
 
+/** A final status, and a reason a head can carry (no control characters); throws otherwise. */
+export function checkStatus(status: number, reason: string | undefined): void {
+  if (!(status >= 200 && status <= 999) || (reason !== undefined && BAD_FIELD_VALUE.test(reason))) {
+    throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid response status ${status} ${JSON.stringify((reason ?? '').slice(0, 40))}`);
+  }
+}
+
+/** A Content-Length that is one number (RFC 9110 8.6); throws otherwise. */
+export function checkContentLength(length: string): void {
+  if (!CONTENT_LENGTH.test(length)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
+}
+
 /** The error for a body that does not match its Content-Length (nothing of it was written: `done` is called now). */
-function lengthError(detail: string, done: (() => void) | undefined): TsgiError {
+export function lengthError(detail: string, done: (() => void) | undefined): TsgiError {
   done?.();
   return new TsgiError('TSGI_ERR_PROTOCOL', `body length does not match the Content-Length: ${detail}`);
 }
