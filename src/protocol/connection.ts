@@ -3,7 +3,7 @@
 // `write` function it is given, so the same code runs over a Unix socket, TCP or a test pair.
 import {
   DEFAULTS, Flags, FrameType, MAX_PEER_TEXT, MAX_STREAM_ID, PEER_LIMITS, PROTOCOL_VERSIONS, REPLY_LIMITS, RESET_CODE_NAMES, ResetCode,
-  TUNNEL_VERSION,
+  TRANSIENT_VERSION, TUNNEL_VERSION,
 } from './constants.js';
 import { ProtocolError, TsgiError } from './errors.js';
 import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
@@ -460,6 +460,7 @@ export class Connection implements StreamOwner {
     }
     if (hello.maxFrameSize < 1024) throw new ProtocolError(`peer max frame size ${hello.maxFrameSize} is below 1024`);
     this.version = version;
+    this.valueEncoder.transient = version >= TRANSIENT_VERSION;
     this.peerSoftware = peerText(hello.software);
     // Each size or count the peer declares is taken up to PEER_LIMITS, and one line says what was cut.
     const clamped: string[] = [];

@@ -3,12 +3,16 @@
 
 /**
  * Protocol versions this build speaks, oldest first. 2 adds tunnels: Request.upgrade, answered
- * by a 101 RESPONSE after which DATA carries the upgraded protocol both ways.
+ * by a 101 RESPONSE after which DATA carries the upgraded protocol both ways. 3 adds transient
+ * header values (HeaderBlock.transient): sent, but not remembered by either end's value table.
  */
-export const PROTOCOL_VERSIONS: readonly number[] = [1, 2];
+export const PROTOCOL_VERSIONS: readonly number[] = [1, 2, 3];
 
 /** The first protocol version with tunnels (Request.upgrade, a 101 RESPONSE). */
 export const TUNNEL_VERSION = 2;
+
+/** The first protocol version with transient header values (HeaderBlock.transient). */
+export const TRANSIENT_VERSION = 3;
 
 /** Bytes in a frame header: length u32 | type u8 | flags u8 | stream u32. */
 export const FRAME_HEADER_SIZE = 10;

@@ -10,7 +10,7 @@
 // on this connection". The decoder turns a block back into one value per name.
 import { ProtocolError } from './errors.js';
 import type { tsgi } from './generated/tsgi.js';
-import { STATIC_NAMES } from './header-table.js';
+import { STATIC_NAMES, staticIndex } from './header-table.js';
 
 type Block = tsgi.HeaderBlock.$Properties;
 
@@ -18,6 +18,19 @@ type Block = tsgi.HeaderBlock.$Properties;
 export const TABLE_ENTRIES = 512;
 export const TABLE_BYTES = 64 * 1024;
 const MAX_VALUE = 4096;
+
+/** Consecutive misses after which a name's new values are sent as transient. */
+const CHURN_MISSES = 8;
+/** Of a churning name's misses, every this-many-th is remembered after all (a probe). */
+const PROBE_EVERY = 64;
+/** Names whose values are per-request ids by design: transient from their first value. */
+const PER_REQUEST_NAMES = new Set(['traceparent', 'tracestate', 'x-request-id', 'request-id', 'x-correlation-id',
+  'x-amzn-trace-id', 'x-cloud-trace-context', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'b3',
+  'uber-trace-id', 'sentry-trace', 'x-datadog-trace-id', 'x-datadog-parent-id']);
+/** The same names' static-table indexes (the ones that have one). */
+const PER_REQUEST_INDEXES = new Set([...PER_REQUEST_NAMES].map(staticIndex).filter((i) => i !== 0));
+/** Bound on the names whose misses are counted (a client inventing names cannot grow it). */
+const MAX_COUNTED_NAMES = 256;
 
 /** Insertion ids and sizes, with the one eviction rule both sides follow. */
 class Fifo<T> {
@@ -52,8 +65,12 @@ function indexable(value: string): boolean {
 
 /** The sending side: replaces values it has sent before on this connection by references. */
 export class ValueEncoder {
+  /** The peer speaks TRANSIENT_VERSION: churning values may be sent as transient. */
+  transient = false;
   #ids = new Map<string, number>();
   #table = new Fifo<string | null>();
+  /** Consecutive misses per name (static index, or the lowercase literal name). */
+  #misses = new Map<number | string, number>();
 
   /**
    * The block to put on the wire for `block`, and a commit function that records the values it
@@ -67,21 +84,25 @@ export class ValueEncoder {
     const refs: number[] = new Array(names.length);
     const sent: string[] = [];
     const added: { key: string | null; size: number }[] = [];
+    let transient: number[] | undefined;
     let lit = 0;
     let anyRef = false;
     for (let i = 0; i < names.length; i++) {
       const index = names[i]!;
       const value = values[i]!;
-      const key = index === 0 ? `${literal[lit++]!.toLowerCase()}\u0000${value}` : `${index}\u0000${value}`;
+      const name = index === 0 ? literal[lit++]!.toLowerCase() : index;
+      const key = `${name}\u0000${value}`;
       const id = this.#ids.get(key);
       if (id !== undefined) {
         refs[i] = id;
         anyRef = true;
+        if (this.transient && this.#misses.has(name)) this.#misses.delete(name);
         continue;
       }
       refs[i] = 0;
       sent.push(value);
-      added.push(indexable(value) ? { key, size: value.length } : { key: null, size: 0 });
+      if (this.transient && this.#churning(name)) (transient ??= []).push(i);
+      else added.push(indexable(value) ? { key, size: value.length } : { key: null, size: 0 });
     }
     const out: Block = { names };
     // One LF-joined string costs less than a field per value (values never contain LF).
@@ -89,7 +110,17 @@ export class ValueEncoder {
     else out.values = sent;
     if (block.literalNames) out.literalNames = block.literalNames;
     if (anyRef) out.refs = refs;
+    if (transient !== undefined) out.transient = transient;
     return { block: out, commit: () => this.#commit(added) };
+  }
+
+  /** Counts a miss for `name`; true if its value should go as transient. */
+  #churning(name: number | string): boolean {
+    if (typeof name === 'number' ? PER_REQUEST_INDEXES.has(name) : PER_REQUEST_NAMES.has(name)) return true;
+    const misses = (this.#misses.get(name) ?? 0) + 1;
+    if (misses === 1 && this.#misses.size >= MAX_COUNTED_NAMES) return false;
+    this.#misses.set(name, misses);
+    return misses > CHURN_MISSES && misses % PROBE_EVERY !== 0;
   }
 
   #commit(entries: { key: string | null; size: number }[]): void {
@@ -127,11 +158,13 @@ export class ValueDecoder {
     }
     const literal = block.values;
     const literalNames = block.literalNames;
+    // Which literals are transient, as indexes into `literal` (null: none).
+    const skip = block.transient.length === 0 ? null : transientLiterals(block.transient, refs, names.length);
     let size = 0;
     let nextName = 0;
     if (refs.length === 0) {
       if (literal.length !== names.length) throw new ProtocolError('header block has names and values of different counts');
-      this.#remember(literal);
+      this.#remember(literal, skip);
       for (let i = 0; i < names.length; i++) {
         const index = names[i]!;
         size += (index === 0 ? literalNames[nextName++]?.length ?? 0 : STATIC_NAMES[index]?.length ?? 0)
@@ -162,7 +195,7 @@ export class ValueDecoder {
       size += (index === 0 ? literalNames[nextName++]?.length ?? 0 : STATIC_NAMES[index]?.length ?? 0) + v.length + FIELD_OVERHEAD;
       if (size > limit) {
         // The rest is not expanded; the literals still go into the table, as the sender put them.
-        this.#remember(literal);
+        this.#remember(literal, skip);
         block.values = [];
         block.refs = [];
         return false;
@@ -170,13 +203,44 @@ export class ValueDecoder {
     }
     if (next !== literal.length) throw new ProtocolError('header block has values left over');
     // Inserted after resolving, as the encoder does: refs in a block point to earlier entries.
-    this.#remember(literal);
+    this.#remember(literal, skip);
     block.values = values;
     block.refs = [];
     return true;
   }
 
-  #remember(literal: string[]): void {
-    for (const v of literal) this.#table.insert(indexable(v) ? v : null, indexable(v) ? v.length : 0);
+  /** Inserts the block's literals in order, but for the transient ones (`skip`, ascending). */
+  #remember(literal: string[], skip: number[] | null): void {
+    let s = 0;
+    for (let i = 0; i < literal.length; i++) {
+      if (skip !== null && skip[s] === i) {
+        s++;
+        continue;
+      }
+      const v = literal[i]!;
+      this.#table.insert(indexable(v) ? v : null, indexable(v) ? v.length : 0);
+    }
   }
+}
+
+/**
+ * The indexes into a block's literal values of its transient positions (indexes into its
+ * names, ascending, each a literal: a reference cannot be transient).
+ */
+function transientLiterals(transient: number[], refs: number[], count: number): number[] {
+  const out: number[] = new Array(transient.length);
+  let literalAt = 0;
+  let position = 0;
+  for (let t = 0; t < transient.length; t++) {
+    const at = transient[t]!;
+    if (at >= count || (t > 0 && at <= transient[t - 1]!)) throw new ProtocolError(`transient position ${at} is out of order or range`);
+    if (refs.length === 0) {
+      out[t] = at;
+      continue;
+    }
+    if (refs[at] !== 0) throw new ProtocolError(`transient position ${at} is a reference`);
+    for (; position < at; position++) if (refs[position] === 0) literalAt++;
+    out[t] = literalAt;
+  }
+  return out;
 }

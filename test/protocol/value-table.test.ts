@@ -7,6 +7,7 @@ import {
   unpackHeaders, type tsgi,
 } from '../../src/protocol/index.js';
 import { ipv4Bytes, ipv4String } from '../../src/protocol/stream.js';
+import { eventually } from '../helpers/assert.js';
 
 const test = suite('protocol/value-table');
 
@@ -84,6 +85,90 @@ test('values that hold LF (never from HTTP, but possible from a peer) fall back 
   assert.equal(lower(roundTrip(enc, dec, flat).flat), lower(flat));
 });
 
+/** Encodes, sends and decodes one block; also returns the positions the wire marked transient. */
+function wireTrip(enc: ValueEncoder, dec: ValueDecoder, flat: string[]): { flat: string[]; transient: number[]; refs: number[] } {
+  const { block, commit } = enc.encode(packHeaders(flat));
+  const wire = HeaderBlock.encode(block ?? {}).finish();
+  commit();
+  const received = HeaderBlock.decode(wire) as tsgi.HeaderBlock;
+  const sent = { transient: [...received.transient], refs: [...received.refs] };
+  dec.decode(received);
+  return { flat: unpackHeaders(received), ...sent };
+}
+
+test('version 3: a per-request trace id travels as transient and never pushes the repeating values out', () => {
+  for (const transient of [true, false]) {
+    const enc = new ValueEncoder();
+    enc.transient = transient;
+    const dec = new ValueDecoder();
+    let seedAsText = 0;
+    let marked = 0;
+    for (let i = 0; i < TABLE_ENTRIES * 2; i++) {
+      const flat = [...SEED, 'traceparent', `00-${String(i).padStart(32, '0')}-00f067aa0ba902b7-01`];
+      const got = wireTrip(enc, dec, flat);
+      assert.equal(lower(got.flat), lower(flat), `round ${i}`);
+      marked += got.transient.length;
+      // SEED's 6 values: after the first round, each one sent as text is one the trace ids pushed out.
+      if (i > 0) seedAsText += SEED.length / 2 - got.refs.slice(0, SEED.length / 2).filter((r) => r !== 0).length;
+    }
+    if (transient) {
+      assert.is(marked, TABLE_ENTRIES * 2, 'every trace id went as transient');
+      assert.is(seedAsText, 0, 'the repeating values stayed in the table');
+    } else {
+      assert.is(marked, 0, 'a version-2 peer never sees transient');
+      assert.ok(seedAsText >= SEED.length / 2, `without transient, the ids pushed the repeating values out (${seedAsText})`);
+    }
+  }
+});
+
+test('version 3: any name whose values keep missing goes transient after 8 misses, with a probe every 64th', () => {
+  const enc = new ValueEncoder();
+  enc.transient = true;
+  const dec = new ValueDecoder();
+  const marks: boolean[] = [];
+  for (let m = 1; m <= 200; m++) {
+    const flat = ['Accept', 'text/html', 'X-Nonce', `n-${m}`];
+    const got = wireTrip(enc, dec, flat);
+    assert.equal(lower(got.flat), lower(flat));
+    marks.push(got.transient.includes(1));
+  }
+  const expected = Array.from({ length: 200 }, (_, i) => i + 1 > 8 && (i + 1) % 64 !== 0);
+  assert.equal(marks, expected);
+  // A hit (the probe n-192 was remembered) makes the name indexable again.
+  const hit = wireTrip(enc, dec, ['Accept', 'text/html', 'X-Nonce', 'n-192']);
+  assert.ok(hit.refs[1]! > 0, 'the probe is a reference');
+  assert.equal(wireTrip(enc, dec, ['Accept', 'text/html', 'X-Nonce', 'fresh']).transient, [], 'indexed again after the hit');
+});
+
+test('version 3: transient values, references and evictions stay in step over thousands of heads', () => {
+  const enc = new ValueEncoder();
+  enc.transient = true;
+  const dec = new ValueDecoder();
+  for (let i = 0; i < TABLE_ENTRIES * 3; i++) {
+    const flat = ['X-Request-Id', `r-${i}`, 'X-Id', `id-${i}`, 'Accept', 'text/html', 'X-Old', `id-${Math.max(0, i - 3)}`,
+      'traceparent', `t-${i}`, 'X-Big', 'v'.repeat(i % 7 === 0 ? 5000 : 10), 'Cookie', `c=${i % 600}`];
+    assert.equal(lower(wireTrip(enc, dec, flat).flat), lower(flat), `round ${i}`);
+  }
+});
+
+test('a transient position out of order, out of range or on a reference is a protocol error', () => {
+  const dec = new ValueDecoder();
+  const bad: tsgi.HeaderBlock.$Properties[] = [
+    { names: [1, 2], values: ['a', 'b'], transient: [1, 0] },
+    { names: [1, 2], values: ['a', 'b'], transient: [2] },
+    { names: [1, 2], values: ['a', 'b'], transient: [0, 0] },
+  ];
+  for (const block of bad) {
+    const decoded = HeaderBlock.decode(HeaderBlock.encode(block).finish()) as tsgi.HeaderBlock;
+    assert.throws(() => dec.decode(decoded), (err: unknown) => err instanceof ProtocolError, JSON.stringify(block));
+  }
+  const enc = new ValueEncoder();
+  const withRef = new ValueDecoder();
+  roundTrip(enc, withRef, ['Accept', 'text/html']);
+  const onRef = HeaderBlock.decode(HeaderBlock.encode({ names: [packHeaders(['Accept', 'x']).names![0]!, 1], refs: [1, 0], values: ['b'], transient: [0] }).finish()) as tsgi.HeaderBlock;
+  assert.throws(() => withRef.decode(onRef), (err: unknown) => err instanceof ProtocolError && /reference/.test(err.message));
+});
+
 test('IPv4 addresses as 4 bytes, anything else left alone', () => {
   assert.equal([...ipv4Bytes('172.16.7.1')!], [172, 16, 7, 1]);
   assert.is(ipv4String(ipv4Bytes('255.0.10.99')!), '255.0.10.99');
@@ -109,19 +194,18 @@ test('a refused request still updates the table: later requests decode right (re
   client = new Connection({ role: 'client', write: deliver(() => server) });
   server.start();
   client.start();
-  await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => client.ready && server.ready, 'both HELLOs');
   const head = (target: string, value: string) => ({ target, headers: packHeaders(['X-Seq', value, 'Accept', 'text/html']) });
   client.peerMaxStreams = 0; // as if the second request were already on its way: the server refuses it
   const refused: number[] = [];
   const a = client.open(head('/held', 'a'), true); // occupies the only stream slot
   const b = client.open(head('/refused', 'b'), true); // refused, but its values enter the table
   (b.handler ??= {}).onReset = (code) => refused.push(code);
-  await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => refused.length === 1 && seen.length === 1, 'the second stream refused, the first seen');
   assert.equal(refused, [4], 'the second stream was refused');
   a.reset(5);
-  await new Promise((r) => setTimeout(r, 20));
   client.open(head('/done', 'b'), true); // 'b' and 'text/html' now travel as references
-  await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => seen.length === 2, 'the third request');
   assert.equal(seen, [['X-Seq', 'a', 'accept', 'text/html'], ['X-Seq', 'b', 'accept', 'text/html']]);
   client.destroy();
   server.destroy();
