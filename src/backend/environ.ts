@@ -198,8 +198,13 @@ function headerNameOf(key: string): string {
   return name;
 }
 
-/** PATH_INFO and SCRIPT_NAME are text (UTF-8 when valid, as on the tsgi path), not byte strings. */
-const asText = (raw: string): string => bytesToText(Buffer.from(raw, 'latin1'));
+const NOT_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * PATH_INFO and SCRIPT_NAME are text (UTF-8 when valid, as on the tsgi path), not byte strings.
+ * ASCII, the common case, is the same either way and is not decoded.
+ */
+const asText = (raw: string): string => (NOT_ASCII.test(raw) ? bytesToText(Buffer.from(raw, 'latin1')) : raw);
 
 /**
  * The environ of a uwsgi request (nginx's uwsgi_pass): the vars already are CGI keys and are
@@ -256,7 +261,8 @@ export function buildEnvironFromVars(vars: readonly (readonly [string, string])[
   if (contentLength) flat.push('content-length', contentLength);
   const pathInfo = pathVar ?? decodePath(splitTarget(target ?? '/').path);
   const declaredMount = scriptVar ?? '';
-  const mount = (declaredMount !== '' ? declaredMount : ctx.scriptName).replace(/\/+$/, '');
+  const mountVar = declaredMount !== '' ? declaredMount : ctx.scriptName;
+  const mount = mountVar === '' ? '' : mountVar.replace(/\/+$/, '');
   const declared = (requestScheme ?? uwsgiScheme ?? '').toLowerCase();
   const httpsFlag = https?.toLowerCase();
   const scheme = declared === 'http' || declared === 'https' ? declared

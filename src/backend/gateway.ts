@@ -84,13 +84,15 @@ function isThenable(x: unknown): x is PromiseLike<unknown> {
   return x !== null && typeof x === 'object' && typeof (x as { then?: unknown }).then === 'function';
 }
 
-/**
- * Checks and flattens startResponse arguments; throws GatewayError with the reason. `length` is
- * the Content-Length the app declared (-1: none).
- */
-export function checkHead(
-  status: string | number, headers: Parameters<StartResponse>[1],
-): { code: number; reason: string; flat: string[]; length: number } {
+/** Status lines already parsed ('200 OK' → 200 and ''): an app answers with the same few. */
+const STATUSES = new Map<string, { code: number; reason: string }>();
+const STATUSES_MAX = 64;
+
+function parseStatus(status: string | number): { code: number; reason: string } {
+  if (typeof status === 'string') {
+    const known = STATUSES.get(status);
+    if (known !== undefined) return known;
+  }
   let code: number;
   let reason = '';
   if (typeof status === 'number') {
@@ -112,39 +114,63 @@ export function checkHead(
     throw new GatewayError('TSGI_ERR_START_RESPONSE', `status code ${code} is not a final status (200-999)`);
   }
   if (reason === STATUS_CODES[code] || reason === reasonPhrase(code)) reason = ''; // the front supplies the standard phrase
-  const flat: string[] = [];
-  let length = -1;
-  const add = (name: string, value: unknown) => {
+  const parsed = { code, reason };
+  if (typeof status === 'string' && STATUSES.size < STATUSES_MAX) STATUSES.set(status, parsed);
+  return parsed;
+}
+
+/** Header names already found a token and not hop-by-hop: checked once, not on every response. */
+const NAMES_OK = new Set<string>();
+const NAMES_OK_MAX = 512;
+
+/** Checks one field and adds it to `flat`; returns the Content-Length so far (-1: none). */
+function addField(flat: string[], name: string, value: unknown, length: number): number {
+  if (!NAMES_OK.has(name)) {
     if (typeof name !== 'string' || !TOKEN.test(name)) {
       throw new GatewayError('TSGI_ERR_HEADER', `invalid header name ${JSON.stringify(name)}`);
-    }
-    const v = typeof value === 'string' ? value : String(value);
-    if (BAD_FIELD_VALUE.test(v)) {
-      throw new GatewayError('TSGI_ERR_HEADER', `header ${name} has a value with CR, LF or another control character`);
     }
     if (HOP_BY_HOP.has(name.toLowerCase())) {
       throw new GatewayError('TSGI_ERR_HEADER', `hop-by-hop header ${name} is not allowed from an application`);
     }
-    if (name.length === 14 && name.toLowerCase() === 'content-length') {
-      // One decimal number, once: anything else is a framing the client cannot trust.
-      if (!CONTENT_LENGTH.test(v) || (length !== -1 && Number(v) !== length)) {
-        throw new GatewayError('TSGI_ERR_HEADER', `Content-Length ${JSON.stringify(v)} is not one number of bytes${length !== -1 ? ` (already ${length})` : ''}`);
-      }
-      length = Number(v);
+    if (NAMES_OK.size < NAMES_OK_MAX) NAMES_OK.add(name);
+  }
+  const v = typeof value === 'string' ? value : String(value);
+  if (BAD_FIELD_VALUE.test(v)) {
+    throw new GatewayError('TSGI_ERR_HEADER', `header ${name} has a value with CR, LF or another control character`);
+  }
+  if (name.length === 14 && name.toLowerCase() === 'content-length') {
+    // One decimal number, once: anything else is a framing the client cannot trust.
+    if (!CONTENT_LENGTH.test(v) || (length !== -1 && Number(v) !== length)) {
+      throw new GatewayError('TSGI_ERR_HEADER', `Content-Length ${JSON.stringify(v)} is not one number of bytes${length !== -1 ? ` (already ${length})` : ''}`);
     }
-    flat.push(name, v);
-  };
+    length = Number(v);
+  }
+  flat.push(name, v);
+  return length;
+}
+
+/**
+ * Checks and flattens startResponse arguments; throws GatewayError with the reason. `length` is
+ * the Content-Length the app declared (-1: none).
+ */
+export function checkHead(
+  status: string | number, headers: Parameters<StartResponse>[1],
+): { code: number; reason: string; flat: string[]; length: number } {
+  const { code, reason } = parseStatus(status);
+  const flat: string[] = [];
+  let length = -1;
   if (Array.isArray(headers)) {
-    for (const pair of headers) {
+    for (let i = 0; i < headers.length; i++) {
+      const pair: unknown = headers[i];
       if (!Array.isArray(pair) || pair.length !== 2) {
         throw new GatewayError('TSGI_ERR_HEADER', 'headers must be [name, value] pairs');
       }
-      add(pair[0], pair[1]);
+      length = addField(flat, pair[0], pair[1], length);
     }
   } else if (headers !== null && typeof headers === 'object') {
     for (const [name, value] of Object.entries(headers)) {
-      if (Array.isArray(value)) for (const v of value) add(name, v);
-      else add(name, value);
+      if (Array.isArray(value)) for (const v of value) length = addField(flat, name, v, length);
+      else length = addField(flat, name, value, length);
     }
   } else {
     throw new GatewayError('TSGI_ERR_HEADER', 'headers must be an array of [name, value] pairs or an object');

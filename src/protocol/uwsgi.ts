@@ -112,28 +112,54 @@ function varKey(block: Buffer, pos: number, len: number): string {
   return key;
 }
 
+/**
+ * The keys of the last block, by position: nginx sends the same uwsgi_params in the same order
+ * on every request, so a key is most often the one at its place last time, checked against the
+ * text without a hash or a lookup. Bounded; a key not found there goes through KEYS.
+ */
+const LAST_KEYS: string[] = [];
+const LAST_KEYS_MAX = 128;
+
 /** Decodes a vars block; a length that runs past the block, or an empty key, is refused. */
 export function decodeVars(block: Buffer): [string, string][] {
+  return decodeVarsIn(block, 0, block.length);
+}
+
+/**
+ * The vars block at `start`..`end` of `buf`. The block is read as one Latin-1 string, once (one
+ * call into the runtime); the keys and values are cut from it, not each made from the bytes.
+ */
+function decodeVarsIn(buf: Buffer, start: number, end: number): [string, string][] {
   const vars: [string, string][] = [];
+  if (start === end) return vars;
+  const text = buf.toString('latin1', start, end);
+  const size = end - start;
   let pos = 0;
-  const end = block.length;
-  while (pos < end) {
-    if (end - pos < 2) throw new ProtocolError(`uwsgi vars: a stray byte at offset ${pos} where a key size should start`);
-    const klen = block.readUInt16LE(pos);
+  let i = 0;
+  while (pos < size) {
+    if (size - pos < 2) throw new ProtocolError(`uwsgi vars: a stray byte at offset ${pos} where a key size should start`);
+    const klen = buf[start + pos]! | (buf[start + pos + 1]! << 8);
     pos += 2;
     if (klen === 0) throw new ProtocolError(`uwsgi vars: empty key at offset ${pos - 2}`);
-    if (klen > end - pos) throw new ProtocolError(`uwsgi vars: key of ${klen} bytes runs past the end of the block`);
-    const key = varKey(block, pos, klen);
+    if (klen > size - pos) throw new ProtocolError(`uwsgi vars: key of ${klen} bytes runs past the end of the block`);
+    let key = i < LAST_KEYS.length ? LAST_KEYS[i]! : undefined;
+    if (key === undefined || key.length !== klen || !text.startsWith(key, pos)) {
+      key = varKey(buf, start + pos, klen);
+      if (i <= LAST_KEYS.length && i < LAST_KEYS_MAX) LAST_KEYS[i] = key;
+    }
     pos += klen;
-    if (end - pos < 2) throw new ProtocolError(`uwsgi vars: key ${key.slice(0, 40)} has no value size`);
-    const vlen = block.readUInt16LE(pos);
+    if (size - pos < 2) throw new ProtocolError(`uwsgi vars: key ${key.slice(0, 40)} has no value size`);
+    const vlen = buf[start + pos]! | (buf[start + pos + 1]! << 8);
     pos += 2;
-    if (vlen > end - pos) throw new ProtocolError(`uwsgi vars: value of ${key.slice(0, 40)} (${vlen} bytes) runs past the end of the block`);
-    vars.push([key, block.toString('latin1', pos, pos + vlen)]);
+    if (vlen > size - pos) throw new ProtocolError(`uwsgi vars: value of ${key.slice(0, 40)} (${vlen} bytes) runs past the end of the block`);
+    vars.push([key, vlen === 0 ? '' : text.slice(pos, pos + vlen)]);
     pos += vlen;
+    i++;
   }
   return vars;
 }
+
+const NO_BYTES = Buffer.alloc(0);
 
 /**
  * A packet that arrived whole in one chunk (nginx writes it with one call), read without a
@@ -146,8 +172,8 @@ export function wholePacket(chunk: Buffer, maxVarsSize: number = UWSGI_MAX_VARS_
   if (size > maxVarsSize || chunk.length < UWSGI_HEADER_SIZE + size) return null;
   const modifier1 = chunk[0]!;
   const end = UWSGI_HEADER_SIZE + size;
-  const vars = modifier1 === Modifier1.PING && size === 0 ? [] : decodeVars(chunk.subarray(UWSGI_HEADER_SIZE, end));
-  return { packet: { modifier1, modifier2: chunk[3]!, vars }, rest: chunk.subarray(end) };
+  const vars = modifier1 === Modifier1.PING && size === 0 ? [] : decodeVarsIn(chunk, UWSGI_HEADER_SIZE, end);
+  return { packet: { modifier1, modifier2: chunk[3]!, vars }, rest: end === chunk.length ? NO_BYTES : chunk.subarray(end) };
 }
 
 /**

@@ -5,7 +5,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ProtocolError } from '../../src/protocol/errors.js';
 import {
-  Modifier1, PING_REPLY, UWSGI_MAX_VARS_SIZE, UwsgiPacketParser, decodeVars, encodeHeader, encodePacket, encodeVars,
+  Modifier1, PING_REPLY, UWSGI_MAX_VARS_SIZE, UwsgiPacketParser, decodeVars, encodeHeader, encodePacket, encodeVars, wholePacket,
   type UwsgiPacket,
 } from '../../src/protocol/uwsgi.js';
 import { throwsCode } from '../helpers/assert.js';
@@ -145,6 +145,22 @@ test('keys are decoded exactly, also when two keys share the cache slot and past
   for (let round = 0; round < 2; round++) assert.equal(decodeVars(encodeVars(vars)), vars);
   const many: [string, string][] = Array.from({ length: 1500 }, (_, i) => [`X_KEY_${i}`, String(i)]);
   for (let round = 0; round < 2; round++) assert.equal(decodeVars(encodeVars(many)), many);
+});
+
+test('keys are decoded exactly when a block holds other keys, or the same keys in another order, than the last one', () => {
+  // decodeVars first tries the key found at the same place in the last block.
+  const blocks: [string, string][][] = [
+    [['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/a'], ['HTTP_X_AB', '1'], ['HTTP_X_CD', '2']],
+    [['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/b'], ['HTTP_X_CD', '3'], ['HTTP_X_AB', '4']],
+    [['REQUEST_METHODS', 'x'], ['PATH_INF', '/c'], ['HTTP_X_CD', '5']],
+    [['REQUEST_METHOD', 'PUT'], ['PATH_INFO', ''], ['HTTP_X_AB', '6'], ['HTTP_X_CD', '7'], ['HTTP_X_EF', '8']],
+  ];
+  assert.ok(blocks.length > 0);
+  for (let round = 0; round < 2; round++) {
+    for (const vars of blocks) assert.equal(decodeVars(encodeVars(vars)), vars);
+  }
+  const block = encodeVars(blocks[0]!);
+  assert.equal(wholePacket(Buffer.concat([encodeHeader(0, block.length), block, Buffer.from('body')]))?.packet.vars, blocks[0]);
 });
 
 test('a vars block over 64 KiB cannot be encoded', () => {
