@@ -446,6 +446,20 @@ test('hop-by-hop headers from the app are refused', () => {
   }
 });
 
+test('a header name or status line accepted before still has its value checked; a refused one is refused every time', () => {
+  // startResponse remembers the names and status lines it accepted, not what it refused.
+  for (let round = 0; round < 3; round++) {
+    const x = run(app(() => ['ok'], '200 OK', [['X-Seen', 'fine']]));
+    assertComplete(x.out);
+    assert.equal(x.out.head0.headers, ['X-Seen', 'fine', 'content-length', '2']);
+    assertStartRefused('200 OK', [['X-Seen', 'a\r\nSet-Cookie: evil=1']], 'TSGI_ERR_HEADER', `a bad value of a known name, round ${round}`);
+    assertStartRefused('200 OK', [['Connection', 'close']], 'TSGI_ERR_HEADER', `hop-by-hop, round ${round}`);
+    assertStartRefused('200 OK', [['X Seen', 'v']], 'TSGI_ERR_HEADER', `a space in a name, round ${round}`);
+    assertStartRefused('200 OK\r\nX: y', [], 'TSGI_ERR_START_RESPONSE', `CR/LF in a status line, round ${round}`);
+    assertStartRefused('99 Low', [], 'TSGI_ERR_START_RESPONSE', `a two-digit status, round ${round}`);
+  }
+});
+
 test('invalid statuses are refused', () => {
   const bad: (string | number)[] = [
     'OK', '', '20 OK', '2000 OK', '200OK', '099 Low', '100 Continue', '101 Switching Protocols',
