@@ -224,7 +224,12 @@ export class HttpRequestParser {
     const why = targetProblem(method, target);
     if (why !== null) throw bad(why);
     const minor = m[3] === '1' ? 1 : 0;
-    const headers: string[] = [];
+    // Sized once from the line count: the array lives as long as the request (the whole wait for
+    // the backend), and one grown by push() would carry ~17 empty slots (136 bytes) with it.
+    let lines = 0;
+    for (let i = text.indexOf('\n', eol); i !== -1; i = text.indexOf('\n', i + 1)) lines++;
+    const headers = new Array<string>(lines * 2);
+    let h = 0;
     let length: string | null = null;
     let codings: string | null = null;
     let connection: string | null = null;
@@ -244,7 +249,8 @@ export class HttpRequestParser {
       while (vs < ve && (text.charCodeAt(vs) === 0x20 || text.charCodeAt(vs) === 0x09)) vs++;
       while (ve > vs && (text.charCodeAt(ve - 1) === 0x20 || text.charCodeAt(ve - 1) === 0x09)) ve--;
       const value = text.slice(vs, ve);
-      headers.push(name, value);
+      headers[h++] = name;
+      headers[h++] = value;
       // The few names that frame the message or the connection, compared without allocating.
       switch (name.length) {
         case 14:

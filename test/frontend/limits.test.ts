@@ -52,6 +52,17 @@ test('a translated head names its problem: Transfer-Encoding other than chunked,
   assert.is(requestHead(fakeReq(['X-A', 'b'], '1.0')).problem, null, 'HTTP/1.0 needs no Host');
 });
 
+test('a translated head carries its end-to-end fields in order, without holes where hop-by-hop ones were left out', () => {
+  const fields = ['Host', 'a', 'Connection', 'keep-alive', 'X-One', '1', 'Keep-Alive', 'timeout=5', 'Accept', '*/*'];
+  const { head } = requestHead(fakeReq(fields));
+  const { names, values, literalNames } = head.headers as { names: number[]; values: string[]; literalNames?: string[] };
+  assert.equal([...values], ['a', '1', '*/*']);
+  assert.is(names.length, 3);
+  assert.ok(names.every((n) => Number.isInteger(n)), 'every name index is set');
+  assert.equal(literalNames, ['X-One']);
+  assert.equal([...requestHead(fakeReq([])).head.headers!.values!], []);
+});
+
 test('the pool admits up to maxInFlight, sheds beyond with TSGI_ERR_OVERLOADED (503), and admits again after leave()', () => {
   const pool = new Pool({ log: createLogger('test'), queueSize: 10, queueTimeoutMs: 1000, maxInFlight: 2 });
   assert.is(pool.admit(), null);

@@ -71,8 +71,11 @@ export interface TranslatedHead {
  */
 export function requestHead(req: HttpRequest): TranslatedHead {
   const raw = req.rawHeaders;
-  const names: number[] = [];
-  const values: string[] = [];
+  // Sized for every field: the head is kept until the response (a refused stream is sent
+  // again), and arrays grown by push() would keep ~16 empty slots each that long.
+  const names = new Array<number>(raw.length >> 1);
+  const values = new Array<string>(raw.length >> 1);
+  let kept = 0;
   let literalNames: string[] | undefined;
   let problem: string | null = null;
   let hasHost = false;
@@ -105,10 +108,11 @@ export function requestHead(req: HttpRequest): TranslatedHead {
       if (index === I_UPGRADE) upgrade = upgrade === null ? value : `${upgrade}, ${value}`;
       continue;
     }
-    names.push(index);
-    values.push(value);
+    names[kept] = index;
+    values[kept++] = value;
     if (index === 0) (literalNames ??= []).push(name);
   }
+  if (kept < names.length) names.length = values.length = kept; // hop-by-hop fields left out
   if (connectionTokens !== null) {
     if (upgrade !== null && (!connectionTokens.includes('upgrade') || req.hasBody || (req.httpVersion !== '1.1' && !req.extendedConnect)
       || trimOws(upgrade) === '')) upgrade = null;
