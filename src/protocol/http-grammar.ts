@@ -71,9 +71,14 @@ export const LINE_BARE_LF = -3;
  *   can pass): a bare LF ends a line (RFC 9112 2.2 lets a recipient accept it), and whatever
  *   follows a ';' is dropped unread.
  */
+const NO_LINE = Buffer.alloc(0);
+
 export class ChunkedLines {
-  /** The last line next() gave, up to `end` (the line ending excluded). */
-  line: Buffer = Buffer.alloc(0);
+  /**
+   * The last line next() gave, up to `end` (the line ending excluded): a view of the bytes
+   * pushed, so it keeps the whole read they came in alive until clear().
+   */
+  line: Buffer = NO_LINE;
   end = 0;
   readonly #strict: boolean;
   readonly #max: number;
@@ -109,9 +114,11 @@ export class ChunkedLines {
     return nl + 1;
   }
 
-  /** Drops a line held incomplete (the parser starts over). */
+  /** Drops the last line and a line held incomplete (the parser starts over). */
   clear(): void {
     this.#pending = null;
+    this.line = NO_LINE;
+    this.end = 0;
   }
 
   /**

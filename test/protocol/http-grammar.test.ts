@@ -56,4 +56,15 @@ test('a line over the limit is refused, whether or not its end has come', () => 
   assert.is(new ChunkedLines(false, 16).next(Buffer.from(`${'1'.repeat(20)}\r\n`), 0), LINE_TOO_LONG);
 });
 
+test('clear() lets go of the last line: no view of a read is kept between requests', () => {
+  const lines = new ChunkedLines(true, 4096);
+  const read = Buffer.from(`0\r\n\r\n${'x'.repeat(1000)}`, 'latin1');
+  assert.is(lines.next(read, 0), 3);
+  assert.is(lines.line.buffer, read.buffer, 'the line is a view of the read, not a copy');
+  lines.clear();
+  assert.is(lines.end, 0);
+  assert.is(lines.line.length, 0);
+  assert.is.not(lines.line.buffer, read.buffer);
+});
+
 test.run();
