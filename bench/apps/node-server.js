@@ -12,12 +12,13 @@ if (typeof handler !== 'function' || listen === undefined) {
 }
 const server = createServer(handler);
 server.keepAliveTimeout = 65_000;
-// A deep accept queue on the Unix socket: a proxy in front opening hundreds of connections at
-// once must not see EAGAIN (TCP listeners keep Node's default, as tsgi's front does).
+// A deep accept queue, as tsgi's front listens with (4096): a proxy in front opening hundreds of
+// connections at once must not see EAGAIN on the Unix socket, and 1,000 clients connecting at
+// once must not overflow Node's default of 511 on TCP (SYN retransmits: seconds-long p99s).
 if (listen.startsWith('unix:')) server.listen({ path: listen.slice(5), backlog: 4096 });
 else {
   const i = listen.lastIndexOf(':');
-  server.listen(Number(listen.slice(i + 1)), listen.slice(0, i));
+  server.listen({ port: Number(listen.slice(i + 1)), host: listen.slice(0, i), backlog: 4096 });
 }
 server.on('listening', () => process.stderr.write(`node-server ${name} listening on ${listen}\n`));
 process.on('SIGTERM', () => process.exit(0));
