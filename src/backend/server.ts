@@ -5,6 +5,7 @@ import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import type { TlsContext } from '../common/tls.js';
 import { closeAfterError, endSocket, socketWriter } from '../common/socket-writer.js';
+import { ReadSlabs, readInto } from '../common/socket-reads.js';
 import { Connection, LOCAL_CONNECTION_LOST, type HeaderFields, type Stream, type StreamHandler } from '../protocol/connection.js';
 import { ResetCode, RESET_CODE_NAMES } from '../protocol/constants.js';
 import { TsgiError } from '../protocol/errors.js';
@@ -328,12 +329,22 @@ export class BackendServer extends SocketListener<RequestState> {
       },
     });
     this.#connections.add(conn);
-    socket.on('data', (chunk: Buffer) => {
-      if (!conn.receive(chunk) && !paused) {
-        paused = true;
-        socket.pause();
-      }
-    });
+    // Reads go into slabs of our own (socket-reads.ts), straight to the frame decoder: fewer,
+    // larger reads than Node's 64 KiB ones. Returning false stops them, as pause() does.
+    const slabs = new ReadSlabs();
+    const onRead = (n: number, into: Buffer): boolean => {
+      if (conn.receive(slabs.filled(n, into))) return true;
+      paused = true;
+      return false;
+    };
+    if (!readInto(socket, () => slabs.next(), onRead)) {
+      socket.on('data', (chunk: Buffer) => {
+        if (!conn.receive(chunk) && !paused) {
+          paused = true;
+          socket.pause();
+        }
+      });
+    }
     socket.on('error', (err) => log.debug(`front connection error: ${err.message}`));
     socket.on('close', () => {
       clearTimeout(handshake);
