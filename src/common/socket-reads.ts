@@ -51,11 +51,6 @@ export function readInto(socket: Socket, next: () => Buffer, callback: (n: numbe
   return true;
 }
 
-/** Size of one slab: a Unix socket's default buffer (~208 KiB) fits in one read. */
-const SLAB_SIZE = 256 * 1024;
-/** A read is offered at least this much room; less left in a slab, and a new one is taken. */
-const MIN_READ = 64 * 1024;
-
 /**
  * One socket's reads into slabs that are never written twice: each read goes into the room
  * after the previous one, and a full slab is left to the views taken of it (the garbage
@@ -63,20 +58,32 @@ const MIN_READ = 64 * 1024;
  * Node's own read buffers are; a view kept holds at most one slab.
  */
 export class ReadSlabs {
-  #slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+  readonly #size: number;
+  readonly #minRead: number;
+  #slab: Buffer | null = null;
   #used = 0;
 
+  /**
+   * `size` bytes a slab; a read is offered at least `minRead` (less left, and a new slab is
+   * taken). The defaults suit a Unix socket, whose buffer (~208 KiB) then fits in one read.
+   */
+  constructor(size = 256 * 1024, minRead = 64 * 1024) {
+    this.#size = size;
+    this.#minRead = minRead;
+  }
+
   next(): Buffer {
-    if (SLAB_SIZE - this.#used < MIN_READ) {
-      this.#slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    let slab = this.#slab;
+    if (slab === null || this.#size - this.#used < this.#minRead) {
+      slab = this.#slab = Buffer.allocUnsafeSlow(this.#size);
       this.#used = 0;
     }
-    return this.#slab.subarray(this.#used);
+    return slab.subarray(this.#used);
   }
 
   /** `into` is the buffer that next() gave the read that just filled `n` bytes of it. */
   filled(n: number, into: Buffer): Buffer {
-    if (into.buffer === this.#slab.buffer) this.#used += n;
+    if (this.#slab !== null && into.buffer === this.#slab.buffer) this.#used += n;
     return into.subarray(0, n);
   }
 }

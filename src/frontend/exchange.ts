@@ -22,6 +22,7 @@ import type { Link, LinkStream } from './upstream/link.js';
 import { channels, type Observed, type Observer, statusOf } from './observe/observe.js';
 import type { Pool, Waiter } from './upstream/pool.js';
 import { retain } from './upstream/read-buffers.js';
+import { LARGE_BODY, largeBodyEnds, largeBodyStarts } from './http/body-reads.js';
 import { type HeadLimits, admissionError, requestHead, responseHeaders, upgradeHead } from './http/request-head.js';
 import { Tunnel, type Tunnels } from './tunnel.js';
 
@@ -95,6 +96,8 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   #reserved = false;
   /** After a 101: the tunnel that carries the connection. */
   #tunnel: Tunnel | null = null;
+  /** The body is read in large reads (http/body-reads.ts) until it ends. */
+  #largeReads = false;
 
   constructor(req: HttpRequest, res: HttpResponse, opts: ProxyOptions) {
     this.req = req;
@@ -202,6 +205,10 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       this.#hardTimer = setTimeout(Exchange.#onHardTimeout, hard + HARD_TIMEOUT_MARGIN_MS, this, hard, performance.now());
     }
     if (this.req.hasBody && this.#attempts === 1) {
+      if (this.req.contentLength >= LARGE_BODY && this.req.httpVersion !== '2.0') {
+        this.#largeReads = true;
+        largeBodyStarts(this.req.socket);
+      }
       this.req.readBody(this);
       const ms = this.#opts.bodyTimeoutMs;
       if (ms && !this.req.complete) this.#bodyTimer = setTimeout(Exchange.#onBodyTimeout, ms, this);
@@ -216,6 +223,11 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
       }
       else if (more) this.req.resume();
     }
+  }
+
+  #endLargeReads(): void {
+    this.#largeReads = false;
+    largeBodyEnds(this.req.socket);
   }
 
   #armResponseTimer(): void {
@@ -271,6 +283,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   #finish(): void {
     if (this.#done) return;
     this.#done = true;
+    if (this.#largeReads) this.#endLargeReads();
     this.#release();
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
@@ -338,6 +351,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   }
 
   onBodyEnd(): void {
+    if (this.#largeReads) this.#endLargeReads();
     if (this.#bodyTimer !== null) {
       clearTimeout(this.#bodyTimer);
       this.#bodyTimer = null;
