@@ -10,6 +10,7 @@ import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
 import { GoAway, Hello, Ping, Request, Reset, Response, Trailers, Window } from './messages.js';
 import type { tsgi } from './generated/tsgi.js';
 import { Stream, ipv4String, type RequestHead, type StreamOwner } from './stream.js';
+import { StreamTable } from './stream-table.js';
 import { ValueDecoder, ValueEncoder } from './value-table.js';
 
 export { Stream };
@@ -75,7 +76,7 @@ export class Connection implements StreamOwner {
   readonly initialWindow: number;
   readonly maxStreams: number;
   readonly maxHeadSize: number;
-  readonly streams = new Map<number, Stream>();
+  readonly streams = new StreamTable<Stream>();
   /** The version agreed with the peer (0 until its HELLO). */
   version = 0;
   peerMaxFrameSize: number = DEFAULTS.maxFrameSize;
@@ -216,7 +217,7 @@ export class Connection implements StreamOwner {
   destroy(message = 'connection lost'): void {
     if (this.closed) return;
     this.closed = true;
-    const streams = [...this.streams.values()];
+    const streams = this.streams.values();
     this.streams.clear();
     for (const stream of streams) {
       stream.closed = true;
@@ -420,7 +421,7 @@ export class Connection implements StreamOwner {
         this.goAwayReceived = true;
         if (this.role === 'client') {
           // Streams above lastStreamId were never processed: refuse them so they can go elsewhere.
-          for (const stream of [...this.streams.values()]) {
+          for (const stream of this.streams.values()) {
             if (stream.id > lastStreamId) {
               this._forget(stream);
               stream._closeQueue();
