@@ -9,6 +9,7 @@ import { guardAccept } from '../common/accept-guard.js';
 import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { type TlsContext, tlsReason } from '../common/tls.js';
+import type { Linked } from '../common/linked-set.js';
 import { RequestTracker, type Tracked } from './tracker.js';
 
 export interface ListenerOptions {
@@ -24,7 +25,7 @@ export interface ListenerOptions {
   handshakeTimeoutMs?: number;
 }
 
-export abstract class SocketListener<T extends Tracked> {
+export abstract class SocketListener<T extends Tracked & Linked<T>> {
   protected readonly log: Logger;
   protected readonly sockets = new Set<Socket>();
   protected readonly requests: RequestTracker<T>;

@@ -19,6 +19,7 @@ import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
 import { SocketListener } from './listener.js';
 import { TunnelSocket, type TunnelOwner } from './tunnel.js';
+import type { LinkedSet } from '../common/linked-set.js';
 import type { Application } from './types.js';
 import { type TsgiWebSocket, acceptWebSocket, type WebSocketOptions } from './websocket.js';
 
@@ -113,6 +114,9 @@ class RequestState implements StreamHandler {
   done = false;
   /** An upgrade request's connection (null for any other request). */
   socket: TunnelSocket | null = null;
+  linkedIn: LinkedSet<RequestState> | null = null;
+  linkedPrev: RequestState | null = null;
+  linkedNext: RequestState | null = null;
 
   constructor(stream: Stream, head: tsgi.Request) {
     this.input = new InputStream((n) => stream.consume(n));

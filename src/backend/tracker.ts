@@ -1,7 +1,9 @@
 // Bookkeeping of the requests a backend server is running, shared by the tsgi and the uwsgi
 // listeners: counts for heartbeats and --max-requests, the oldest request for --timeout logs,
 // and a wait for idleness on graceful stop.
+import { LinkedSet, type Linked } from '../common/linked-set.js';
 
+/** A request as the tracker sees it; its class also declares the Linked fields (null). */
 export interface Tracked {
   readonly method: string;
   readonly uri: string;
@@ -9,12 +11,13 @@ export interface Tracked {
   readonly started: number;
 }
 
-export class RequestTracker<T extends Tracked> {
+export class RequestTracker<T extends Tracked & Linked<T>> {
   /** Requests running now. */
   inFlight = 0;
   /** Requests finished since start. */
   served = 0;
-  readonly #active = new Set<T>();
+  /** In the order they started (a LinkedSet, not a Set: one entry in and out per request). */
+  readonly #active = new LinkedSet<T>();
   /** Requests ended for running past --timeout (they stay active until their app returns). */
   readonly #expired = new WeakSet<T>();
   #idleWaiters: (() => void)[] = [];
@@ -38,10 +41,10 @@ export class RequestTracker<T extends Tracked> {
     if (this.inFlight === 0 && this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
   }
 
-  /** The longest-running request now (a Set iterates in insertion order: the first). */
+  /** The longest-running request now (the first started of those running). */
   oldest(): { method: string; uri: string; ms: number } | null {
-    for (const r of this.#active) return { method: r.method, uri: r.uri, ms: Math.round(performance.now() - r.started) };
-    return null;
+    const r = this.#active.first();
+    return r === null ? null : { method: r.method, uri: r.uri, ms: Math.round(performance.now() - r.started) };
   }
 
   /** At most `limit` requests running now, the longest-running first (for the status pages). */

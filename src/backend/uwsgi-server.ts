@@ -12,6 +12,7 @@ import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
 import { SocketListener } from './listener.js';
+import type { LinkedSet } from '../common/linked-set.js';
 import type { Application } from './types.js';
 import { CONTENT_LENGTH } from '../protocol/http-grammar.js';
 
@@ -177,6 +178,9 @@ class UwsgiExchange {
   method = '';
   uri = '';
   started = 0;
+  linkedIn: LinkedSet<UwsgiExchange> | null = null;
+  linkedPrev: UwsgiExchange | null = null;
+  linkedNext: UwsgiExchange | null = null;
 
   constructor(server: UwsgiServer, socket: Socket, opts: UwsgiServerOptions) {
     this.#server = server;

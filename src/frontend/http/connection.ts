@@ -9,6 +9,7 @@ import { TsgiError, httpStatusFor, rawErrorResponse } from '../../protocol/error
 import { HttpRequest } from './request.js';
 import { Http1Response, type HttpResponse, type SocketTaker } from './response.js';
 import type { Logger } from '../../common/log.js';
+import type { LinkedSet } from '../../common/linked-set.js';
 
 /** The HTTP/2 connection preface's first line (RFC 9113 3.4): enough to tell h2c from HTTP/1.1. */
 const PREFACE_START = Buffer.from('PRI * HTTP/2.0\r\n', 'latin1');
@@ -25,7 +26,7 @@ export interface ConnectionHost {
     readonly onRequest: (req: HttpRequest, res: HttpResponse) => void;
     readonly onRefused?: (status: number) => void;
   };
-  readonly connections: Set<Connection>;
+  readonly connections: LinkedSet<Connection>;
   readonly closing: boolean;
   readonly keepAliveHeader: string;
   readonly lingerTimeoutMs: number;
@@ -46,6 +47,9 @@ export class Connection implements RequestEvents {
   readonly #parser: HttpRequestParser;
   req: HttpRequest | null = null;
   res: Http1Response | null = null;
+  linkedIn: LinkedSet<Connection> | null = null;
+  linkedPrev: Connection | null = null;
+  linkedNext: Connection | null = null;
   /** The response in progress waits for 'drain'. */
   drainWaiter: Http1Response | null = null;
   /** False once this connection is to close after the response in progress. */

@@ -17,6 +17,7 @@ import { Http2Edge } from './h2.js';
 import type { HttpRequest } from './request.js';
 import type { HttpResponse } from './response.js';
 import { TlsEdge, type TlsMinVersion } from './tls.js';
+import { LinkedSet } from '../../common/linked-set.js';
 
 export { HttpRequest, type BodyReader } from './request.js';
 export type { HttpResponse, ResponseHandler } from './response.js';
@@ -87,7 +88,8 @@ export class HttpServer {
   /** The listener; a worker of --processes N never listens, it is handed connections (accept). */
   readonly listener: Server;
   readonly opts: HttpServerOptions;
-  readonly connections = new Set<Connection>();
+  /** A LinkedSet, not a Set: a connection per request is a common pattern (no keep-alive). */
+  readonly connections = new LinkedSet<Connection>();
   /** After close(): responses say Connection: close and their connections end when done. */
   closing = false;
   #sweeper: NodeJS.Timeout | null = null;

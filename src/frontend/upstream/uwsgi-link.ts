@@ -15,6 +15,7 @@ import { encodePacket } from '../../protocol/uwsgi.js';
 import type { Link, LinkOwner, LinkConnection, LinkEvents, LinkOptions, LinkState, LinkStream } from './link.js';
 import { contentLengthOf, requestVars } from './uwsgi-vars.js';
 import { HOP_BY_HOP } from '../../protocol/http-grammar.js';
+import { LinkedSet } from '../../common/linked-set.js';
 
 /**
  * uwsgi needs CONTENT_LENGTH before the body, so a request body sent without one (chunked) is
@@ -55,6 +56,9 @@ class UwsgiStream implements LinkStream {
   closed = false;
   localEnded = false;
   remoteEnded = false;
+  linkedIn: LinkedSet<UwsgiStream> | null = null;
+  linkedPrev: UwsgiStream | null = null;
+  linkedNext: UwsgiStream | null = null;
   readonly #link: UwsgiLink;
   readonly #head: RequestHead;
   readonly #parser: HttpResponseParser;
@@ -269,7 +273,8 @@ export class UwsgiLink implements Link {
   requests = 0;
   readonly conn: LinkConnection;
   readonly #events: LinkEvents;
-  readonly #streams = new Set<UwsgiStream>();
+  /** A LinkedSet, not a Set: one stream in and out per request. */
+  readonly #streams = new LinkedSet<UwsgiStream>();
   #established = false;
   #probe: Socket | null = null;
 
