@@ -34,14 +34,32 @@ export interface Http2EdgeOptions {
   onRefused?: (status: number) => void;
 }
 
+/**
+ * What the edge keeps of a session: its socket (the connection's own, not node:http2's proxy of
+ * it), the streams open on it, and the timer that closes it once none has been for the idle timeout.
+ */
+interface SessionState {
+  readonly session: ServerHttp2Session;
+  readonly socket: Socket;
+  open: number;
+  idle: NodeJS.Timeout | null;
+}
+
+/** Respond options, made once (node:http2 copies them). */
+const RESPOND_END = { endStream: true };
+const RESPOND_MORE = { endStream: false };
+const RESPOND_TRAILERS = { endStream: false, waitForTrailers: true };
+
 export class Http2Edge {
   readonly #opts: Http2EdgeOptions;
   readonly #server: Http2Server;
-  /** Open sessions, with the number of streams each has open. */
-  readonly sessions = new Map<ServerHttp2Session, number>();
+  /** Open sessions. */
+  readonly sessions = new Map<ServerHttp2Session, SessionState>();
   /** Responses of the streams open now (the status page's requests in flight). */
   readonly responses = new Set<Http2Response>();
   #closing = false;
+  /** The socket accept() is handing to node:http2 (its 'session' event comes within). */
+  #accepting: Socket | null = null;
 
   constructor(opts: Http2EdgeOptions) {
     this.#opts = opts;
@@ -73,7 +91,12 @@ export class Http2Edge {
       socket.destroy();
       return;
     }
-    this.#server.emit('connection', socket);
+    this.#accepting = socket;
+    try {
+      this.#server.emit('connection', socket);
+    } finally {
+      this.#accepting = null;
+    }
   }
 
   /** Graceful: GOAWAY on every session; streams in progress complete, then the sessions close. */
@@ -87,52 +110,65 @@ export class Http2Edge {
   }
 
   #session(session: ServerHttp2Session): void {
-    this.sessions.set(session, 0);
+    const state: SessionState = { session, socket: this.#accepting ?? session.socket as Socket, open: 0, idle: null };
+    this.sessions.set(session, state);
     const log = this.#opts.log;
-    const who = (): string => session.socket?.remoteAddress ?? 'client';
-    session.on('close', () => this.sessions.delete(session));
+    const who = (): string => state.socket.remoteAddress ?? 'client';
+    session.on('close', () => {
+      this.sessions.delete(session);
+      if (state.idle !== null) clearTimeout(state.idle);
+    });
     session.on('error', (err: NodeJS.ErrnoException) => log.debug(`HTTP/2 session with ${who()}: ${err.code ?? err.message}`));
     session.on('frameError', (type: number, code: number) => log.debug(`HTTP/2 session with ${who()}: frame ${type} not sent (${code})`));
     session.on('goaway', (code: number) => {
       // ENHANCE_YOUR_CALM from our side is nghttp2 cutting a flood (rapid reset, CONTINUATION, …).
       if (code !== constants.NGHTTP2_NO_ERROR) log.debug(`HTTP/2 session with ${who()}: GOAWAY ${code}`);
     });
+    // The idle timeout counts from the moment no stream is open (its timer restarted then), not
+    // from the last frame: node:http2's own session timeout would be reset by every frame.
     const idle = this.#opts.idleTimeoutMs;
     if (idle > 0) {
-      session.setTimeout(idle, () => {
-        if ((this.sessions.get(session) ?? 0) === 0) session.close();
-      });
+      state.idle = setTimeout(Http2Edge.#onIdle, idle, state);
+      state.idle.unref();
     }
     if (this.#closing) session.close();
   }
 
-  #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
-    const session = stream.session as ServerHttp2Session;
-    this.sessions.set(session, (this.sessions.get(session) ?? 0) + 1);
+  static #onIdle(state: SessionState): void {
+    if (state.open === 0) state.session.close();
+  }
 
-    stream.on('error', (err: NodeJS.ErrnoException) => this.#opts.log.debug(`HTTP/2 stream ${stream.id}: ${err.code ?? err.message}`));
+  /** A stream of the session closed: its idle timer starts again when it was the last. */
+  static streamClosed(state: SessionState): void {
+    if (--state.open === 0 && state.idle !== null) state.idle.refresh();
+  }
+
+  #stream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, raw: string[]): void {
+    const state = this.sessions.get(stream.session as ServerHttp2Session);
+    if (state === undefined) {
+      stream.close(constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    state.open++;
     // RFC 8441: CONNECT with :protocol websocket goes on as the HTTP/1.1 upgrade a backend knows.
     const websocket = headers[':method'] === 'CONNECT' && headers[':protocol'] === 'websocket';
     const method = websocket ? 'GET' : headers[':method'] ?? '';
-    const res = new Http2Response(stream, session.socket as Socket, method);
+    const res = new Http2Response(stream, state, this, method);
     this.responses.add(res);
-    stream.once('close', () => {
-      this.responses.delete(res);
-      const n = this.sessions.get(session);
-      if (n !== undefined) this.sessions.set(session, n - 1);
-    });
     const refused = this.#check(headers, raw, websocket);
-    const fields: string[] = [];
+    // :authority is the Host (RFC 9113 8.3.1); a Host field beside it is kept as sent.
     const authority = headers[':authority'];
-    let hasHost = false;
+    const fields: string[] = typeof authority === 'string' ? ['host', authority] : [];
+    let first = fields.length;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i]!;
       if (name.charCodeAt(0) === 0x3a /* : */) continue;
-      if (name === 'host') hasHost = true;
+      if (name === 'host' && first > 0) {
+        fields.splice(0, first);
+        first = 0;
+      }
       fields.push(name, raw[i + 1]!);
     }
-    // :authority is the Host (RFC 9113 8.3.1); a Host field beside it is kept as sent.
-    if (!hasHost && typeof authority === 'string') fields.unshift('host', authority);
     if (websocket) {
       // The HTTP/1.1 handshake's fields (RFC 6455 4.1), the key made here: HTTP/2 has none.
       fields.push('connection', 'upgrade', 'upgrade', 'websocket', 'sec-websocket-key', randomBytes(16).toString('base64'));
@@ -163,6 +199,11 @@ export class Http2Edge {
     }
     if (!ended) res.listen(req);
     this.#opts.onRequest(req, res);
+  }
+
+  /** A stream's error (a reset by the client, a session torn down): its response hears of it by 'close'. */
+  streamError(stream: ServerHttp2Stream, err: NodeJS.ErrnoException): void {
+    this.#opts.log.debug(`HTTP/2 stream ${stream.id}: ${err.code ?? err.message}`);
   }
 
   /** What HTTP/2 adds to the HTTP/1.1 checks the exchange makes: the pseudo-headers, a numeric Content-Length. */
@@ -278,13 +319,20 @@ export class Http2Response implements HttpResponse, RequestConnection {
   /** After a WebSocket's 101 (RFC 8441): the tunnel that has the stream's bytes. */
   #taker: SocketTaker | null = null;
   #tunnelSocket: Socket | null = null;
+  /** 'drain' is listened to from the first time it is awaited (most responses never are). */
+  #drainListened = false;
+  readonly #session: SessionState;
+  readonly #edge: Http2Edge;
 
-  constructor(stream: ServerHttp2Stream, socket: Socket, method: string) {
+  constructor(stream: ServerHttp2Stream, session: SessionState, edge: Http2Edge, method: string) {
     this.#stream = stream;
-    this.socket = socket;
+    this.#session = session;
+    this.#edge = edge;
+    this.socket = session.socket;
     this.#noBody = method === 'HEAD';
+    // The two listeners every stream has (each costs node:http2 a 'newListener' event).
+    stream.on('error', (err: NodeJS.ErrnoException) => edge.streamError(stream, err));
     stream.on('close', () => this.#closed());
-    stream.on('drain', () => this.#drained());
   }
 
   /** Feeds the stream's body to `req` (its reader, when it reads), and its end. */
@@ -382,7 +430,8 @@ export class Http2Response implements HttpResponse, RequestConnection {
     this.statusCode = 101;
     this.#taker = taker;
     const stream = this.#stream;
-    stream.respond(head, { endStream: false });
+    stream.respond(head, RESPOND_MORE);
+    this.#listenDrain();
     stream.pause();
     stream.on('data', (chunk: Buffer) => taker.onSocketData(chunk));
     stream.on('end', () => taker.onSocketEnd());
@@ -402,6 +451,13 @@ export class Http2Response implements HttpResponse, RequestConnection {
 
   onceDrain(): void {
     this.#awaitingDrain = true;
+    this.#listenDrain();
+  }
+
+  #listenDrain(): void {
+    if (this.#drainListened) return;
+    this.#drainListened = true;
+    this.#stream.on('drain', () => this.#drained());
   }
 
   write(chunk: Buffer, done?: () => void): boolean {
@@ -460,7 +516,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
     // for them (an empty trailer section when none come); a whole body knows already.
     const waitForTrailers = !this.#noBody && (this.ended ? this.#trailers !== null : !endStream);
     if (waitForTrailers) stream.once('wantTrailers', () => stream.sendTrailers(this.#trailers ?? {}));
-    stream.respond(head, { endStream: endStream && !waitForTrailers, waitForTrailers });
+    stream.respond(head, waitForTrailers ? RESPOND_TRAILERS : endStream ? RESPOND_END : RESPOND_MORE);
   }
 
   /** A body the client is still sending is not read: RST_STREAM NO_ERROR once the response is out (RFC 9113 8.1). */
@@ -483,6 +539,8 @@ export class Http2Response implements HttpResponse, RequestConnection {
 
   /** The stream closed (ended, or reset by the client): the handler hears it once. */
   #closed(): void {
+    this.#edge.responses.delete(this);
+    Http2Edge.streamClosed(this.#session);
     if (!this.ended) this.destroyed = true;
     const handler = this.handler;
     this.handler = null;
