@@ -406,6 +406,35 @@ ws('extended CONNECT with :protocol websocket: a 200, then WebSocket frames both
   assert.match((await call(`${ctx.front!.url}/plain`)).text, /plain GET \/plain upgrade=-/, 'plain requests still served');
 });
 
+ws('--tunnel-idle-timeout closes an idle WebSocket stream (RST_STREAM CANCEL, a warn line); its session serves on', async (ctx) => {
+  const front = await startFront([ctx.backend!.socket], ['--tunnel-idle-timeout', '1']);
+  ctx.extra.push(front);
+  const session = h2connect(front.url);
+  try {
+    await new Promise((resolve) => session.once('remoteSettings', resolve));
+    const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/chat', ':scheme': 'http',
+      ':authority': `127.0.0.1:${front.port}`, 'sec-websocket-version': '13' }, { endStream: false });
+    const closed = new Promise<number>((resolve) => stream.once('close', () => resolve(stream.rstCode)));
+    stream.on('error', () => {}); // the reset, asserted by its code below
+    const head = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      stream.once('response', resolve);
+      stream.once('error', reject);
+    });
+    assert.is(head[':status'], 200);
+    let got = Buffer.alloc(0);
+    stream.on('data', (c: Buffer) => { got = Buffer.concat([got, c]); });
+    stream.write(clientText('then silence'));
+    await eventually(() => got.length >= 2 + 12, 'the echo');
+    await front.waitForStderr(/warn: closed the upgraded connection of 127\.0\.0\.1 \(GET \/chat\): no byte either way for --tunnel-idle-timeout \(1 s\)/);
+    assert.is(await closed, constants.NGHTTP2_CANCEL, 'the idle stream is reset with CANCEL');
+    const plain = await h2(session, '/plain');
+    assert.is(plain.status, 200, 'the session is still open and serves');
+    assert.match(plain.body.toString(), /plain GET \/plain upgrade=-/);
+  } finally {
+    session.destroy();
+  }
+});
+
 ws('CONNECT without :protocol websocket is refused with 501', async (ctx) => {
   const session = h2connect(ctx.front!.url);
   try {

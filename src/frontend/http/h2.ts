@@ -57,6 +57,8 @@ export class Http2Edge {
   readonly sessions = new Map<ServerHttp2Session, SessionState>();
   /** Responses of the streams open now (the status page's requests in flight). */
   readonly responses = new Set<Http2Response>();
+  /** Streams that carry a tunnel (a WebSocket, RFC 8441): the sweep applies --tunnel-idle-timeout to them. */
+  readonly tunnels = new Set<Http2Response>();
   #closing = false;
   /** The socket accept() is handing to node:http2 (its 'session' event comes within). */
   #accepting: Socket | null = null;
@@ -107,6 +109,11 @@ export class Http2Edge {
 
   destroyAll(): void {
     for (const session of this.sessions.keys()) session.destroy();
+  }
+
+  /** The server's sweep, at `now`: each tunnel checks its idle time (as an HTTP/1.1 upgraded connection's does). */
+  sweep(now: number): void {
+    for (const res of this.tunnels) res.checkIdle(now);
   }
 
   #session(session: ServerHttp2Session): void {
@@ -429,6 +436,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
     this.headersSent = true;
     this.statusCode = 101;
     this.#taker = taker;
+    this.#edge.tunnels.add(this);
     const stream = this.#stream;
     stream.respond(head, RESPOND_MORE);
     this.#listenDrain();
@@ -436,6 +444,11 @@ export class Http2Response implements HttpResponse, RequestConnection {
     stream.on('data', (chunk: Buffer) => taker.onSocketData(chunk));
     stream.on('end', () => taker.onSocketEnd());
     return null;
+  }
+
+  /** The sweep: the tunnel on this stream, if any, closes itself when idle too long. */
+  checkIdle(now: number): void {
+    this.#taker?.checkIdle(now);
   }
 
   /** The stream as the socket a tunnel writes to and reads from. */
@@ -540,6 +553,7 @@ export class Http2Response implements HttpResponse, RequestConnection {
   /** The stream closed (ended, or reset by the client): the handler hears it once. */
   #closed(): void {
     this.#edge.responses.delete(this);
+    if (this.#taker !== null) this.#edge.tunnels.delete(this);
     Http2Edge.streamClosed(this.#session);
     if (!this.ended) this.destroyed = true;
     const handler = this.handler;

@@ -268,6 +268,7 @@ export class HttpServer {
   sweep(now = Date.now()): void {
     const { headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs = 0 } = this.opts;
     for (const c of this.connections) c.checkTimeouts(now, headersTimeoutMs, keepAliveTimeoutMs, bodyTimeoutMs);
+    this.http2?.sweep(now);
     const linger = this.lingerTimeoutMs;
     if (linger > 0) {
       for (const [socket, since] of this.#lingering) if (now - since > linger) socket.destroy();
