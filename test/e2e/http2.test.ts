@@ -435,6 +435,25 @@ ws('--tunnel-idle-timeout closes an idle WebSocket stream (RST_STREAM CANCEL, a 
   }
 });
 
+ws('--keep-alive-timeout: a session with no stream open that long gets GOAWAY (NO_ERROR) and is closed', async (ctx) => {
+  const front = await startFront([ctx.backend!.socket], ['--keep-alive-timeout', '1']);
+  ctx.extra.push(front);
+  const session = h2connect(front.url);
+  try {
+    let goaway = -1;
+    let closed = false;
+    session.once('goaway', (code: number) => { goaway = code; });
+    session.once('close', () => { closed = true; });
+    session.on('error', () => {});
+    const plain = await h2(session, '/plain');
+    assert.is(plain.status, 200);
+    await eventually(() => closed, 'the idle session closed by the front', 10_000);
+    assert.is(goaway, constants.NGHTTP2_NO_ERROR, 'GOAWAY NO_ERROR first');
+  } finally {
+    session.destroy();
+  }
+});
+
 ws('CONNECT without :protocol websocket is refused with 501', async (ctx) => {
   const session = h2connect(ctx.front!.url);
   try {
