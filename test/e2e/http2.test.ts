@@ -120,6 +120,8 @@ test('TLS: HTTP/1.1 and h2 by ALPN on one port; the app sees https and the proto
     assert.is((session.socket as unknown as { alpnProtocol: string }).alpnProtocol, 'h2');
     assert.equal(JSON.parse(a.body.toString()), { scheme: 'https', https: 'on', protocol: 'HTTP/2.0',
       host: `127.0.0.1:${ctx.tls!.port}`, method: 'GET', length: null }, ':authority became the Host');
+    const b = await h2(session, '/environ', { headers: { host: 'sent.example' } });
+    assert.is(JSON.parse(b.body.toString()).host, 'sent.example', 'a Host field beside :authority is kept as sent');
   } finally {
     await closeSession(session);
   }
