@@ -11,6 +11,7 @@ import { constants, createServer, type IncomingHttpHeaders, type Http2Server, ty
   type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { LinkedSet } from '../../common/linked-set.js';
 import type { Logger } from '../../common/log.js';
 import { TsgiError, errorResponse } from '../../protocol/errors.js';
 import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP } from '../../protocol/http-grammar.js';
@@ -56,7 +57,8 @@ export class Http2Edge {
   /** Open sessions. */
   readonly sessions = new Map<ServerHttp2Session, SessionState>();
   /** Responses of the streams open now (the status page's requests in flight). */
-  readonly responses = new Set<Http2Response>();
+  /** A LinkedSet, not a Set: one response in and out per stream. */
+  readonly responses = new LinkedSet<Http2Response>();
   /** Streams that carry a tunnel (a WebSocket, RFC 8441): the sweep applies --tunnel-idle-timeout to them. */
   readonly tunnels = new Set<Http2Response>();
   #closing = false;
@@ -315,6 +317,9 @@ export class Http2Response implements HttpResponse, RequestConnection {
   handler: ResponseHandler | null = null;
   req!: HttpRequest;
   readonly socket: Socket;
+  linkedIn: LinkedSet<Http2Response> | null = null;
+  linkedPrev: Http2Response | null = null;
+  linkedNext: Http2Response | null = null;
   readonly #stream: ServerHttp2Stream;
   #head: OutgoingHttpHeaders | null = null;
   #hasLength = false;
