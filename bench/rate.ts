@@ -25,6 +25,9 @@ export interface RateCell {
   p999Us: number;
   maxUs: number;
   cpuUs: number | null;
+  /** The most requests in flight at once during the warm-up, and how long they took to drain after it. */
+  warmupBacklog: number;
+  drainMs: number;
   error: string | null;
 }
 
@@ -76,7 +79,8 @@ function sumCpu(pids: number[]): number | null {
 
 /** One configuration at `rate` req/s: a 1 s warm-up at the rate, then `seconds` measured (CPU: both, per request answered in both). */
 export async function measureRate(config: Config, rate: number, seconds: number, dir: string): Promise<RateCell> {
-  const cell: RateCell = { config, rate, requests: 0, errors: 0, achieved: 0, p50Us: 0, p99Us: 0, p999Us: 0, maxUs: 0, cpuUs: null, error: null };
+  const cell: RateCell = { config, rate, requests: 0, errors: 0, achieved: 0, p50Us: 0, p99Us: 0, p999Us: 0, maxUs: 0, cpuUs: null,
+    warmupBacklog: 0, drainMs: 0, error: null };
   let running;
   try {
     running = await config.start('hello', dir);
@@ -91,7 +95,7 @@ export async function measureRate(config: Config, rate: number, seconds: number,
     const after = sumCpu(pids);
     Object.assign(cell, {
       requests: r.requests!, errors: r.errors!, achieved: (r.requests! + r.errors!) / r.sendSeconds!,
-      p50Us: r.p50!, p99Us: r.p99!, p999Us: r.p999!, maxUs: r.max!,
+      p50Us: r.p50!, p99Us: r.p99!, p999Us: r.p999!, maxUs: r.max!, warmupBacklog: r.warmupMaxInFlight!, drainMs: r.drainMs!,
     });
     if (r.answered! > 0 && before !== null && after !== null) cell.cpuUs = (after - before) / r.answered!;
   } catch (err) {
@@ -107,20 +111,22 @@ export function rateTable(cells: RateCell[], why: string): string {
   const x = (v: number, b: number | undefined, self: boolean) => (self || !b ? '' : ` (${(v / b).toFixed(2)}×)`);
   const lines = [
     `Requests at ${cells[0]?.rate.toLocaleString('en-US') ?? '?'}/s (${why}), open loop over ${CONNECTIONS} keep-alive connections (undici): `
-      + 'each request leaves on schedule whatever the earlier ones do; its latency runs from the moment it is issued.',
+      + 'each request leaves on schedule whatever the earlier ones do; its latency runs from the moment it is issued. '
+      + 'Each configuration starts fresh; its 1 s warm-up at the rate is not counted, and the measured seconds start once '
+      + 'the requests the warm-up left waiting (its most in flight at once: the last column) are down to one per connection.',
     '',
-    '| configuration | rate kept | p50 (× tsgi) | p99 (× tsgi) | p99.9 (× tsgi) | max | server CPU per request | errors |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| configuration | rate kept | p50 (× tsgi) | p99 (× tsgi) | p99.9 (× tsgi) | max | server CPU per request | errors | warm-up: most in flight, drained in |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   for (const c of cells) {
     if (c.error !== null) {
-      lines.push(`| ${c.config.id} | — | — | — | — | — | — | **${c.error.split('\n')[0]}** |`);
+      lines.push(`| ${c.config.id} | — | — | — | — | — | — | **${c.error.split('\n')[0]}** | |`);
       continue;
     }
     const self = c === base;
     lines.push(`| ${c.config.id} | ${Math.round(c.achieved).toLocaleString('en-US')}/s | ${fmtUs(c.p50Us)}${x(c.p50Us, base?.p50Us, self)} `
       + `| ${fmtUs(c.p99Us)}${x(c.p99Us, base?.p99Us, self)} | ${fmtUs(c.p999Us)}${x(c.p999Us, base?.p999Us, self)} | ${fmtUs(c.maxUs)} `
-      + `| ${c.cpuUs === null ? '' : `${c.cpuUs.toFixed(1)} µs`} | ${c.errors} |`);
+      + `| ${c.cpuUs === null ? '' : `${c.cpuUs.toFixed(1)} µs`} | ${c.errors} | ${c.warmupBacklog}, ${c.drainMs} ms |`);
   }
   return lines.join('\n');
 }
