@@ -68,8 +68,4 @@ export class LinkedSet<T extends Linked<T>> {
       entry = next;
     }
   }
-
-  values(): IterableIterator<T> {
-    return this[Symbol.iterator]();
-  }
 }

@@ -96,7 +96,7 @@ export class ValueEncoder {
       if (id !== undefined) {
         refs[i] = id;
         anyRef = true;
-        if (this.transient && this.#misses.has(name)) this.#misses.delete(name);
+        if (this.#misses.size !== 0) this.#misses.delete(name); // a hit: the name's values repeat
         continue;
       }
       refs[i] = 0;

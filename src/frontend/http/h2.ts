@@ -56,8 +56,7 @@ export class Http2Edge {
   readonly #server: Http2Server;
   /** Open sessions. */
   readonly sessions = new Map<ServerHttp2Session, SessionState>();
-  /** Responses of the streams open now (the status page's requests in flight). */
-  /** A LinkedSet, not a Set: one response in and out per stream. */
+  /** Responses of the streams open now (the status page's requests in flight); a LinkedSet, not a Set: one in and out per stream. */
   readonly responses = new LinkedSet<Http2Response>();
   /** Streams that carry a tunnel (a WebSocket, RFC 8441): the sweep applies --tunnel-idle-timeout to them. */
   readonly tunnels = new Set<Http2Response>();
