@@ -5,7 +5,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Address } from '../common/address.js';
-import { guardAccept } from '../common/accept-guard.js';
+import { guardAccept, type AcceptGuard } from '../common/accept-guard.js';
+import { rawAccept, type RawStream } from '../common/raw-stream.js';
 import { closeListener, formatAddress, listenOn } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { type TlsContext, tlsReason } from '../common/tls.js';
@@ -39,6 +40,7 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
   #address: Address | null = null;
   /** A socket's 'close' listener: one function for every socket, not a closure per connection. */
   readonly #untrack: (this: Socket) => void;
+  readonly #guard: AcceptGuard;
 
   constructor(opts: ListenerOptions, serverOptions: { noDelay?: boolean; allowHalfOpen?: boolean }) {
     this.#listen = opts;
@@ -75,11 +77,16 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
       tls.onReload = (options) => server.setSecureContext(options);
       this.#tls = server;
     }
-    guardAccept(this.#server, { log: this.log, name: () => (this.words.request === 'request' ? 'backend' : 'uwsgi') });
+    this.#guard = guardAccept(this.#server, { log: this.log, name: () => (this.words.request === 'request' ? 'backend' : 'uwsgi') });
   }
 
   /** Serves one accepted connection. */
   protected abstract serve(socket: Socket): void;
+  /**
+   * A server that defines this takes its connections without a net.Socket (src/common/raw-stream.ts)
+   * where it can: no TLS, and Node's stream bindings as expected.
+   */
+  protected serveRaw?(stream: RawStream): void;
   /** How the log names this server and its requests ('serving on' / 'request'; 'accepting uwsgi on' / 'uwsgi request'). */
   protected abstract readonly words: { readonly listening: string; readonly request: string };
   /** Graceful stop, before waiting for the requests: tell the peers (GOAWAY). */
@@ -101,6 +108,9 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
   async listen(): Promise<Address> {
     if (this.#listen.address === null) throw new Error('this server takes connections from a supervisor');
     this.#address = await listenOn(this.#server, this.#listen.address, this.#listen.socketMode);
+    if (this.serveRaw !== undefined && this.#tls === null) {
+      rawAccept(this.#server, (stream) => this.#acceptRaw(stream), (err) => this.#guard.failed(err));
+    }
     this.log.info(`${this.words.listening} ${formatAddress(this.#address)}`);
     return this.#address;
   }
@@ -122,6 +132,14 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
       return;
     }
     this.#serveSocket(socket);
+  }
+
+  #acceptRaw(stream: RawStream): void {
+    if (this.closing || !this.#guard.admit(stream.fd)) {
+      stream.destroy();
+      return;
+    }
+    this.serveRaw!(stream);
   }
 
   /** A TLS connection whose handshake succeeded. */
@@ -197,7 +215,12 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
     // nothing else left the process would exit inside stop(), before its caller goes on (a failed
     // start exited 0 without a word).
     await new Promise((r) => setTimeout(r, graceful ? 50 : 0));
-    for (const socket of this.sockets) socket.destroy();
+    this.closeConnections();
     await closed;
+  }
+
+  /** The end of a stop: every connection still open is closed. */
+  protected closeConnections(): void {
+    for (const socket of this.sockets) socket.destroy();
   }
 }

@@ -41,6 +41,11 @@ export class RequestTracker<T extends Tracked & Linked<T>> {
     if (this.inFlight === 0 && this.#idleWaiters.length > 0) for (const w of this.#idleWaiters.splice(0)) w();
   }
 
+  /** The requests running now, the longest-running first. */
+  running(): Iterable<T> {
+    return this.#active;
+  }
+
   /** The longest-running request now (the first started of those running). */
   oldest(): { method: string; uri: string; ms: number } | null {
     const r = this.#active.first();

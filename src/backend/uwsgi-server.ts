@@ -2,6 +2,7 @@
 // packets that nginx's uwsgi_pass sends, runs the application for each request, and writes the
 // response back as raw HTTP/1.1. One request per connection; the connection closes at the end.
 import type { Socket } from 'node:net';
+import { SocketStream, type ByteStream, type RawStream, type RawStreamOwner } from '../common/raw-stream.js';
 import type { Address } from '../common/address.js';
 import type { Logger } from '../common/log.js';
 import { DEFAULTS } from '../protocol/constants.js';
@@ -12,7 +13,7 @@ import { runApplication, type Responder } from './gateway.js';
 import { InputStream } from './input.js';
 import type { ServeMetrics } from './metrics.js';
 import { SocketListener } from './listener.js';
-import type { LinkedSet } from '../common/linked-set.js';
+import { LinkedSet } from '../common/linked-set.js';
 import type { Application } from './types.js';
 import { CONTENT_LENGTH } from '../protocol/http-grammar.js';
 
@@ -48,14 +49,14 @@ class SocketResponder implements Responder {
   aborted = false;
   /** The status sent (0 until the head went out). */
   status = 0;
-  readonly #socket: Socket;
+  readonly #socket: ByteStream;
   readonly #headRequest: boolean;
   #bodyless = false;
   /** A head held back to go out with the first chunk of body. */
   #head: string | null = null;
   #waiter: (() => void) | null = null;
 
-  constructor(socket: Socket, headRequest: boolean) {
+  constructor(socket: ByteStream, headRequest: boolean) {
     this.#socket = socket;
     this.#headRequest = headRequest;
   }
@@ -112,7 +113,7 @@ class SocketResponder implements Responder {
     if (this.aborted || !this.#socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       this.#waiter = resolve;
-      this.#socket.once('drain', () => this._wake());
+      this.#socket.onDrain(() => this._wake());
     });
   }
 
@@ -123,14 +124,7 @@ class SocketResponder implements Responder {
   abort(_reason: string): void {
     if (this.aborted) return;
     this.aborted = true;
-    const socket = this.#socket;
-    if (!socket.destroyed) {
-      try {
-        socket.resetAndDestroy(); // throws ERR_INVALID_HANDLE_TYPE for a Unix socket
-      } catch {
-        socket.destroy();
-      }
-    }
+    this.#socket.reset();
     this._wake();
   }
 
@@ -141,28 +135,9 @@ class SocketResponder implements Responder {
   }
 }
 
-const kExchange = Symbol('tsgi.uwsgiExchange');
-type ExchangeSocket = Socket & { [kExchange]: UwsgiExchange };
-
-function onData(this: ExchangeSocket, chunk: Buffer): void {
-  this[kExchange]._onData(chunk);
-}
-
-function onEnd(this: ExchangeSocket): void {
-  this[kExchange]._onEnd();
-}
-
-function onError(this: ExchangeSocket, err: Error): void {
-  this[kExchange]._error(err);
-}
-
-function onClose(this: ExchangeSocket): void {
-  this[kExchange]._onClose();
-}
-
 /** One connection: the packet, then one request with its body, then the close. */
-class UwsgiExchange {
-  readonly socket: Socket;
+class UwsgiExchange implements RawStreamOwner {
+  readonly socket: ByteStream;
   readonly #server: UwsgiServer;
   readonly #opts: UwsgiServerOptions;
   #parser: UwsgiPacketParser | null = null;
@@ -182,17 +157,11 @@ class UwsgiExchange {
   linkedPrev: UwsgiExchange | null = null;
   linkedNext: UwsgiExchange | null = null;
 
-  constructor(server: UwsgiServer, socket: Socket, opts: UwsgiServerOptions) {
+  constructor(server: UwsgiServer, socket: ByteStream, opts: UwsgiServerOptions) {
     this.#server = server;
     this.socket = socket;
     this.#opts = opts;
-    // One listener function per event for every connection, each finding its exchange on the
-    // socket: no closures made per connection.
-    (socket as ExchangeSocket)[kExchange] = this;
-    socket.on('data', onData);
-    socket.on('end', onEnd);
-    socket.on('error', onError);
-    socket.on('close', onClose);
+    socket.start(this);
   }
 
   /** No complete packet within the packet timeout: dropped (called by the server's sweep). */
@@ -206,8 +175,7 @@ class UwsgiExchange {
   }
 
   #peer(): string {
-    const s = this.socket;
-    return s.remoteAddress ? `${s.remoteAddress}:${s.remotePort}` : 'a unix-socket client';
+    return this.socket.peer() ?? 'a unix-socket client';
   }
 
   _onData(chunk: Buffer): void {
@@ -217,7 +185,8 @@ class UwsgiExchange {
         parsed = this.#parser === null ? wholePacket(chunk, this.#opts.maxVarsSize) : null;
         if (parsed === null) {
           this.#parser ??= new UwsgiPacketParser(this.#opts.maxVarsSize);
-          parsed = this.#parser.push(chunk);
+          // The parser keeps the chunks of a packet that came in parts.
+          parsed = this.#parser.push(this.socket.lent ? Buffer.from(chunk) : chunk);
         }
       } catch (err) {
         this.#refuse((err as Error).message);
@@ -237,7 +206,8 @@ class UwsgiExchange {
     if (n === 0) return;
     this.#remaining -= n;
     this.#buffered += n;
-    this.#input!.push(n === chunk.length ? chunk : chunk.subarray(0, n));
+    const bytes = n === chunk.length ? chunk : chunk.subarray(0, n);
+    this.#input!.push(this.socket.lent ? Buffer.from(bytes) : bytes);
     if (this.#remaining === 0) this.#input!.end();
     else if (this.#buffered >= (this.#opts.window ?? DEFAULTS.initialWindow) && !this.#paused) {
       this.#paused = true;
@@ -331,9 +301,8 @@ class UwsgiExchange {
       this.socket.resume();
     }
     const socket = this.socket;
-    const arm = () => setTimeout(() => socket.destroy(), LINGER_MS).unref();
-    if (socket.writableFinished) arm();
-    else socket.once('finish', arm);
+    this.#server._lingering(this);
+    socket.onFinish(() => setTimeout(() => socket.destroy(), LINGER_MS).unref());
   }
 
   /** Past --timeout: 504 if no head went out (then the connection ends), else a cut. */
@@ -373,7 +342,7 @@ class UwsgiExchange {
   }
 
   _onClose(): void {
-    if (this.#state === 'packet') this.#server._gotPacket(this);
+    this.#server._closed(this);
     if (this.#state !== 'running') return;
     const err = new TsgiError('TSGI_ERR_CLIENT_GONE', 'the client closed the uwsgi connection');
     const responder = this.#responder!;
@@ -389,10 +358,13 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
   readonly #opts: UwsgiServerOptions;
   /**
    * Connections waiting for their packet, by age: a sweep every PACKET_TIMEOUT_MS drops those
-   * already waiting at the one before (one timer for all, not one per connection).
+   * already waiting at the one before (one timer for all, not one per connection). Once it has
+   * its packet a connection is in the request tracker while it runs, then among the lingering
+   * until it closes: always in one of these sets, which a stop closes.
    */
-  #young = new Set<UwsgiExchange>();
-  #old = new Set<UwsgiExchange>();
+  #young = new LinkedSet<UwsgiExchange>();
+  #old = new LinkedSet<UwsgiExchange>();
+  readonly #lingering = new LinkedSet<UwsgiExchange>();
   #sweep: NodeJS.Timeout | null = null;
 
   constructor(opts: UwsgiServerOptions) {
@@ -408,7 +380,15 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
   }
 
   protected serve(socket: Socket): void {
-    this.#young.add(new UwsgiExchange(this, socket, this.#opts));
+    this.#serve(new SocketStream(socket));
+  }
+
+  protected override serveRaw(stream: RawStream): void {
+    this.#serve(stream);
+  }
+
+  #serve(stream: ByteStream): void {
+    this.#young.add(new UwsgiExchange(this, stream, this.#opts));
     this.#sweep ??= setInterval(() => this.#expire(), PACKET_TIMEOUT_MS).unref();
   }
 
@@ -417,12 +397,31 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
     if (!this.#young.delete(ex)) this.#old.delete(ex);
   }
 
+  /** Past its response (or refused): waits for its close. */
+  _lingering(ex: UwsgiExchange): void {
+    this._gotPacket(ex);
+    // One cut past --timeout stays with the running requests until its application returns.
+    if (ex.linkedIn === null) this.#lingering.add(ex);
+  }
+
+  _closed(ex: UwsgiExchange): void {
+    this._gotPacket(ex);
+    this.#lingering.delete(ex);
+  }
+
   /** One sweep: connections already waiting at the last one are dropped; the newer ones age. */
   #expire(): void {
     const old = this.#old;
     this.#old = this.#young;
-    this.#young = new Set();
-    for (const ex of old) ex._expire();
+    this.#young = new LinkedSet();
+    for (const ex of [...old]) ex._expire();
+  }
+
+  protected override closeConnections(): void {
+    super.closeConnections();
+    for (const set of [this.#young, this.#old, this.#lingering, this.requests.running()]) {
+      for (const ex of [...set]) ex.socket.destroy();
+    }
   }
 
   override async stop(opts?: { graceful?: boolean; timeoutMs?: number }): Promise<void> {

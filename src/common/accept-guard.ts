@@ -56,43 +56,70 @@ export interface GuardOptions {
   refuse?: (socket: Socket) => void;
 }
 
+/** Counts and logs refused connections (once per burst): `admit` for each accepted one, `failed` for an accept error. */
+export class AcceptGuard {
+  readonly #opts: GuardOptions;
+  #refused = 0;
+  #burstCode = '';
+
+  constructor(opts: GuardOptions) {
+    this.#opts = opts;
+  }
+
+  #name(): string {
+    const { name } = this.#opts;
+    return typeof name === 'string' ? name : name();
+  }
+
+  #begin(code: string, detail: string): void {
+    count(code);
+    if (this.#refused++ === 0) {
+      this.#burstCode = code;
+      this.#opts.log.warn(`${this.#name()} listener: ${detail}; refusing new connections until descriptors are freed `
+        + '(raise the limit: `ulimit -n`, systemd LimitNOFILE=)');
+    }
+  }
+
+  /** False: the connection on descriptor `fd` is to be refused (counted and logged here). */
+  admit(fd: number): boolean {
+    if (fd >= CEILING) {
+      this.#begin('EMFILE', `out of file descriptors (descriptor ${fd} of a limit of ${LIMIT}, ${RESERVED_DESCRIPTORS} kept free)`);
+      return false;
+    }
+    if (this.#refused > 0) {
+      this.#opts.log.warn(`${this.#name()} listener: accepting connections again; ${this.#refused} refused for want of descriptors (${this.#burstCode})`);
+      this.#refused = 0;
+    }
+    return true;
+  }
+
+  /** accept() itself failed. */
+  failed(err: NodeJS.ErrnoException): void {
+    this.#begin(err.code ?? 'unknown', `accept failed: ${err.message}`);
+  }
+}
+
 /**
  * Puts the guard in front of the server's 'connection' listeners and handles its 'error' events.
  * Call after the listeners are added (createServer's), before listening.
  */
-export function guardAccept(server: Server, opts: GuardOptions): void {
-  const { log } = opts;
-  const name = () => (typeof opts.name === 'string' ? opts.name : opts.name());
-  let refused = 0;
-  let burstCode = '';
-  const begin = (code: string, detail: string) => {
-    count(code);
-    if (refused++ === 0) {
-      burstCode = code;
-      log.warn(`${name()} listener: ${detail}; refusing new connections until descriptors are freed `
-        + '(raise the limit: `ulimit -n`, systemd LimitNOFILE=)');
-    }
-  };
+export function guardAccept(server: Server, opts: GuardOptions): AcceptGuard {
+  const guard = new AcceptGuard(opts);
   const listeners = server.listeners('connection') as ((socket: Socket) => void)[];
   server.removeAllListeners('connection');
   server.on('connection', (socket: Socket) => {
-    const fd = fdOf(socket);
-    if (fd >= CEILING) {
-      begin('EMFILE', `out of file descriptors (descriptor ${fd} of a limit of ${LIMIT}, ${RESERVED_DESCRIPTORS} kept free)`);
+    if (!guard.admit(fdOf(socket))) {
       socket.on('error', () => {});
       // Closed before the next connection is accepted: refusing never takes a kept descriptor.
       opts.refuse?.(socket);
       socket.destroy();
       return;
     }
-    if (refused > 0) {
-      log.warn(`${name()} listener: accepting connections again; ${refused} refused for want of descriptors (${burstCode})`);
-      refused = 0;
-    }
     for (const l of listeners) l.call(server, socket);
   });
   server.on('error', (err: NodeJS.ErrnoException) => {
     if (!server.listening) return; // a bind error: listenOn reports it
-    begin(err.code ?? 'unknown', `accept failed: ${err.message}`);
+    guard.failed(err);
   });
+  return guard;
 }

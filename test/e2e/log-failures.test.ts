@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { call, newAgent, poll } from '../helpers/e2e.js';
 import { type BackendProc, CLI, fixture, type Proc, spawnCli, startBackend, startFront, tempDir } from '../helpers/procs.js';
 import { accepting, getRequest, openSocket, rawUntilClose, statusOf } from '../helpers/raw-http.js';
+import { request as uwsgiRequest } from '../helpers/uwsgi.js';
 
 interface Ctx {
   dir: string;
@@ -174,6 +175,34 @@ test('tsgi serve out of descriptors: closes, logs once, counts, and serves again
   const r = await call(`${front.url}/`);
   assert.is(r.status, 200);
   await serve.waitForStderr(/backend listener: accepting connections again; \d+ refused for want of descriptors \(EMFILE\)/);
+  assert.is(serve.stderr().match(/out of file descriptors/g)?.length, 1, 'one line for the burst');
+});
+
+test('tsgi serve --uwsgi-socket out of descriptors: closes, logs once, counts, and serves again', async (ctx) => {
+  // A single process takes its uwsgi connections on the libuv handle (no net.Socket): the guard holds there too.
+  const socket = join(ctx.dir, 'uwsgi-emfile.sock');
+  const admin = join(ctx.dir, 'uwsgi-emfile-admin.sock');
+  const serve = spawnCli(['serve', fixture('hello.js'), '--uwsgi-socket', socket, '--admin', `unix:${admin}`, '--graceful-timeout', '1'],
+    undefined, ['prlimit', '--nofile=64:64']);
+  ctx.procs.push(serve);
+  await serve.waitForStderr(/accepting uwsgi on unix:/);
+  await up(admin);
+  const clients = await openMany(socket, 80);
+  await serve.waitForStderr(/uwsgi listener: out of file descriptors \(descriptor \d+ of a limit of 64, 8 kept free\)/);
+  const counted = await poll(async () => {
+    const v = await metric(admin, 'tsgi_accept_errors_total{code="EMFILE"}');
+    return v > 0 ? v : undefined;
+  }, 'the refused connections counted');
+  assert.ok(counted < 80, `some connections were accepted: ${counted} refused`);
+  await poll(async () => (clients.filter((c) => c.destroyed || c.readableEnded).length >= counted ? true : undefined),
+    'the refused connections were closed');
+  for (const c of clients) c.destroy();
+  const r = await poll(async () => {
+    const answer = await uwsgiRequest(socket, [['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/']]).catch(() => null);
+    return answer?.status === 200 ? answer : undefined;
+  }, 'a response once the connections closed');
+  assert.match(r.body.toString(), /Hello/);
+  await serve.waitForStderr(/uwsgi listener: accepting connections again; \d+ refused for want of descriptors \(EMFILE\)/);
   assert.is(serve.stderr().match(/out of file descriptors/g)?.length, 1, 'one line for the burst');
 });
 
