@@ -7,7 +7,7 @@ import { createServer as createTlsServer, type Server as TlsServer, type TLSSock
 import type { Address } from '../common/address.js';
 import { guardAccept, type AcceptGuard } from '../common/accept-guard.js';
 import { rawAccept, type RawStream } from '../common/raw-stream.js';
-import { closeListener, formatAddress, listenOn } from '../common/listen.js';
+import { closeListener, formatAddress, listenOn, listenOnDescriptor } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { type TlsContext, tlsReason } from '../common/tls.js';
 import type { Linked } from '../common/linked-set.js';
@@ -108,11 +108,24 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
   async listen(): Promise<Address> {
     if (this.#listen.address === null) throw new Error('this server takes connections from a supervisor');
     this.#address = await listenOn(this.#server, this.#listen.address, this.#listen.socketMode);
+    this.#listening();
+    this.log.info(`${this.words.listening} ${formatAddress(this.#address)}`);
+    return this.#address;
+  }
+
+  /**
+   * Listens and accepts on a socket its supervisor bound, inherited as descriptor `fd` (every
+   * worker accepts on it: each connection comes straight from the kernel to one of them).
+   */
+  async listenOnDescriptor(fd: number): Promise<void> {
+    await listenOnDescriptor(this.#server, fd);
+    this.#listening();
+  }
+
+  #listening(): void {
     if (this.serveRaw !== undefined && this.#tls === null) {
       rawAccept(this.#server, (stream) => this.#acceptRaw(stream), (err) => this.#guard.failed(err));
     }
-    this.log.info(`${this.words.listening} ${formatAddress(this.#address)}`);
-    return this.#address;
   }
 
   /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */

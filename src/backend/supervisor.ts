@@ -1,7 +1,7 @@
 // The supervisor of `tsgi serve --workers N` (after gunicorn's arbiter): it owns the listening
-// sockets, hands each accepted front connection to the ready worker with the fewest (and each
-// uwsgi connection, one request, to the least busy), and keeps
-// the workers at the target. Signal handlers only record intent; one idempotent reconcile()
+// sockets, hands each accepted front connection to the ready worker with the fewest (the uwsgi
+// socket, a connection per request, it binds and passes to every worker, which all accept on
+// it, as uWSGI's workers do), and keeps the workers at the target. Signal handlers only record intent; one idempotent reconcile()
 // spawns, retires and reaps to reach it. A reload is "bump the generation, reconcile".
 import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Address, formatAddress } from '../common/address.js';
-import { type Child, ChildSet, type Delivery, forkWithConfig, type SpawnChild } from '../common/children.js';
+import { type Child, ChildSet, type Delivery, forkWithConfig, inheritedFd, type SpawnChild } from '../common/children.js';
 import { CloseCode } from '../common/ws-frames.js';
 import { EXIT } from '../common/exit-codes.js';
 import { guardAccept } from '../common/accept-guard.js';
-import { closeListener, listenOn, reachable } from '../common/listen.js';
+import { bindShared, closeListener, listenOn, reachable, type SharedSocket } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
 import { TsgiError } from '../protocol/errors.js';
 import { ChildSnapshots } from '../common/worker-metrics.js';
@@ -52,8 +52,6 @@ interface Worker extends Child {
   generation: number;
   connections: number;
   inFlight: number;
-  /** uwsgi connections handed to it since its last heartbeat (which counts them in inFlight). */
-  handed: number;
   served: number;
   lastBeat: number;
   /** The longest-running request at the last heartbeat. */
@@ -94,19 +92,9 @@ export interface SupervisorOptions {
 
 /** A front connection goes to the worker with the fewest. */
 const FRONT_CONNECTION: Delivery<Worker> = {
-  message: { type: 'connection', protocol: 'tsgi' } satisfies SupervisorMessage,
+  message: { type: 'connection' } satisfies SupervisorMessage,
   load: (w) => w.connections,
   charge: (w, n) => { w.connections += n; },
-};
-
-/**
- * A uwsgi connection (one request) goes to the worker with the fewest requests in flight by its
- * last heartbeat plus those handed to it since.
- */
-const UWSGI_CONNECTION: Delivery<Worker> = {
-  message: { type: 'connection', protocol: 'uwsgi' } satisfies SupervisorMessage,
-  load: (w) => w.inFlight + w.handed,
-  charge: (w, n) => { w.handed += n; },
 };
 
 const spawnWorker = forkWithConfig<WorkerConfig>(fileURLToPath(new URL('./worker.js', import.meta.url)),
@@ -115,7 +103,8 @@ const spawnWorker = forkWithConfig<WorkerConfig>(fileURLToPath(new URL('./worker
 export class Supervisor {
   readonly #opts: SupervisorOptions;
   readonly #server: Server;
-  readonly #uwsgiServer: Server;
+  /** The uwsgi socket, bound here, listened and accepted on by every worker. */
+  #uwsgi: SharedSocket | null = null;
   readonly #workers: ChildSet<WorkerConfig, Worker>;
   readonly #now: () => number;
   #target: number;
@@ -156,8 +145,10 @@ export class Supervisor {
     this.#opts = opts;
     this.#target = opts.workers;
     this.#now = opts.now ?? Date.now;
+    const spawn = opts.spawn ?? spawnWorker;
     this.#workers = new ChildSet<WorkerConfig, Worker>({
-      spawn: opts.spawn ?? spawnWorker, log: opts.log, name: 'worker', now: this.#now,
+      spawn: (config) => spawn(config, this.#uwsgi === null ? [] : [this.#uwsgi.fd]),
+      log: opts.log, name: 'worker', now: this.#now,
       onMessage: (w, msg) => this.#onMessage(w, msg as WorkerMessage),
       onExit: (w, code, signal) => this.#onExit(w, code, signal),
       // After 'close' no message of its can still arrive: its last metrics are final.
@@ -168,10 +159,7 @@ export class Supervisor {
       holdForStartingMs: HOLD_FOR_STARTING_MS,
     });
     this.#server = createServer({ pauseOnConnect: true }, (socket) => this.#route(socket, FRONT_CONNECTION));
-    this.#uwsgiServer = createServer({ pauseOnConnect: true, allowHalfOpen: true },
-      (socket) => this.#route(socket, UWSGI_CONNECTION));
     guardAccept(this.#server, { log: opts.log, name: 'backend' });
-    guardAccept(this.#uwsgiServer, { log: opts.log, name: 'uwsgi' });
   }
 
   get target(): number {
@@ -216,15 +204,22 @@ export class Supervisor {
   async start(): Promise<{ address: Address | null; uwsgiAddress: Address | null }> {
     const o = this.#opts;
     const bound = o.address !== null ? await listenOn(this.#server, o.address, o.socketMode) : null;
-    const uwsgi = o.uwsgiAddress ? await listenOn(this.#uwsgiServer, o.uwsgiAddress, o.socketMode) : null;
+    const shared = o.uwsgiAddress ? await bindShared(o.uwsgiAddress, o.socketMode) : null;
+    this.#uwsgi = shared;
+    const uwsgi = shared?.address ?? null;
     const where = [bound && formatAddress(bound), uwsgi && `uwsgi ${formatAddress(uwsgi)}`].filter(Boolean).join(' and ');
     this.#opts.log.info(`supervisor (pid ${process.pid}) on ${where}: starting ${this.#target} worker(s)`);
     this.#watchdog = setInterval(() => this.#checkHealth(), 1000);
     this.#watchdog.unref();
     this.reconcile();
-    await new Promise<void>((resolve, reject) => {
-      this.#readyWaiters.push((err) => (err ? reject(err) : resolve()));
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#readyWaiters.push((err) => (err ? reject(err) : resolve()));
+      });
+    } finally {
+      // A ready worker listens on the uwsgi socket: a second process now finds it in use.
+      await shared?.release();
+    }
     this.#started = true;
     if (bound !== null) this.#opts.log.info(`serving on ${formatAddress(bound)} with ${this.#target} worker(s)`);
     if (uwsgi !== null) this.#opts.log.info(`accepting uwsgi on ${formatAddress(uwsgi)} with ${this.#target} worker(s)`);
@@ -285,9 +280,10 @@ export class Supervisor {
     const code = this.#codeOf(this.#generation);
     const config: WorkerConfig = {
       ...o.worker, ...code, workerId: id, maxRequests: o.maxRequests > 0 ? o.maxRequests + jitter : 0, connections: this.#target,
+      ...(this.#uwsgi !== null ? { uwsgiFd: inheritedFd(0) } : {}),
     };
     return this.#workers.spawn(id, config, {
-      generation: this.#generation, connections: 0, inFlight: 0, handed: 0, served: 0,
+      generation: this.#generation, connections: 0, inFlight: 0, served: 0,
       lastBeat: this.#now(), oldest: null, everReady: false, appSnapshot: code.appSnapshot,
     });
   }
@@ -344,7 +340,6 @@ export class Supervisor {
         worker.lastBeat = this.#now();
         worker.connections = msg.connections;
         worker.inFlight = msg.inFlight;
-        worker.handed = 0;
         worker.served = msg.served;
         worker.oldest = msg.oldest;
         worker.report = msg.report;
@@ -539,7 +534,7 @@ export class Supervisor {
       this.#stopping = true;
       if (this.#watchdog !== null) clearInterval(this.#watchdog);
       void closeListener(this.#server);
-      void closeListener(this.#uwsgiServer);
+      this.#uwsgi?.close();
       this.#workers.close();
       for (const w of this.#workers.values()) {
         if (graceful) this.#retire(w, 'shutting down');

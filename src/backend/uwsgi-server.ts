@@ -372,13 +372,6 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
     this.#opts = opts;
   }
 
-  /** Serves a connection accepted elsewhere (a supervisor hands workers their sockets). */
-  override accept(socket: Socket): void {
-    // A handed-over socket keeps the allowHalfOpen of the supervisor's server: set it here too.
-    (socket as Socket & { allowHalfOpen: boolean }).allowHalfOpen = true;
-    super.accept(socket);
-  }
-
   protected serve(socket: Socket): void {
     this.#serve(new SocketStream(socket));
   }

@@ -1,6 +1,7 @@
-// A worker process of `tsgi serve --workers N`: loads the application, takes the front (and
-// uwsgi) connections its supervisor hands it over IPC, reports heartbeats, and stops gracefully when
-// told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
+// A worker process of `tsgi serve --workers N`: loads the application, takes the front
+// connections its supervisor hands it over IPC, accepts uwsgi connections on the socket the
+// supervisor bound (inherited as a descriptor, shared by every worker), reports heartbeats, and
+// stops gracefully when told to (GOAWAY, finish in-flight requests, exit). Started by supervisor.ts with fork().
 import { readFileSync } from 'node:fs';
 import { register } from 'node:module';
 import type { Socket } from 'node:net';
@@ -48,10 +49,9 @@ export interface WorkerConfig {
   requestTimeoutMs?: number;
   /** --tls-cert/--tls-key/--tls-ca: read by each worker (a reload's new workers read them again). */
   tls?: TlsFiles | null;
+  /** The uwsgi socket the supervisor bound, inherited as this descriptor: the worker listens and accepts on it. */
+  uwsgiFd?: number;
 }
-
-/** What a handed-over connection speaks: tsgi frames from a front, or a uwsgi request (nginx). */
-export type ConnectionProtocol = 'tsgi' | 'uwsgi';
 
 export type WorkerMessage =
   | { type: 'ready' }
@@ -68,7 +68,8 @@ export type WorkerMessage =
   | { type: 'log'; level: 'warn' | 'error'; message: string };
 
 export type SupervisorMessage =
-  | { type: 'connection'; protocol?: ConnectionProtocol }
+  /** A front's connection, handed over (uwsgi connections come to the worker from the kernel). */
+  | { type: 'connection' }
   /**
    * Stop gracefully, giving requests `graceMs` (default --graceful-timeout) to finish; open
    * WebSockets close with closeCode (1001 on a stop, the default; 1012 on a reload).
@@ -220,7 +221,6 @@ async function main(): Promise<void> {
   process.on('message', (msg: SupervisorMessage, handle?: Socket) => {
     if (msg.type === 'connection' && handle) {
       if (stopping) handle.destroy();
-      else if (msg.protocol === 'uwsgi') uwsgi!.accept(handle);
       else server!.accept(handle);
     } else if (msg.type === 'stop') {
       void stop(msg.graceMs, msg.closeCode);
@@ -238,6 +238,7 @@ async function main(): Promise<void> {
   // the workers too, and must not stop, suspend or open the inspector of a worker on their own.
   for (const signal of ['SIGINT', 'SIGQUIT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGTTIN', 'SIGTTOU'] as const) process.on(signal, () => {});
   process.on('disconnect', () => void stop()); // the supervisor is gone
+  if (config.uwsgiFd !== undefined) await uwsgi.listenOnDescriptor(config.uwsgiFd);
   send({ type: 'ready' });
   beat();
 }

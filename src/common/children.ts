@@ -53,14 +53,18 @@ export interface ChildHandle extends EventEmitter {
 }
 
 /** Starts a child with its config (the real one forks a script). */
-export type SpawnChild<C> = (config: C) => ChildHandle;
+/** Starts a child; `inherit` are descriptors it gets as 4, 5, … (after its IPC channel, 3). */
+export type SpawnChild<C> = (config: C, inherit?: readonly number[]) => ChildHandle;
+
+/** The descriptor a child sees for the `index`th of the descriptors it inherits. */
+export const inheritedFd = (index: number): number => 4 + index;
 
 /** A spawn that forks `module` with the config as JSON in the environment variable `envName`. */
 export function forkWithConfig<C>(module: string, envName: string,
   opts: { execArgv?: string[]; serialization?: 'json' | 'advanced' } = {}): SpawnChild<C> {
-  return (config) => fork(module, [], {
+  return (config, inherit = []) => fork(module, [], {
     env: { ...process.env, [envName]: JSON.stringify(config) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...inherit],
     ...opts,
   });
 }

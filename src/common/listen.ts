@@ -5,7 +5,10 @@
 import { existsSync, lstatSync } from 'node:fs';
 import { chmod, link, lstat, open, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import * as net from 'node:net';
 import { connect, type Server } from 'node:net';
+import { getSystemErrorName } from 'node:util';
 import { dirname, resolve as absolute } from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
 import { type Address, formatAddress } from './address.js';
@@ -242,6 +245,111 @@ export function reachable(server: Server): boolean {
  * was deleted and a new backend listens there), closing would delete that one. Such a server can
  * no longer be reached (nothing refers to its file), so it is left open, unreferenced, instead.
  */
+/**
+ * A socket bound on an address and not listened on here: its descriptor goes to the processes
+ * that listen and accept on it (a supervisor's workers, each with listenOnDescriptor), so that
+ * each connection reaches one of them straight from the kernel, with no hand-over.
+ */
+export interface SharedSocket {
+  readonly address: Address;
+  /** The bound socket's descriptor in this process. */
+  readonly fd: number;
+  /** Lets other processes bind the path again (a Unix socket's PATH.lock): call once a process listens. */
+  release(): Promise<void>;
+  /** Closes it here: the socket file goes too, unless another process has put its own on the path since. */
+  close(): void;
+}
+
+interface BoundHandle {
+  readonly fd: number;
+  close(): void;
+  getsockname?(out: { port?: number }): number;
+}
+
+type CreateServerHandle = (address: string | null, port: number, addressType: number, fd?: number, flags?: number) => BoundHandle | number;
+
+/**
+ * Binds `address` without listening (as node:cluster's primary does for its workers). The Unix
+ * socket path is cleared and bound under the same rules as listenOn, and its lock is held until
+ * release(): until a worker listens, a connection is refused, and a second process must not take
+ * the path for stale meanwhile.
+ */
+export async function bindShared(address: Address, socketMode = 0o660): Promise<SharedSocket> {
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
+  if (typeof create !== 'function') throw new ListenError(address, `cannot share ${formatAddress(address)}: this Node has no net._createServerHandle`);
+  let unlock: (() => Promise<void>) | null = null;
+  try {
+    let handle: BoundHandle | number;
+    if (address.kind === 'unix') {
+      unlock = await lockPath(address.path);
+      await clearStaleSocket(address.path);
+      const umask = process.umask(~socketMode & 0o777);
+      try {
+        handle = create(address.path, -1, -1);
+      } finally {
+        process.umask(umask);
+      }
+    } else {
+      const ip = net.isIP(address.host) !== 0 ? address.host : (await lookup(address.host)).address;
+      handle = create(ip, address.port, net.isIP(ip));
+    }
+    if (typeof handle === 'number') {
+      const err = new Error(`bind ${getSystemErrorName(handle)}`) as NodeJS.ErrnoException;
+      err.code = getSystemErrorName(handle);
+      throw err;
+    }
+    const bound = handle;
+    let file: { ino: number; ctimeMs: number } | null = null;
+    let at = address;
+    if (address.kind === 'unix') {
+      await chmod(address.path, socketMode);
+      const st = await lstat(address.path);
+      file = { ino: st.ino, ctimeMs: st.ctimeMs };
+    } else {
+      const out: { port?: number } = {};
+      bound.getsockname?.(out);
+      at = { kind: 'tcp', host: address.host, port: out.port ?? address.port };
+    }
+    let closed = false;
+    return {
+      address: at,
+      fd: bound.fd,
+      release: async () => {
+        const u = unlock;
+        unlock = null;
+        await u?.();
+      },
+      close: () => {
+        if (closed) return;
+        closed = true;
+        if (address.kind === 'unix' && file !== null && existsSync(address.path)) {
+          const st = lstatSync(address.path, { throwIfNoEntry: false });
+          // Another process's socket now: leave the descriptor to our exit (closing would unlink its file).
+          if (st !== undefined && (st.ino !== file.ino || st.ctimeMs !== file.ctimeMs)) return;
+        }
+        bound.close();
+      },
+    };
+  } catch (err) {
+    await unlock?.();
+    if (err instanceof ListenError) throw err;
+    if (err instanceof ConfigError) throw new ListenError(address, err.message);
+    throw new ListenError(address, `cannot listen on ${formatAddress(address)}: ${bindCause(address, err as NodeJS.ErrnoException)}`);
+  }
+}
+
+/** Listens on a socket another process bound (a SharedSocket's descriptor, inherited as `fd`). */
+export function listenOnDescriptor(server: Server, fd: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(err);
+    server.once('error', onError);
+    server.listen({ fd, backlog: LISTEN_BACKLOG }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
 export function closeListener(server: Server): Promise<void> {
   if (!server.listening) return Promise.resolve();
   const bound = boundSockets.get(server);

@@ -2,6 +2,7 @@
 // test plays each worker's part ('ready', heartbeats, 'retire', exits) and checks what the
 // supervisor spawns, stops and hands over: scaling, a rolling reload, crashes, an application
 // that cannot load, --max-requests recycling, and connections to the least busy worker.
+import { spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -265,7 +266,7 @@ test('a connection goes to the ready worker with the fewest; one that cannot tak
   client(ctx, address!);
   let { child, sent } = await got;
   assert.is(child, b, 'the worker with the fewest connections');
-  assert.equal(sent.message, { type: 'connection', protocol: 'tsgi' });
+  assert.equal(sent.message, { type: 'connection' });
   assert.ok(sent.handle !== undefined, 'the socket goes with it');
 
   // b has 2 now, c 3: b again, but b's channel is closing: c takes it.
@@ -298,24 +299,45 @@ test('a connection that two workers in a row cannot take is closed, not re-route
   assert.equal(h.log.lines.filter((l) => l.includes('could not take a connection')).length, 2);
 });
 
-test('a uwsgi connection goes to the worker with the fewest requests in flight, counting those handed since', async (ctx) => {
+test('the uwsgi socket is bound, passed to every worker as descriptor 4, and accepts once a worker listens on it', async (ctx) => {
   const h = make(ctx, { workers: 2, address: null, uwsgiAddress: TCP });
-  const { uwsgiAddress } = await started(h, 2);
-  const [a, b] = h.children;
-  a!.say({ type: 'heartbeat', connections: 0, inFlight: 2, served: 0, oldest: null });
-  b!.say({ type: 'heartbeat', connections: 9, inFlight: 0, served: 0, oldest: null });
-  const handed: FakeChild[] = [];
-  for (let i = 0; i < 3; i++) {
-    const got = firstTo([a!, b!], 'connection');
-    client(ctx, uwsgiAddress!);
-    const { child, sent } = await got;
-    assert.equal(sent.message, { type: 'connection', protocol: 'uwsgi' });
-    handed.push(child);
+  const start = h.sup.start();
+  const [a, b] = await h.made(2);
+  assert.equal((a!.config as WorkerConfig).uwsgiFd, 4);
+  assert.is(a!.inherit.length, 1, 'one descriptor inherited');
+  assert.equal(b!.inherit, a!.inherit, 'the same socket for both');
+  a!.say({ type: 'ready' });
+  b!.say({ type: 'ready' });
+  const { uwsgiAddress } = await start;
+  assert.is(uwsgiAddress!.kind, 'tcp');
+  const port = (uwsgiAddress as { port: number }).port;
+  assert.ok(port > 0, 'port 0 resolved');
+  const refused = await new Promise<string>((resolve) => {
+    const s = client(ctx, uwsgiAddress!);
+    s.once('connect', () => resolve('connected'));
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+  });
+  assert.is(refused, 'ECONNREFUSED', 'bound, not listened on: the supervisor accepts nothing itself');
+  // Play a worker: a process that inherits the descriptor, listens on it and answers "hi".
+  const worker = spawn(process.execPath, ['-e', `
+    const net = require('node:net');
+    net.createServer((s) => s.end('hi')).listen({ fd: 3 }, () => process.stdout.write('listening'));
+  `], { stdio: ['ignore', 'pipe', 'inherit', a!.inherit[0]!] });
+  try {
+    await new Promise((resolve) => worker.stdout!.once('data', resolve));
+    const s = client(ctx, uwsgiAddress!);
+    const got = await new Promise<string>((resolve) => {
+      let text = '';
+      s.on('data', (d: Buffer) => { text += d.toString(); });
+      s.once('end', () => resolve(text));
+    });
+    assert.is(got, 'hi', 'the connection reached the process listening on the descriptor');
+    for (const c of h.children) assert.equal(c.got('connection').length, 0, 'nothing handed over IPC');
+  } finally {
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill();
+    await exited;
   }
-  // b: 0, 1 handed, then a tie at 2 with a.
-  assert.is(handed[0], b);
-  assert.is(handed[1], b);
-  assert.equal(b!.got('connection').length + a!.got('connection').length, 3);
 });
 
 test('stop() tells every worker to stop and resolves once all have exited', async (ctx) => {

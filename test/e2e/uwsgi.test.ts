@@ -34,7 +34,7 @@ setUp(workers, async (ctx) => {
   ctx.backend = await startUwsgiBackend(APP, ['--workers', '2']);
 });
 
-workers('the supervisor hands uwsgi connections to its workers: concurrent requests all answered', async ({ backend }) => {
+workers('every worker accepts on the supervisor\'s uwsgi socket: concurrent requests all answered', async ({ backend }) => {
   const vars = (i: number): [string, string][] => [
     ['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/environ'], ['QUERY_STRING', `i=${i}`], ['REQUEST_URI', `/environ?i=${i}`],
   ];
@@ -59,6 +59,19 @@ workers('a malformed packet is refused by the worker, which keeps serving', asyn
   await backend!.waitForStderr(/refusing a malformed packet/);
   assert.is((await request(backend!.socket, [['PATH_INFO', '/environ']])).status, 200);
   assert.not.match(backend!.stderr(), /died/, 'no worker died');
+});
+
+workers('with no worker running, a connection waits in the socket\'s queue and the respawned worker answers it', async ({ backend }) => {
+  // Every worker accepts on the socket the supervisor bound and keeps: it stays listening while none runs.
+  const pids = [...backend!.stderr().matchAll(/worker \d+ \(pid (\d+), generation 1\) ready/g)].map((m) => Number(m[1]));
+  assert.is(pids.length, 2, 'two workers were ready');
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
+  await poll(async () => (pids.every((pid) => { try { process.kill(pid, 0); return false; } catch { return true; } }) ? true : undefined),
+    'both workers gone');
+  const r = await request(backend!.socket, [['REQUEST_METHOD', 'GET'], ['PATH_INFO', '/environ'], ['QUERY_STRING', 'after=crash']]);
+  assert.is(r.status, 200);
+  assert.is(JSON.parse(r.body.toString()).QUERY_STRING, 'after=crash');
+  assert.match(backend!.stderr(), /died \(SIGKILL\)/);
 });
 
 workers('graceful stop: exit code 0', async (ctx) => {

@@ -17,6 +17,8 @@ let nextPid = 4_000_000;
 export class FakeChild extends EventEmitter implements ChildHandle {
   readonly pid = nextPid++;
   readonly config: unknown;
+  /** The descriptors it was spawned to inherit (as 4, 5, …). */
+  readonly inherit: readonly number[];
   connected = true;
   exited = false;
   readonly sent: Sent[] = [];
@@ -26,9 +28,10 @@ export class FakeChild extends EventEmitter implements ChildHandle {
   /** Exit (code 0) when told to stop, as a worker with nothing in flight does. */
   exitOnStop = false;
 
-  constructor(config: unknown) {
+  constructor(config: unknown, inherit: readonly number[] = []) {
     super();
     this.config = config;
+    this.inherit = inherit;
   }
 
   send(message: object, handle?: Socket, callback?: (err: Error | null) => void): boolean {
@@ -101,7 +104,7 @@ export class FakeChild extends EventEmitter implements ChildHandle {
 }
 
 export interface FakeSpawn<C> {
-  spawn: (config: C) => FakeChild;
+  spawn: (config: C, inherit?: readonly number[]) => FakeChild;
   /** Every child made, in order. */
   children: FakeChild[];
   /** Resolves once `n` children were made in all. */
@@ -114,8 +117,8 @@ export function fakeSpawn<C>(): FakeSpawn<C> {
   const waiting: { n: number; resolve: (c: FakeChild[]) => void }[] = [];
   return {
     children,
-    spawn: (config) => {
-      const child = new FakeChild(config);
+    spawn: (config, inherit) => {
+      const child = new FakeChild(config, inherit);
       children.push(child);
       for (const w of waiting.filter((x) => x.n <= children.length)) {
         waiting.splice(waiting.indexOf(w), 1);
