@@ -1,6 +1,7 @@
 // `npm run bench:uwsgi`: what one request costs the backend behind nginx's uwsgi_pass (a
-// connection per request): `tsgi serve --uwsgi-socket`, uWSGI (Python, 1 worker) and the floor
-// of any Node backend (bench/apps/uwsgi-floor.js), each behind the same nginx, driven by wrk
+// connection per request): `tsgi serve --uwsgi-socket` (one process, and --workers 2), uWSGI
+// (Python, 1 worker) and two floors of a Node backend (bench/apps/uwsgi-floor.js with
+// net.Sockets, uwsgi-floor-raw.js on libuv handles), each behind the same nginx, driven by wrk
 // (hello, 50 connections), in alternating rounds. Prints req/s, the CPU µs and minor page
 // faults per request of the backend's processes alone (not nginx's; theirs beside it).
 // Env: BENCH_SECONDS (4 per round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (50).
@@ -51,8 +52,13 @@ async function main(): Promise<void> {
   const backends: Backend[] = [
     { id: 'tsgi', label: 'tsgi serve --uwsgi-socket (1 process)',
       start: (socket) => start('tsgi serve', process.execPath, [CLI, 'serve', join(ROOT, 'examples/hello.js'), '--uwsgi-socket', socket, '--graceful-timeout', '2']) },
-    { id: 'floor', label: 'the floor: a net.Server that writes a fixed response on its first read and closes',
+    { id: 'tsgi-w2', label: 'tsgi serve --uwsgi-socket --workers 2 (a supervisor and 2 workers accepting on its socket)',
+      start: (socket) => start('tsgi serve --workers 2', process.execPath, [CLI, 'serve', join(ROOT, 'examples/hello.js'), '--uwsgi-socket', socket,
+        '--workers', '2', '--graceful-timeout', '2']) },
+    { id: 'floor', label: 'the floor with net.Sockets: a net.Server that writes a fixed response on its first read and closes',
       start: (socket) => start('uwsgi-floor', process.execPath, [join(APPS, 'uwsgi-floor.js'), socket]) },
+    { id: 'floor-raw', label: 'the floor on libuv handles (as tsgi takes uwsgi connections): the same, without a net.Socket',
+      start: (socket) => start('uwsgi-floor-raw', process.execPath, [join(APPS, 'uwsgi-floor-raw.js'), socket]) },
   ];
   const uwsgi = which('uwsgi');
   if (uwsgi !== null) {
