@@ -16,6 +16,11 @@ interface CtlCtx extends Ctx {
 }
 
 const listOf = async (control: string) => (await runCli(['ctl', '--control', control, 'list'])).stdout;
+/** The first list of a backend just started: "serving on" comes before its control socket listens. */
+const firstList = (control: string) => poll(async () => {
+  const out = await listOf(control);
+  return out === '' ? undefined : out;
+}, 'the control socket answers');
 
 const sticky = suite<CtlCtx>('sticky-drain', newCtx());
 setUp(sticky, async (ctx) => {
@@ -87,7 +92,7 @@ const readyWorkers = async (control: string, generation = 1) =>
 
 workers('ctl lists, scales and reloads the workers of a backend by its control socket', async (ctx) => {
   const control = ctx.control!;
-  const list = await listOf(control);
+  const list = await firstList(control);
   assert.match(list, /^WORKER\s+PID\s+GENERATION\s+STATE/);
   assert.match(list, /generation 1; target 2 worker\(s\)/);
   assert.is(await readyWorkers(control), 2);
@@ -122,7 +127,7 @@ setUp(single, async (ctx) => {
 single.after((ctx) => { if (ctx.dir !== undefined) rmSync(ctx.dir, { recursive: true, force: true }); });
 
 single('without --workers, ctl lists the process and refuses scale and reload', async (ctx) => {
-  const list = await listOf(ctx.control!);
+  const list = await firstList(ctx.control!);
   assert.match(list, new RegExp(`^0\\s+${ctx.backend!.pid}\\s+1\\s+ready`, 'm'));
   const scale = await runCli(['ctl', '--control', ctx.control!, 'scale', '+1']);
   assert.is(scale.code, 1);
