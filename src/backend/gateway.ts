@@ -16,8 +16,14 @@ import { BAD_FIELD_VALUE, CONTENT_LENGTH, HOP_BY_HOP, NOT_TRAILERS, TOKEN } from
 
 /** Where a response goes: a tsgi stream, a uwsgi socket, a test double. */
 export interface Responder {
-  /** Sends the head; `end` when no body follows. Header names/values are already checked. */
+  /**
+   * Sends the head; `end` when no body follows. Header names/values are already checked. Unless
+   * `end`, write() of the first chunk follows at once, or (a head alone) headAlone(): a responder
+   * may hold the head to send it with that chunk.
+   */
   head(status: number, reason: string, headers: string[], end: boolean): void;
+  /** The head just given goes out without a chunk (PEP 3333's write(b'') before a stream's first event). */
+  headAlone?(): void;
   /** Sends body bytes; returns false when the producer should wait for `drain()`. */
   write(chunk: Uint8Array, end: boolean): boolean;
   /** Resolves when more may be written, or when the exchange was aborted. */
@@ -223,7 +229,10 @@ class Exchange {
     this.#write = (chunk) => {
       const bytes = toBytes(chunk);
       if (bytes.length > 0) return this.#send(bytes, false);
-      if (!this.#headSent && !this.#finished && !this.#out.aborted) this.#sendHead(0, false);
+      if (!this.#headSent && !this.#finished && !this.#out.aborted) {
+        this.#sendHead(0, false);
+        this.#out.headAlone?.();
+      }
       return true;
     };
     this.startResponse = (status, headers, excInfo) => {

@@ -41,7 +41,6 @@ const PACKET_TIMEOUT_MS = 30_000;
 const LINGER_MS = 2000;
 /** A first chunk of body up to this size goes out in one buffer with the head. */
 const JOIN_MAX = 16 * 1024;
-const flushHead = (responder: SocketResponder): void => responder.flush();
 const BAD_REQUEST = Buffer.from(rawErrorResponse(new TsgiError('TSGI_ERR_BAD_REQUEST', 'malformed uwsgi packet')), 'latin1');
 
 /** Writes the response to the socket as raw HTTP/1.1, honouring the socket's backpressure. */
@@ -68,10 +67,13 @@ class SocketResponder implements Responder {
     this.#bodyless = end || this.#headRequest || status === 204 || status === 304;
     if (this.#socket.destroyed) return;
     this.#head = text + '\r\n';
-    // The gateway follows the head with its first chunk at once (then both go out in one
-    // write); when it does not (a head alone, write('')), the head leaves on the next tick.
+    // Unless it ends here, the gateway follows the head with its first chunk at once (then both
+    // go out in one write), or says it goes alone (headAlone).
     if (end) this.#flushHead();
-    else process.nextTick(flushHead, this);
+  }
+
+  headAlone(): void {
+    this.#flushHead();
   }
 
   /** Writes a head still held back, alone. */

@@ -78,6 +78,13 @@ const app: Application = async (environ, startResponse) => {
       state.aborted = String((signal.reason as Error)?.message ?? signal.reason);
     })();
   }
+  if (path === '/head-first') {
+    // PEP 3333: write('') sends the head at once; the body waits for the gate.
+    const write = startResponse('200 OK', [['Content-Type', 'text/plain']]);
+    write('');
+    await state.gate;
+    return ['after the gate'];
+  }
   if (path === '/throw') throw new Error('fails before the head');
   if (path === '/late') {
     startResponse('200 OK', [['Content-Type', 'text/plain'], ['Content-Length', '100']]);
@@ -129,6 +136,21 @@ test('a GET: raw HTTP/1.1 back, status line with its reason, then the connection
   const custom = await request(path, GET('/environ'));
   assert.is(custom.statusLine, 'HTTP/1.1 200 0K', 'a custom reason phrase is kept');
   assert.is(JSON.parse(custom.body.toString()).HTTP_HOST, 'example.test');
+});
+
+test("write('') sends the head alone at once; the body follows when the app has it", async ({ path }) => {
+  resetGate();
+  const socket = connect({ path });
+  let received = '';
+  socket.on('data', (c: Buffer) => { received += c.toString('latin1'); });
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.write(packet(GET('/head-first')));
+  await eventually(() => received.includes('\r\n\r\n'), 'the head arrives before the body exists');
+  assert.match(received, /^HTTP\/1\.1 200 OK\r\n/);
+  assert.not.match(received, /after the gate/);
+  state.open();
+  await closed;
+  assert.ok(received.endsWith('\r\n\r\nafter the gate'), received);
 });
 
 test('a response whole in the kernel closes the connection at once, while the client still holds its end', async ({ path }) => {
