@@ -268,6 +268,8 @@ class UwsgiExchange implements RawStreamOwner {
     this.#remaining = length;
     if (length === 0) input.end();
     else if (rest.length > 0) this.#body(rest);
+    // The rest of a body is read into slabs kept by its chunks, not copied out of a shared buffer.
+    if (this.#remaining > 0) this.socket.readIntoSlabs();
     this.#state = 'running';
     this.#responder = new SocketResponder(this.socket, this.method === 'HEAD');
     this.#server._started(this);

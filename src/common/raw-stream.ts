@@ -12,6 +12,7 @@
 // `rawAccept` returns false, changing nothing, and connections arrive as net.Sockets.
 import type { Server, Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { ReadSlabs } from './socket-reads.js';
 
 /** What an owner of a RawStream hears. The chunk is valid during the call only: copy what is kept. */
 export interface RawStreamOwner {
@@ -27,6 +28,11 @@ export interface RawStreamOwner {
 export interface ByteStream {
   /** The chunks the owner hears are lent: valid during the call only (else they are its to keep). */
   readonly lent: boolean;
+  /**
+   * From the next read on, reads go into slabs of their own (ReadSlabs): the chunks are the
+   * owner's to keep (no longer lent), with no copy. For a body that follows the head.
+   */
+  readIntoSlabs(): void;
   readonly destroyed: boolean;
   readonly writableLength: number;
   readonly writableNeedDrain: boolean;
@@ -54,7 +60,7 @@ interface Request {
 interface StreamHandle {
   fd: number;
   /** A function always (the binding refuses anything else). */
-  onread: (this: StreamHandle, arrayBuffer: ArrayBuffer | undefined) => void;
+  onread: (this: StreamHandle, arrayBuffer: ArrayBuffer | undefined) => Buffer | undefined;
   readStart(): number;
   readStop(): number;
   writeBuffer(req: Request, data: Uint8Array): number;
@@ -112,21 +118,22 @@ function errnoError(errno: number, syscall: string): NodeJS.ErrnoException {
   return err;
 }
 
-function onRead(this: StreamHandle, arrayBuffer: ArrayBuffer | undefined): void {
+/** Returns where the next read goes, when that changes (the binding takes a returned buffer so). */
+function onRead(this: StreamHandle, arrayBuffer: ArrayBuffer | undefined): Buffer | undefined {
   const stream = this[kStream];
-  if (stream === undefined) return;
+  if (stream === undefined) return undefined;
   const state = binding!.streamBaseState;
   const nread = state[binding!.kReadBytesOrError]!;
   if (nread > 0) {
-    stream._data(arrayBuffer === undefined
-      ? READ_BUFFER.subarray(0, nread)
-      : Buffer.from(arrayBuffer, state[binding!.kArrayBufferOffset]!, nread));
-  } else if (nread < 0) {
-    stream._eof(nread);
+    return stream._data(nread, arrayBuffer === undefined ? null : Buffer.from(arrayBuffer, state[binding!.kArrayBufferOffset]!, nread));
   }
+  if (nread < 0) stream._eof(nread);
+  return undefined;
 }
 
-function ignoreRead(): void {}
+function ignoreRead(): undefined {
+  return undefined;
+}
 
 function onWritten(this: Request, status: number): void {
   const stream = this.stream!;
@@ -143,8 +150,13 @@ function onShutdown(this: Request, status: number): void {
 
 /** One accepted connection on its libuv handle. */
 export class RawStream implements ByteStream {
-  readonly lent = true;
   readonly #handle: StreamHandle;
+  /** Reads go into READ_BUFFER (lent chunks) until readIntoSlabs(); then here. */
+  #slabs: ReadSlabs | null = null;
+  /** The buffer the next read goes into, with slabs (null: READ_BUFFER). */
+  #into: Buffer | null = null;
+  /** The handle reads into a buffer of ours (useUserBuffer); else the binding allocates each read. */
+  readonly #userBuffer: boolean;
   #owner: RawStreamOwner | null = null;
   destroyed = false;
   #reading = false;
@@ -164,7 +176,18 @@ export class RawStream implements ByteStream {
     this.#handle = handle;
     handle[kStream] = this;
     handle.onread = onRead;
+    this.#userBuffer = typeof handle.useUserBuffer === 'function';
     handle.useUserBuffer?.(READ_BUFFER);
+  }
+
+  /** Lent until a read has landed in a slab (the read that switches is still READ_BUFFER's). */
+  get lent(): boolean {
+    return this.#userBuffer && this.#into === null;
+  }
+
+  readIntoSlabs(): void {
+    if (this.#slabs !== null) return;
+    this.#slabs = new ReadSlabs();
   }
 
   /** Starts reading; the owner hears each read, the EOF and the close. */
@@ -283,8 +306,22 @@ export class RawStream implements ByteStream {
     if (this.#eof) this.destroy();
   }
 
-  _data(chunk: Buffer): void {
-    this.#owner?._onData(chunk);
+  /** `nread` bytes read, into `allocated` (a handle without useUserBuffer) or our buffer. */
+  _data(nread: number, allocated: Buffer | null): Buffer | undefined {
+    if (allocated !== null) {
+      this.#owner?._onData(allocated);
+      return undefined;
+    }
+    const into = this.#into;
+    if (into === null) {
+      this.#owner?._onData(READ_BUFFER.subarray(0, nread));
+    } else {
+      this.#owner?._onData(this.#slabs!.filled(nread, into));
+    }
+    // Switched to slabs during this read, or past one: the next read goes into fresh room.
+    if (this.#slabs === null || this.destroyed || !this.#userBuffer) return undefined;
+    this.#into = this.#slabs.next();
+    return this.#into;
   }
 
   _eof(code: number): void {
@@ -380,6 +417,9 @@ export class SocketStream implements ByteStream {
   constructor(socket: Socket) {
     this.socket = socket;
   }
+
+  /** A net.Socket's reads are each a buffer of its own already. */
+  readIntoSlabs(): void {}
 
   start(owner: RawStreamOwner): void {
     // One listener function per event for every connection, each finding its owner on the

@@ -165,6 +165,35 @@ test('a write larger than the socket buffer waits for the peer, then drains, in 
   assert.ok(finished, 'the shutdown completed before the peer saw its end');
 });
 
+test('readIntoSlabs(): the reads after the one that asked land in slabs the owner keeps, intact, with no copy', async (ctx) => {
+  const { c, got, stream, owner } = await unixPair(ctx);
+  const body = randomBytes(2 * 1024 * 1024);
+  const kept: Buffer[] = [];
+  let first = true;
+  let lentAfterSwitch: boolean | null = null;
+  owner.onData = (chunk) => {
+    if (first) {
+      first = false;
+      assert.ok(stream.lent, 'reads go into the shared buffer at first');
+      stream.readIntoSlabs();
+      lentAfterSwitch = stream.lent;
+      return;
+    }
+    assert.not.ok(stream.lent);
+    kept.push(chunk); // no copy: a slab's bytes are never written twice
+  };
+  c.write('head');
+  await owner.until(() => !first);
+  assert.is(lentAfterSwitch, true, 'the read that switched is still lent');
+  c.end(body);
+  await owner.until(() => owner.ends === 1);
+  assert.ok(kept.length > 1, `the body came in several reads (${kept.length})`);
+  assert.ok(kept.every((k) => k.buffer.byteLength === 256 * 1024), 'each read is a view of a 256 KiB slab');
+  assert.ok(Buffer.concat(kept).equals(body), 'the kept views hold the body, none overwritten by a later read');
+  stream.end();
+  await got.ended;
+});
+
 test('pause() stops the reads; resume() gets the bytes that waited', async (ctx) => {
   const { path, c, stream, owner } = await unixPair(ctx);
   owner.onData = () => stream.pause();
