@@ -311,7 +311,7 @@ export class BackendServer extends SocketListener<RequestState> {
           paused = false;
           socket.resume();
         }
-      }),
+      }, () => conn.streams.size <= 1),
       maxFrameSize: this.#opts.maxFrameSize,
       initialWindow: this.#opts.window,
       maxStreams: this.#opts.maxStreams,

@@ -4,6 +4,9 @@
 // frames are copied into one buffer; large payloads go by reference in a writev.
 // Measured on the hello workload: about 3 µs less front CPU per request than flushing once
 // per tick, because requests from different clients now share one write to the backend.
+// With one stream in flight (a single client, requests one at a time) nothing else is coming to
+// share the write: it goes out at the end of the callback that made it, after the promise jobs
+// that callback queued, and the check phase's immediate (a call into JS per request) is saved.
 import type { Socket } from 'node:net';
 
 /** Below this many bytes in total, a batch is copied into one buffer (one iovec). */
@@ -16,9 +19,10 @@ type Flushable = Socket & { [kFlush]?: () => void };
  * The write function for a Connection on `socket`. It returns false once the socket and this
  * turn's batch hold the socket's high-water mark or more (the peer reads slowly, or this turn
  * wrote a lot); `onDrain` is then called when the batch has gone to the socket and the socket
- * no longer needs a drain.
+ * no longer needs a drain. `alone()`, asked when a batch begins, says that nothing else is in
+ * flight on the connection: that batch goes out at the end of the current callback instead.
  */
-export function socketWriter(socket: Socket, onDrain?: () => void): (chunk: Uint8Array) => boolean {
+export function socketWriter(socket: Socket, onDrain?: () => void, alone?: () => boolean): (chunk: Uint8Array) => boolean {
   let pending: Uint8Array[] = [];
   let bytes = 0;
   let scheduled = false;
@@ -55,13 +59,16 @@ export function socketWriter(socket: Socket, onDrain?: () => void): (chunk: Uint
       }
     }
   };
+  // A microtask, then a tick: the tick queued from a promise job runs once all of them have run.
+  const afterJobs = () => process.nextTick(flush);
   (socket as Flushable)[kFlush] = flush;
   return (chunk) => {
     pending.push(chunk);
     bytes += chunk.length;
     if (!scheduled) {
       scheduled = true;
-      setImmediate(flush);
+      if (alone !== undefined && alone()) queueMicrotask(afterJobs);
+      else setImmediate(flush);
     }
     if (bytes + socket.writableLength < socket.writableHighWaterMark) return true;
     congested = true;

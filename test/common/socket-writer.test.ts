@@ -1,5 +1,6 @@
 // The batching socket writer: frames written in one turn leave in one write, in order, and
-// ending the socket right after writing still delivers them (the batch is flushed first).
+// ending the socket right after writing still delivers them (the batch is flushed first). With
+// nothing else in flight (alone), a callback's frames leave at its end, before the check phase.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,6 +53,72 @@ test('small frames of one turn are coalesced into few writes', async (ctx) => {
   const got = await ctx.received;
   assert.is(got.length, 500);
   assert.ok(ctx.chunks <= 2, `arrived in ${ctx.chunks} read(s), not 500`);
+});
+
+/** Counts the writes `socket` is given (the writer's system calls, at most one each). */
+function countWrites(socket: Socket): { n: number } {
+  const count = { n: 0 };
+  const real = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+  socket.write = ((...args: unknown[]) => {
+    count.n++;
+    return real(...args);
+  }) as Socket['write'];
+  return count;
+}
+
+/** Runs `first` and `second` as two timer callbacks of one loop turn (one timers list, both due), then waits for the check phase. */
+function twoCallbacks(first: () => void, second: () => void): Promise<void> {
+  return new Promise((resolve) => {
+    setTimeout(first, 1);
+    setTimeout(() => {
+      second();
+      setImmediate(resolve);
+    }, 1);
+  });
+}
+
+test('alone: a callback\'s frames and those of the promise jobs it queued leave in one write, before the check phase', async (ctx) => {
+  const write = socketWriter(ctx.client, undefined, () => true);
+  const writes = countWrites(ctx.client);
+  let atCheck = -1;
+  await new Promise<void>((resolve) => {
+    setTimeout(() => {
+      // Queued before the first frame: with a flush at the check phase it would run first and see none.
+      setImmediate(() => {
+        atCheck = writes.n;
+        resolve();
+      });
+      write(Buffer.from('head;'));
+      void Promise.resolve().then(() => write(Buffer.from('body;'))).then(() => write(Buffer.from('end;')));
+    }, 1);
+  });
+  assert.is(atCheck, 1);
+  endSocket(ctx.client);
+  assert.is((await ctx.received).toString(), 'head;body;end;');
+  assert.is(writes.n, 1);
+});
+
+test('not alone: frames of two callbacks in one turn share one write (the batching under load stays)', async (ctx) => {
+  const write = socketWriter(ctx.client, undefined, () => false);
+  const writes = countWrites(ctx.client);
+  await twoCallbacks(() => write(Buffer.from('one;')), () => write(Buffer.from('two;')));
+  assert.is(writes.n, 1);
+  endSocket(ctx.client);
+  assert.is((await ctx.received).toString(), 'one;two;');
+});
+
+test('alone is asked when a batch begins: frames of two callbacks leave in two writes, in order', async (ctx) => {
+  let asked = 0;
+  const write = socketWriter(ctx.client, undefined, () => ++asked > 0);
+  const writes = countWrites(ctx.client);
+  await twoCallbacks(() => {
+    write(Buffer.from('one;'));
+    write(Buffer.from('two;'));
+  }, () => write(Buffer.from('three;')));
+  assert.is(asked, 2);
+  assert.is(writes.n, 2);
+  endSocket(ctx.client);
+  assert.is((await ctx.received).toString(), 'one;two;three;');
 });
 
 test.run();

@@ -86,7 +86,7 @@ export class BackendLink implements Link {
           paused = false;
           socket.resume();
         }
-      }),
+      }, () => conn.streams.size <= 1),
       initialWindow: opts.window,
       maxFrameSize: opts.maxFrameSize,
       maxHeadSize: opts.maxResponseHeaderSize,
