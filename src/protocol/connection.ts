@@ -7,9 +7,10 @@ import {
 } from './constants.js';
 import { ProtocolError, TsgiError } from './errors.js';
 import { FrameDecoder, encodeFrame, frameHeader } from './frame.js';
-import { GoAway, Hello, Ping, Request, Reset, Response, Trailers, Window } from './messages.js';
+import { decodeRequest, decodeResponse, decodeTrailers } from './head-codec.js';
+import { GoAway, Hello, Ping, Reset, Window } from './messages.js';
 import type { tsgi } from './generated/tsgi.js';
-import { Stream, ipv4String, type RequestHead, type StreamOwner } from './stream.js';
+import { Stream, type RequestHead, type StreamOwner } from './stream.js';
 import { StreamTable } from './stream-table.js';
 import { ValueDecoder, ValueEncoder } from './value-table.js';
 
@@ -60,11 +61,6 @@ export interface ConnectionOptions {
   onError?: (err: TsgiError) => void;
   /** Something the peer did that is refused or corrected without closing: for the log. */
   onWarning?: (message: string) => void;
-}
-
-function addressFrom(bytes: Uint8Array): string {
-  if (bytes.length !== 4) throw new ProtocolError(`an address of ${bytes.length} bytes; expected 4`);
-  return ipv4String(bytes);
 }
 
 /** What a head frame may carry beyond its header fields (status, reason, addresses, protobuf tags). */
@@ -231,6 +227,11 @@ export class Connection implements StreamOwner {
     if (this.#write(encodeFrame(type, flags, stream, payload)) === false) this.#congested = true;
   }
 
+  writeEncoded(frame: Uint8Array): void {
+    if (this.closed) return;
+    if (this.#write(frame) === false) this.#congested = true;
+  }
+
   writeData(stream: number, flags: number, payload: Uint8Array): void {
     if (this.closed) return;
     let room;
@@ -326,7 +327,7 @@ export class Connection implements StreamOwner {
         return;
       case FrameType.RESPONSE: {
         // Every head updates the value table, also one for a stream already gone.
-        const head = Response.decode(payload);
+        const head = decodeResponse(payload);
         const fits = this.valueDecoder.decode(head.headers as tsgi.HeaderBlock, this.maxHeadSize);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
@@ -385,7 +386,7 @@ export class Connection implements StreamOwner {
         return;
       }
       case FrameType.TRAILERS: {
-        const { headers } = Trailers.decode(payload);
+        const headers = decodeTrailers(payload);
         const fits = this.valueDecoder.decode(headers as tsgi.HeaderBlock, this.maxHeadSize);
         const stream = this.#streamFor(id, type);
         if (stream === undefined) return;
@@ -488,7 +489,7 @@ export class Connection implements StreamOwner {
       throw new ProtocolError(`REQUEST on stream ${id}, which is not a new odd stream id`);
     }
     this.#lastPeerStreamId = id;
-    const head = Request.decode(payload);
+    const head = decodeRequest(payload); // IPv4 addresses come back dotted, in remoteAddr and serverAddr
     // Also for a stream refused below: the table follows every head.
     const fits = this.valueDecoder.decode(head.headers as tsgi.HeaderBlock, this.maxHeadSize);
     if (!fits) {
@@ -497,8 +498,6 @@ export class Connection implements StreamOwner {
       this.#opts.onWarning?.(`stream ${id} refused: ${message}`);
       return;
     }
-    if (head.remoteIp.length > 0) head.remoteAddr = addressFrom(head.remoteIp);
-    if (head.serverIp.length > 0) head.serverAddr = addressFrom(head.serverIp);
     const stream = new Stream(this, id, this.peerInitialWindow, this.initialWindow);
     if (end) stream.remoteEnded = true;
     // An upgrade needs a version-2 peer and an open stream; otherwise it is a plain request.

@@ -2,7 +2,9 @@
 // windows in both directions, and the queue of body bytes waiting for credit.
 import { Flags, FrameType, MAX_STREAM_ID, ResetCode, TUNNEL_VERSION } from './constants.js';
 import { TsgiError } from './errors.js';
-import { Request, Response, Trailers, Window } from './messages.js';
+import { encodeRequestFrame, encodeResponseFrame, encodeTrailersFrame } from './head-codec.js';
+import { FRAME_HEADER_SIZE } from './constants.js';
+import { Window } from './messages.js';
 import type { ValueEncoder } from './value-table.js';
 import type { tsgi } from './generated/tsgi.js';
 
@@ -55,6 +57,8 @@ export interface StreamOwner {
   readonly dataChunkSize: number;
   readonly valueEncoder: ValueEncoder;
   writeFrame(type: number, flags: number, stream: number, payload: Uint8Array): void;
+  /** Writes a whole frame, header included (a head encoded in place by head-codec.ts). */
+  writeEncoded(frame: Uint8Array): void;
   writeData(stream: number, flags: number, payload: Uint8Array): void;
   _forget(stream: Stream): void;
   _resetStream(stream: Stream, code: number, message: string): void;
@@ -132,7 +136,7 @@ export class Stream {
     }
     const { block, commit } = this.connection.valueEncoder.encode(head.headers);
     const wire: ResponseHead = { status: head.status, reason: head.reason, headers: block };
-    this.#sendHead(FrameType.RESPONSE, Response.encode(wire).finish(), endStream, commit);
+    this.#sendHead(encodeResponseFrame(FrameType.RESPONSE, endStream ? Flags.END_STREAM : 0, this.id, wire), endStream, commit);
   }
 
   sendRequest(head: RequestHead, endStream: boolean): void {
@@ -155,7 +159,7 @@ export class Stream {
       upgrade: upgrade ? true : undefined, // absent (not false) on a plain request: no bytes spent
       requestId: head.requestId,
     };
-    this.#sendHead(FrameType.REQUEST, Request.encode(wire).finish(), endStream, commit);
+    this.#sendHead(encodeRequestFrame(FrameType.REQUEST, endStream ? Flags.END_STREAM : 0, this.id, wire), endStream, commit);
   }
 
   /** Ends the stream with trailer fields; after the body data still waiting for credit, if any. */
@@ -167,17 +171,18 @@ export class Stream {
       return;
     }
     const { block, commit } = this.connection.valueEncoder.encode(headers);
-    this.#sendHead(FrameType.TRAILERS, Trailers.encode({ headers: block }).finish(), true, commit);
+    this.#sendHead(encodeTrailersFrame(FrameType.TRAILERS, Flags.END_STREAM, this.id, block), true, commit);
   }
 
   /** Writes a head frame; `commit` records its header values in the table once it is sent. */
-  #sendHead(type: number, payload: Uint8Array, endStream: boolean, commit: () => void): void {
+  #sendHead(frame: Buffer, endStream: boolean, commit: () => void): void {
     const conn = this.connection;
-    if (payload.length > conn.peerMaxFrameSize) {
+    const size = frame.length - FRAME_HEADER_SIZE;
+    if (size > conn.peerMaxFrameSize) {
       throw new TsgiError('TSGI_ERR_FRAME_TOO_LARGE',
-        `head of ${payload.length} bytes exceeds the peer's ${conn.peerMaxFrameSize}-byte frame limit`);
+        `head of ${size} bytes exceeds the peer's ${conn.peerMaxFrameSize}-byte frame limit`);
     }
-    conn.writeFrame(type, endStream ? Flags.END_STREAM : 0, this.id, payload);
+    conn.writeEncoded(frame);
     commit();
     if (endStream) this.#endLocal();
   }
