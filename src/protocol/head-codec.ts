@@ -40,15 +40,24 @@ function utf8Length(s: string): number {
   return n;
 }
 
+/**
+ * The UTF-8 lengths of a message's strings, in the order the size pass measures them and the
+ * write pass writes them (each string is measured once).
+ */
+const lengths: number[] = [];
+let measured = 0;
+let written = 0;
+
 /** A string field: tag, length, bytes. */
 function stringSize(s: string): number {
   const n = utf8Length(s);
+  lengths[measured++] = n;
   return 1 + varintSize(n) + n;
 }
 
 function writeString(buf: Buffer, pos: number, tag: number, s: string): number {
   buf[pos++] = tag;
-  const n = utf8Length(s);
+  const n = lengths[written++]!;
   pos = writeVarint(buf, pos, n);
   if (n === s.length) {
     if (n <= SHORT) for (let i = 0; i < n; i++) buf[pos + i] = s.charCodeAt(i);
@@ -132,7 +141,7 @@ function frame(type: number, flags: number, stream: number, payload: number): Bu
 }
 
 function done(buf: Buffer, pos: number): Buffer {
-  if (pos !== buf.length) throw new Error(`head encoder wrote ${pos} of ${buf.length} bytes`);
+  if (pos !== buf.length || written !== measured) throw new Error(`head encoder wrote ${pos} of ${buf.length} bytes`);
   return buf;
 }
 
@@ -140,6 +149,7 @@ function done(buf: Buffer, pos: number): Buffer {
 export function encodeRequestFrame(type: number, flags: number, stream: number, m: tsgi.Request.$Properties): Buffer {
   const { method, target, headers, remoteAddr, remotePort, serverAddr, serverPort, scheme, protocol, timeoutMs,
     remoteIp, serverIp, upgrade, requestId } = m;
+  measured = 0;
   let n = 0;
   let blockLen = 0;
   if (method != null && method !== '') n += stringSize(method);
@@ -160,6 +170,7 @@ export function encodeRequestFrame(type: number, flags: number, stream: number, 
   if (upgrade === true) n += 2;
   if (requestId != null && requestId !== '') n += stringSize(requestId);
   const buf = frame(type, flags, stream, n);
+  written = 0;
   let pos = FRAME_HEADER_SIZE;
   if (method != null && method !== '') pos = writeString(buf, pos, 10, method);
   if (target != null && target !== '') pos = writeString(buf, pos, 18, target);
@@ -184,6 +195,7 @@ export function encodeRequestFrame(type: number, flags: number, stream: number, 
 /** A RESPONSE frame (`type`) carrying `m`, encoded as tsgi.Response. */
 export function encodeResponseFrame(type: number, flags: number, stream: number, m: tsgi.Response.$Properties): Buffer {
   const { status, reason, headers } = m;
+  measured = 0;
   let n = 0;
   let blockLen = 0;
   if (status != null && status !== 0) n += uintSize(status);
@@ -193,6 +205,7 @@ export function encodeResponseFrame(type: number, flags: number, stream: number,
     n += 1 + varintSize(blockLen) + blockLen;
   }
   const buf = frame(type, flags, stream, n);
+  written = 0;
   let pos = FRAME_HEADER_SIZE;
   if (status != null && status !== 0) pos = writeUint(buf, pos, 8, status);
   if (reason != null && reason !== '') pos = writeString(buf, pos, 18, reason);
@@ -203,8 +216,10 @@ export function encodeResponseFrame(type: number, flags: number, stream: number,
 /** A TRAILERS frame (`type`) carrying `headers`, encoded as tsgi.Trailers. */
 export function encodeTrailersFrame(type: number, flags: number, stream: number, headers: Block | null | undefined): Buffer {
   if (headers == null) return frame(type, flags, stream, 0);
+  measured = 0;
   const blockLen = blockLength(headers);
   const buf = frame(type, flags, stream, 1 + varintSize(blockLen) + blockLen);
+  written = 0;
   return done(buf, writeBlock(buf, FRAME_HEADER_SIZE, 10, headers, blockLen));
 }
 
@@ -246,6 +261,11 @@ function string(end: number): string {
   const stop = delimited(end);
   const start = at;
   at = stop;
+  return text(start, stop);
+}
+
+/** The string in the bytes from `start` to `stop`. */
+function text(start: number, stop: number): string {
   const n = stop - start;
   if (n === 0) return '';
   for (let i = start; i < stop; i++) {
@@ -258,9 +278,43 @@ function string(end: number): string {
     }
   }
   if (n > SHORT) return src.toString('latin1', start, stop);
-  let s = '';
-  for (let i = start; i < stop; i++) s += String.fromCharCode(src[i]!);
+  let s = String.fromCharCode(src[start]!);
+  for (let i = start + 1; i < stop; i++) s += String.fromCharCode(src[i]!);
   return s;
+}
+
+/**
+ * The part up to the last '-' of the last request id decoded, and its bytes: a front's ids are a
+ * per-process prefix and a counter, so the next id reuses that string and decodes only its tail.
+ */
+let idPrefix = '';
+let idPrefixBytes: Uint8Array = NO_BYTES;
+
+function requestId(end: number): string {
+  const stop = delimited(end);
+  const start = at;
+  at = stop;
+  const p = idPrefixBytes.length;
+  if (p > 0 && stop - start > p) {
+    let i = 0;
+    while (i < p && src[start + i] === idPrefixBytes[i]) i++;
+    if (i === p) {
+      let tail = '';
+      for (i = start + p; i < stop; i++) {
+        const c = src[i]!;
+        if (c >= 0x80) break;
+        tail += String.fromCharCode(c);
+      }
+      if (i === stop) return idPrefix + tail;
+    }
+  }
+  const id = text(start, stop);
+  const dash = id.lastIndexOf('-');
+  if (dash >= 7 && dash < 64 && id.length === stop - start) { // ASCII: one byte a character
+    idPrefix = id.slice(0, dash + 1);
+    idPrefixBytes = Uint8Array.prototype.slice.call(src, start, start + dash + 1);
+  }
+  return id;
 }
 
 /** Appends a packed (wire type 2) or single (wire type 0) uint32 field's values to `into`. */
@@ -353,19 +407,23 @@ function subBlock(end: number, into: tsgi.HeaderBlock | null | undefined): tsgi.
 
 /** Addresses as dotted strings by their 32-bit value: clients repeat, the server's never changes. */
 const ADDRESSES = new Map<number, string>();
+let lastAddress = 0;
+let lastDotted = '0.0.0.0';
 
 /** The dotted form of a 4-byte address field (null when empty); another length is refused. */
 function address(end: number, name: string): string | null {
   const stop = delimited(end);
   if (stop === at) return null;
   if (stop - at !== 4) throw new ProtocolError(`an address of ${stop - at} bytes in ${name}; expected 4`);
-  const key = ((src[at]! << 24) | (src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!) >>> 0;
-  let s = ADDRESSES.get(key);
+  const key = (src[at]! << 24) | (src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!;
+  let s = key === lastAddress ? lastDotted : ADDRESSES.get(key);
   if (s === undefined) {
     s = `${src[at]}.${src[at + 1]}.${src[at + 2]}.${src[at + 3]}`;
     if (ADDRESSES.size >= 4096) ADDRESSES.clear();
     ADDRESSES.set(key, s);
   }
+  lastAddress = key;
+  lastDotted = s;
   at = stop;
   return s;
 }
@@ -400,7 +458,7 @@ export function decodeRequest(payload: Buffer): tsgi.Request {
         case 9: m.protocol = string(end); continue;
         case 11: remoteIp = address(end, 'remote_ip'); continue;
         case 12: serverIp = address(end, 'server_ip'); continue;
-        case 14: m.requestId = string(end); continue;
+        case 14: m.requestId = requestId(end); continue;
         default: break;
       }
     } else if (wireType === 0) {

@@ -17,6 +17,17 @@ export const BAD_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
  */
 export const CONTENT_LENGTH = /^\d{1,15}$/;
 
+/** CONTENT_LENGTH.test(value), without a regular expression call (a value here is a few digits). */
+export function isContentLength(value: string): boolean {
+  const n = value.length;
+  if (n === 0 || n > 15) return false;
+  for (let i = 0; i < n; i++) {
+    const c = value.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
 /**
  * Fields that belong to one connection, never forwarded in either direction nor accepted from an
  * app: RFC 9110 7.6.1's connection options, the legacy Proxy-Connection and Keep-Alive, and the

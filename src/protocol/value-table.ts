@@ -45,7 +45,7 @@ class Fifo<T> {
   }
 
   /** Inserts and evicts; returns the evicted items (oldest first). */
-  insert(item: T, size: number): T[] {
+  insert(item: T, size: number): readonly T[] {
     this.items.push(item);
     this.sizes.push(size);
     this.bytes += size;
@@ -55,9 +55,22 @@ class Fifo<T> {
       this.bytes -= this.sizes.shift()!;
       this.first++;
     }
-    return evicted ?? [];
+    return evicted ?? NONE;
   }
 }
+
+const NONE: readonly never[] = Object.freeze([]);
+
+/** A value the encoder remembers: its name (static index, or lowercase literal name) and the value. */
+interface Entry {
+  readonly name: number | string;
+  readonly value: string;
+}
+
+/** What a block's commit records: one entry per value sent and remembered (null: sent, too long to index). */
+type Added = (Entry | null)[];
+
+const NOTHING_ADDED = (): void => {};
 
 function indexable(value: string): boolean {
   return value.length <= MAX_VALUE;
@@ -67,8 +80,12 @@ function indexable(value: string): boolean {
 export class ValueEncoder {
   /** The peer speaks TRANSIENT_VERSION: churning values may be sent as transient. */
   transient = false;
-  #ids = new Map<string, number>();
-  #table = new Fifo<string | null>();
+  /**
+   * The id of each value remembered, by name, then value: two lookups of strings already made
+   * (a small number, then the value) instead of a key string built and hashed per header.
+   */
+  #ids = new Map<number | string, Map<string, number>>();
+  #table = new Fifo<Entry | null>();
   /** Consecutive misses per name (static index, or the lowercase literal name). */
   #misses = new Map<number | string, number>();
 
@@ -83,7 +100,7 @@ export class ValueEncoder {
     const literal = block.literalNames ?? [];
     const refs: number[] = new Array(names.length);
     const sent: string[] = [];
-    const added: { key: string | null; size: number }[] = [];
+    let added: Added | undefined;
     let transient: number[] | undefined;
     let lit = 0;
     let anyRef = false;
@@ -91,8 +108,7 @@ export class ValueEncoder {
       const index = names[i]!;
       const value = values[i]!;
       const name = index === 0 ? literal[lit++]!.toLowerCase() : index;
-      const key = `${name}\u0000${value}`;
-      const id = this.#ids.get(key);
+      const id = this.#ids.get(name)?.get(value);
       if (id !== undefined) {
         refs[i] = id;
         anyRef = true;
@@ -102,7 +118,7 @@ export class ValueEncoder {
       refs[i] = 0;
       sent.push(value);
       if (this.transient && this.#churning(name)) (transient ??= []).push(i);
-      else added.push(indexable(value) ? { key, size: value.length } : { key: null, size: 0 });
+      else (added ??= []).push(indexable(value) ? { name, value } : null);
     }
     const out: Block = { names };
     // One LF-joined string costs less than a field per value (values never contain LF).
@@ -111,7 +127,7 @@ export class ValueEncoder {
     if (block.literalNames) out.literalNames = block.literalNames;
     if (anyRef) out.refs = refs;
     if (transient !== undefined) out.transient = transient;
-    return { block: out, commit: () => this.#commit(added) };
+    return { block: out, commit: added === undefined ? NOTHING_ADDED : () => this.#commit(added) };
   }
 
   /** Counts a miss for `name`; true if its value should go as transient. */
@@ -123,13 +139,24 @@ export class ValueEncoder {
     return misses > CHURN_MISSES && misses % PROBE_EVERY !== 0;
   }
 
-  #commit(entries: { key: string | null; size: number }[]): void {
-    for (const { key, size } of entries) {
+  #commit(entries: Added): void {
+    const ids = this.#ids;
+    for (const entry of entries) {
       const id = this.#table.next;
-      if (key !== null) this.#ids.set(key, id);
+      if (entry !== null) {
+        let byValue = ids.get(entry.name);
+        if (byValue === undefined) ids.set(entry.name, byValue = new Map());
+        byValue.set(entry.value, id);
+      }
       // Sizes count the value only, exactly as the decoder counts them.
-      for (const gone of this.#table.insert(key, size)) {
-        if (gone !== null && (this.#ids.get(gone) ?? Infinity) < this.#table.first) this.#ids.delete(gone);
+      for (const gone of this.#table.insert(entry, entry === null ? 0 : entry.value.length)) {
+        if (gone === null) continue;
+        // Forgotten unless the same value was sent again since (its id is then a later one).
+        const byValue = ids.get(gone.name);
+        if (byValue !== undefined && (byValue.get(gone.value) ?? Infinity) < this.#table.first) {
+          byValue.delete(gone.value);
+          if (byValue.size === 0) ids.delete(gone.name);
+        }
       }
     }
   }

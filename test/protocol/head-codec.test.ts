@@ -135,6 +135,16 @@ test('decoding takes fields repeated and out of order, numbers unpacked, and ski
   assert.is(mine.upgrade, true);
 });
 
+test('request ids decode exactly, one after another, whether or not they share the previous one\'s prefix', () => {
+  const ids = ['sPYEFxvSxPkx-1', 'sPYEFxvSxPkx-2', 'sPYEFxvSxPkx-a1', 'sPYEFxvSxPkx-', 'sPYEFxvSxPkx-é', 'sPYEFxvSxPkx-3',
+    'other-prefix-1', 'sPYEFxvSxPkx-4', 'my-own-id', 'sPYEFxvSxPkx', 'sPYEFxvSxPky-5', 'x', '', 'sPYEFxvSxPky-6\u00ff', 'sPYEFxvSxPky-7'];
+  assert.ok(ids.length > 10);
+  for (const requestId of ids) {
+    const payload = Buffer.from(Request.encode({ target: '/', requestId }).finish());
+    assert.is(decodeRequest(payload).requestId, requestId);
+  }
+});
+
 test('an address of other than 4 bytes, a bad varint, field number 0, bad UTF-8 and every cut payload are refused', () => {
   const bad = [
     Buffer.from(field(11, 2, 3, 1, 2, 3)),

@@ -2,7 +2,9 @@
 // deliberate differences (strict for a client's request, lenient for a backend's response).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ChunkedLines, LINE_BARE_LF, LINE_INCOMPLETE, LINE_TOO_LONG, MAX_CHUNK_SIZE_DIGITS } from '../../src/protocol/http-grammar.js';
+import {
+  CONTENT_LENGTH, ChunkedLines, LINE_BARE_LF, LINE_INCOMPLETE, LINE_TOO_LONG, MAX_CHUNK_SIZE_DIGITS, isContentLength,
+} from '../../src/protocol/http-grammar.js';
 
 const read = (lines: ChunkedLines, text: string): number => lines.next(Buffer.from(text, 'latin1'), 0);
 
@@ -65,6 +67,13 @@ test('clear() lets go of the last line: no view of a read is kept between reques
   assert.is(lines.end, 0);
   assert.is(lines.line.length, 0);
   assert.is.not(lines.line.buffer, read.buffer);
+});
+
+test('isContentLength takes what CONTENT_LENGTH does: one to fifteen digits, nothing else', () => {
+  const values = ['0', '19', '007', '123456789012345', '1234567890123456', '', ' 1', '1 ', '+1', '-1', '1,1', '1.0', '١', '0x1', '1e3', '\t5'];
+  assert.ok(values.length > 10);
+  for (const v of values) assert.is(isContentLength(v), CONTENT_LENGTH.test(v), JSON.stringify(v));
+  assert.ok(isContentLength('19') && !isContentLength('1234567890123456'));
 });
 
 test.run();

@@ -4,7 +4,7 @@
 // A 101 is written at once, and the socket handed to the tunnel that takes over.
 import type { Socket } from 'node:net';
 import { TsgiError, reasonPhrase } from '../../protocol/errors.js';
-import { BAD_FIELD_VALUE, CONTENT_LENGTH } from '../../protocol/http-grammar.js';
+import { BAD_FIELD_VALUE, isContentLength } from '../../protocol/http-grammar.js';
 import type { HttpRequest } from './request.js';
 
 /** Bodies up to this size are written together with the head, as one string. */
@@ -403,7 +403,7 @@ export function checkStatus(status: number, reason: string | undefined): void {
 
 /** A Content-Length that is one number (RFC 9110 8.6); throws otherwise. */
 export function checkContentLength(length: string): void {
-  if (!CONTENT_LENGTH.test(length)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
+  if (!isContentLength(length)) throw new TsgiError('TSGI_ERR_PROTOCOL', `invalid Content-Length ${JSON.stringify(length.slice(0, 40))}`);
 }
 
 /** The error for a body that does not match its Content-Length (nothing of it was written: `done` is called now). */
