@@ -237,6 +237,11 @@ function varint(end: number): number {
   if (at >= end) throw truncated();
   let b = src[at++]!;
   if (b < 0x80) return b;
+  return longVarint(b, end);
+}
+
+/** The rest of a varint whose first byte `b` (already read) has its high bit set. */
+function longVarint(b: number, end: number): number {
   let value = b & 0x7f;
   for (let shift = 7; shift < 70; shift += 7) {
     if (at >= end) throw truncated();
@@ -319,12 +324,12 @@ function requestId(end: number): string {
 
 /** Appends a packed (wire type 2) or single (wire type 0) uint32 field's values to `into`. */
 function uints(into: number[], wireType: number, end: number): number[] {
-  const out = into === NO_NUMBERS ? [] : into;
-  if (wireType === 0) {
-    out.push(varint(end));
-    return out;
-  }
-  const stop = delimited(end);
+  const stop = wireType === 0 ? end : delimited(end);
+  if (wireType !== 0 && at === stop) return into; // an empty packed field
+  let out = into;
+  if (out === NO_NUMBERS) out = [varint(stop)]; // most heads: one value, or a few
+  else out.push(varint(stop));
+  if (wireType === 0) return out;
   while (at < stop) out.push(varint(stop));
   return out;
 }
@@ -407,24 +412,26 @@ function subBlock(end: number, into: tsgi.HeaderBlock | null | undefined): tsgi.
 
 /** Addresses as dotted strings by their 32-bit value: clients repeat, the server's never changes. */
 const ADDRESSES = new Map<number, string>();
-let lastAddress = 0;
-let lastDotted = '0.0.0.0';
+/** The last address each field (remote_ip, server_ip) carried, as a key and a dotted string. */
+const lastKeys = [0, 0];
+const lastDotted = ['0.0.0.0', '0.0.0.0'];
 
-/** The dotted form of a 4-byte address field (null when empty); another length is refused. */
-function address(end: number, name: string): string | null {
+/** The dotted form of a 4-byte address field (`which`: 0 remote, 1 server; null when empty); another length is refused. */
+function address(end: number, which: number): string | null {
   const stop = delimited(end);
   if (stop === at) return null;
-  if (stop - at !== 4) throw new ProtocolError(`an address of ${stop - at} bytes in ${name}; expected 4`);
+  if (stop - at !== 4) throw new ProtocolError(`an address of ${stop - at} bytes in ${which === 0 ? 'remote_ip' : 'server_ip'}; expected 4`);
   const key = (src[at]! << 24) | (src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!;
-  let s = key === lastAddress ? lastDotted : ADDRESSES.get(key);
+  at = stop;
+  if (key === lastKeys[which]) return lastDotted[which]!;
+  let s = ADDRESSES.get(key);
   if (s === undefined) {
-    s = `${src[at]}.${src[at + 1]}.${src[at + 2]}.${src[at + 3]}`;
+    s = `${src[stop - 4]}.${src[stop - 3]}.${src[stop - 2]}.${src[stop - 1]}`;
     if (ADDRESSES.size >= 4096) ADDRESSES.clear();
     ADDRESSES.set(key, s);
   }
-  lastAddress = key;
-  lastDotted = s;
-  at = stop;
+  lastKeys[which] = key;
+  lastDotted[which] = s;
   return s;
 }
 
@@ -456,8 +463,8 @@ export function decodeRequest(payload: Buffer): tsgi.Request {
         case 6: m.serverAddr = string(end); continue;
         case 8: m.scheme = string(end); continue;
         case 9: m.protocol = string(end); continue;
-        case 11: remoteIp = address(end, 'remote_ip'); continue;
-        case 12: serverIp = address(end, 'server_ip'); continue;
+        case 11: remoteIp = address(end, 0); continue;
+        case 12: serverIp = address(end, 1); continue;
         case 14: m.requestId = requestId(end); continue;
         default: break;
       }

@@ -155,6 +155,7 @@ test('an address of other than 4 bytes, a bad varint, field number 0, bad UTF-8 
     Buffer.from([...field(2, 2, 3), 0xed, 0xa0, 0x80]), // an encoded surrogate
     Buffer.from([...field(2, 3), ...field(1, 4)]), // a group ended by another field's end
     Buffer.from(field(2, 7)),
+    Buffer.from([...field(3, 2, 1), ...field(1, 0)]), // a block whose unpacked name has no value
   ];
   for (const [i, payload] of bad.entries()) throwsCode(() => decodeRequest(payload), ProtocolError, 'TSGI_ERR_PROTOCOL', `bad ${i}`);
   const whole = Buffer.from(Request.encode(REQUESTS[3]!).finish());
