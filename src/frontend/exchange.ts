@@ -22,6 +22,7 @@ import type { Link, LinkStream } from './upstream/link.js';
 import { channels, type Observed, type Observer, statusOf } from './observe/observe.js';
 import type { Pool, Waiter } from './upstream/pool.js';
 import { retain } from './upstream/read-buffers.js';
+import { ResponseDeadlines, type Waiting } from './upstream/response-deadlines.js';
 import { LARGE_BODY, largeBodyEnds, largeBodyStarts } from './http/body-reads.js';
 import { type HeadLimits, admissionError, requestHead, responseHeaders, upgradeHead } from './http/request-head.js';
 import { Tunnel, type Tunnels } from './tunnel.js';
@@ -52,7 +53,10 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const HARD_TIMEOUT_MARGIN_MS = 250;
 const EMPTY = Buffer.alloc(0);
 
-export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, ResponseHandler {
+/** The response deadlines of every exchange with one --response-timeout, by that timeout in ms. */
+const deadlines = new Map<number, ResponseDeadlines<Exchange>>();
+
+export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, ResponseHandler, Waiting<Exchange> {
   readonly req: HttpRequest;
   readonly res: HttpResponse;
   /** The REQUEST frame's head (the trusted forwarding headers are applied to it before start()). */
@@ -83,7 +87,11 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   #awaitingDrain = false;
   /** The client response is corked until the end of this tick. */
   #corked = false;
-  #timer: NodeJS.Timeout | null = null;
+  /** Waiting for the response head under --response-timeout: the list's fields (response-deadlines.ts). */
+  deadlineAt = 0;
+  deadlineIn: ResponseDeadlines<Exchange> | null = null;
+  deadlinePrev: Exchange | null = null;
+  deadlineNext: Exchange | null = null;
   /** The backend's --timeout, from dispatch: 504 (or a cut) even when the backend cannot answer. */
   #hardTimer: NodeJS.Timeout | null = null;
   /** 444 once the app cut the connection (no head went out): what the access log and metrics record. */
@@ -231,9 +239,17 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   }
 
   #armResponseTimer(): void {
-    if (this.#timer === null && !this.#headReceived && this.#opts.responseTimeoutMs > 0) {
-      this.#timer = setTimeout(Exchange.#onResponseTimeout, this.#opts.responseTimeoutMs, this);
+    const ms = this.#opts.responseTimeoutMs;
+    if (this.deadlineIn === null && !this.#headReceived && ms > 0) {
+      let list = deadlines.get(ms);
+      if (list === undefined) deadlines.set(ms, list = new ResponseDeadlines(ms, Exchange.#onResponseTimeout));
+      list.add(this);
     }
+  }
+
+  /** The response timeout no longer runs (a head came, the exchange ended, or the upload goes on). */
+  #disarmResponseTimer(): void {
+    this.deadlineIn?.delete(this);
   }
 
   /**
@@ -285,8 +301,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     this.#done = true;
     if (this.#largeReads) this.#endLargeReads();
     this.#release();
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#disarmResponseTimer();
     if (this.#hardTimer !== null) clearTimeout(this.#hardTimer);
     this.#hardTimer = null;
     if (this.#bodyTimer !== null) clearTimeout(this.#bodyTimer);
@@ -380,10 +395,8 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
 
   onDrain(): void {
     this.#replay = null; // credit came back: the backend took the stream, it will not be refused
-    if (!this.req.complete && this.#timer !== null) {
-      clearTimeout(this.#timer); // the backend reads the upload again: its response timeout waits for the end
-      this.#timer = null;
-    }
+    // The backend reads the upload again: its response timeout waits for the end.
+    if (!this.req.complete) this.#disarmResponseTimer();
     if (!this.#done) this.req.resume();
   }
 
@@ -391,10 +404,7 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
     if (this.#done) return;
     this.#headReceived = true;
     this.#replay = null;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#disarmResponseTimer();
     if (this.#stream!.tunnel) {
       this.#openTunnel(head);
       return;
@@ -596,7 +606,6 @@ export class Exchange implements Waiter, Observed, StreamHandler, BodyReader, Re
   }
 
   static #onResponseTimeout(ex: Exchange): void {
-    ex.#timer = null;
     if (ex.#done || ex.#headReceived) return;
     const s = ex.#opts.responseTimeoutMs / 1000;
     const backend = ex.#link?.name ?? 'backend';

@@ -21,7 +21,10 @@ const I_UPGRADE = idx('upgrade');
  * Hop-by-hop headers (http-grammar.ts), by static index: never forwarded in either direction;
  * spelled out (index 0) by a backend that does not use the table, the name is looked up instead.
  */
-const HOP_BY_HOP_INDEX = new Set([...HOP_BY_HOP].map(idx).filter((i) => i !== 0));
+const HOP_BY_HOP_INDEX = new Uint8Array(256);
+for (const name of HOP_BY_HOP) if (idx(name) > 0) HOP_BY_HOP_INDEX[idx(name)] = 1;
+/** Whether a static index (0: none, or an index from a later table) names a hop-by-hop header. */
+const hopByHop = (index: number): boolean => index < 256 && HOP_BY_HOP_INDEX[index] === 1;
 const CONNECTION_ORDINARY = new Set(['keep-alive', 'close']);
 /** The hop-by-hop headers a 101 passes on to the client: they say what the connection becomes. */
 const SWITCH_HEADERS = new Set(['upgrade', 'connection']);
@@ -109,7 +112,7 @@ export function requestHead(req: HttpRequest): TranslatedHead {
         if (token !== '' && !CONNECTION_ORDINARY.has(token)) (connectionTokens ??= []).push(token);
       }
       continue;
-    } else if (HOP_BY_HOP_INDEX.has(index) || (index === 0 && HOP_BY_HOP.has(name.toLowerCase()))) {
+    } else if (hopByHop(index) || (index === 0 && HOP_BY_HOP.has(name.toLowerCase()))) {
       if (index === I_UPGRADE) upgrade = upgrade === null ? value : `${upgrade}, ${value}`;
       continue;
     }
@@ -201,7 +204,7 @@ export function responseHeaders(block: tsgi.HeaderBlock | null | undefined, swit
       if (HOP_BY_HOP.has(name.toLowerCase()) && !(switching && SWITCH_HEADERS.has(name.toLowerCase()))) continue;
       if (BAD_FIELD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
       out.push(name, value);
-    } else if (!HOP_BY_HOP_INDEX.has(index) || (switching && (index === I_UPGRADE || index === I_CONNECTION))) {
+    } else if (!hopByHop(index) || (switching && (index === I_UPGRADE || index === I_CONNECTION))) {
       const name = STATIC_NAMES[index];
       if (name === undefined) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header index ${index} is not in the table`);
       if (BAD_FIELD_VALUE.test(value)) throw new TsgiError('TSGI_ERR_PROTOCOL', `response header ${name} has a control character in its value`);
