@@ -223,9 +223,11 @@ export function encodeTrailersFrame(type: number, flags: number, stream: number,
   return done(buf, writeBlock(buf, FRAME_HEADER_SIZE, 10, headers, blockLen));
 }
 
-// Decoding: one payload at a time (nothing here is re-entered), read through module state.
+// Decoding: one payload at a time (nothing here is re-entered), read through module state; the
+// payload is let go after it (a view of a read slab must not be held past its read).
 
-let src: Buffer = Buffer.alloc(0);
+const NO_PAYLOAD = Buffer.alloc(0);
+let src: Buffer = NO_PAYLOAD;
 let at = 0;
 let what = '';
 
@@ -481,6 +483,7 @@ export function decodeRequest(payload: Buffer): tsgi.Request {
   }
   if (remoteIp !== null) m.remoteAddr = remoteIp;
   if (serverIp !== null) m.serverAddr = serverIp;
+  src = NO_PAYLOAD;
   return m as tsgi.Request;
 }
 
@@ -502,6 +505,7 @@ export function decodeResponse(payload: Buffer): tsgi.Response {
     }
     skip(wireType, t >>> 3, end);
   }
+  src = NO_PAYLOAD;
   return m as tsgi.Response;
 }
 
@@ -520,5 +524,6 @@ export function decodeTrailers(payload: Buffer): tsgi.HeaderBlock | null {
     }
     skip(t & 7, t >>> 3, end);
   }
+  src = NO_PAYLOAD;
   return headers;
 }
