@@ -1,9 +1,8 @@
 // One stream of a tsgi connection: its state (ended each way, closed), its flow-control
 // windows in both directions, and the queue of body bytes waiting for credit.
-import { Flags, FrameType, MAX_STREAM_ID, ResetCode, TUNNEL_VERSION } from './constants.js';
+import { FRAME_HEADER_SIZE, Flags, FrameType, MAX_STREAM_ID, ResetCode, TUNNEL_VERSION } from './constants.js';
 import { TsgiError } from './errors.js';
 import { encodeRequestFrame, encodeResponseFrame, encodeTrailersFrame } from './head-codec.js';
-import { FRAME_HEADER_SIZE } from './constants.js';
 import { Window } from './messages.js';
 import type { ValueEncoder } from './value-table.js';
 import type { tsgi } from './generated/tsgi.js';
