@@ -63,4 +63,13 @@ test('an entry added while others wait, or again after it left, waits its own fu
   assert.equal(await after(4), ['first', 'late', 'again', 'first']);
 });
 
+test('an entry whose deadline lies further ahead than its time (the wall clock stepped back since) waits its time from the next firing', async () => {
+  const { list, after } = expiries(20);
+  const stepped = new Entry('stepped');
+  list.add(stepped);
+  stepped.deadlineAt += 3_600_000; // as if added while the clock read an hour later
+  const bound = new Promise<string[]>((resolve) => { setTimeout(() => resolve(['not within 5 s']), 5000).unref(); });
+  assert.equal(await Promise.race([after(1), bound]), ['stepped']);
+});
+
 test.run();

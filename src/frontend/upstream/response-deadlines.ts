@@ -80,6 +80,10 @@ export class ResponseDeadlines<T extends Waiting<T>> {
       list.delete(e);
       list.#expired(e);
     }
+    // No wait is longer than ms from now: after the wall clock stepped back, deadlines left
+    // ahead of it are brought in (an hour's step would otherwise be an hour's wait).
+    const latest = now + list.ms;
+    for (let e = list.#head; e !== null && e.deadlineAt > latest; e = e.deadlineNext) e.deadlineAt = latest;
     if (list.#head !== null && list.#timer === null) list.#arm(list.#head.deadlineAt - now);
   }
 }
