@@ -7,7 +7,7 @@ import { chmod, link, lstat, open, unlink, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import * as net from 'node:net';
-import { connect, type Server } from 'node:net';
+import { connect, type ListenOptions, type Server } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { dirname, resolve as absolute } from 'node:path';
 import { ConfigError } from '../protocol/errors.js';
@@ -186,43 +186,77 @@ export async function listenOn(server: Server, address: Address, socketMode = 0o
       await unlock?.();
     }
   } catch (err) {
-    if (err instanceof ListenError) throw err;
-    if (err instanceof ConfigError) throw new ListenError(address, err.message);
-    throw new ListenError(address, `cannot listen on ${formatAddress(address)}: ${bindCause(address, err as NodeJS.ErrnoException)}`);
+    throw listenError(address, err);
   }
 }
 
-async function bind(server: Server, address: Address, socketMode: number): Promise<Address> {
-  if (address.kind === 'unix') await clearStaleSocket(address.path);
-  await new Promise<void>((resolve, reject) => {
+/** A failure to bind `address` as a ListenError that names the address and the cause. */
+function listenError(address: Address, err: unknown): ListenError {
+  if (err instanceof ListenError) return err;
+  if (err instanceof ConfigError) return new ListenError(address, err.message);
+  return new ListenError(address, `cannot listen on ${formatAddress(address)}: ${bindCause(address, err as NodeJS.ErrnoException)}`);
+}
+
+/** server.listen(options), resolved once it listens, rejected with its error. */
+function listening(server: Server, options: ListenOptions | { fd: number; backlog: number }): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.once('error', onError);
-    const done = () => { server.off('error', onError); resolve(); };
-    if (address.kind === 'unix') {
-      // bind() runs inside listen(): under this umask the file is born with the mode, so there
-      // is no moment between bind and chmod at which anyone else may connect.
-      const umask = process.umask(~socketMode & 0o777);
-      try {
-        server.listen({ path: address.path, backlog: LISTEN_BACKLOG }, done);
-      } finally {
-        process.umask(umask);
-      }
-    } else {
-      server.listen({ port: address.port, host: address.host, backlog: LISTEN_BACKLOG }, done);
-    }
+    server.listen(options, () => {
+      server.off('error', onError);
+      resolve();
+    });
   });
+}
+
+async function bind(server: Server, address: Address, socketMode: number): Promise<Address> {
   if (address.kind === 'unix') {
-    await chmod(address.path, socketMode);
-    const st = await lstat(address.path);
-    boundSockets.set(server, { path: address.path, ino: st.ino, ctimeMs: st.ctimeMs });
+    await clearStaleSocket(address.path);
+    // bind() runs inside listen(): under this umask the file is born with the mode, so there
+    // is no moment between bind and chmod at which anyone else may connect.
+    const umask = process.umask(~socketMode & 0o777);
+    let bound: Promise<void>;
+    try {
+      bound = listening(server, { path: address.path, backlog: LISTEN_BACKLOG });
+    } finally {
+      process.umask(umask);
+    }
+    await bound;
+    boundSockets.set(server, await ownSocketFile(address.path, socketMode));
     return address;
   }
+  await listening(server, { port: address.port, host: address.host, backlog: LISTEN_BACKLOG });
   const bound = server.address();
   return typeof bound === 'object' && bound !== null ? { kind: 'tcp', host: address.host, port: bound.port } : address;
 }
 
-/** The Unix socket file each server created (inode numbers are reused: ctime too), to recognise it. */
-const boundSockets = new WeakMap<Server, { path: string; ino: number; ctimeMs: number }>();
+/** A Unix socket file we created (inode numbers are reused: ctime too), to recognise it. */
+interface SocketFile {
+  path: string;
+  ino: number;
+  ctimeMs: number;
+}
+
+/** Gives the socket file just bound its mode, and notes which file it is. */
+async function ownSocketFile(path: string, socketMode: number): Promise<SocketFile> {
+  await chmod(path, socketMode);
+  const st = await lstat(path);
+  return { path, ino: st.ino, ctimeMs: st.ctimeMs };
+}
+
+/** Whether `file` is still the one at its path (false once deleted or replaced). */
+function stillThere(file: SocketFile): boolean {
+  const st = lstatSync(file.path, { throwIfNoEntry: false });
+  return st !== undefined && st.ino === file.ino && st.ctimeMs === file.ctimeMs;
+}
+
+/** Another process's socket file is on the path now: closing ours would unlink it. */
+function replaced(file: SocketFile): boolean {
+  return !stillThere(file) && existsSync(file.path);
+}
+
+/** The Unix socket file each server created. */
+const boundSockets = new WeakMap<Server, SocketFile>();
 
 /**
  * Whether a new connection can still reach this server: false for a Unix socket whose file was
@@ -230,13 +264,7 @@ const boundSockets = new WeakMap<Server, { path: string; ino: number; ctimeMs: n
  */
 export function reachable(server: Server): boolean {
   const bound = boundSockets.get(server);
-  if (bound === undefined) return true;
-  try {
-    const st = lstatSync(bound.path);
-    return st.ino === bound.ino && st.ctimeMs === bound.ctimeMs;
-  } catch {
-    return false;
-  }
+  return bound === undefined || stillThere(bound);
 }
 
 /**
@@ -299,12 +327,10 @@ export async function bindShared(address: Address, socketMode = 0o660): Promise<
       throw err;
     }
     const bound = handle;
-    let file: { ino: number; ctimeMs: number } | null = null;
+    let file: SocketFile | null = null;
     let at = address;
     if (address.kind === 'unix') {
-      await chmod(address.path, socketMode);
-      const st = await lstat(address.path);
-      file = { ino: st.ino, ctimeMs: st.ctimeMs };
+      file = await ownSocketFile(address.path, socketMode);
     } else {
       const out: { port?: number } = {};
       bound.getsockname?.(out);
@@ -322,38 +348,26 @@ export async function bindShared(address: Address, socketMode = 0o660): Promise<
       close: () => {
         if (closed) return;
         closed = true;
-        if (address.kind === 'unix' && file !== null && existsSync(address.path)) {
-          const st = lstatSync(address.path, { throwIfNoEntry: false });
-          // Another process's socket now: leave the descriptor to our exit (closing would unlink its file).
-          if (st !== undefined && (st.ino !== file.ino || st.ctimeMs !== file.ctimeMs)) return;
-        }
+        // Another process's socket on the path now: our descriptor is left to our exit.
+        if (file !== null && replaced(file)) return;
         bound.close();
       },
     };
   } catch (err) {
     await unlock?.();
-    if (err instanceof ListenError) throw err;
-    if (err instanceof ConfigError) throw new ListenError(address, err.message);
-    throw new ListenError(address, `cannot listen on ${formatAddress(address)}: ${bindCause(address, err as NodeJS.ErrnoException)}`);
+    throw listenError(address, err);
   }
 }
 
 /** Listens on a socket another process bound (a SharedSocket's descriptor, inherited as `fd`). */
 export function listenOnDescriptor(server: Server, fd: number): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    server.once('error', onError);
-    server.listen({ fd, backlog: LISTEN_BACKLOG }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
+  return listening(server, { fd, backlog: LISTEN_BACKLOG });
 }
 
 export function closeListener(server: Server): Promise<void> {
   if (!server.listening) return Promise.resolve();
   const bound = boundSockets.get(server);
-  if (bound !== undefined && !reachable(server) && existsSync(bound.path)) {
+  if (bound !== undefined && replaced(bound)) {
     server.unref();
     return Promise.resolve();
   }
