@@ -4,7 +4,8 @@
 // net.Sockets, uwsgi-floor-raw.js on libuv handles), each behind the same nginx, driven by wrk
 // (hello, 50 connections), in alternating rounds. Prints req/s, the CPU µs and minor page
 // faults per request of the backend's processes alone (not nginx's; theirs beside it).
-// Env: BENCH_SECONDS (4 per round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (50).
+// Env: BENCH_SECONDS (4 per round), BENCH_ROUNDS (3), BENCH_CONNECTIONS (50), BENCH_BACKENDS (a
+// comma-separated list of the ids below to run; all of them by default).
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startNginx } from './nginx.js';
@@ -65,6 +66,12 @@ async function main(): Promise<void> {
     backends.push({ id: 'uwsgi', label: 'uWSGI python3, --master --processes 1',
       start: (socket) => start('uwsgi', uwsgi, ['--plugin', 'python3', '--uwsgi-socket', socket, '--wsgi-file', join(APPS, 'wsgi_app.py'),
         '--callable', 'hello', '--master', '--processes', '1', '--die-on-term', '--disable-logging', '--listen', '1024', '--buffer-size', '32768']) });
+  }
+  const only = process.env.BENCH_BACKENDS?.split(',').filter((id) => id !== '');
+  if (only !== undefined && only.length > 0) {
+    const unknown = only.filter((id) => !backends.some((b) => b.id === id));
+    if (unknown.length > 0) throw new Error(`BENCH_BACKENDS: no backend ${unknown.join(', ')} (known: ${backends.map((b) => b.id).join(', ')})`);
+    backends.splice(0, backends.length, ...backends.filter((b) => only.includes(b.id)));
   }
   const rows = new Map<string, { rps: number; cpu: number; flt: number; nginxCpu: number }[]>();
   for (let r = 0; r < rounds; r++) {

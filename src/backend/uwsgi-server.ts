@@ -163,7 +163,6 @@ class UwsgiExchange implements RawStreamOwner {
     this.#server = server;
     this.socket = socket;
     this.#opts = opts;
-    socket.start(this);
   }
 
   /** No complete packet within the packet timeout: dropped (called by the server's sweep). */
@@ -385,7 +384,10 @@ export class UwsgiServer extends SocketListener<UwsgiExchange> {
   }
 
   #serve(stream: ByteStream): void {
-    this.#young.add(new UwsgiExchange(this, stream, this.#opts));
+    const ex = new UwsgiExchange(this, stream, this.#opts);
+    this.#young.add(ex);
+    // Last: the first read may come (and the whole exchange run) within start().
+    stream.start(ex);
     this.#sweep ??= setInterval(() => this.#expire(), PACKET_TIMEOUT_MS).unref();
   }
 

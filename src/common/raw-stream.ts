@@ -10,6 +10,7 @@
 // and closes. These are Node's internal stream bindings (`process.binding('stream_wrap')`),
 // the ones net.Socket itself drives; where they are missing or not as expected (another Node),
 // `rawAccept` returns false, changing nothing, and connections arrive as net.Sockets.
+import { readSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { ReadSlabs } from './socket-reads.js';
@@ -190,10 +191,41 @@ export class RawStream implements ByteStream {
     this.#slabs = new ReadSlabs();
   }
 
-  /** Starts reading; the owner hears each read, the EOF and the close. */
+  /**
+   * Starts reading; the owner hears each read, the EOF and the close. The first read is tried
+   * at once, so the owner may hear it (and answer, and close) before this returns.
+   */
   start(owner: RawStreamOwner): void {
     this.#owner = owner;
-    this.resume();
+    if (this.#reading || this.destroyed || this.#eof) return;
+    this.#reading = true;
+    if (this.#userBuffer) this.#readNow();
+    // Still wanted after that read (the owner may have paused, ended or closed during it).
+    if (!this.#reading || this.destroyed || this.#eof) return;
+    const err = this.#handle.readStart();
+    if (err < 0) this.#fail(errnoError(err, 'read'));
+  }
+
+  /**
+   * One read straight from the descriptor, before the handle waits for it to be readable: a
+   * peer that connects to send one packet (nginx's uwsgi_pass) has mostly sent it by the time
+   * its connection is accepted (95 % of connections at 50 clients, more at fewer), and taking
+   * it now spares the wait for readiness (an epoll_ctl and a turn of the loop per connection).
+   * Nothing there yet (EAGAIN) or an error: the handle's own read finds it, as before.
+   */
+  #readNow(): void {
+    let n: number;
+    try {
+      n = readSync(this.#handle.fd, READ_BUFFER, 0, READ_BUFFER.length, null);
+    } catch {
+      return;
+    }
+    if (n === 0) {
+      this._eof(UV_EOF);
+      return;
+    }
+    const next = this._data(n, null);
+    if (next !== undefined) this.#handle.useUserBuffer!(next);
   }
 
   get fd(): number {

@@ -3,6 +3,7 @@
 // responses (reason, HEAD/204 without body, 500 before the head, a cut after it), and flow
 // control both ways: a body the app does not read and a client that does not read.
 import { createHash } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -26,9 +27,10 @@ interface State {
   input: InputStream | null;
   produced: number;
   aborted: string | null;
+  digest: string | null;
 }
 
-const state: State = { lines: [], gate: Promise.resolve(), open: () => {}, input: null, produced: 0, aborted: null };
+const state: State = { lines: [], gate: Promise.resolve(), open: () => {}, input: null, produced: 0, aborted: null, digest: null };
 
 function resetGate(): void {
   state.gate = new Promise((resolve) => { state.open = resolve; });
@@ -60,6 +62,12 @@ const app: Application = async (environ, startResponse) => {
     const body = await environ['tsgi.input'].read();
     startResponse('200 OK', [['Content-Type', 'text/plain']]);
     return [`${body.length} ${createHash('sha256').update(body).digest('hex')}`];
+  }
+  if (path === '/digest') {
+    const body = await environ['tsgi.input'].read();
+    state.digest = `${body.length} ${createHash('sha256').update(body).digest('hex')}`;
+    startResponse('200 OK', [['Content-Type', 'text/plain']]);
+    return [state.digest];
   }
   if (path === '/head') {
     startResponse('200 OK', [['Content-Type', 'text/plain']]);
@@ -243,6 +251,22 @@ test('an app error before the head is a 500; after it, the connection is cut sho
   assert.is(late.status, 200);
   assert.is(late.headers.get('content-length'), '100');
   assert.ok(late.body.length < 100, 'the client can tell the body is incomplete');
+});
+
+test('a packet and body already waiting at the accept are read at once; the body past that read arrives whole', async ({ path }) => {
+  // spawnSync holds this process's loop until the child has written everything and exited, so
+  // the server accepts a connection whose first 64 KiB (the packet and the start of the body)
+  // are already there: the read at accept time, then the handle's reads into slabs.
+  const body = Buffer.alloc(100 * 1024);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 31 + (i >> 8)) & 0xff;
+  const bytes = packet([['REQUEST_METHOD', 'POST'], ['PATH_INFO', '/digest'], ['CONTENT_LENGTH', String(body.length)]], body);
+  state.digest = null;
+  const client = 'const net = require("node:net"); const bytes = require("node:fs").readFileSync(0);'
+    + ' const s = net.connect(process.argv[1], () => s.end(bytes, () => process.exit(0)));';
+  const child = spawnSync(process.execPath, ['-e', client, path], { input: bytes, timeout: 20_000 });
+  assert.is(child.status, 0, `the client wrote the whole packet: ${child.error} ${child.signal} ${child.stderr}`);
+  await eventually(() => state.digest !== null, 'the app read the whole body');
+  assert.is(state.digest, `${body.length} ${createHash('sha256').update(body).digest('hex')}`);
 });
 
 test('the request body streams in with backpressure: an app that does not read it stops the socket', async ({ path }) => {
