@@ -285,8 +285,9 @@ class UwsgiExchange implements RawStreamOwner {
     if (this.#remaining === 0 && socket.writableLength === 0) {
       // The whole request was read and the whole response is in the kernel: closing now sends
       // it and then the end, as shutdown() and waiting for the peer's close would, in two
-      // system calls and a wait fewer (nothing unread, so no reset).
-      socket.destroy();
+      // system calls and a wait fewer (nothing unread, so no reset). Done with it: its close
+      // has nothing to tell this exchange (in no set, not running).
+      socket.release();
       return;
     }
     socket.end();

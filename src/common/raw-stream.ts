@@ -47,6 +47,8 @@ export interface ByteStream {
   onDrain(callback: () => void): void;
   onFinish(callback: () => void): void;
   destroy(): void;
+  /** destroy() for an owner done with the stream: it may hear nothing more (no _onClose). */
+  release(): void;
   reset(): void;
 }
 
@@ -376,6 +378,15 @@ export class RawStream implements ByteStream {
 
   /** Closes the handle now; what is not yet written is dropped. */
   destroy(): void {
+    this.#close(true);
+  }
+
+  /** destroy(), without the _onClose: no call back into JavaScript when the handle is gone. */
+  release(): void {
+    this.#close(false);
+  }
+
+  #close(tell: boolean): void {
     if (this.destroyed) return;
     this.destroyed = true;
     this.#reading = false;
@@ -384,7 +395,8 @@ export class RawStream implements ByteStream {
     const handle = this.#handle;
     handle.onread = ignoreRead;
     handle[kStream] = undefined;
-    handle.close(() => this.#owner?._onClose());
+    if (tell) handle.close(() => this.#owner?._onClose());
+    else handle.close();
   }
 
   /** Closes with a reset where the transport has one (TCP), so that the peer sees a cut; else destroy(). */
@@ -513,6 +525,11 @@ export class SocketStream implements ByteStream {
   }
 
   destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** The socket's close still comes: an owner done with it ignores it. */
+  release(): void {
     this.socket.destroy();
   }
 

@@ -108,7 +108,21 @@ function varKey(block: Buffer, pos: number, len: number): string {
     if (same) return known;
   }
   const key = block.toString('latin1', pos, pos + len);
-  if (known === undefined && KEYS.size < KEYS_MAX) KEYS.set(h, key);
+  if (known !== undefined || KEYS.size >= KEYS_MAX) return key;
+  const kept = internalized(key);
+  KEYS.set(h, kept);
+  return kept;
+}
+
+/**
+ * V8's own copy of `key` as a property name (its string table's): a key kept for every later
+ * packet compares with the constant names (a switch, environ['HTTP_HOST']) by identity and
+ * goes into the environ without a look-up in the string table each time.
+ */
+function internalized(key: string): string {
+  const holder: Record<string, 0> = {};
+  holder[key] = 0;
+  for (const name in holder) return name;
   return key;
 }
 
@@ -152,7 +166,7 @@ function decodeVarsIn(buf: Buffer, start: number, end: number): [string, string]
     const vlen = buf[start + pos]! | (buf[start + pos + 1]! << 8);
     pos += 2;
     if (vlen > size - pos) throw new ProtocolError(`uwsgi vars: value of ${key.slice(0, 40)} (${vlen} bytes) runs past the end of the block`);
-    vars.push([key, vlen === 0 ? '' : text.slice(pos, pos + vlen)]);
+    vars[i] = [key, vlen === 0 ? '' : text.slice(pos, pos + vlen)];
     pos += vlen;
     i++;
   }
