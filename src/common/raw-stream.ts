@@ -161,6 +161,8 @@ export class RawStream implements ByteStream {
   /** The handle reads into a buffer of ours (useUserBuffer); else the binding allocates each read. */
   readonly #userBuffer: boolean;
   #owner: RawStreamOwner | null = null;
+  /** The handle has our read callback and buffer (set when it first reads). */
+  #armed = false;
   destroyed = false;
   #reading = false;
   /** The peer's EOF was read. */
@@ -178,9 +180,22 @@ export class RawStream implements ByteStream {
   constructor(handle: StreamHandle) {
     this.#handle = handle;
     handle[kStream] = this;
-    handle.onread = onRead;
     this.#userBuffer = typeof handle.useUserBuffer === 'function';
-    handle.useUserBuffer?.(READ_BUFFER);
+  }
+
+  /**
+   * Starts the handle's reads, giving it our read callback and buffer the first time: an
+   * exchange done with the read at accept (most uwsgi requests) never sets them (each is a
+   * call into the binding).
+   */
+  #readStart(): number {
+    const handle = this.#handle;
+    if (!this.#armed) {
+      this.#armed = true;
+      handle.onread = onRead;
+      if (this.#userBuffer) handle.useUserBuffer!(this.#into ?? READ_BUFFER);
+    }
+    return handle.readStart();
   }
 
   /** Lent until a read has landed in a slab (the read that switches is still READ_BUFFER's). */
@@ -204,7 +219,7 @@ export class RawStream implements ByteStream {
     if (this.#userBuffer) this.#readNow();
     // Still wanted after that read (the owner may have paused, ended or closed during it).
     if (!this.#reading || this.destroyed || this.#eof) return;
-    const err = this.#handle.readStart();
+    const err = this.#readStart();
     if (err < 0) this.#fail(errnoError(err, 'read'));
   }
 
@@ -226,8 +241,9 @@ export class RawStream implements ByteStream {
       this._eof(UV_EOF);
       return;
     }
-    const next = this._data(n, null);
-    if (next !== undefined) this.#handle.useUserBuffer!(next);
+    // Where the next read goes (a slab, once the owner asked for them) is the handle's when
+    // it starts reading.
+    this._data(n, null);
   }
 
   get fd(): number {
@@ -250,7 +266,7 @@ export class RawStream implements ByteStream {
   resume(): void {
     if (this.#reading || this.destroyed || this.#eof) return;
     this.#reading = true;
-    const err = this.#handle.readStart();
+    const err = this.#readStart();
     if (err < 0) this.#fail(errnoError(err, 'read'));
   }
 
@@ -393,7 +409,7 @@ export class RawStream implements ByteStream {
     this.#onDrain = null;
     this.#onFinish = null;
     const handle = this.#handle;
-    handle.onread = ignoreRead;
+    if (this.#armed) handle.onread = ignoreRead;
     handle[kStream] = undefined;
     if (tell) handle.close(() => this.#owner?._onClose());
     else handle.close();
@@ -409,7 +425,7 @@ export class RawStream implements ByteStream {
     }
     this.destroyed = true;
     this.#reading = false;
-    handle.onread = ignoreRead;
+    if (this.#armed) handle.onread = ignoreRead;
     handle[kStream] = undefined;
     if (handle.reset(() => this.#owner?._onClose()) < 0) handle.close(() => this.#owner?._onClose());
   }
