@@ -216,6 +216,8 @@ export class RawStream implements ByteStream {
     this.#owner = owner;
     if (this.#reading || this.destroyed || this.#eof) return;
     this.#reading = true;
+    // Only where the handle's own reads lend their chunks too (useUserBuffer): the owner was
+    // told so by `lent`, and this read lends READ_BUFFER.
     if (this.#userBuffer) this.#readNow();
     // Still wanted after that read (the owner may have paused, ended or closed during it).
     if (!this.#reading || this.destroyed || this.#eof) return;

@@ -154,21 +154,31 @@ test('the front out of descriptors: refuses with 503, logs once, counts, and ser
   assert.is(await metric(admin, 'tsgi_accept_errors_total{code="EMFILE"}'), Number(again[1]), 'the line and the counter agree');
 });
 
-test('tsgi serve out of descriptors: closes, logs once, counts, and serves again', async (ctx) => {
-  const socket = join(ctx.dir, 'serve-emfile.sock');
-  const admin = join(ctx.dir, 'serve-emfile-admin.sock');
-  const serve = spawnCli(['serve', fixture('hello.js'), '--socket', socket, '--admin', `unix:${admin}`, '--graceful-timeout', '1'],
+/**
+ * `tsgi serve` with `listen` (a socket flag) under a limit of 64 descriptors, sent 80
+ * connections: waits until its `listener` logged running out and counted the refusals (fewer
+ * than 80, some were accepted). The clients are still open.
+ */
+async function exhaust(ctx: Ctx, name: string, listen: string, ready: RegExp, listener: string) {
+  const socket = join(ctx.dir, `${name}.sock`);
+  const admin = join(ctx.dir, `${name}-admin.sock`);
+  const serve = spawnCli(['serve', fixture('hello.js'), listen, socket, '--admin', `unix:${admin}`, '--graceful-timeout', '1'],
     undefined, ['prlimit', '--nofile=64:64']);
   ctx.procs.push(serve);
-  await serve.waitForStderr(/serving on unix:/);
+  await serve.waitForStderr(ready);
   await up(admin);
   const clients = await openMany(socket, 80);
-  await serve.waitForStderr(/backend listener: out of file descriptors \(descriptor \d+ of a limit of 64, 8 kept free\)/);
+  await serve.waitForStderr(new RegExp(`${listener} listener: out of file descriptors \\(descriptor \\d+ of a limit of 64, 8 kept free\\)`));
   const counted = await poll(async () => {
     const v = await metric(admin, 'tsgi_accept_errors_total{code="EMFILE"}');
     return v > 0 ? v : undefined;
   }, 'the refused connections counted');
   assert.ok(counted < 80, `some connections were accepted: ${counted} refused`);
+  return { socket, serve, clients, counted };
+}
+
+test('tsgi serve out of descriptors: closes, logs once, counts, and serves again', async (ctx) => {
+  const { socket, serve, clients } = await exhaust(ctx, 'serve-emfile', '--socket', /serving on unix:/, 'backend');
   for (const c of clients) c.destroy();
   const front = await startFront([socket]);
   ctx.procs.push(front);
@@ -180,20 +190,7 @@ test('tsgi serve out of descriptors: closes, logs once, counts, and serves again
 
 test('tsgi serve --uwsgi-socket out of descriptors: closes, logs once, counts, and serves again', async (ctx) => {
   // A single process takes its uwsgi connections on the libuv handle (no net.Socket): the guard holds there too.
-  const socket = join(ctx.dir, 'uwsgi-emfile.sock');
-  const admin = join(ctx.dir, 'uwsgi-emfile-admin.sock');
-  const serve = spawnCli(['serve', fixture('hello.js'), '--uwsgi-socket', socket, '--admin', `unix:${admin}`, '--graceful-timeout', '1'],
-    undefined, ['prlimit', '--nofile=64:64']);
-  ctx.procs.push(serve);
-  await serve.waitForStderr(/accepting uwsgi on unix:/);
-  await up(admin);
-  const clients = await openMany(socket, 80);
-  await serve.waitForStderr(/uwsgi listener: out of file descriptors \(descriptor \d+ of a limit of 64, 8 kept free\)/);
-  const counted = await poll(async () => {
-    const v = await metric(admin, 'tsgi_accept_errors_total{code="EMFILE"}');
-    return v > 0 ? v : undefined;
-  }, 'the refused connections counted');
-  assert.ok(counted < 80, `some connections were accepted: ${counted} refused`);
+  const { socket, serve, clients, counted } = await exhaust(ctx, 'uwsgi-emfile', '--uwsgi-socket', /accepting uwsgi on unix:/, 'uwsgi');
   await poll(async () => (clients.filter((c) => c.destroyed || c.readableEnded).length >= counted ? true : undefined),
     'the refused connections were closed');
   for (const c of clients) c.destroy();
