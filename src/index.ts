@@ -11,7 +11,11 @@ export {
   fromHttpServer, fromNodeHandler, type NodeHandler, type NodeHandlerOptions, type UpgradeHandler,
 } from './backend/node-adapter.js';
 export { toFetch, toNodeHandler, type PortableOptions } from './backend/portable.js';
-export { TsgiWebSocket, type WebSocketOptions } from './backend/websocket.js';
+import { type TsgiWebSocket as AppWebSocket, tsgiWebSocketClass } from './backend/websocket.js';
+export type { WebSocketOptions } from './backend/websocket.js';
+/** ws's WebSocket with an async iterator of messages, as environ['tsgi.websocket']() returns it. */
+export const TsgiWebSocket = tsgiWebSocketClass();
+export type TsgiWebSocket = AppWebSocket;
 export { onDrain, type DrainNotice } from './backend/draining.js';
 export { CloseCode } from './common/ws-frames.js';
 export { InputStream } from './backend/input.js';

@@ -3,13 +3,13 @@
 // lets them finish. Each server says how a connection is served (serve) and what a graceful
 // stop tells its peers first (beforeDrain).
 import { createServer, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Address } from '../common/address.js';
 import { guardAccept, type AcceptGuard } from '../common/accept-guard.js';
 import { rawAccept, type RawStream } from '../common/raw-stream.js';
 import { closeListener, formatAddress, listenOn, listenOnDescriptor } from '../common/listen.js';
 import type { Logger } from '../common/log.js';
-import { type TlsContext, tlsReason } from '../common/tls.js';
+import { nodeTls, type TlsContext, tlsReason } from '../common/tls.js';
 import type { Linked } from '../common/linked-set.js';
 import { RequestTracker, type Tracked } from './tracker.js';
 
@@ -55,7 +55,7 @@ export abstract class SocketListener<T extends Tracked & Linked<T>> {
     if (tls !== null) {
       // The front's certificate is checked here, not by node:tls's rejectUnauthorized (which closes
       // without saying why), so that the log says which front was refused and for what.
-      const server = createTlsServer({
+      const server = nodeTls().createServer({
         ...tls.options, requestCert: true, rejectUnauthorized: false, handshakeTimeout: opts.handshakeTimeoutMs ?? 10_000,
       }, (socket) => {
         if (socket.authorized) {

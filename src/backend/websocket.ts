@@ -1,7 +1,12 @@
 // WebSockets for gateway and fetch-style apps, framed by the `ws` library: environ['tsgi.websocket']()
 // accepts the handshake of an upgrade request and returns the WebSocket (ws's, WHATWG-style:
 // send, close, addEventListener / onmessage…, plus an async iterator of messages).
-import { WebSocket, WebSocketServer, type ServerOptions } from 'ws';
+//
+// `ws` is loaded by the first WebSocket, not when `tsgi serve` starts: with https and tls, which
+// it brings, it is most of the 0.7 MiB of heap (6.95 → 6.26 MiB) that a serve process without
+// WebSockets or TLS no longer carries, nor marks in each of its major collections.
+import { createRequire } from 'node:module';
+import type { WebSocket, WebSocketServer, ServerOptions } from 'ws';
 import { TsgiError } from '../protocol/errors.js';
 import { makeRequest } from './node-request.js';
 import type { TunnelSocket } from './tunnel.js';
@@ -9,6 +14,14 @@ import type { Environ, WebSocketOptions } from './types.js';
 
 export type { WebSocketOptions };
 
+type WsLibrary = typeof import('ws');
+let library: WsLibrary | undefined;
+const load = createRequire(import.meta.url);
+
+/** The `ws` library, loaded on first use (its CommonJS build: a require is synchronous). */
+function wsLibrary(): WsLibrary {
+  return library ??= load('ws') as WsLibrary;
+}
 
 /** Messages queued by an async iterator that is not being read: past this, the socket is paused. */
 const ITERATOR_HIGH_WATER = 16;
@@ -19,10 +32,20 @@ const EMPTY = Buffer.alloc(0);
  * also be read with `for await (const message of ws)`: text as a string, binary as a Buffer.
  * The loop ends when the WebSocket closes.
  */
-export class TsgiWebSocket extends WebSocket {
-  [Symbol.asyncIterator](): AsyncIterableIterator<string | Buffer> {
-    return new MessageIterator(this);
-  }
+export interface TsgiWebSocket extends WebSocket {
+  [Symbol.asyncIterator](): AsyncIterableIterator<string | Buffer>;
+}
+
+type TsgiWebSocketClass = (new (...args: ConstructorParameters<typeof WebSocket>) => TsgiWebSocket) & typeof WebSocket;
+let tsgiClass: TsgiWebSocketClass | undefined;
+
+/** The TsgiWebSocket class (ws's WebSocket with the iterator), made when `ws` is first loaded. */
+export function tsgiWebSocketClass(): TsgiWebSocketClass {
+  return tsgiClass ??= class TsgiWebSocket extends wsLibrary().WebSocket {
+    [Symbol.asyncIterator](): AsyncIterableIterator<string | Buffer> {
+      return new MessageIterator(this);
+    }
+  };
 }
 
 class MessageIterator implements AsyncIterableIterator<string | Buffer> {
@@ -47,7 +70,7 @@ class MessageIterator implements AsyncIterableIterator<string | Buffer> {
     this.#ws = ws;
     ws.on('message', this.#onMessage);
     ws.on('close', this.#onClose);
-    if (ws.readyState === WebSocket.CLOSED) this.#end();
+    if (ws.readyState === ws.CLOSED) this.#end();
   }
 
   [Symbol.asyncIterator](): this {
@@ -91,7 +114,7 @@ function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
 let shared: WebSocketServer | null = null;
 
 function sharedServer(): WebSocketServer {
-  return shared ??= new WebSocketServer({ noServer: true, clientTracking: false, WebSocket: TsgiWebSocket, perMessageDeflate: false });
+  return shared ??= new (wsLibrary().WebSocketServer)({ noServer: true, clientTracking: false, WebSocket: tsgiWebSocketClass(), perMessageDeflate: false });
 }
 
 function serverFor(options: WebSocketOptions | undefined, premade: TsgiWebSocket | null): WebSocketServer {
@@ -99,7 +122,7 @@ function serverFor(options: WebSocketOptions | undefined, premade: TsgiWebSocket
   const opts: ServerOptions = {
     noServer: true, clientTracking: false, perMessageDeflate: options?.perMessageDeflate === true,
     // A WebSocket made before the handshake (fetch-style upgradeWebSocket) is the one it opens.
-    WebSocket: premade === null ? TsgiWebSocket : (function Premade() { return premade; }) as never,
+    WebSocket: premade === null ? tsgiWebSocketClass() : (function Premade() { return premade; }) as never,
   };
   if (options?.maxPayload !== undefined) opts.maxPayload = options.maxPayload;
   const protocol = options?.protocol;
@@ -109,12 +132,13 @@ function serverFor(options: WebSocketOptions | undefined, premade: TsgiWebSocket
   } else {
     opts.handleProtocols = () => false;
   }
-  return new WebSocketServer(opts);
+  return new (wsLibrary().WebSocketServer)(opts);
 }
 
 /** A WebSocket made ahead of its handshake, CONNECTING until it (fetch-style upgradeWebSocket). */
 export function premadeWebSocket(): TsgiWebSocket {
   // ws's server defaults (autoPong, the close timeout), as the handshake would give it.
+  const TsgiWebSocket = tsgiWebSocketClass();
   return new TsgiWebSocket(null as never, undefined, (sharedServer() as unknown as { options: object }).options as never);
 }
 

@@ -4,12 +4,12 @@
 // A backend's own socket (tsgi serve --control) lists, scales and reloads its workers, for
 // `tsgi ctl` alone.
 import { connect, createServer, isIP, type Server, type Socket } from 'node:net';
-import { checkServerIdentity, connect as connectTls, type PeerCertificate } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import { TsgiError } from '../protocol/errors.js';
 import { parseAddress } from './address.js';
 import { closeListener, listenOn } from './listen.js';
 import type { Logger } from './log.js';
-import { type TlsContext, tlsReason } from './tls.js';
+import { nodeTls, type TlsContext, tlsReason } from './tls.js';
 
 /** list, add, drain, remove: a front's. list, scale, reload: a backend's. */
 export type ControlOp = 'list' | 'add' | 'drain' | 'remove' | 'scale' | 'reload';
@@ -143,6 +143,7 @@ function dial(path: string, tls: TlsContext | null): Socket {
   if (!path.startsWith('tls:')) return connect(path);
   const a = parseAddress(path, '--register', true);
   if (a.kind !== 'tcp' || tls === null) throw new TsgiError('TSGI_ERR_CONFIG', `${path}: registration over TCP needs --tls-cert, --tls-key and --tls-ca`);
+  const { checkServerIdentity, connect: connectTls } = nodeTls();
   return connectTls({
     host: a.host, port: a.port, secureContext: tls.context, servername: isIP(a.host) === 0 ? a.host : undefined,
     checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(a.host, cert),

@@ -239,6 +239,17 @@ apis('a Hono app with upgradeWebSocket from tsgi/hono: welcome, then echo of tex
   assert.is((await within(c.closed, 'the close')).code, 1000);
 });
 
+apis('ws and node:tls are loaded by the first WebSocket, not when tsgi serve starts', async (ctx) => {
+  const url = `http://127.0.0.1:${ctx.fronts['ws-gateway.js']!.port}/loaded`;
+  assert.equal(await (await fetch(url)).json(), { ws: false, tls: false }, 'a serve process without WebSockets or TLS');
+  const c = await openWs(`ws://127.0.0.1:${ctx.fronts['ws-gateway.js']!.port}/ws`, ['echo']);
+  c.ws.send('hello');
+  assert.is((await c.next('the echo')).data.toString(), 'HELLO');
+  c.ws.close(1000);
+  await within(c.closed, 'the close');
+  assert.is(((await (await fetch(url)).json()) as { ws: boolean }).ws, true, 'ws, once a WebSocket was accepted');
+});
+
 apis('a gateway app with tsgi.websocket: the subprotocol, upper-cased echo, the app\'s close 4000', async (ctx) => {
   const c = await openWs(`ws://127.0.0.1:${ctx.fronts['ws-gateway.js']!.port}/ws`, ['echo']);
   assert.is(c.ws.protocol, 'echo');
