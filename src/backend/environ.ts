@@ -70,13 +70,17 @@ const kSignal = Symbol('tsgi.signalSource');
  * space, so every request left old-space garbage (measured: 2.2 µs per environ and a
  * mark-compact every ~0.5 s under load, against 0.5 µs and none).
  */
-const SIGNAL_PROPERTY: PropertyDescriptor = {
-  get(this: { [kSignal]: { readonly signal: AbortSignal } }): AbortSignal {
-    return this[kSignal].signal;
-  },
-  enumerable: true,
-  configurable: true,
-};
+function signalGetter(this: { [kSignal]: { readonly signal: AbortSignal } }): AbortSignal {
+  return this[kSignal].signal;
+}
+
+/**
+ * Object.prototype.__defineGetter__ (ECMAScript Annex B) makes the same property as
+ * defineProperty with `{ get, enumerable: true, configurable: true }`, without reading a
+ * descriptor object: about 500 fewer instructions per request behind nginx's uwsgi_pass
+ * (callgrind, runs at the same request rate: 44.2–44.3k → 43.8k; without the accessor, 42.4k).
+ */
+type DefinesGetters = { __defineGetter__(key: string, get: (this: never) => unknown): void };
 
 /**
  * A new environ with every key both builders set, in one shape (the CGI keys empty, to be
@@ -104,7 +108,7 @@ function newEnviron(ctx: EnvironContext, scheme: string, headers: string[]): Env
     'tsgi.headers': headers,
     [kSignal]: ctx.signal,
   } as unknown as Environ;
-  Object.defineProperty(environ, 'tsgi.signal', SIGNAL_PROPERTY);
+  (environ as unknown as DefinesGetters).__defineGetter__('tsgi.signal', signalGetter);
   if (scheme === 'https') environ.HTTPS = 'on';
   return environ;
 }
