@@ -1,6 +1,7 @@
 // The tsgi package: the gateway types for application authors, the two programs as functions
 // for embedding — serve() a backend, front() an HTTP front — and adapters both ways: other
 // apps in (fromFetch, fromNodeHandler), a gateway app out to node:http and fetch servers.
+import { type TsgiWebSocket as AppWebSocket, tsgiWebSocketClass } from './backend/websocket.js';
 export type {
   Application, AppResult, Chunk, Environ, ErrorStream, FetchHandler, StartResponse, Write,
 } from './backend/types.js';
@@ -11,7 +12,6 @@ export {
   fromHttpServer, fromNodeHandler, type NodeHandler, type NodeHandlerOptions, type UpgradeHandler,
 } from './backend/node-adapter.js';
 export { toFetch, toNodeHandler, type PortableOptions } from './backend/portable.js';
-import { type TsgiWebSocket as AppWebSocket, tsgiWebSocketClass } from './backend/websocket.js';
 export type { WebSocketOptions } from './backend/websocket.js';
 /** ws's WebSocket with an async iterator of messages, as environ['tsgi.websocket']() returns it. */
 export const TsgiWebSocket = tsgiWebSocketClass();

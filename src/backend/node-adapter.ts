@@ -5,16 +5,16 @@
 // are written or parsed, the head goes to startResponse, and write() reports backpressure.
 import { type IncomingMessage, STATUS_CODES, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
-import { createRequire } from 'node:module';
 import { Server as NetServer } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { onFirstUse } from '../common/load-on-use.js';
 import { GatewayError, TsgiError } from '../protocol/errors.js';
 import { HOP_BY_HOP } from './gateway.js';
 import { PeerSocket, type Req, kState, makeRequest } from './node-request.js';
 import type { Application, Environ, ErrorStream, StartResponse, Write } from './types.js';
 import type { InputStream } from './input.js';
 
-const load = createRequire(import.meta.url);
+const nodeHttps = onFirstUse<typeof import('node:https')>('node:https');
 
 /** A (req, res) handler, as node:http's createServer takes. */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
@@ -522,7 +522,7 @@ export function isHttpServer(x: unknown): x is HttpServer | HttpsServer {
   // node:https is asked for only when x is some other server: the app that made an https.Server
   // has loaded it already, and a process without one does not load it for this check.
   return x instanceof HttpServer
-    || (x instanceof NetServer && x instanceof (load('node:https') as typeof import('node:https')).Server);
+    || (x instanceof NetServer && x instanceof nodeHttps().Server);
 }
 
 /** An Express or Connect app: a function with handle(), use() and listen() (never guessed by arity). */

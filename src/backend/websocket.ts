@@ -5,8 +5,8 @@
 // `ws` is loaded by the first WebSocket, not when `tsgi serve` starts: with https and tls, which
 // it brings, it is most of the 0.7 MiB of heap (6.95 → 6.26 MiB) that a serve process without
 // WebSockets or TLS no longer carries, nor marks in each of its major collections.
-import { createRequire } from 'node:module';
 import type { WebSocket, WebSocketServer, ServerOptions } from 'ws';
+import { onFirstUse } from '../common/load-on-use.js';
 import { TsgiError } from '../protocol/errors.js';
 import { makeRequest } from './node-request.js';
 import type { TunnelSocket } from './tunnel.js';
@@ -14,14 +14,8 @@ import type { Environ, WebSocketOptions } from './types.js';
 
 export type { WebSocketOptions };
 
-type WsLibrary = typeof import('ws');
-let library: WsLibrary | undefined;
-const load = createRequire(import.meta.url);
-
-/** The `ws` library, loaded on first use (its CommonJS build: a require is synchronous). */
-function wsLibrary(): WsLibrary {
-  return library ??= load('ws') as WsLibrary;
-}
+/** The `ws` library (its CommonJS build), loaded by the first WebSocket. */
+const wsLibrary = onFirstUse<typeof import('ws')>('ws');
 
 /** Messages queued by an async iterator that is not being read: past this, the socket is paused. */
 const ITERATOR_HIGH_WATER = 16;

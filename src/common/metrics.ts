@@ -1,22 +1,17 @@
 // Metrics that cost a few array increments per request: plain counters and a fixed-bucket
 // histogram updated on the hot path, turned into Prometheus series only when scraped, through
 // metric objects a prom-client Registry (and AggregatorRegistry.aggregate) accepts as its own.
-import { createRequire } from 'node:module';
 import type { Metric, Registry } from 'prom-client';
 import { acceptErrors } from './accept-guard.js';
+import { onFirstUse } from './load-on-use.js';
 import { logWriteErrors } from './log.js';
-
-let prom: typeof import('prom-client') | null = null;
 
 /**
  * prom-client, loaded on first use (--admin), not at start: merely loading it (it pulls in
  * https, zlib, cluster and perf_hooks) was measured to cost the front several µs of CPU per
  * request with no --admin at all.
  */
-export function promClient(): typeof import('prom-client') {
-  prom ??= createRequire(import.meta.url)('prom-client') as typeof import('prom-client');
-  return prom;
-}
+export const promClient = onFirstUse<typeof import('prom-client')>('prom-client');
 
 export type MetricType = 'counter' | 'gauge' | 'histogram';
 

@@ -2,22 +2,18 @@
 // read into a secure context (again on SIGHUP: a failed reload keeps the old one), the options
 // each side hands node:tls, and how a failed handshake is told from any other socket error.
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import type * as NodeTls from 'node:tls';
 import type { SecureContext, SecureContextOptions } from 'node:tls';
 import { ConfigError } from '../protocol/errors.js';
+import { onFirstUse } from './load-on-use.js';
 import type { Logger } from './log.js';
-
-const requireBuiltin = createRequire(import.meta.url);
 
 /**
  * node:tls, loaded by the first TLS context, listener or connection: a process that uses no TLS
  * does not carry it (with the modules it brings, about 0.8 MiB of heap that every major
  * collection would mark).
  */
-export function nodeTls(): typeof NodeTls {
-  return requireBuiltin('node:tls') as typeof NodeTls;
-}
+export const nodeTls = onFirstUse<typeof NodeTls>('node:tls');
 
 export interface TlsFiles {
   cert: string;

@@ -3,8 +3,8 @@
 // sibling, then hands the file to `send` (ETag, Last-Modified, 304, Range, HEAD, streaming).
 import { constants, realpath, realpathSync, stat, statSync, type ReadStream, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
-import { createRequire } from 'node:module';
 import type send from 'send';
+import { onFirstUse } from '../../common/load-on-use.js';
 import type { Logger } from '../../common/log.js';
 import type { StaticMount } from '../../common/options.js';
 import { ConfigError, TsgiError, errorResponse, httpStatusForCode, statusResponse, type ErrorResponse, type TsgiErrorCode } from '../../protocol/errors.js';
@@ -45,14 +45,8 @@ export interface StaticOptions {
  * loading them (mime-types' database especially) was measured to make the front's hello
  * requests cost several µs more CPU (more old-space garbage per request) with no mounts at all.
  */
-let libs: { send: typeof send; contentType: (type: string) => string | false } | null = null;
-function loadLibs(): NonNullable<typeof libs> {
-  if (libs === null) {
-    const require = createRequire(import.meta.url);
-    libs = { send: require('send') as typeof send, contentType: (require('mime-types') as { contentType: (t: string) => string | false }).contentType };
-  }
-  return libs;
-}
+const sendLibrary = onFirstUse<typeof send>('send');
+const mimeTypes = onFirstUse<{ contentType: (type: string) => string | false }>('mime-types');
 
 const SEND_OPTIONS: send.SendOptions & { flags: number } = {
   acceptRanges: true, cacheControl: true, maxAge: 0, etag: true, lastModified: true,
@@ -81,7 +75,8 @@ export class StaticFiles {
   }
 
   constructor(mounts: readonly StaticMount[], opts: StaticOptions) {
-    loadLibs(); // at start, not on the first request
+    sendLibrary(); // at start, not on the first request
+    mimeTypes();
     const seen = new Set<string>();
     this.mounts = mounts.map(({ prefix, dir }) => {
       if (seen.has(prefix)) throw new ConfigError(`--static: the prefix '${prefix}' is given twice`);
@@ -172,7 +167,7 @@ export class StaticFiles {
     } else if (!found.stats.isFile() || rawPath.endsWith('/')) {
       return this.#refuse(req, res, 'TSGI_ERR_STATIC_NOT_FOUND', 'not a regular file', false);
     }
-    res.setHeader('Content-Type', loadLibs().contentType(extension(typeName)) || 'application/octet-stream');
+    res.setHeader('Content-Type', mimeTypes().contentType(extension(typeName)) || 'application/octet-stream');
     let file = found.file;
     const acceptEncoding = req.headers['accept-encoding'];
     if (acceptEncoding !== undefined) {
@@ -196,7 +191,7 @@ export class StaticFiles {
     }
     state.file = file;
     if (res.destroyed) return; // the client left while the disk was asked
-    const stream = loadLibs().send(req as never, encodeFilePath(file), SEND_OPTIONS);
+    const stream = sendLibrary()(req as never, encodeFilePath(file), SEND_OPTIONS);
     stream.on('error', (err: { status?: number; headers?: Record<string, string>; message: string }) => {
       const status = err.status ?? 500;
       if (status === 500) this.#log.error(`static ${req.method} ${req.url}: ${err.message}`, err);
